@@ -1,0 +1,62 @@
+package chat
+
+import "context"
+
+// Topic and group names. The persist group is shared by every instance so each
+// message is stored once; the fan-out group is one per instance so each
+// instance sees every message (a shared fan-out group would give each instance
+// only part of them).
+const (
+	DefaultTopicSend    = "send_msg"
+	DefaultTopicReceive = "receive_msg"
+	GroupPersist        = "parley-persist"
+	GroupFanoutPrefix   = "parley-fanout-"
+)
+
+// Record is one bus record. Key is the room, so a room's records stay in one
+// partition and in order.
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+}
+
+// Bus is a partitioned, replayable log with consumer groups: Kafka's model.
+// Consumers in one group share a topic's partitions (each record reaches one of
+// them); distinct groups each get every record.
+type Bus interface {
+	// Publish appends records to topic and returns once the bus holds them
+	// durably (for Kafka: acknowledged by all in-sync replicas).
+	Publish(ctx context.Context, topic string, recs ...Record) error
+	// Consume joins group on topic.
+	Consume(ctx context.Context, cfg ConsumerConfig) (Consumer, error)
+	// Ping reports whether the bus answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ConsumerConfig says what to consume. The zero StartAtLatest means a group
+// with no committed offset starts at the earliest retained record.
+type ConsumerConfig struct {
+	Topic string
+	Group string
+	// StartAtLatest makes a group with no committed offset start at the end of
+	// the log: a new fan-out consumer must not replay the retained backlog.
+	StartAtLatest bool
+}
+
+// Consumer reads one group's share of a topic. Records of one partition come
+// in offset order. A record not committed is delivered again after a
+// rebalance or restart.
+type Consumer interface {
+	// Fetch blocks until at least one record is available and returns up to
+	// max records that are available now.
+	Fetch(ctx context.Context, max int) ([]Record, error)
+	// Commit marks recs, and everything before them in their partitions, done.
+	Commit(ctx context.Context, recs []Record) error
+	// Ready reports whether the consumer is assigned partitions and reading.
+	Ready() bool
+	Close() error
+}

@@ -1,0 +1,80 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Fanout consumes the receive topic in this instance's own group and hands
+// each stored message to the local hub. The group must be this instance's
+// alone: in a shared group each instance would get only part of the messages.
+type Fanout struct {
+	Bus   Bus
+	Topic string
+	// Group is GroupFanoutPrefix + the instance id.
+	Group string
+	Hub   *Hub
+	Log   *slog.Logger
+
+	consumer atomic.Pointer[consumerBox]
+}
+
+type consumerBox struct{ c Consumer }
+
+// Run consumes until ctx ends. A new group starts at the end of the log: a
+// fresh instance has no clients to owe the backlog to, and clients that
+// reconnect close their own gaps with join's after.
+func (f *Fanout) Run(ctx context.Context) error {
+	var c Consumer
+	for {
+		var err error
+		c, err = f.Bus.Consume(ctx, ConsumerConfig{Topic: f.Topic, Group: f.Group, StartAtLatest: true})
+		if err == nil {
+			break
+		}
+		f.Log.Warn("fanout: consume failed; retrying", "err", err)
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+	f.consumer.Store(&consumerBox{c})
+	defer c.Close()
+	for {
+		recs, err := c.Fetch(ctx, 1000)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			f.Log.Warn("fanout: fetch", "err", err)
+			if !sleep(ctx, 500*time.Millisecond) {
+				return nil
+			}
+			continue
+		}
+		msgs := make([]Message, 0, len(recs))
+		for _, r := range recs {
+			var m Message
+			if err := json.Unmarshal(r.Value, &m); err != nil || m.Seq <= 0 {
+				f.Log.Error("fanout: undecodable record skipped", "offset", r.Offset, "err", err)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		f.Hub.Deliver(msgs)
+		// Delivery is at most once per instance by design (a subscription's
+		// cursor drops repeats and reads skipped seqs from the store), so a
+		// failed commit costs only a redelivery that is dropped.
+		if err := c.Commit(ctx, recs); err != nil && ctx.Err() == nil {
+			f.Log.Warn("fanout: commit", "err", err)
+		}
+	}
+}
+
+// Ready reports whether the fan-out consumer is assigned and reading.
+func (f *Fanout) Ready() bool {
+	b := f.consumer.Load()
+	return b != nil && b.c.Ready()
+}

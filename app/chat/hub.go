@@ -1,0 +1,326 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Event is one stored message on its way to local connections. It is encoded
+// once per fan-out, lazily per transport, and shared by every receiver.
+type Event struct {
+	Msg     Message
+	json    []byte
+	wsOnce  sync.Once
+	ws      []byte
+	sseOnce sync.Once
+	sse     []byte
+}
+
+// NewEvent encodes m for delivery.
+func NewEvent(m Message) *Event {
+	b, _ := json.Marshal(m) // a Message always encodes
+	return &Event{Msg: m, json: b}
+}
+
+// WSFrame is the WebSocket frame: {"type":"message", ...the message fields}.
+func (e *Event) WSFrame() []byte {
+	e.wsOnce.Do(func() {
+		e.ws = make([]byte, 0, len(e.json)+17)
+		e.ws = append(e.ws, `{"type":"message",`...)
+		e.ws = append(e.ws, e.json[1:]...)
+	})
+	return e.ws
+}
+
+// SSEFrame is the Server-Sent Event, its id the seq so that EventSource's
+// Last-Event-ID is the resume point.
+func (e *Event) SSEFrame() []byte {
+	e.sseOnce.Do(func() {
+		b := make([]byte, 0, len(e.json)+48)
+		b = append(b, "id: "...)
+		b = strconv.AppendInt(b, e.Msg.Seq, 10)
+		b = append(b, "\nevent: message\ndata: "...)
+		b = append(b, e.json...)
+		e.sse = append(b, "\n\n"...)
+	})
+	return e.sse
+}
+
+// Sink is one local connection as the hub sees it. Implementations own a
+// bounded queue drained by exactly one writer goroutine.
+type Sink interface {
+	// Joined queues the answer to a join; it comes before any message of the
+	// room. It may wait for room in the queue.
+	Joined(ctx context.Context, room string, lastSeq int64) error
+	// Deliver queues a live message without blocking. When the queue is full
+	// the sink cuts its client off as too slow and returns false: one slow
+	// reader must never hold up the others.
+	Deliver(ev *Event) bool
+	// Replay queues a message read from the store, waiting for room in the
+	// queue, so a long catch-up is paced by the client rather than cut off.
+	Replay(ctx context.Context, ev *Event) error
+}
+
+// Hub tracks which local connections are joined to which rooms and delivers
+// the fan-out stream to them. Each (connection, room) subscription keeps a
+// cursor, the last seq it delivered, which makes delivery exactly once and in
+// seq order even when the stream repeats itself or skips: a repeat is
+// dropped, a skip is filled from the store before going on.
+type Hub struct {
+	store   Store
+	log     *slog.Logger
+	metrics *Metrics
+
+	mu    sync.RWMutex
+	rooms map[string]map[*Subscription]struct{}
+}
+
+// NewHub returns a hub that reads missed messages from store.
+func NewHub(store Store, log *slog.Logger, metrics *Metrics) *Hub {
+	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{})}
+}
+
+// Deliver hands stored messages from the fan-out stream to every local
+// subscription of their rooms. It never blocks on a connection.
+func (h *Hub) Deliver(msgs []Message) {
+	now := time.Now()
+	for _, m := range msgs {
+		h.metrics.observeEndToEnd(m.TS, now)
+		ev := NewEvent(m)
+		h.mu.RLock()
+		for s := range h.rooms[m.Room] {
+			s.offer(ev)
+		}
+		h.mu.RUnlock()
+	}
+}
+
+// Rooms reports how many rooms have local subscribers.
+func (h *Hub) Rooms() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.rooms)
+}
+
+// Join subscribes sink to room. The sink first gets Joined with the room's
+// last seq; then, when hasAfter, every stored message with seq > after; then
+// live messages — with no gap and no duplicate at the seam, because live
+// messages that arrive during the replay wait in the subscription until the
+// replay has reached them.
+func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool, sink Sink) (*Subscription, error) {
+	s := &Subscription{hub: h, room: room, sink: sink, catchingUp: true}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// Subscribe before reading the store's last seq, so that every message
+	// stored after that read is seen live.
+	h.add(s)
+	last, err := h.joinRoom(ctx, room)
+	if err == nil {
+		err = sink.Joined(ctx, room, last)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cursor = last
+	if hasAfter && after < last {
+		s.cursor = after
+	}
+	s.done = make(chan struct{})
+	go s.catchUp(s.done)
+	s.mu.Unlock()
+	return s, nil
+}
+
+func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
+	if err := h.store.EnsureRoom(ctx, room); err != nil {
+		return 0, err
+	}
+	return h.store.LastSeq(ctx, room)
+}
+
+func (h *Hub) add(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.rooms[s.room]
+	if subs == nil {
+		subs = make(map[*Subscription]struct{})
+		h.rooms[s.room] = subs
+	}
+	subs[s] = struct{}{}
+}
+
+func (h *Hub) remove(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	subs := h.rooms[s.room]
+	delete(subs, s)
+	if len(subs) == 0 {
+		delete(h.rooms, s.room)
+	}
+}
+
+// Tuning of a subscription's catch-up.
+const (
+	replayPage = 200
+	// maxPending bounds the live messages held while a subscription catches
+	// up; past it they are dropped and read from the store instead.
+	maxPending = 1024
+)
+
+// Subscription is one connection joined to one room.
+type Subscription struct {
+	hub    *Hub
+	room   string
+	sink   Sink
+	ctx    context.Context // ends catch-up when the subscription closes
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	cursor     int64 // last seq handed to the sink
+	catchingUp bool  // a catch-up goroutine owns delivery; live messages wait in pending
+	pending    []*Event
+	overflow   bool
+	closed     bool
+	done       chan struct{} // closed when the current catch-up goroutine ends
+}
+
+// Room is the subscription's room.
+func (s *Subscription) Room() string { return s.room }
+
+// offer takes one live message from the hub.
+func (s *Subscription) offer(ev *Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.catchingUp {
+		if len(s.pending) < maxPending {
+			s.pending = append(s.pending, ev)
+		} else {
+			s.overflow = true
+		}
+		return
+	}
+	switch seq := ev.Msg.Seq; {
+	case seq <= s.cursor:
+		// Already delivered: a redelivery from the bus or an idempotent resend.
+	case seq == s.cursor+1:
+		if s.sink.Deliver(ev) {
+			s.cursor = seq
+			s.hub.metrics.delivered(1)
+		}
+	default:
+		// A gap: the stream skipped messages (a lagging consumer, a restart).
+		// Fill it from the store before delivering anything newer.
+		s.catchingUp = true
+		s.pending = append(s.pending[:0], ev)
+		s.done = make(chan struct{})
+		go s.catchUp(s.done)
+	}
+}
+
+// catchUp replays stored messages after the cursor, then hands over to live
+// delivery once the messages that arrived meanwhile continue the sequence.
+func (s *Subscription) catchUp(done chan struct{}) {
+	defer close(done)
+	for {
+		s.mu.Lock()
+		cursor := s.cursor
+		s.mu.Unlock()
+		page, err := s.hub.store.Messages(s.ctx, s.room, Query{Kind: After, Seq: cursor, Limit: replayPage})
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.hub.log.Warn("hub: catch-up read failed; retrying", "room", s.room, "err", err)
+			if !sleep(s.ctx, 500*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		more := page.HasMore
+		for _, m := range page.Messages {
+			if m.Seq != cursor+1 {
+				// The store's seqs are gapless; should a read ever show a hole,
+				// wait and read again rather than spin.
+				more = false
+				break
+			}
+			if err := s.sink.Replay(s.ctx, NewEvent(m)); err != nil {
+				return
+			}
+			cursor = m.Seq
+			s.hub.metrics.delivered(1)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		s.cursor = cursor
+		if more {
+			s.mu.Unlock()
+			continue
+		}
+		if s.drainPendingLocked() {
+			s.catchingUp = false
+			s.pending = nil
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		// The live messages do not yet continue from the store's end; give the
+		// store a moment to show what the stream already carried.
+		if !sleep(s.ctx, 20*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// drainPendingLocked delivers the held live messages that continue the
+// cursor. It reports false when a gap or an overflow remains, keeping what
+// lies beyond the gap.
+func (s *Subscription) drainPendingLocked() bool {
+	if s.overflow {
+		s.overflow = false
+		s.pending = s.pending[:0]
+		return false
+	}
+	slices.SortFunc(s.pending, func(a, b *Event) int { return int(a.Msg.Seq - b.Msg.Seq) })
+	for i, ev := range s.pending {
+		switch seq := ev.Msg.Seq; {
+		case seq <= s.cursor:
+		case seq == s.cursor+1:
+			if !s.sink.Deliver(ev) {
+				return true // the sink is cutting its client off; nothing more to do
+			}
+			s.cursor = seq
+			s.hub.metrics.delivered(1)
+		default:
+			s.pending = append(s.pending[:0], s.pending[i:]...)
+			return false
+		}
+	}
+	return true
+}
+
+// Close leaves the room. It waits for a running catch-up to end, so nothing
+// of this subscription reaches the sink after Close returns.
+func (s *Subscription) Close() {
+	s.hub.remove(s)
+	s.mu.Lock()
+	s.closed = true
+	done := s.done
+	s.mu.Unlock()
+	s.cancel()
+	if done != nil {
+		<-done
+	}
+}

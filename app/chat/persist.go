@@ -1,0 +1,181 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Persister is the persist stage: it consumes the send topic in the group
+// shared by every instance, stores each message with its room's next seq and
+// republishes the stored message to the receive topic. It commits only after
+// both the store and the publish succeeded, so a crash in between means the
+// batch is fetched again; the store's idempotency on (room, id) makes that
+// redelivery harmless.
+type Persister struct {
+	Bus          Bus
+	Store        Store
+	TopicSend    string
+	TopicReceive string
+	Log          *slog.Logger
+	Metrics      *Metrics
+	// BatchMax bounds the records taken in one fetch (and one store write).
+	BatchMax int
+	// Drain, once closed, makes Run return as soon as the topic has nothing
+	// more to give. Shutdown closes it after the last client send, so that the
+	// in-process bus, which is not durable, is emptied into the store first.
+	Drain <-chan struct{}
+}
+
+// Run consumes until ctx ends. Store or bus failures pause the stage with
+// backoff; nothing is committed until they recover.
+func (p *Persister) Run(ctx context.Context) error {
+	c, err := p.Bus.Consume(ctx, ConsumerConfig{Topic: p.TopicSend, Group: GroupPersist})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	max := p.BatchMax
+	if max <= 0 {
+		max = 500
+	}
+	for {
+		recs, err := p.fetch(ctx, c, max)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, errDrained) {
+				return nil
+			}
+			p.Log.Warn("persist: fetch", "err", err)
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		if err := p.handle(ctx, c, recs); err != nil {
+			// Only ctx ending gets here: handle retries everything else.
+			return nil
+		}
+	}
+}
+
+var errDrained = errors.New("drained")
+
+// fetch is Consumer.Fetch that, once Drain is closed, gives up after a short
+// wait for more records.
+func (p *Persister) fetch(ctx context.Context, c Consumer, max int) ([]Record, error) {
+	if !isClosed(p.Drain) {
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if p.Drain != nil {
+			go func() {
+				select {
+				case <-p.Drain:
+					cancel()
+				case <-fctx.Done():
+				}
+			}()
+		}
+		recs, err := c.Fetch(fctx, max)
+		if err == nil || ctx.Err() != nil || !isClosed(p.Drain) {
+			return recs, err
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	recs, err := c.Fetch(fctx, max)
+	if err != nil && ctx.Err() == nil && fctx.Err() != nil {
+		return nil, errDrained
+	}
+	return recs, err
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle stores, republishes and commits one fetched batch, retrying each
+// step until it succeeds or ctx ends.
+func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error {
+	start := time.Now()
+	msgs := make([]Message, 0, len(recs))
+	for _, r := range recs {
+		var m Message
+		if err := json.Unmarshal(r.Value, &m); err != nil || m.Room == "" || m.ID == "" {
+			// A record no handler of ours could have written: keeping it
+			// would block the partition forever, so it is logged and skipped.
+			p.Log.Error("persist: undecodable record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		m.Seq = 0
+		msgs = append(msgs, m)
+	}
+	var stored []Message
+	if len(msgs) > 0 {
+		if err := retry(ctx, p.Log, "persist: store", func() error {
+			var err error
+			stored, err = p.Store.Append(ctx, msgs)
+			return err
+		}); err != nil {
+			return err
+		}
+		out := make([]Record, len(stored))
+		for i, m := range stored {
+			v, _ := json.Marshal(m)
+			out[i] = Record{Key: []byte(m.Room), Value: v}
+		}
+		if err := retry(ctx, p.Log, "persist: publish", func() error {
+			return p.Bus.Publish(ctx, p.TopicReceive, out...)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := retry(ctx, p.Log, "persist: commit", func() error {
+		return c.Commit(ctx, recs)
+	}); err != nil {
+		return err
+	}
+	p.Metrics.persisted(len(stored), time.Since(start))
+	return nil
+}
+
+// retry calls f with capped exponential backoff until it succeeds or ctx ends.
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn(what+" failed; retrying", "err", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+

@@ -1,0 +1,61 @@
+package chat
+
+import "context"
+
+// Store keeps each room's messages in seq order.
+type Store interface {
+	// Append stores msgs in order, giving each new message its room's next seq
+	// (from 1, gapless). A message whose (room, id) is already stored is not
+	// stored again: the stored one (first text, original seq) is returned in
+	// its place. The result has one message per input, in input order.
+	// A message with an empty Room or ID is an error. Append is safe to
+	// retry: a retried batch gets the same seqs and stores nothing twice.
+	Append(ctx context.Context, msgs []Message) ([]Message, error)
+	// Messages returns one page of a room's history, ascending by seq;
+	// Page.Messages is never nil. q.Limit is at least 1 (handlers enforce
+	// 1-200).
+	Messages(ctx context.Context, room string, q Query) (Page, error)
+	// EnsureRoom records that room exists (rooms come into being on their
+	// first join or message) without changing its messages.
+	EnsureRoom(ctx context.Context, room string) error
+	// LastSeq returns the room's highest seq, 0 for a room never used.
+	LastSeq(ctx context.Context, room string) (int64, error)
+	// Rooms lists every room that exists (joined or written to), in byte
+	// order of name; never nil.
+	Rooms(ctx context.Context) ([]RoomInfo, error)
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// QueryKind chooses a history page's direction.
+type QueryKind int
+
+const (
+	// Latest: the room's last Limit messages.
+	Latest QueryKind = iota
+	// Before: the Limit messages just before seq Seq.
+	Before
+	// After: the Limit messages just after seq Seq.
+	After
+)
+
+// Query asks for one page of history.
+type Query struct {
+	Kind  QueryKind
+	Seq   int64
+	Limit int
+}
+
+// Page is one page of history. HasMore says more messages lie beyond it in the
+// direction asked: older for Latest and Before, newer for After.
+type Page struct {
+	Messages []Message `json:"messages"`
+	HasMore  bool      `json:"has_more"`
+}
+
+// RoomInfo is one entry of the room list.
+type RoomInfo struct {
+	Room    string `json:"room"`
+	LastSeq int64  `json:"last_seq"`
+}

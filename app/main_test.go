@@ -1,0 +1,489 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// These tests run the real program (run, as main calls it) on a free port
+// and speak HTTP, WebSocket and SSE to it, as clients outside would.
+
+type testServer struct {
+	t    *testing.T
+	base string // http://127.0.0.1:port
+	cfg  Config
+	stop context.CancelFunc
+	done chan error
+}
+
+// startServer runs Parley on the embedded default in a temp data dir;
+// edit adjusts the config.
+func startServer(t *testing.T, edit func(*Config)) *testServer {
+	t.Helper()
+	cfg, err := LoadConfig(func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	cfg.ShutdownTimeout = 5 * time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
+	return startWith(t, cfg)
+}
+
+func startWith(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	s := &testServer{t: t, cfg: cfg, stop: cancel, done: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	go func() { s.done <- run(ctx, cfg, log, ready) }()
+	select {
+	case addr := <-ready:
+		s.base = "http://" + addr
+	case err := <-s.done:
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start in 10s")
+	}
+	t.Cleanup(s.shutdown)
+	s.waitReady()
+	return s
+}
+
+func (s *testServer) shutdown() {
+	if s.stop == nil {
+		return
+	}
+	s.stop()
+	s.stop = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("server stopped with error: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		s.t.Error("server did not stop within 20s")
+	}
+}
+
+func (s *testServer) waitReady() {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatal("server not ready in 10s")
+}
+
+// login signs a guest in and returns the token.
+func (s *testServer) login(name string) string {
+	s.t.Helper()
+	status, body := s.do("POST", "/api/session", "", `{"name":"`+name+`"}`)
+	if status != 200 {
+		s.t.Fatalf("login %s: %d %s", name, status, body)
+	}
+	var r struct{ User, Token string }
+	mustJSON(s.t, body, &r)
+	if r.User != name || r.Token == "" {
+		s.t.Fatalf("login answer %s", body)
+	}
+	return r.Token
+}
+
+// do makes a request with an optional bearer token and returns status and body.
+func (s *testServer) do(method, path, token, body string) (int, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+type message struct {
+	Room string `json:"room"`
+	Seq  int64  `json:"seq"`
+	ID   string `json:"id"`
+	User string `json:"user"`
+	Text string `json:"text"`
+	TS   string `json:"ts"`
+}
+
+type page struct {
+	Messages []message `json:"messages"`
+	HasMore  bool      `json:"has_more"`
+}
+
+func (s *testServer) history(token, room, query string) page {
+	s.t.Helper()
+	status, body := s.do("GET", "/api/rooms/"+room+"/messages"+query, token, "")
+	if status != 200 {
+		s.t.Fatalf("history %s%s: %d %s", room, query, status, body)
+	}
+	var p page
+	mustJSON(s.t, body, &p)
+	return p
+}
+
+// waitHistory polls until the room holds n messages (the persist stage is
+// asynchronous to the send's ack).
+func (s *testServer) waitHistory(token, room string, n int) page {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := s.history(token, room, "?limit=200")
+		if len(p.Messages) >= n || time.Now().After(deadline) {
+			return p
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mustJSON(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+}
+
+// apiError checks an /api error answer.
+func apiError(t *testing.T, status int, body []byte, wantStatus int, wantCode string) {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body is not JSON: %q", body)
+	}
+	if status != wantStatus || e.Error.Code != wantCode || e.Error.Message == "" {
+		t.Fatalf("got %d %s, want %d %s", status, body, wantStatus, wantCode)
+	}
+}
+
+// wsClient is a test WebSocket client; frames arrive on a channel.
+type wsClient struct {
+	t      *testing.T
+	conn   *websocket.Conn
+	frames chan map[string]any
+	closed chan struct{}
+	// closeCode is the close code the server sent, once closed is closed.
+	closeCode int
+}
+
+func (s *testServer) dial(token string) *wsClient {
+	s.t.Helper()
+	c, resp, err := s.dialRaw(token, nil)
+	if err != nil {
+		s.t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	return c
+}
+
+func (s *testServer) dialRaw(token string, header http.Header) (*wsClient, *http.Response, error) {
+	u := "ws" + strings.TrimPrefix(s.base, "http") + "/ws"
+	if token != "" {
+		u += "?token=" + url.QueryEscape(token)
+	}
+	conn, resp, err := websocket.DefaultDialer.Dial(u, header)
+	if err != nil {
+		return nil, resp, err
+	}
+	c := &wsClient{t: s.t, conn: conn, frames: make(chan map[string]any, 10000), closed: make(chan struct{})}
+	go c.readLoop()
+	s.t.Cleanup(func() { conn.Close() })
+	return c, resp, nil
+}
+
+func (c *wsClient) readLoop() {
+	defer close(c.closed)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				c.closeCode = ce.Code
+			}
+			return
+		}
+		var f map[string]any
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.t.Errorf("server sent non-JSON frame %q", data)
+			continue
+		}
+		c.frames <- f
+	}
+}
+
+func (c *wsClient) write(v any) {
+	c.t.Helper()
+	var b []byte
+	switch v := v.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		b, _ = json.Marshal(v)
+	}
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// next returns the next frame, failing after timeout.
+func (c *wsClient) next(timeout time.Duration) map[string]any {
+	c.t.Helper()
+	select {
+	case f := <-c.frames:
+		return f
+	case <-c.closed:
+		select {
+		case f := <-c.frames:
+			return f
+		default:
+		}
+		c.t.Fatalf("connection closed (code %d) while waiting for a frame", c.closeCode)
+	case <-time.After(timeout):
+		c.t.Fatal("no frame within", timeout)
+	}
+	return nil
+}
+
+// expect returns the next frame, which must have the given type.
+func (c *wsClient) expect(typ string) map[string]any {
+	c.t.Helper()
+	f := c.next(5 * time.Second)
+	if f["type"] != typ {
+		c.t.Fatalf("got frame %v, want type %q", f, typ)
+	}
+	return f
+}
+
+// quiet asserts that no frame arrives for d.
+func (c *wsClient) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case f := <-c.frames:
+		c.t.Fatalf("unexpected frame %v", f)
+	case <-time.After(d):
+	}
+}
+
+func (c *wsClient) join(room string, after ...int64) int64 {
+	c.t.Helper()
+	f := map[string]any{"type": "join", "room": room}
+	if len(after) > 0 {
+		f["after"] = after[0]
+	}
+	c.write(f)
+	j := c.expect("joined")
+	if j["room"] != room {
+		c.t.Fatalf("joined %v, want room %s", j, room)
+	}
+	return int64(j["last_seq"].(float64))
+}
+
+// messages collects n message frames, failing on any other frame.
+func (c *wsClient) messages(n int) []message {
+	c.t.Helper()
+	out := make([]message, 0, n)
+	for len(out) < n {
+		f := c.next(5 * time.Second)
+		if f["type"] != "message" {
+			c.t.Fatalf("got %v while waiting for message %d of %d", f, len(out)+1, n)
+		}
+		out = append(out, toMessage(f))
+	}
+	return out
+}
+
+func toMessage(f map[string]any) message {
+	b, _ := json.Marshal(f)
+	var m message
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+// sendAcked sends text under id and waits for the ack, skipping nothing.
+func (c *wsClient) sendAcked(room, id, text string) {
+	c.t.Helper()
+	c.write(map[string]any{"type": "send", "room": room, "id": id, "text": text})
+}
+
+func (c *wsClient) waitClose(timeout time.Duration) int {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-c.frames:
+		case <-c.closed:
+			return c.closeCode
+		case <-deadline:
+			c.t.Fatal("connection not closed within", timeout)
+			return 0
+		}
+	}
+}
+
+// sseStream is a test SSE client.
+type sseStream struct {
+	t      *testing.T
+	resp   *http.Response
+	events chan sseEvent
+	cancel context.CancelFunc
+}
+
+type sseEvent struct {
+	ID, Event, Data string
+	Comment         bool
+}
+
+func (s *testServer) sse(token, room, query string, header http.Header) *sseStream {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.base+"/api/rooms/"+room+"/events"+query, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		s.t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		cancel()
+		s.t.Fatalf("sse: %d %s", resp.StatusCode, b)
+	}
+	st := &sseStream{t: s.t, resp: resp, events: make(chan sseEvent, 10000), cancel: cancel}
+	go st.readLoop()
+	s.t.Cleanup(func() { cancel(); resp.Body.Close() })
+	return st
+}
+
+func (st *sseStream) readLoop() {
+	defer close(st.events)
+	r := bufio.NewReader(st.resp.Body)
+	var ev sseEvent
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "":
+			if ev != (sseEvent{}) {
+				st.events <- ev
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, ":"):
+			ev.Comment = true
+		case strings.HasPrefix(line, "id: "):
+			ev.ID = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.Event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.Data = line[6:]
+		}
+	}
+}
+
+// messages collects n message events (skipping retry and comment blocks).
+func (st *sseStream) messages(n int) []message {
+	st.t.Helper()
+	var out []message
+	timeout := time.After(5 * time.Second)
+	for len(out) < n {
+		select {
+		case ev, ok := <-st.events:
+			if !ok {
+				st.t.Fatalf("stream ended after %d of %d messages", len(out), n)
+			}
+			if ev.Event != "message" {
+				continue
+			}
+			var m message
+			mustJSON(st.t, []byte(ev.Data), &m)
+			if ev.ID != strconv.FormatInt(m.Seq, 10) {
+				st.t.Fatalf("event id %q for seq %d", ev.ID, m.Seq)
+			}
+			out = append(out, m)
+		case <-timeout:
+			st.t.Fatalf("got %d of %d SSE messages in 5s", len(out), n)
+		}
+	}
+	return out
+}
+
+// seqs checks that msgs are exactly seqs from..to in order.
+func checkSeqs(t *testing.T, msgs []message, from, to int64) {
+	t.Helper()
+	if int64(len(msgs)) != to-from+1 {
+		t.Fatalf("got %d messages, want seqs %d..%d: %v", len(msgs), from, to, seqList(msgs))
+	}
+	for i, m := range msgs {
+		if m.Seq != from+int64(i) {
+			t.Fatalf("seqs %v, want %d..%d", seqList(msgs), from, to)
+		}
+	}
+}
+
+func seqList(msgs []message) []int64 {
+	var s []int64
+	for _, m := range msgs {
+		s = append(s, m.Seq)
+	}
+	return s
+}
+
+func jsonBody(v any) string {
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(v)
+	return buf.String()
+}
+
+func uniqueRoom(t *testing.T) string {
+	return strings.ToLower(fmt.Sprintf("r-%d", time.Now().UnixNano()%1e12))
+}

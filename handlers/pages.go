@@ -1,0 +1,33 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+
+	"github.com/parley-chat/parley/static"
+	"github.com/parley-chat/parley/web"
+)
+
+func (s *Server) registerPages(app *fiber.App) {
+	app.Get("/", s.index)
+	app.Use("/static", filesystem.New(filesystem.Config{
+		Root:   http.FS(static.FS),
+		MaxAge: 3600,
+	}))
+}
+
+// index renders the chat page; a valid session cookie shows the chat, no
+// cookie the sign-in form.
+func (s *Server) index(c *fiber.Ctx) error {
+	user := ""
+	if t := c.Cookies(CookieName); t != "" {
+		if u, err := s.Auth.Verify(t); err == nil {
+			user = u
+		}
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return web.Index(web.IndexProps{User: user, Guest: s.Guest}).Render(c.UserContext(), c.Response().BodyWriter())
+}

@@ -1,0 +1,186 @@
+// Package handlers is Parley's HTTP surface on Fiber: the page, the
+// WebSocket, SSE and POST, history and rooms, session, and operations
+// endpoints. It speaks the chat package's API and nothing lower.
+package handlers
+
+import (
+	"context"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Server holds what the routes need. Fields with zero values get the
+// defaults documented on each.
+type Server struct {
+	Store   chat.Store
+	Bus     chat.Bus
+	Hub     *chat.Hub
+	Sender  *chat.Sender
+	Auth    *Auth
+	Metrics *chat.Metrics
+	Log     *slog.Logger
+	// Ready reports why the instance cannot serve yet (nil: ready), beyond
+	// the store and bus pings, e.g. the fan-out consumer not yet assigned.
+	Ready func() error
+	// Guest allows POST /api/session.
+	Guest bool
+	// SendRate and SendBurst limit sends per WebSocket connection, and per
+	// user for POST: messages per second sustained, and burst. Zero: 20 and 40.
+	SendRate  float64
+	SendBurst int
+	// QueueSize bounds each connection's outgoing queue. Zero: 256 frames.
+	QueueSize int
+	// MaxRooms bounds the rooms one WebSocket connection joins. Zero: 100.
+	MaxRooms int
+	// SSEHeartbeat is the interval of ": ping" comments. Zero: 15 s.
+	SSEHeartbeat time.Duration
+
+	// base ends when Close is called: streams and connections watch it.
+	base     context.Context
+	stop     context.CancelFunc
+	limiters limiterSet
+}
+
+func (s *Server) defaults() {
+	if s.SendRate <= 0 {
+		s.SendRate = 20
+	}
+	if s.SendBurst <= 0 {
+		s.SendBurst = 40
+	}
+	if s.QueueSize <= 0 {
+		s.QueueSize = 256
+	}
+	if s.MaxRooms <= 0 {
+		s.MaxRooms = 100
+	}
+	if s.SSEHeartbeat <= 0 {
+		s.SSEHeartbeat = 15 * time.Second
+	}
+	s.base, s.stop = context.WithCancel(context.Background())
+	s.limiters.m = make(map[string]*userLimiter)
+}
+
+// Register installs every route on app.
+func (s *Server) Register(app *fiber.App) {
+	s.defaults()
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
+	app.Get("/metrics", s.metrics())
+	s.registerPages(app)
+
+	api := app.Group("/api")
+	api.Post("/session", s.signIn)
+	api.Delete("/session", s.signOut)
+	authed := api.Group("", s.requireUser)
+	authed.Get("/rooms", s.listRooms)
+	authed.Get("/rooms/:room/messages", s.history)
+	authed.Post("/rooms/:room/messages", s.postMessage)
+	authed.Get("/rooms/:room/events", s.events)
+	api.Use(func(c *fiber.Ctx) error {
+		return chat.Errorf(chat.ENotFound, "no such API route: %s %s", c.Method(), c.Path())
+	})
+
+	app.Get("/ws", s.requireUser, s.upgrade, s.websocket())
+}
+
+// Close starts shutting the connections down: WebSocket clients get close
+// 1012 (reconnect elsewhere and resume), SSE streams end.
+func (s *Server) Close() { s.stop() }
+
+func (s *Server) ctx() context.Context { return s.base }
+
+// decodeJSON decodes a request body into v, refusing invalid UTF-8 (which
+// encoding/json would silently replace) and invalid JSON.
+func decodeJSON(c *fiber.Ctx, v any) error {
+	body := c.Body()
+	if !utf8.Valid(body) {
+		return chat.Errorf(chat.EBadRequest, "body must be valid UTF-8")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	if err := d.Decode(v); err != nil {
+		return chat.Errorf(chat.EBadRequest, "body must be a JSON object: %v", jsonProblem(err))
+	}
+	if d.More() {
+		return chat.Errorf(chat.EBadRequest, "body must be one JSON object")
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing Go type names.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "field " + strconv.Quote(te.Field) + " has the wrong type"
+	}
+	return "malformed JSON"
+}
+
+// parseSeq parses a whole number >= 0 written in plain decimal digits.
+func parseSeq(name, v string) (int64, error) {
+	bad := chat.Errorf(chat.EBadRequest, "%s must be a whole number >= 0", name)
+	if v == "" || len(v) > 19 {
+		return 0, bad
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, bad
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// roomParam returns the validated :room, copied out of Fiber's reused buffer.
+func roomParam(c *fiber.Ctx) (string, error) {
+	room := string([]byte(c.Params("room")))
+	return room, chat.ValidateRoom(room)
+}
+
+// limiterSet holds per-user send limiters for POST, which has no connection
+// to hang a limiter on.
+type limiterSet struct {
+	mu sync.Mutex
+	m  map[string]*userLimiter
+}
+
+type userLimiter struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func (s *Server) allowPost(user string) bool {
+	ls := &s.limiters
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	now := time.Now()
+	if len(ls.m) > 10000 {
+		// Forget users idle long enough that their bucket is full anyway.
+		for k, v := range ls.m {
+			if now.Sub(v.seen) > time.Minute {
+				delete(ls.m, k)
+			}
+		}
+	}
+	ul := ls.m[user]
+	if ul == nil {
+		ul = &userLimiter{l: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst)}
+		ls.m[user] = ul
+	}
+	ul.seen = now
+	return ul.l.AllowN(now, 1)
+}

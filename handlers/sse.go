@@ -1,0 +1,145 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// events is GET /api/rooms/{room}/events: the room as Server-Sent Events.
+func (s *Server) events(c *fiber.Ctx) error {
+	room, err := roomParam(c)
+	if err != nil {
+		return err
+	}
+	// Last-Event-ID wins over ?after: EventSource reconnects to its original
+	// URL, so the header carries the newer resume point.
+	var after int64
+	hasAfter := false
+	if v := c.Get("Last-Event-ID"); v != "" {
+		if after, err = parseSeq("Last-Event-ID", v); err != nil {
+			return err
+		}
+		hasAfter = true
+	} else if c.Context().QueryArgs().Has("after") {
+		if after, err = parseSeq("after", c.Query("after")); err != nil {
+			return err
+		}
+		hasAfter = true
+	}
+
+	sc := &sseClient{srv: s, out: make(chan []byte, s.QueueSize), gone: make(chan struct{})}
+	// Join before the stream starts, so a store failure is still a 503.
+	ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
+	defer cancel()
+	sub, err := s.Hub.Join(ctx, room, after, hasAfter, sc)
+	if err != nil {
+		return unavailable(err)
+	}
+
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	c.Set(fiber.HeaderConnection, "keep-alive")
+	s.Metrics.Conn("sse", 1)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.Metrics.Conn("sse", -1)
+		defer sub.Close()
+		defer sc.close()
+		sc.stream(w)
+	})
+	return nil
+}
+
+// sseClient is one event stream. Its writer is the stream's own goroutine; a
+// failed write or flush is how it learns the client left, and the periodic
+// ": ping" makes that happen on an idle stream too.
+type sseClient struct {
+	srv  *Server
+	out  chan []byte
+	gone chan struct{}
+	once sync.Once
+}
+
+var _ chat.Sink = (*sseClient)(nil)
+
+func (sc *sseClient) stream(w *bufio.Writer) {
+	ping := time.NewTicker(sc.srv.SSEHeartbeat)
+	defer ping.Stop()
+	if _, err := w.WriteString("retry: 2000\n\n"); err != nil || w.Flush() != nil {
+		return
+	}
+	for {
+		select {
+		case <-sc.gone:
+			return
+		case <-sc.srv.ctx().Done():
+			// Shutdown: send what is queued, then end the stream so the
+			// client reconnects (possibly elsewhere) with Last-Event-ID.
+			sc.drain(w)
+			_ = w.Flush()
+			return
+		case b := <-sc.out:
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+			// Coalesce whatever else is queued into the same flush.
+			if sc.drain(w) != nil || w.Flush() != nil {
+				return
+			}
+		case <-ping.C:
+			if _, err := w.WriteString(": ping\n\n"); err != nil || w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func (sc *sseClient) drain(w *bufio.Writer) error {
+	for {
+		select {
+		case b := <-sc.out:
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+func (sc *sseClient) close() { sc.once.Do(func() { close(sc.gone) }) }
+
+// Joined implements chat.Sink: SSE has no joined event.
+func (sc *sseClient) Joined(context.Context, string, int64) error { return nil }
+
+// Replay implements chat.Sink.
+func (sc *sseClient) Replay(ctx context.Context, ev *chat.Event) error {
+	select {
+	case sc.out <- ev.SSEFrame():
+		return nil
+	case <-sc.gone:
+		return context.Canceled
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Deliver implements chat.Sink: never blocks; a full queue ends the stream.
+func (sc *sseClient) Deliver(ev *chat.Event) bool {
+	select {
+	case sc.out <- ev.SSEFrame():
+		return true
+	case <-sc.gone:
+		return false
+	default:
+		sc.srv.Metrics.SlowClient()
+		sc.close()
+		return false
+	}
+}

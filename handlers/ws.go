@@ -1,0 +1,354 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// WebSocket timing.
+const (
+	wsWriteWait  = 10 * time.Second
+	wsPingPeriod = 30 * time.Second
+	// wsReadWait must exceed wsPingPeriod: a peer that answers no ping and
+	// sends nothing for this long is gone.
+	wsReadWait = 75 * time.Second
+)
+
+// Close codes of the contract.
+// (1009 for an oversized frame is sent by the WebSocket library itself.)
+const (
+	closeNormal   = 1000
+	closeAbnormal = 1006 // never sent: marks a connection whose socket failed
+	closeRestart  = 1012
+	closeTryLater = 1013
+)
+
+func (s *Server) upgrade(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.NewError(fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+	}
+	return c.Next()
+}
+
+func (s *Server) websocket() fiber.Handler {
+	return websocket.New(func(conn *websocket.Conn) {
+		user, _ := conn.Locals(localUser).(string)
+		wc := &wsClient{
+			srv:     s,
+			conn:    conn,
+			user:    user,
+			out:     make(chan []byte, s.QueueSize),
+			quit:    make(chan struct{}),
+			subs:    make(map[string]*chat.Subscription),
+			limiter: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst),
+		}
+		s.Metrics.Conn("websocket", 1)
+		defer s.Metrics.Conn("websocket", -1)
+		wc.serve()
+	}, websocket.Config{ReadBufferSize: 4096, WriteBufferSize: 4096})
+}
+
+// wsClient is one WebSocket connection: the handler's goroutine reads and
+// dispatches frames, one writer goroutine drains the bounded queue.
+type wsClient struct {
+	srv     *Server
+	conn    *websocket.Conn
+	user    string
+	out     chan []byte
+	quit    chan struct{} // closed by kill: the writer sends the close frame and ends
+	limiter *rate.Limiter
+	subs    map[string]*chat.Subscription // used by the reader goroutine only
+
+	killOnce  sync.Once
+	closeCode int
+	closeText string
+}
+
+var _ chat.Sink = (*wsClient)(nil)
+
+func (w *wsClient) serve() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		w.writeLoop()
+	}()
+	defer func() {
+		for _, sub := range w.subs {
+			sub.Close()
+		}
+		w.kill(closeNormal, "")
+		<-writerDone
+	}()
+	// Shutdown of the server moves every client elsewhere.
+	stop := context.AfterFunc(w.srv.ctx(), func() { w.kill(closeRestart, "server restarting; reconnect and resume") })
+	defer stop()
+
+	w.conn.SetReadLimit(chat.MaxFrameBytes)
+	_ = w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+	w.conn.SetPongHandler(func(string) error {
+		return w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+	})
+	for {
+		mt, data, err := w.conn.ReadMessage()
+		if err != nil {
+			// Over the size limit, the library has already sent 1009.
+			return
+		}
+		_ = w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+		if mt != websocket.TextMessage {
+			w.sendError(chat.Errorf(chat.EBadRequest, "frames must be JSON text frames"), "", "")
+			continue
+		}
+		if !w.handle(data) {
+			return
+		}
+	}
+}
+
+// frame is any client frame; unknown fields (such as "user") are ignored.
+type frame struct {
+	Type  string           `json:"type"`
+	Room  string           `json:"room"`
+	After *json.RawMessage `json:"after"`
+	ID    *string          `json:"id"`
+	Text  *string          `json:"text"`
+}
+
+// handle answers one frame. It reports false when the connection must end.
+func (w *wsClient) handle(data []byte) bool {
+	if !utf8.Valid(data) {
+		w.sendError(chat.Errorf(chat.EBadRequest, "frame must be valid UTF-8"), "", "")
+		return true
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		w.sendError(chat.Errorf(chat.EBadRequest, "frame must be a JSON object: %s", jsonProblem(err)), "", "")
+		return true
+	}
+	switch f.Type {
+	case "ping":
+		return w.send(map[string]string{"type": "pong"})
+	case "join":
+		w.join(f)
+	case "leave":
+		if err := chat.ValidateRoom(f.Room); err != nil {
+			w.sendError(err, "", f.Room)
+			return true
+		}
+		if sub := w.subs[f.Room]; sub != nil {
+			sub.Close()
+			delete(w.subs, f.Room)
+		}
+		return w.send(map[string]string{"type": "left", "room": f.Room})
+	case "send":
+		w.sendMessage(f)
+	case "":
+		w.sendError(chat.Errorf(chat.EBadRequest, `frame needs a "type"`), "", "")
+	default:
+		w.sendError(chat.Errorf(chat.EBadRequest, "unknown frame type %q", f.Type), "", "")
+	}
+	return true
+}
+
+func (w *wsClient) join(f frame) {
+	if err := chat.ValidateRoom(f.Room); err != nil {
+		w.sendError(err, "", f.Room)
+		return
+	}
+	var after int64
+	hasAfter := f.After != nil && string(*f.After) != "null"
+	if hasAfter {
+		var err error
+		if after, err = parseSeq("after", string(*f.After)); err != nil {
+			w.sendError(err, "", f.Room)
+			return
+		}
+	}
+	// A repeated join restarts the subscription from the new resume point.
+	if old := w.subs[f.Room]; old != nil {
+		old.Close()
+		delete(w.subs, f.Room)
+	}
+	if len(w.subs) >= w.srv.MaxRooms {
+		w.sendError(chat.Errorf(chat.EBadRequest, "a connection may join at most %d rooms", w.srv.MaxRooms), "", f.Room)
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.srv.ctx(), 10*time.Second)
+	defer cancel()
+	sub, err := w.srv.Hub.Join(ctx, f.Room, after, hasAfter, w)
+	if err != nil {
+		w.srv.Log.Warn("join failed", "room", f.Room, "err", err)
+		w.sendError(unavailable(err), "", f.Room)
+		return
+	}
+	w.subs[f.Room] = sub
+}
+
+func (w *wsClient) sendMessage(f frame) {
+	id := chat.NewID()
+	if f.ID != nil {
+		id = *f.ID
+	}
+	if !w.limiter.Allow() {
+		w.srv.Metrics.RateLimit()
+		w.sendError(chat.Errorf(chat.ERateLimited, "too many messages: at most %g per second", w.srv.SendRate), id, f.Room)
+		return
+	}
+	text := ""
+	if f.Text != nil {
+		text = *f.Text
+	}
+	// Sends are handled in order on this goroutine, so one connection's
+	// messages keep their order.
+	// Not the server's context: a send under way during shutdown finishes
+	// and is answered.
+	if _, err := w.srv.Sender.Send(context.Background(), w.user, f.Room, id, text); err != nil {
+		w.sendError(err, id, f.Room)
+		return
+	}
+	w.send(map[string]string{"type": "ack", "room": f.Room, "id": id})
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	ID      string `json:"id,omitempty"`
+	Room    string `json:"room,omitempty"`
+}
+
+func (w *wsClient) sendError(err error, id, room string) {
+	w.send(errorFrame{Type: "error", Code: chat.ErrorCode(err), Message: chat.ErrorMessage(err), ID: id, Room: room})
+}
+
+// send queues a control frame, waiting for room: a client that floods us with
+// frames while not reading is slowed to its own pace.
+func (w *wsClient) send(v any) bool {
+	b, _ := json.Marshal(v)
+	select {
+	case w.out <- b:
+		return true
+	case <-w.quit:
+		return false
+	}
+}
+
+// Joined implements chat.Sink.
+func (w *wsClient) Joined(ctx context.Context, room string, lastSeq int64) error {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Room    string `json:"room"`
+		LastSeq int64  `json:"last_seq"`
+	}{"joined", room, lastSeq})
+	return w.enqueue(ctx, b)
+}
+
+// Replay implements chat.Sink.
+func (w *wsClient) Replay(ctx context.Context, ev *chat.Event) error {
+	return w.enqueue(ctx, ev.WSFrame())
+}
+
+func (w *wsClient) enqueue(ctx context.Context, b []byte) error {
+	select {
+	case w.out <- b:
+		return nil
+	case <-w.quit:
+		return context.Canceled
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Deliver implements chat.Sink: never blocks; a full queue cuts the client off.
+func (w *wsClient) Deliver(ev *chat.Event) bool {
+	select {
+	case w.out <- ev.WSFrame():
+		return true
+	case <-w.quit:
+		return false
+	default:
+		w.srv.Metrics.SlowClient()
+		w.kill(closeTryLater, "client too slow to read its messages")
+		return false
+	}
+}
+
+// kill ends the connection with a close code; the writer sends it.
+func (w *wsClient) kill(code int, text string) {
+	w.killOnce.Do(func() {
+		w.closeCode, w.closeText = code, text
+		close(w.quit)
+	})
+}
+
+// writeLoop is the connection's only writer.
+func (w *wsClient) writeLoop() {
+	ping := time.NewTicker(wsPingPeriod)
+	defer ping.Stop()
+	defer w.conn.Close()
+	for {
+		// A pending kill wins over queued frames.
+		select {
+		case <-w.quit:
+			w.writeClose()
+			return
+		default:
+		}
+		select {
+		case <-w.quit:
+			w.writeClose()
+			return
+		case b := <-w.out:
+			_ = w.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+			if err := w.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+				w.kill(closeAbnormal, "")
+				return
+			}
+		case <-ping.C:
+			if err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				w.kill(closeAbnormal, "")
+				return
+			}
+		}
+	}
+}
+
+func (w *wsClient) writeClose() {
+	if w.closeCode == closeRestart {
+		// Graceful shutdown: what is already queued still goes out.
+		w.flushQueued()
+	}
+	if w.closeCode == closeAbnormal {
+		return
+	}
+	msg := websocket.FormatCloseMessage(w.closeCode, w.closeText)
+	_ = w.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	if w.closeCode != closeNormal {
+		// Give the peer a moment to read the close frame before the socket goes.
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (w *wsClient) flushQueued() {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		select {
+		case b := <-w.out:
+			_ = w.conn.SetWriteDeadline(deadline)
+			if w.conn.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,302 @@
+// Package bolt is chat.Store on an embedded bbolt file: the store Parley uses
+// when no MongoDB is configured.
+//
+// Why bbolt: it is pure Go (no cgo, one static binary), every write is an ACID
+// transaction, and reading history is a range scan over (room, seq), which is
+// exactly the key order of a B+tree. Nothing here needs SQL.
+//
+// A bbolt file can be opened by one process at a time, so this store serves a
+// single instance. Several instances need a shared store (MongoDB).
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Layout of the file:
+//
+//	rooms/<room>/            one bucket per room; its bucket sequence is the
+//	                         room's last seq
+//	rooms/<room>/msgs/<seq>  message JSON, keyed by 8-byte big-endian seq so
+//	                         that byte order is seq order
+//	rooms/<room>/ids/<id>    8-byte seq of the message with that id: the
+//	                         idempotency index
+var (
+	bucketRooms = []byte("rooms")
+	bucketMsgs  = []byte("msgs")
+	bucketIDs   = []byte("ids")
+)
+
+// openTimeout bounds the wait for the file lock. bbolt waits forever by
+// default, so a second process on the same data dir would hang silently
+// instead of saying what is wrong.
+const openTimeout = time.Second
+
+// Store is chat.Store on a bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+var _ chat.Store = (*Store)(nil)
+
+// Open opens the store at path, creating the file and its directory if need
+// be. It fails after about a second if another process holds the file.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: file is in use by another process: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// Create the top-level bucket once, so that readers can rely on it.
+	err = db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketRooms)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file. Calls after Close fail.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping reports whether the file is open.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(*bbolt.Tx) error { return nil })
+}
+
+// Append stores msgs in one write transaction, so a batch is all or nothing.
+// The domain validates messages; Append only refuses what it cannot key: an
+// empty room or id.
+func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, m := range msgs {
+		if m.Room == "" || m.ID == "" {
+			return nil, fmt.Errorf("append: message %d has an empty room or id", i)
+		}
+	}
+	out := make([]chat.Message, len(msgs))
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		rooms := tx.Bucket(bucketRooms)
+		for i, m := range msgs {
+			room, err := createRoom(rooms, m.Room)
+			if err != nil {
+				return err
+			}
+			stored, err := appendOne(room, m)
+			if err != nil {
+				return fmt.Errorf("room %s: %w", m.Room, err)
+			}
+			out[i] = stored
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	return out, nil
+}
+
+// appendOne stores m in room unless its id is already there, and returns the
+// stored message either way. A duplicate earlier in the same batch is found
+// too, since a transaction reads its own writes.
+func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
+	msgs, ids := room.Bucket(bucketMsgs), room.Bucket(bucketIDs)
+	if key := ids.Get([]byte(m.ID)); key != nil {
+		var stored chat.Message
+		if err := json.Unmarshal(msgs.Get(key), &stored); err != nil {
+			return chat.Message{}, fmt.Errorf("decode message %s: %w", m.ID, err)
+		}
+		return stored, nil
+	}
+	// The bucket sequence is part of the transaction: a failed batch rolls it
+	// back with the messages, so no seq is ever skipped.
+	seq, err := room.NextSequence()
+	if err != nil {
+		return chat.Message{}, err
+	}
+	m.Seq = int64(seq)
+	val, err := json.Marshal(m)
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("encode message %s: %w", m.ID, err)
+	}
+	key := seqKey(m.Seq)
+	if err := msgs.Put(key, val); err != nil {
+		return chat.Message{}, err
+	}
+	if err := ids.Put([]byte(m.ID), key); err != nil {
+		return chat.Message{}, err
+	}
+	return m, nil
+}
+
+// createRoom returns the room's bucket, creating it and its sub-buckets on
+// first use.
+func createRoom(rooms *bbolt.Bucket, name string) (*bbolt.Bucket, error) {
+	room, err := rooms.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", name, err)
+	}
+	for _, sub := range [][]byte{bucketMsgs, bucketIDs} {
+		if _, err := room.CreateBucketIfNotExists(sub); err != nil {
+			return nil, fmt.Errorf("room %s: %w", name, err)
+		}
+	}
+	return room, nil
+}
+
+// EnsureRoom creates the room's bucket if it is missing.
+func (s *Store) EnsureRoom(ctx context.Context, room string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Every join calls EnsureRoom, and almost always the room exists: look in
+	// a read transaction first, since a write transaction costs an fsync.
+	var exists bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		exists = tx.Bucket(bucketRooms).Bucket([]byte(room)) != nil
+		return nil
+	})
+	if err != nil || exists {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		_, err := createRoom(tx.Bucket(bucketRooms), room)
+		return err
+	})
+}
+
+// LastSeq returns the room's bucket sequence, 0 if the room has none.
+func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var last int64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketRooms).Bucket([]byte(room)); b != nil {
+			last = int64(b.Sequence())
+		}
+		return nil
+	})
+	return last, err
+}
+
+// Rooms lists the rooms in key order, which for bbolt is byte order: by name.
+func (s *Store) Rooms(ctx context.Context) ([]chat.RoomInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Not nil, so that an empty list encodes as [] rather than null.
+	rooms := []chat.RoomInfo{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRooms)
+		return b.ForEachBucket(func(name []byte) error {
+			rooms = append(rooms, chat.RoomInfo{
+				Room:    string(name),
+				LastSeq: int64(b.Bucket(name).Sequence()),
+			})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rooms, nil
+}
+
+// Messages reads one page with a cursor: it seeks to the page's edge and
+// steps at most Limit+1 keys, the extra one answering HasMore. The cost does
+// not depend on the length of the room's history.
+func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return chat.Page{}, err
+	}
+	if q.Limit < 1 {
+		return chat.Page{}, fmt.Errorf("messages %s: limit %d is not positive", room, q.Limit)
+	}
+	// Not nil, so that an empty page encodes as [] rather than null.
+	page := chat.Page{Messages: []chat.Message{}}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRooms).Bucket([]byte(room))
+		if b == nil {
+			return nil
+		}
+		c := b.Bucket(bucketMsgs).Cursor()
+		var k, v []byte
+		switch q.Kind {
+		case chat.Latest:
+			k, v = c.Last()
+		case chat.Before:
+			if q.Seq <= 1 {
+				return nil
+			}
+			// Seek lands on the first key >= Seq, or past the end when
+			// every seq is below it; the page ends just before that.
+			if k, _ = c.Seek(seqKey(q.Seq)); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		case chat.After:
+			k, v = c.Seek(seqKey(max(q.Seq, 0) + 1))
+			return readPage(&page, k, v, c.Next, q.Limit)
+		default:
+			return fmt.Errorf("unknown query kind %d", q.Kind)
+		}
+		if err := readPage(&page, k, v, c.Prev, q.Limit); err != nil {
+			return err
+		}
+		// Read backwards, the page must still be ascending.
+		for i, j := 0, len(page.Messages)-1; i < j; i, j = i+1, j-1 {
+			page.Messages[i], page.Messages[j] = page.Messages[j], page.Messages[i]
+		}
+		return nil
+	})
+	if err != nil {
+		return chat.Page{}, fmt.Errorf("messages %s: %w", room, err)
+	}
+	return page, nil
+}
+
+// readPage decodes up to limit messages starting at (k, v) and moving with
+// step, then sets HasMore if one more key lies in that direction.
+func readPage(page *chat.Page, k, v []byte, step func() ([]byte, []byte), limit int) error {
+	for ; k != nil && len(page.Messages) < limit; k, v = step() {
+		var m chat.Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		page.Messages = append(page.Messages, m)
+	}
+	page.HasMore = k != nil
+	return nil
+}
+
+// seqKey encodes seq big-endian, so that bbolt's byte order is seq order.
+func seqKey(seq int64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(seq))
+}

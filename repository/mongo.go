@@ -1,0 +1,501 @@
+// Package repository is chat.Store on MongoDB: the shared store of the
+// distributed mode, where several instances' persist stages write to one
+// database. The embedded single-node default lives in repository/bolt.
+//
+// It uses only what MongoDB has offered for a decade and FerretDB (the wire
+// server Parley's tests run against, see repository/ferretdb) also has: unique
+// indexes, ordered inserts that report per-document write errors, and sorted,
+// limited finds. No transactions and no change streams.
+package repository
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Collection and index names.
+const (
+	messagesColl = "messages"
+	roomsColl    = "rooms"
+
+	// roomSeqIndex makes (room, seq) unique: of several writers racing for a
+	// room's next seq exactly one wins, the others get a duplicate-key error.
+	roomSeqIndex = "room_seq_unique"
+	// roomIDIndex makes (room, id) unique: a redelivered message cannot be
+	// stored a second time under another seq.
+	roomIDIndex = "room_id_unique"
+)
+
+const (
+	// insertChunk bounds one InsertMany. FerretDB 1.24 inserts in batches of
+	// 100 and, after a duplicate key in one of them, goes on with the next
+	// batch even for an ordered insert; MongoDB stops at the first error as
+	// documented. With at most 100 documents per call both stop there, which
+	// the no-gap argument in appendRoom depends on.
+	insertChunk = 100
+	// maxConflicts bounds how often in a row one Append may lose the race for
+	// a room's next seq without placing a message. Each loss means another
+	// writer placed one, so the room progresses; hitting this means a storm of
+	// writers on one room, and the caller retries the whole batch.
+	maxConflicts = 64
+	// roomsParallel bounds the concurrent last-seq reads of Rooms.
+	roomsParallel = 8
+	// duplicateKeyCode is the server's E11000 duplicate key error.
+	duplicateKeyCode = 11000
+)
+
+// Store is chat.Store on MongoDB. It is safe for concurrent use, and several
+// Stores (in several processes) may write to one database at once: every
+// invariant of the interface is held by the server's unique indexes, not by
+// anything in this process.
+type Store struct {
+	client   *mongo.Client
+	messages *mongo.Collection
+	rooms    *mongo.Collection
+
+	// beforeInsert, when set (by tests only), runs right before each
+	// InsertMany of appendRoom, where a racing writer could strike.
+	beforeInsert func(ctx context.Context, room string, firstSeq int64, n int)
+}
+
+var _ chat.Store = (*Store)(nil)
+
+// messageDoc is a message as stored. The driver adds an ObjectID _id; ts
+// stays the string the accepting instance made, so it reads back unchanged.
+type messageDoc struct {
+	Room string `bson:"room"`
+	Seq  int64  `bson:"seq"`
+	ID   string `bson:"id"`
+	User string `bson:"user"`
+	Text string `bson:"text"`
+	TS   string `bson:"ts"`
+}
+
+func (d messageDoc) message() chat.Message {
+	return chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, TS: d.TS}
+}
+
+// messageFields reads back a message without the _id nobody needs.
+var messageFields = bson.D{
+	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
+	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1},
+}
+
+// Open connects to the MongoDB at uri, checks that it answers and creates the
+// indexes (creating an index that exists is a no-op, so every instance may do
+// it at start). The store uses database db.
+//
+// Writes are acknowledged by a majority unless the uri sets w: a message the
+// persist stage has published must not be rolled back by a primary failover,
+// which would free its seq for another message.
+func Open(ctx context.Context, uri, db string) (*Store, error) {
+	if uri == "" || db == "" {
+		return nil, errors.New("open mongo store: uri and database name are required")
+	}
+	opts := options.Client().ApplyURI(uri)
+	if opts.WriteConcern == nil {
+		opts.SetWriteConcern(writeconcern.Majority())
+	}
+	if opts.AppName == nil {
+		opts.SetAppName("parley")
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open mongo store: connect: %w", err)
+	}
+	s := &Store{
+		client:   client,
+		messages: client.Database(db).Collection(messagesColl),
+		rooms:    client.Database(db).Collection(roomsColl),
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("open mongo store: %w", err)
+	}
+	if err := s.createIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("open mongo store: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) createIndexes(ctx context.Context) error {
+	// {room, seq} also serves every history read, LastSeq and the next-seq
+	// lookup (as a backward scan); {room, id} serves the redelivery lookup.
+	//
+	// One command per index: FerretDB 1.24 panics (and drops the connection)
+	// when one createIndexes command names two indexes that already exist,
+	// which is what every start after the first would send.
+	for _, m := range []mongo.IndexModel{
+		{
+			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}},
+			Options: options.Index().SetName(roomSeqIndex).SetUnique(true),
+		},
+		{
+			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "id", Value: 1}},
+			Options: options.Index().SetName(roomIDIndex).SetUnique(true),
+		},
+	} {
+		if _, err := s.messages.Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", messagesColl, err)
+		}
+	}
+	return nil
+}
+
+// Append stores msgs, giving each new message its room's next seq.
+//
+// Append is idempotent rather than atomic: MongoDB has no multi-document
+// atomicity without transactions (and FerretDB none at all). If it fails
+// part-way, the messages it already placed stay stored, each with its final
+// seq and still gapless; calling Append again with the same batch (as the
+// persist stage does, since it commits only after a successful Append)
+// returns exactly the seqs the first call would have and stores nothing
+// twice.
+func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	out := make([]chat.Message, len(msgs))
+	var order []string // rooms in order of first appearance
+	byRoom := map[string][]int{}
+	for i, m := range msgs {
+		if m.Room == "" || m.ID == "" {
+			return nil, chat.Errorf(chat.EBadRequest, "message %d of the batch has no room or no id", i)
+		}
+		if _, ok := byRoom[m.Room]; !ok {
+			order = append(order, m.Room)
+		}
+		byRoom[m.Room] = append(byRoom[m.Room], i)
+	}
+	for _, room := range order {
+		if err := s.appendRoom(ctx, room, msgs, byRoom[room], out); err != nil {
+			return nil, fmt.Errorf("append to room %q: %w", room, err)
+		}
+	}
+	return out, nil
+}
+
+// appendRoom stores the messages msgs[idx] (all of one room) and fills their
+// places in out.
+//
+// Why this is safe with several writers on one room and no transactions:
+//
+//   - One seq, one message: the unique (room, seq) index. A writer that read
+//     a stale highest seq collides on insert and rereads.
+//   - One message, one seq: the unique (room, id) index. A redelivered
+//     message collides on insert (or is found by the lookup before it) and
+//     the stored one is returned: first text, first seq.
+//   - No gap: a seq s is only ever inserted when s-1 is stored. The first
+//     document of an insert gets (highest stored seq)+1, and messages are
+//     never deleted, so its predecessor exists; every later document of the
+//     same ordered insert is only attempted once the one before it, holding
+//     s-1, went in (ordered inserts stop at the first failing document — see
+//     insertChunk for the one FerretDB caveat). A failure therefore leaves a
+//     stored prefix of the chunk, and the retry continues above whatever is
+//     now the highest seq, whoever wrote it.
+//
+// A racing writer can interleave its messages with ours in seq order; that
+// happens only when one room's records are being persisted by two instances
+// at once (a Kafka partition moving mid-flight), where both hold the same
+// records anyway.
+func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message, idx []int, out []chat.Message) error {
+	// A batch may hold one id twice (a client retry close behind the
+	// original): only the first is a candidate; the others copy its result.
+	first := make(map[string]int, len(idx))
+	pending := make([]int, 0, len(idx))
+	for _, i := range idx {
+		if _, ok := first[msgs[i].ID]; !ok {
+			first[msgs[i].ID] = i
+			pending = append(pending, i)
+		}
+	}
+
+	var (
+		last      int64 // highest stored seq as far as we know
+		knowLast  bool  // last is exact as far as our own inserts go: no reread needed
+		recheck   = true
+		conflicts int
+	)
+	for len(pending) > 0 {
+		if recheck {
+			// Messages of this batch that are stored already: a redelivery,
+			// a retried Append, or a racing writer that just stored them.
+			found, err := s.storedByID(ctx, room, msgs, pending)
+			if err != nil {
+				return err
+			}
+			pending = slices.DeleteFunc(pending, func(i int) bool {
+				m, ok := found[msgs[i].ID]
+				if ok {
+					out[i] = m
+				}
+				return ok
+			})
+			if len(pending) == 0 {
+				break
+			}
+			recheck = false
+		}
+		if !knowLast {
+			var err error
+			if last, err = s.LastSeq(ctx, room); err != nil {
+				return err
+			}
+			knowLast = true
+		}
+		if last == 0 {
+			// The room's entry goes in before its first message, so Rooms
+			// lists every room that has messages even if we crash right after.
+			if err := s.EnsureRoom(ctx, room); err != nil {
+				return err
+			}
+		}
+
+		chunk := pending[:min(len(pending), insertChunk)]
+		docs := make([]any, len(chunk))
+		for k, i := range chunk {
+			m := msgs[i]
+			docs[k] = messageDoc{Room: room, Seq: last + 1 + int64(k), ID: m.ID, User: m.User, Text: m.Text, TS: m.TS}
+		}
+		placed := len(chunk)
+		if s.beforeInsert != nil {
+			s.beforeInsert(ctx, room, last+1, len(chunk))
+		}
+		_, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+		if err != nil {
+			at, ok := firstDuplicate(err)
+			if !ok {
+				// Anything but a lost race: a prefix of the chunk may be
+				// stored; a retried Append finds it through the id lookup.
+				return fmt.Errorf("insert messages: %w", err)
+			}
+			// Documents before the failing one are stored with their seqs.
+			// The failing one lost a race: for its seq (another writer took
+			// it) or for its id (another writer stored it). Reread both.
+			placed = at
+			recheck, knowLast = true, false
+		}
+		for k, i := range chunk[:placed] {
+			m := msgs[i]
+			m.Seq = last + 1 + int64(k)
+			out[i] = m
+		}
+		pending = pending[placed:]
+		last += int64(placed)
+
+		if placed > 0 {
+			conflicts = 0
+		} else if err != nil {
+			conflicts++
+			if conflicts >= maxConflicts {
+				return fmt.Errorf("insert messages: lost the race for the next seq %d times in a row", conflicts)
+			}
+			if err := backoff(ctx, conflicts); err != nil {
+				return err
+			}
+		}
+	}
+
+	for _, i := range idx {
+		if j := first[msgs[i].ID]; j != i {
+			out[i] = out[j]
+		}
+	}
+	return nil
+}
+
+// firstDuplicate returns the batch index of the first document an ordered
+// InsertMany failed on, if that failure is a duplicate key (a lost race) and
+// the write concern was met.
+func firstDuplicate(err error) (int, bool) {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return 0, false
+	}
+	first := slices.MinFunc(bwe.WriteErrors, func(a, b mongo.BulkWriteError) int { return cmp.Compare(a.Index, b.Index) })
+	if first.Code != duplicateKeyCode {
+		return 0, false
+	}
+	return first.Index, true
+}
+
+// backoff waits a little after the n-th lost race in a row, so writers that
+// keep colliding on one room spread out.
+func backoff(ctx context.Context, n int) error {
+	if n < 3 {
+		return nil
+	}
+	d := time.Duration(1+rand.IntN(min(n, 20))) * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// storedByID returns the stored messages of room among the ids of msgs[idx].
+func (s *Store) storedByID(ctx context.Context, room string, msgs []chat.Message, idx []int) (map[string]chat.Message, error) {
+	ids := make([]string, len(idx))
+	for k, i := range idx {
+		ids[k] = msgs[i].ID
+	}
+	cur, err := s.messages.Find(ctx,
+		bson.D{{Key: "room", Value: room}, {Key: "id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(messageFields))
+	if err != nil {
+		return nil, fmt.Errorf("look up stored ids: %w", err)
+	}
+	var docs []messageDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("look up stored ids: %w", err)
+	}
+	found := make(map[string]chat.Message, len(docs))
+	for _, d := range docs {
+		found[d.ID] = d.message()
+	}
+	return found, nil
+}
+
+// Messages returns one page of room's history, ascending by seq. It reads
+// one more message than asked to learn whether more lie beyond the page.
+func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.Page, error) {
+	if q.Limit < 1 {
+		return chat.Page{}, chat.Errorf(chat.EBadRequest, "limit must be at least 1")
+	}
+	if q.Seq < 0 {
+		return chat.Page{}, chat.Errorf(chat.EBadRequest, "seq must not be negative")
+	}
+	filter := bson.D{{Key: "room", Value: room}}
+	dir := -1 // Latest and Before read backwards from the newest end
+	switch q.Kind {
+	case chat.Latest:
+	case chat.Before:
+		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lt", Value: q.Seq}}})
+	case chat.After:
+		filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$gt", Value: q.Seq}}})
+		dir = 1
+	default:
+		return chat.Page{}, chat.Errorf(chat.EBadRequest, "unknown query kind %d", q.Kind)
+	}
+	cur, err := s.messages.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "seq", Value: dir}}).
+		SetLimit(int64(q.Limit)+1).
+		SetProjection(messageFields))
+	if err != nil {
+		return chat.Page{}, fmt.Errorf("read history of room %q: %w", room, err)
+	}
+	var docs []messageDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return chat.Page{}, fmt.Errorf("read history of room %q: %w", room, err)
+	}
+	page := chat.Page{HasMore: len(docs) > q.Limit, Messages: make([]chat.Message, 0, min(len(docs), q.Limit))}
+	docs = docs[:min(len(docs), q.Limit)]
+	if dir < 0 {
+		slices.Reverse(docs)
+	}
+	for _, d := range docs {
+		page.Messages = append(page.Messages, d.message())
+	}
+	return page, nil
+}
+
+// EnsureRoom records room in the rooms collection (_id = room name).
+func (s *Store) EnsureRoom(ctx context.Context, room string) error {
+	_, err := s.rooms.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: room}},
+		bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "created", Value: time.Now().UTC()}}}},
+		options.UpdateOne().SetUpsert(true))
+	// Two upserts of one new room can race; the loser's duplicate key on _id
+	// means the room exists, which is all we want.
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("ensure room %q: %w", room, err)
+	}
+	return nil
+}
+
+// LastSeq reads the room's highest stored seq. It is always derived from the
+// messages themselves, never from a counter that could drift from them.
+func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
+	var d struct {
+		Seq int64 `bson:"seq"`
+	}
+	err := s.messages.FindOne(ctx, bson.D{{Key: "room", Value: room}}, options.FindOne().
+		SetSort(bson.D{{Key: "seq", Value: -1}}).
+		SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "seq", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read last seq of room %q: %w", room, err)
+	}
+	return d.Seq, nil
+}
+
+// Rooms lists the rooms collection, each with its last seq read from the
+// messages (one index lookup per room, a few at a time). A room that has
+// messages is always listed: appendRoom records the room before its first
+// message.
+func (s *Store) Rooms(ctx context.Context) ([]chat.RoomInfo, error) {
+	cur, err := s.rooms.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	var docs []struct {
+		Room string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	rooms := make([]chat.RoomInfo, len(docs))
+	errs := make([]error, len(docs))
+	sem := make(chan struct{}, roomsParallel)
+	var wg sync.WaitGroup
+	for i, d := range docs {
+		rooms[i].Room = d.Room
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rooms[i].LastSeq, errs[i] = s.LastSeq(ctx, d.Room)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	// By name, in byte order, whatever collation the server sorts with.
+	slices.SortFunc(rooms, func(a, b chat.RoomInfo) int { return cmp.Compare(a.Room, b.Room) })
+	return rooms, nil
+}
+
+// Ping asks the primary for a ping: writes go there.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("ping mongo: %w", err)
+	}
+	return nil
+}
+
+// Close disconnects, waiting up to 10 s for operations in flight.
+func (s *Store) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("close mongo store: %w", err)
+	}
+	return nil
+}

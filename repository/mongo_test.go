@@ -1,0 +1,454 @@
+package repository
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/repository/storetest"
+)
+
+// These tests need a MongoDB wire server: PARLEY_TEST_MONGO names it, e.g.
+//
+//	repository/ferretdb/ferretdb.sh start
+//	PARLEY_TEST_MONGO=mongodb://127.0.0.1:27018/ go test ./repository/
+//
+// Without it they skip, except under CI (CI=true), where a missing service
+// must fail the run instead of letting it pass having tested nothing.
+func testURI(t testing.TB) string {
+	t.Helper()
+	uri := os.Getenv("PARLEY_TEST_MONGO")
+	if uri == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("PARLEY_TEST_MONGO is unset but CI=true: the MongoDB tests must run under CI " +
+				"(start a server with repository/ferretdb/ferretdb.sh start)")
+		}
+		t.Skip("PARLEY_TEST_MONGO unset: start a server with repository/ferretdb/ferretdb.sh start and set it to mongodb://127.0.0.1:27018/")
+	}
+	return uri
+}
+
+// testDB returns a database name no other test uses.
+func testDB(t testing.TB) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "parley_test_" + hex.EncodeToString(b[:])
+}
+
+// openStore opens a Store on db, closed at cleanup.
+func openStore(t testing.TB, uri, db string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, uri, db)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// newStore opens a Store on a fresh database, dropped at cleanup.
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	uri := testURI(t)
+	db := testDB(t)
+	s := openStore(t, uri, db)
+	// Registered after Close, so it runs before it.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.client.Database(db).Drop(ctx); err != nil {
+			t.Errorf("drop test database %s: %v", db, err)
+		}
+	})
+	return s
+}
+
+func TestMongoStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) chat.Store { return newStore(t) })
+}
+
+func TestOpenRejectsEmptyArguments(t *testing.T) {
+	if _, err := Open(t.Context(), "", "parley"); err == nil {
+		t.Error("Open with an empty uri succeeded")
+	}
+	if _, err := Open(t.Context(), "mongodb://127.0.0.1:1/", ""); err == nil {
+		t.Error("Open with an empty database name succeeded")
+	}
+}
+
+func TestOpenTwiceKeepsIndexes(t *testing.T) {
+	s := newStore(t)
+	// A second instance starting on the same database creates the same
+	// indexes again: a no-op, not an error.
+	openStore(t, testURI(t), s.messages.Database().Name())
+	cur, err := s.messages.Indexes().List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []struct {
+		Name   string `bson:"name"`
+		Unique bool   `bson:"unique"`
+	}
+	if err := cur.All(t.Context(), &idx); err != nil {
+		t.Fatal(err)
+	}
+	unique := map[string]bool{}
+	for _, i := range idx {
+		unique[i.Name] = i.Unique
+	}
+	for _, name := range []string{roomSeqIndex, roomIDIndex} {
+		if !unique[name] {
+			t.Errorf("index %s missing or not unique; indexes: %+v", name, idx)
+		}
+	}
+}
+
+// --- helpers for the Mongo-specific tests ---
+
+func message(room, id, text string) chat.Message {
+	return chat.Message{Room: room, ID: id, User: "alice", Text: text, TS: "2026-11-25T10:00:00.123Z"}
+}
+
+func batch(room, prefix, text string, from, to int) []chat.Message {
+	var out []chat.Message
+	for i := from; i < to; i++ {
+		out = append(out, message(room, fmt.Sprintf("%s%d", prefix, i), text))
+	}
+	return out
+}
+
+func mustAppend(t *testing.T, s *Store, ctx context.Context, in []chat.Message) []chat.Message {
+	t.Helper()
+	out, err := s.Append(ctx, in)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("Append returned %d messages for %d", len(out), len(in))
+	}
+	return out
+}
+
+// allMessages reads every stored document of room straight from the
+// collection, not through Messages, so nothing can hide a duplicate.
+func allMessages(t *testing.T, s *Store, room string) []chat.Message {
+	t.Helper()
+	cur, err := s.messages.Find(t.Context(), bson.D{{Key: "room", Value: room}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []messageDoc
+	if err := cur.All(t.Context(), &docs); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]chat.Message, len(docs))
+	for i, d := range docs {
+		out[i] = d.message()
+	}
+	slices.SortFunc(out, func(a, b chat.Message) int { return int(a.Seq - b.Seq) })
+	return out
+}
+
+func countMessages(t *testing.T, s *Store) int64 {
+	t.Helper()
+	n, err := s.messages.CountDocuments(t.Context(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkRoom asserts the invariants of one room: stored seqs are exactly
+// 1..len(stored), each id is stored once, and every message any caller got
+// back is the stored one (same seq, first text).
+func checkRoom(t *testing.T, s *Store, room string, wantN int, returned ...[]chat.Message) {
+	t.Helper()
+	stored := allMessages(t, s, room)
+	byID := map[string]chat.Message{}
+	for i, m := range stored {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("room %s: stored seq #%d is %d: not gapless 1..N (seqs %v)", room, i+1, m.Seq, seqsOf(stored))
+		}
+		if prev, dup := byID[m.ID]; dup {
+			t.Fatalf("room %s: id %s stored twice, seqs %d and %d", room, m.ID, prev.Seq, m.Seq)
+		}
+		byID[m.ID] = m
+	}
+	if len(stored) != wantN {
+		t.Fatalf("room %s: %d messages stored, want %d", room, len(stored), wantN)
+	}
+	for _, out := range returned {
+		for _, m := range out {
+			if m != byID[m.ID] {
+				t.Fatalf("room %s: a caller got %+v for %s, stored is %+v", room, m, m.ID, byID[m.ID])
+			}
+		}
+	}
+	if last, err := s.LastSeq(t.Context(), room); err != nil || last != int64(wantN) {
+		t.Fatalf("room %s: LastSeq = %d, %v; want %d", room, last, err, wantN)
+	}
+}
+
+func seqsOf(ms []chat.Message) []int64 {
+	out := make([]int64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+// --- Mongo-specific tests ---
+
+// TestTwoStoresRacing is a Kafka partition moving between instances
+// mid-flight: two Stores, each with its own client (as two processes have),
+// append to the same rooms at once, and the new owner re-sends records the
+// old one was still storing (redelivery from the last committed offset), in
+// batches of every size, some above one InsertMany chunk.
+func TestTwoStoresRacing(t *testing.T) {
+	a := newStore(t)
+	b := openStore(t, testURI(t), a.messages.Database().Name())
+	ctx := t.Context()
+
+	const n = 300 // messages per room: ids m0..m299
+	rooms := []string{"general", "random", "ops"}
+	type job struct {
+		s         *Store
+		who       string
+		from, to  int // ids [from, to)
+		batchSize int
+	}
+	jobs := []job{
+		{a, "a1", 0, 200, 7},     // the old owner, cut off at 200
+		{b, "b1", 120, 300, 5},   // the new owner, redelivering from 120
+		{b, "b2", 150, 261, 111}, // a big redelivered batch: two InsertMany chunks
+		{a, "a2", 0, 300, 1},     // single retries over the whole range
+		{a, "a3", 250, 300, 50},
+	}
+	var (
+		mu       sync.Mutex
+		returned = map[string][][]chat.Message{}
+		wg       sync.WaitGroup
+	)
+	for _, room := range rooms {
+		for _, j := range jobs {
+			wg.Go(func() {
+				for from := j.from; from < j.to; from += j.batchSize {
+					in := batch(room, "m", "sent by "+j.who, from, min(from+j.batchSize, j.to))
+					out, err := j.s.Append(ctx, in)
+					if err != nil {
+						t.Errorf("%s on %s: Append: %v", j.who, room, err)
+						return
+					}
+					for k := range in {
+						if out[k].ID != in[k].ID || out[k].Room != room {
+							t.Errorf("%s on %s: result %d is %s/%s, want %s/%s", j.who, room, k, out[k].Room, out[k].ID, room, in[k].ID)
+							return
+						}
+					}
+					mu.Lock()
+					returned[room] = append(returned[room], out)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for _, room := range rooms {
+		checkRoom(t, a, room, n, returned[room]...)
+	}
+	if got := countMessages(t, a); got != int64(n*len(rooms)) {
+		t.Fatalf("%d documents stored, want %d", got, n*len(rooms))
+	}
+	// What the other instance reads is the same.
+	for _, room := range rooms {
+		p, err := b.Messages(ctx, room, chat.Query{Kind: chat.Latest, Limit: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Messages) != 200 || p.Messages[0].Seq != n-199 || !p.HasMore {
+			t.Fatalf("room %s from the second store: %d messages from seq %d, has_more %v", room, len(p.Messages), p.Messages[0].Seq, p.HasMore)
+		}
+	}
+}
+
+// TestLostSeqRace makes the race deterministic: between A's read of the
+// next seq and its insert, B stores messages, two of them with A's ids
+// (B already took over the partition and redelivered them).
+func TestLostSeqRace(t *testing.T) {
+	a := newStore(t)
+	b := openStore(t, testURI(t), a.messages.Database().Name())
+	ctx := t.Context()
+
+	var struck bool
+	a.beforeInsert = func(ctx context.Context, room string, firstSeq int64, n int) {
+		if struck {
+			return
+		}
+		struck = true
+		mustAppend(t, b, ctx, []chat.Message{message(room, "b1", "by b"), message(room, "x3", "x3 by b"), message(room, "x4", "x4 by b")})
+	}
+	out := mustAppend(t, a, ctx, batch("general", "x", "by a", 1, 7)) // x1..x6
+	want := map[string]int64{"b1": 1, "x3": 2, "x4": 3, "x1": 4, "x2": 5, "x5": 6, "x6": 7}
+	for _, m := range out {
+		if m.Seq != want[m.ID] {
+			t.Errorf("%s got seq %d, want %d", m.ID, m.Seq, want[m.ID])
+		}
+		if wantText := map[bool]string{true: m.ID + " by b", false: "by a"}[m.ID == "x3" || m.ID == "x4"]; m.Text != wantText {
+			t.Errorf("%s: text %q, want %q (first text wins)", m.ID, m.Text, wantText)
+		}
+	}
+	checkRoom(t, a, "general", 7, out)
+}
+
+// TestRaceInsideChunk has another writer take a seq in the middle of one
+// ordered insert (as it can between two documents of an InsertMany): the
+// documents before it stay placed, the one that collides and all after it
+// are placed again above the intruder, and nothing after the collision is
+// written by the failed insert (FerretDB's ordered-insert caveat).
+func TestRaceInsideChunk(t *testing.T) {
+	a := newStore(t)
+	ctx := t.Context()
+	mustAppend(t, a, ctx, batch("general", "old", "old", 0, 10)) // seqs 1..10
+
+	var struck bool
+	a.beforeInsert = func(ctx context.Context, room string, firstSeq int64, n int) {
+		if struck {
+			return
+		}
+		struck = true
+		// The seq the 41st document of this chunk is about to take.
+		if _, err := a.messages.InsertOne(ctx, messageDoc{Room: room, Seq: firstSeq + 40, ID: "intruder", User: "bob", Text: "in between", TS: "2026-11-25T10:00:00.000Z"}); err != nil {
+			t.Errorf("insert intruder: %v", err)
+		}
+	}
+	in := batch("general", "p", "by a", 0, 150) // two chunks: 100 + 50
+	out := mustAppend(t, a, ctx, in)
+	for k, m := range out {
+		want := int64(11 + k) // p0..p39 at 11..50, intruder at 51, p40.. at 52..
+		if k >= 40 {
+			want++
+		}
+		if m.Seq != want {
+			t.Fatalf("%s got seq %d, want %d", m.ID, m.Seq, want)
+		}
+	}
+	checkRoom(t, a, "general", 161, out)
+}
+
+// TestReAppendWritesNothing: Append is idempotent. The same batch again —
+// with other texts, as a retry from another client would have — returns the
+// very same messages and inserts nothing; a batch that overlaps stored ones
+// gives the stored ones back and continues the seqs after them.
+func TestReAppendWritesNothing(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	in := append(batch("general", "m", "first", 0, 150), batch("other", "m", "first", 0, 20)...)
+	first := mustAppend(t, s, ctx, in)
+
+	inserts := 0
+	s.beforeInsert = func(context.Context, string, int64, int) { inserts++ }
+	again := mustAppend(t, s, ctx, append(batch("general", "m", "second", 0, 150), batch("other", "m", "second", 0, 20)...))
+	if !slices.Equal(again, first) {
+		t.Fatalf("re-Append returned other messages than the first Append")
+	}
+	if inserts != 0 {
+		t.Fatalf("re-Append attempted %d inserts, want none", inserts)
+	}
+	if got := countMessages(t, s); got != 170 {
+		t.Fatalf("%d documents stored, want 170", got)
+	}
+
+	overlap := mustAppend(t, s, ctx, batch("general", "m", "third", 140, 160))
+	for k, m := range overlap {
+		if m.Seq != int64(141+k) {
+			t.Fatalf("%s got seq %d, want %d", m.ID, m.Seq, 141+k)
+		}
+	}
+	checkRoom(t, s, "general", 160, first[:150], overlap)
+	checkRoom(t, s, "other", 20, first[150:])
+}
+
+// TestAppendFailsPartwayThenRetries: an Append that fails after its first
+// chunk (here: its context ends) leaves that chunk stored — MongoDB offers no
+// all-or-nothing without transactions — and the retry of the same batch,
+// which is what the persist stage does, completes it with the same seqs and
+// no gap.
+func TestAppendFailsPartwayThenRetries(t *testing.T) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	chunks := 0
+	s.beforeInsert = func(context.Context, string, int64, int) {
+		if chunks++; chunks == 2 {
+			cancel()
+		}
+	}
+	in := batch("general", "m", "text", 0, 250)
+	if _, err := s.Append(ctx, in); err == nil {
+		t.Fatal("Append with a context cancelled part-way succeeded")
+	}
+	if got := countMessages(t, s); got != insertChunk {
+		t.Fatalf("after the failed Append %d documents are stored, want the first chunk (%d)", got, insertChunk)
+	}
+	s.beforeInsert = nil
+	out := mustAppend(t, s, t.Context(), in)
+	for k, m := range out {
+		if m.Seq != int64(k+1) {
+			t.Fatalf("%s got seq %d, want %d", m.ID, m.Seq, k+1)
+		}
+	}
+	checkRoom(t, s, "general", 250, out)
+}
+
+func TestMessagesRejectsBadQuery(t *testing.T) {
+	s := newStore(t)
+	for _, q := range []chat.Query{
+		{Kind: chat.Latest, Limit: 0},
+		{Kind: chat.After, Seq: -1, Limit: 10},
+		{Kind: chat.QueryKind(9), Limit: 10},
+	} {
+		if _, err := s.Messages(t.Context(), "general", q); chat.ErrorCode(err) != chat.EBadRequest {
+			t.Errorf("Messages(%+v) error %v, want bad_request", q, err)
+		}
+	}
+}
+
+// BenchmarkAppend measures Append of batches of new messages to one room.
+// Against FerretDB it measures FerretDB on SQLite, not MongoDB.
+func BenchmarkAppend(b *testing.B) {
+	if os.Getenv("PARLEY_TEST_MONGO") == "" {
+		b.Skip("PARLEY_TEST_MONGO unset")
+	}
+	for _, size := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			s := newStore(b)
+			ctx := b.Context()
+			n := 0
+			for b.Loop() {
+				in := batch("general", "m", "benchmark message text", n, n+size)
+				if _, err := s.Append(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+				n += size
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -1,0 +1,60 @@
+// Package web renders Parley's HTML pages with templ. The pages are a
+// server-rendered shell; static/app.js brings them to life (sign-in, rooms,
+// history, the live WebSocket or SSE connection).
+package web
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"strings"
+
+	"github.com/parley-chat/parley/static"
+)
+
+// IndexProps is what the server knows when it renders "/".
+type IndexProps struct {
+	// User is the signed-in user's name; empty when nobody is signed in, in
+	// which case the page shows the sign-in form.
+	User string
+	// Guest tells whether guest sign-in (POST /api/session) is enabled on
+	// this server. When it is off and nobody is signed in, the page says so
+	// instead of offering a form that would only be refused.
+	Guest bool
+}
+
+// asset returns the URL of a file of package static with a short content hash
+// as its query, so a browser never runs a stale app.js against a newer server
+// while the files themselves can still be cached. The hash is computed once
+// per file, at start, from the embedded bytes.
+func asset(name string) string {
+	if u, ok := assetURLs[name]; ok {
+		return u
+	}
+	return "/static/" + name
+}
+
+var assetURLs = func() map[string]string {
+	m := map[string]string{}
+	_ = fs.WalkDir(static.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(static.FS, path)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m[path] = "/static/" + path + "?v=" + hex.EncodeToString(sum[:4])
+		return nil
+	})
+	return m
+}()
+
+// initial is the first letter of a user name, for the avatar badge.
+func initial(user string) string {
+	for _, r := range user {
+		return strings.ToUpper(string(r))
+	}
+	return "?"
+}
