@@ -33,6 +33,8 @@ type Config struct {
 	// SendRate and SendBurst limit each connection's sends.
 	SendRate  float64
 	SendBurst int
+	// QueueBytes bounds each connection's outgoing queue.
+	QueueBytes int
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 }
@@ -60,6 +62,7 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 	replication := fs.Int("kafka_replication", envInt(env("KAFKA_REPLICATION", "1")), "replication factor of topics created at start (PARLEY_KAFKA_REPLICATION)")
 	sendRate := fs.Float64("send_rate", envFloat(env("SEND_RATE", "20")), "messages per second one connection may send (PARLEY_SEND_RATE)")
 	sendBurst := fs.Int("send_burst", envInt(env("SEND_BURST", "40")), "burst of sends above the rate (PARLEY_SEND_BURST)")
+	queueBytes := fs.Int("queue_bytes", envInt(env("QUEUE_BYTES", "2097152")), "bytes queued for one connection before it is cut off as too slow (PARLEY_QUEUE_BYTES)")
 	shutdown := fs.Duration("shutdown_timeout", envDuration(env("SHUTDOWN_TIMEOUT", "15s")), "graceful shutdown deadline (PARLEY_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -72,7 +75,7 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 		Addr: *addr, DataDir: *dataDir, MongoURI: *mongoURI, MongoDB: *mongoDB,
 		InstanceID: *instance, TopicSend: *topicSend, TopicReceive: *topicRecv, Secret: *secret, Guest: g,
 		KafkaPartitions: *partitions, KafkaReplication: *replication,
-		SendRate: *sendRate, SendBurst: *sendBurst, ShutdownTimeout: *shutdown,
+		SendRate: *sendRate, SendBurst: *sendBurst, QueueBytes: *queueBytes, ShutdownTimeout: *shutdown,
 	}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -95,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.SendRate <= 0 || c.SendBurst <= 0 {
 		return errors.New("PARLEY_SEND_RATE and PARLEY_SEND_BURST must be positive")
+	}
+	if c.QueueBytes < 64<<10 {
+		return errors.New("PARLEY_QUEUE_BYTES must be at least 65536")
 	}
 	if c.KafkaPartitions <= 0 || c.KafkaReplication <= 0 {
 		return errors.New("PARLEY_KAFKA_PARTITIONS and PARLEY_KAFKA_REPLICATION must be positive")

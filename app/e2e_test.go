@@ -16,7 +16,7 @@ func TestTwoWebSocketClientsChat(t *testing.T) {
 	bob.join("general")
 
 	alice.sendAcked("general", "a1", "hi bob")
-	if ack := alice.expect("ack"); ack["id"] != "a1" || ack["room"] != "general" {
+	if ack := alice.ack("a1"); ack["id"] != "a1" || ack["room"] != "general" {
 		t.Fatalf("ack %v", ack)
 	}
 	am, bm := alice.messages(1)[0], bob.messages(1)[0]
@@ -28,7 +28,7 @@ func TestTwoWebSocketClientsChat(t *testing.T) {
 	}
 	// The author is the authenticated user, whatever the frame says.
 	bob.write(`{"type":"send","room":"general","id":"b1","text":"hello alice","user":"mallory"}`)
-	bob.expect("ack")
+	bob.ack("b1")
 	if m := alice.messages(1)[0]; m.User != "bob" || m.Seq != 2 {
 		t.Fatalf("got %+v", m)
 	}
@@ -38,7 +38,7 @@ func TestTwoWebSocketClientsChat(t *testing.T) {
 	alice.write(`{"type":"leave","room":"general"}`)
 	alice.expect("left")
 	bob.sendAcked("general", "b2", "anyone?")
-	bob.expect("ack")
+	bob.ack("b2")
 	bob.messages(1)
 	alice.quiet(200 * time.Millisecond)
 }
@@ -48,11 +48,23 @@ func TestSendWithoutIDGetsServerID(t *testing.T) {
 	c := s.dial(s.login("alice"))
 	c.join("general")
 	c.write(`{"type":"send","room":"general","text":"no id"}`)
-	ack := c.expect("ack")
-	id, _ := ack["id"].(string)
-	if id == "" {
-		t.Fatalf("ack without id: %v", ack)
+	var id string
+	var passed []map[string]any
+	for id == "" {
+		f := c.next(5 * time.Second)
+		switch f["type"] {
+		case "ack":
+			id, _ = f["id"].(string)
+			if id == "" {
+				t.Fatalf("ack without id: %v", f)
+			}
+		case "message":
+			passed = append(passed, f)
+		default:
+			t.Fatalf("frame %v", f)
+		}
 	}
+	c.held = append(passed, c.held...)
 	if m := c.messages(1)[0]; m.ID != id {
 		t.Fatalf("message id %q, ack id %q", m.ID, id)
 	}
@@ -73,7 +85,7 @@ func TestSSEAndWebSocketSeeEachOther(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the stream's join happens as it opens
 
 	ws.sendAcked("mixed", "w1", "from websocket")
-	ws.expect("ack")
+	ws.ack("w1")
 	if m := st.messages(1)[0]; m.Text != "from websocket" || m.Seq != 1 || m.User != "alice" {
 		t.Fatalf("sse got %+v", m)
 	}
@@ -98,13 +110,13 @@ func TestResumeAfterReconnect(t *testing.T) {
 	c.join("resume")
 	for i := 1; i <= 3; i++ {
 		sender.sendAcked("resume", fmt.Sprint("m", i), fmt.Sprint("text ", i))
-		sender.expect("ack")
+		sender.ack(fmt.Sprint("m", i))
 	}
 	checkSeqs(t, c.messages(3), 1, 3)
 	c.conn.Close()
 	for i := 4; i <= 6; i++ {
 		sender.sendAcked("resume", fmt.Sprint("m", i), fmt.Sprint("text ", i))
-		sender.expect("ack")
+		sender.ack(fmt.Sprint("m", i))
 	}
 	s.waitHistory(tok, "resume", 6)
 
@@ -114,7 +126,7 @@ func TestResumeAfterReconnect(t *testing.T) {
 	}
 	checkSeqs(t, c2.messages(3), 4, 6)
 	sender.sendAcked("resume", "m7", "live")
-	sender.expect("ack")
+	sender.ack("m7")
 	checkSeqs(t, c2.messages(1), 7, 7)
 	c2.quiet(200 * time.Millisecond)
 
@@ -161,10 +173,10 @@ func TestIdempotentResend(t *testing.T) {
 	c := s.dial(tok)
 	c.join("idem")
 	c.sendAcked("idem", "same-id", "first")
-	c.expect("ack")
+	c.ack("same-id")
 	c.messages(1)
 	c.sendAcked("idem", "same-id", "second")
-	if ack := c.expect("ack"); ack["id"] != "same-id" {
+	if ack := c.ack("same-id"); ack["id"] != "same-id" {
 		t.Fatalf("ack %v", ack)
 	}
 	status, _ := s.do("POST", "/api/rooms/idem/messages", tok, `{"id":"same-id","text":"third"}`)
@@ -178,7 +190,7 @@ func TestIdempotentResend(t *testing.T) {
 	}
 	// The same id in another room is another message.
 	c.sendAcked("other", "same-id", "elsewhere")
-	c.expect("ack")
+	c.ack("same-id")
 	if p := s.waitHistory(tok, "other", 1); len(p.Messages) != 1 {
 		t.Fatalf("other room %+v", p)
 	}
@@ -190,7 +202,7 @@ func TestHistoryPaging(t *testing.T) {
 	c := s.dial(tok)
 	for i := 1; i <= 120; i++ {
 		c.sendAcked("paging", fmt.Sprint("p", i), fmt.Sprint(i))
-		c.expect("ack")
+		c.ack(fmt.Sprint("p", i))
 	}
 	s.waitHistory(tok, "paging", 120)
 	p := s.history(tok, "paging", "")
@@ -252,7 +264,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	c.join("durable")
 	for i := 1; i <= 5; i++ {
 		c.sendAcked("durable", fmt.Sprint("d", i), "x")
-		c.expect("ack")
+		c.ack(fmt.Sprint("d", i))
 	}
 	// Stop right after the acks: graceful shutdown drains the in-process bus
 	// into the store.
@@ -264,7 +276,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	c2 := s2.dial(tok)
 	c2.join("durable", 5)
 	c2.sendAcked("durable", "d6", "after restart")
-	c2.expect("ack")
+	c2.ack("d6")
 	checkSeqs(t, c2.messages(1), 6, 6)
 }
 
@@ -279,11 +291,21 @@ func TestOperationsEndpoints(t *testing.T) {
 	c := s.dial(tok)
 	c.join("metrics")
 	c.sendAcked("metrics", "m1", "count me")
-	c.expect("ack")
+	c.ack("m1")
 	c.messages(1)
-	status, body := s.do("GET", "/metrics", "", "")
-	if status != 200 {
-		t.Fatalf("metrics: %d", status)
+	// The persist stage counts a batch after its commit, a moment after
+	// delivery: poll.
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		var status int
+		status, body = s.do("GET", "/metrics", "", "")
+		if status != 200 {
+			t.Fatalf("metrics: %d", status)
+		}
+		if strings.Contains(string(body), "parley_messages_persisted_total 1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{
 		`parley_connections{transport="websocket"} 1`,

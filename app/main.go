@@ -82,7 +82,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 			}
 			return nil
 		},
-		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
+		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, QueueBytes: cfg.QueueBytes,
 	}
 	app := fiber.New(fiber.Config{
 		AppName:               "parley",

@@ -4,8 +4,8 @@
 package handlers
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -39,8 +39,9 @@ type Server struct {
 	// user for POST: messages per second sustained, and burst. Zero: 20 and 40.
 	SendRate  float64
 	SendBurst int
-	// QueueSize bounds each connection's outgoing queue. Zero: 256 frames.
-	QueueSize int
+	// QueueBytes bounds each connection's outgoing queue; a client whose
+	// queue would exceed it is cut off as too slow. Zero: 2 MiB.
+	QueueBytes int
 	// MaxRooms bounds the rooms one WebSocket connection joins. Zero: 100.
 	MaxRooms int
 	// SSEHeartbeat is the interval of ": ping" comments. Zero: 15 s.
@@ -59,8 +60,8 @@ func (s *Server) defaults() {
 	if s.SendBurst <= 0 {
 		s.SendBurst = 40
 	}
-	if s.QueueSize <= 0 {
-		s.QueueSize = 256
+	if s.QueueBytes <= 0 {
+		s.QueueBytes = 2 << 20
 	}
 	if s.MaxRooms <= 0 {
 		s.MaxRooms = 100

@@ -3,7 +3,6 @@ package handlers
 import (
 	"bufio"
 	"context"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -33,7 +32,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 		hasAfter = true
 	}
 
-	sc := &sseClient{srv: s, out: make(chan []byte, s.QueueSize), gone: make(chan struct{})}
+	sc := &sseClient{srv: s, out: newQueue(s.QueueBytes)}
 	// Join before the stream starts, so a store failure is still a 503.
 	ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
 	defer cancel()
@@ -50,7 +49,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer s.Metrics.Conn("sse", -1)
 		defer sub.Close()
-		defer sc.close()
+		defer sc.out.close()
 		sc.stream(w)
 	})
 	return nil
@@ -60,10 +59,8 @@ func (s *Server) events(c *fiber.Ctx) error {
 // failed write or flush is how it learns the client left, and the periodic
 // ": ping" makes that happen on an idle stream too.
 type sseClient struct {
-	srv  *Server
-	out  chan []byte
-	gone chan struct{}
-	once sync.Once
+	srv *Server
+	out *queue
 }
 
 var _ chat.Sink = (*sseClient)(nil)
@@ -74,22 +71,21 @@ func (sc *sseClient) stream(w *bufio.Writer) {
 	if _, err := w.WriteString("retry: 2000\n\n"); err != nil || w.Flush() != nil {
 		return
 	}
+	var batch [][]byte
 	for {
 		select {
-		case <-sc.gone:
+		case <-sc.out.done:
+			// Cut off as too slow.
 			return
 		case <-sc.srv.ctx().Done():
 			// Shutdown: send what is queued, then end the stream so the
 			// client reconnects (possibly elsewhere) with Last-Event-ID.
-			sc.drain(w)
-			_ = w.Flush()
+			sc.out.close()
+			_ = writeAll(w, sc.out.take(batch))
 			return
-		case b := <-sc.out:
-			if _, err := w.Write(b); err != nil {
-				return
-			}
-			// Coalesce whatever else is queued into the same flush.
-			if sc.drain(w) != nil || w.Flush() != nil {
+		case <-sc.out.ready:
+			batch = sc.out.take(batch)
+			if writeAll(w, batch) != nil {
 				return
 			}
 		case <-ping.C:
@@ -100,46 +96,31 @@ func (sc *sseClient) stream(w *bufio.Writer) {
 	}
 }
 
-func (sc *sseClient) drain(w *bufio.Writer) error {
-	for {
-		select {
-		case b := <-sc.out:
-			if _, err := w.Write(b); err != nil {
-				return err
-			}
-		default:
-			return nil
+// writeAll writes frames and flushes them in one go.
+func writeAll(w *bufio.Writer, frames [][]byte) error {
+	for _, b := range frames {
+		if _, err := w.Write(b); err != nil {
+			return err
 		}
 	}
+	return w.Flush()
 }
-
-func (sc *sseClient) close() { sc.once.Do(func() { close(sc.gone) }) }
 
 // Joined implements chat.Sink: SSE has no joined event.
 func (sc *sseClient) Joined(context.Context, string, int64) error { return nil }
 
 // Replay implements chat.Sink.
 func (sc *sseClient) Replay(ctx context.Context, ev *chat.Event) error {
-	select {
-	case sc.out <- ev.SSEFrame():
-		return nil
-	case <-sc.gone:
-		return context.Canceled
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return sc.out.pushWait(ctx, ev.SSEFrame())
 }
 
 // Deliver implements chat.Sink: never blocks; a full queue ends the stream.
 func (sc *sseClient) Deliver(ev *chat.Event) bool {
-	select {
-	case sc.out <- ev.SSEFrame():
+	if sc.out.push(ev.SSEFrame()) {
 		return true
-	case <-sc.gone:
-		return false
-	default:
-		sc.srv.Metrics.SlowClient()
-		sc.close()
-		return false
 	}
+	if sc.out.close() {
+		sc.srv.Metrics.SlowClient()
+	}
+	return false
 }

@@ -46,7 +46,7 @@ func (s *Server) websocket() fiber.Handler {
 			srv:     s,
 			conn:    conn,
 			user:    user,
-			out:     make(chan []byte, s.QueueSize),
+			out:     newQueue(s.QueueBytes),
 			quit:    make(chan struct{}),
 			subs:    make(map[string]*chat.Subscription),
 			limiter: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst),
@@ -63,7 +63,7 @@ type wsClient struct {
 	srv     *Server
 	conn    *websocket.Conn
 	user    string
-	out     chan []byte
+	out     *queue
 	quit    chan struct{} // closed by kill: the writer sends the close frame and ends
 	limiter *rate.Limiter
 	subs    map[string]*chat.Subscription // used by the reader goroutine only
@@ -234,12 +234,7 @@ func (w *wsClient) sendError(err error, id, room string) {
 // frames while not reading is slowed to its own pace.
 func (w *wsClient) send(v any) bool {
 	b, _ := json.Marshal(v)
-	select {
-	case w.out <- b:
-		return true
-	case <-w.quit:
-		return false
-	}
+	return w.out.pushWait(w.srv.ctx(), b) == nil
 }
 
 // Joined implements chat.Sink.
@@ -258,59 +253,52 @@ func (w *wsClient) Replay(ctx context.Context, ev *chat.Event) error {
 }
 
 func (w *wsClient) enqueue(ctx context.Context, b []byte) error {
-	select {
-	case w.out <- b:
-		return nil
-	case <-w.quit:
-		return context.Canceled
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return w.out.pushWait(ctx, b)
 }
 
 // Deliver implements chat.Sink: never blocks; a full queue cuts the client off.
 func (w *wsClient) Deliver(ev *chat.Event) bool {
-	select {
-	case w.out <- ev.WSFrame():
+	if w.out.push(ev.WSFrame()) {
 		return true
-	case <-w.quit:
-		return false
-	default:
-		w.srv.Metrics.SlowClient()
-		w.kill(closeTryLater, "client too slow to read its messages")
-		return false
 	}
+	if w.kill(closeTryLater, "client too slow to read its messages") {
+		w.srv.Metrics.SlowClient()
+	}
+	return false
 }
 
-// kill ends the connection with a close code; the writer sends it.
-func (w *wsClient) kill(code int, text string) {
+// kill ends the connection with a close code, which the writer sends. It
+// reports whether this call was the one that ended it.
+func (w *wsClient) kill(code int, text string) bool {
+	first := false
 	w.killOnce.Do(func() {
+		first = true
 		w.closeCode, w.closeText = code, text
+		if code != closeRestart {
+			// Nothing more is queued; a restart still flushes what is.
+			w.out.close()
+		}
 		close(w.quit)
 	})
+	return first
 }
 
 // writeLoop is the connection's only writer.
 func (w *wsClient) writeLoop() {
 	ping := time.NewTicker(wsPingPeriod)
 	defer ping.Stop()
-	defer w.conn.Close()
+	// The hijacked connection is closed only when the handler returns (its
+	// Close is a no-op), so end the reader, and with it the handler.
+	defer w.conn.SetReadDeadline(time.Now())
+	var batch [][]byte
 	for {
-		// A pending kill wins over queued frames.
 		select {
 		case <-w.quit:
 			w.writeClose()
 			return
-		default:
-		}
-		select {
-		case <-w.quit:
-			w.writeClose()
-			return
-		case b := <-w.out:
-			_ = w.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-			if err := w.conn.WriteMessage(websocket.TextMessage, b); err != nil {
-				w.kill(closeAbnormal, "")
+		case <-w.out.ready:
+			batch = w.out.take(batch)
+			if !w.write(batch) {
 				return
 			}
 		case <-ping.C:
@@ -322,33 +310,45 @@ func (w *wsClient) writeLoop() {
 	}
 }
 
-func (w *wsClient) writeClose() {
-	if w.closeCode == closeRestart {
-		// Graceful shutdown: what is already queued still goes out.
-		w.flushQueued()
+// write sends frames; a pending kill wins over the rest of them.
+func (w *wsClient) write(frames [][]byte) bool {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+	for _, b := range frames {
+		select {
+		case <-w.quit:
+			if w.closeCode != closeRestart {
+				return true
+			}
+		default:
+		}
+		if err := w.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+			w.kill(closeAbnormal, "")
+			return false
+		}
 	}
+	return true
+}
+
+func (w *wsClient) writeClose() {
 	if w.closeCode == closeAbnormal {
 		return
 	}
-	msg := websocket.FormatCloseMessage(w.closeCode, w.closeText)
-	_ = w.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	if w.closeCode != closeNormal {
-		// Give the peer a moment to read the close frame before the socket goes.
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (w *wsClient) flushQueued() {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		select {
-		case b := <-w.out:
-			_ = w.conn.SetWriteDeadline(deadline)
+	if w.closeCode == closeRestart {
+		// Graceful shutdown: what is already queued still goes out.
+		w.out.close()
+		_ = w.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		for _, b := range w.out.take(nil) {
 			if w.conn.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}
-		default:
-			return
 		}
+	}
+	msg := websocket.FormatCloseMessage(w.closeCode, w.closeText)
+	// A reader cut off as too slow may have a full socket: the close frame
+	// gets a few seconds, then the connection goes without it.
+	_ = w.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(5*time.Second))
+	if w.closeCode != closeNormal {
+		// Give the peer a moment to read the close frame before the socket goes.
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -66,6 +67,10 @@ type Store struct {
 	client   *mongo.Client
 	messages *mongo.Collection
 	rooms    *mongo.Collection
+
+	// lostRaces counts inserts that failed on a duplicate key: another
+	// writer took the seq or stored the id first. Worth a metric later.
+	lostRaces atomic.Int64
 
 	// beforeInsert, when set (by tests only), runs right before each
 	// InsertMany of appendRoom, where a racing writer could strike.
@@ -195,8 +200,8 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 //   - One seq, one message: the unique (room, seq) index. A writer that read
 //     a stale highest seq collides on insert and rereads.
 //   - One message, one seq: the unique (room, id) index. A redelivered
-//     message collides on insert (or is found by the lookup before it) and
-//     the stored one is returned: first text, first seq.
+//     message collides on insert; the lookup that follows every collision
+//     finds the stored one, which is returned: first text, first seq.
 //   - No gap: a seq s is only ever inserted when s-1 is stored. The first
 //     document of an insert gets (highest stored seq)+1, and messages are
 //     never deleted, so its predecessor exists; every later document of the
@@ -222,16 +227,21 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		}
 	}
 
+	// The first insert is tried without looking for stored ids first: new
+	// messages are the common case, and the (room, id) index turns a
+	// redelivered one into a collision, after which every id still pending
+	// is looked up at once.
 	var (
-		last      int64 // highest stored seq as far as we know
-		knowLast  bool  // last is exact as far as our own inserts go: no reread needed
-		recheck   = true
-		conflicts int
+		last      int64 // highest stored seq, read or advanced by our own inserts
+		knowLast  bool  // last is current as far as this call knows: no reread
+		recheck   bool  // look up pending ids before the next insert
+		conflicts int   // collisions in a row that placed nothing
 	)
 	for len(pending) > 0 {
 		if recheck {
 			// Messages of this batch that are stored already: a redelivery,
 			// a retried Append, or a racing writer that just stored them.
+			// (One query per collision, not per message.)
 			found, err := s.storedByID(ctx, room, msgs, pending)
 			if err != nil {
 				return err
@@ -243,6 +253,9 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 				}
 				return ok
 			})
+			if len(found) > 0 {
+				conflicts = 0 // resolving stored ids is progress too
+			}
 			if len(pending) == 0 {
 				break
 			}
@@ -278,7 +291,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 			at, ok := firstDuplicate(err)
 			if !ok {
 				// Anything but a lost race: a prefix of the chunk may be
-				// stored; a retried Append finds it through the id lookup.
+				// stored; a retried Append collides with it and returns it.
 				return fmt.Errorf("insert messages: %w", err)
 			}
 			// Documents before the failing one are stored with their seqs.
@@ -286,6 +299,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 			// it) or for its id (another writer stored it). Reread both.
 			placed = at
 			recheck, knowLast = true, false
+			s.lostRaces.Add(1)
 		}
 		for k, i := range chunk[:placed] {
 			m := msgs[i]

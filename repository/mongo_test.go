@@ -224,7 +224,7 @@ func TestTwoStoresRacing(t *testing.T) {
 	b := openStore(t, testURI(t), a.messages.Database().Name())
 	ctx := t.Context()
 
-	const n = 300 // messages per room: ids m0..m299
+	const n = 200 // messages per room: ids m0..m199
 	rooms := []string{"general", "random", "ops"}
 	type job struct {
 		s         *Store
@@ -233,11 +233,11 @@ func TestTwoStoresRacing(t *testing.T) {
 		batchSize int
 	}
 	jobs := []job{
-		{a, "a1", 0, 200, 7},     // the old owner, cut off at 200
-		{b, "b1", 120, 300, 5},   // the new owner, redelivering from 120
-		{b, "b2", 150, 261, 111}, // a big redelivered batch: two InsertMany chunks
-		{a, "a2", 0, 300, 1},     // single retries over the whole range
-		{a, "a3", 250, 300, 50},
+		{a, "a1", 0, 140, 7},    // the old owner, cut off at 140
+		{b, "b1", 80, 200, 5},   // the new owner, redelivering from 80
+		{b, "b2", 85, 196, 111}, // a big redelivered batch: two InsertMany chunks
+		{a, "a2", 110, 150, 1},  // single retries around where the owners meet
+		{a, "a3", 150, 200, 50},
 	}
 	var (
 		mu       sync.Mutex
@@ -271,6 +271,7 @@ func TestTwoStoresRacing(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	t.Logf("inserts that lost a race: %d by the first store, %d by the second", a.lostRaces.Load(), b.lostRaces.Load())
 	for _, room := range rooms {
 		checkRoom(t, a, room, n, returned[room]...)
 	}
@@ -279,11 +280,11 @@ func TestTwoStoresRacing(t *testing.T) {
 	}
 	// What the other instance reads is the same.
 	for _, room := range rooms {
-		p, err := b.Messages(ctx, room, chat.Query{Kind: chat.Latest, Limit: 200})
+		p, err := b.Messages(ctx, room, chat.Query{Kind: chat.Latest, Limit: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Messages) != 200 || p.Messages[0].Seq != n-199 || !p.HasMore {
+		if len(p.Messages) != 50 || p.Messages[0].Seq != n-49 || !p.HasMore {
 			t.Fatalf("room %s from the second store: %d messages from seq %d, has_more %v", room, len(p.Messages), p.Messages[0].Seq, p.HasMore)
 		}
 	}
@@ -363,14 +364,16 @@ func TestReAppendWritesNothing(t *testing.T) {
 	in := append(batch("general", "m", "first", 0, 150), batch("other", "m", "first", 0, 20)...)
 	first := mustAppend(t, s, ctx, in)
 
+	// Each room's first insert collides on its first document (nothing of it
+	// is written), and the one lookup that follows finds the whole batch.
 	inserts := 0
 	s.beforeInsert = func(context.Context, string, int64, int) { inserts++ }
 	again := mustAppend(t, s, ctx, append(batch("general", "m", "second", 0, 150), batch("other", "m", "second", 0, 20)...))
 	if !slices.Equal(again, first) {
 		t.Fatalf("re-Append returned other messages than the first Append")
 	}
-	if inserts != 0 {
-		t.Fatalf("re-Append attempted %d inserts, want none", inserts)
+	if inserts != 2 {
+		t.Fatalf("re-Append tried %d inserts, want one per room", inserts)
 	}
 	if got := countMessages(t, s); got != 170 {
 		t.Fatalf("%d documents stored, want 170", got)

@@ -190,6 +190,8 @@ function initApp() {
     paneStatus: byTestId('pane-status'),
     list: byTestId('message-list'),
     empty: byTestId('empty'),
+    historyStart: byTestId('history-start'),
+    startRoom: $('.history-start .start-room'),
     composer: byTestId('composer'),
     input: byTestId('message-input'),
     notice: byTestId('notice'),
@@ -326,8 +328,12 @@ function initApp() {
     li.classList.toggle('continued', continued);
   }
 
+  /** The pane says "no messages yet", or marks the start of history once all of it is shown. */
   function updateEmpty() {
-    ui.empty.hidden = ui.list.childElementCount > 0 || room?.lastSeq === null;
+    const loaded = room?.lastSeq != null;
+    const any = ui.list.childElementCount > 0;
+    ui.empty.hidden = any || !loaded;
+    ui.historyStart.hidden = !any || !loaded || room.hasMore;
   }
 
   const nearBottom = () => ui.pane.scrollHeight - ui.pane.scrollTop - ui.pane.clientHeight < 80;
@@ -391,6 +397,7 @@ function initApp() {
   function ensureHistory(r) {
     r.history ??= loadLatest(r).catch((err) => {
       r.history = null; // try again on the next connect
+      if (r === room) setPaneStatus(`Could not load messages (${err.message}); retrying…`);
       throw err;
     });
     return r.history;
@@ -433,6 +440,7 @@ function initApp() {
       const top = ui.pane.scrollTop;
       for (const m of page.messages) insertSequenced(r, m);
       r.hasMore = page.has_more && page.messages.length > 0;
+      updateEmpty();
       ui.pane.scrollTop = top + (ui.pane.scrollHeight - height);
       return true;
     } catch (err) {
@@ -526,7 +534,7 @@ function initApp() {
   /* ---------------------------------------------------------------------- */
 
   function submit(text) {
-    const entry = { id: newId(), room: room.name, text, state: 'pending', attempts: 0, firstAt: Date.now(), error: '', timer: 0, node: null };
+    const entry = { id: newId(), room: room.name, text, state: 'pending', attempts: 0, firstAt: Date.now(), gen: -1, error: '', timer: 0, node: null };
     pending.set(entry.id, entry);
     attachPending(entry);
     scrollToBottom();
@@ -566,6 +574,7 @@ function initApp() {
       return;
     }
     entry.attempts++;
+    entry.gen = conn.gen;
     entry.timer = setTimeout(() => transmit(entry), Math.min(ACK_TIMEOUT, SEND_BUDGET - elapsed));
     conn.send(entry);
   }
@@ -602,15 +611,20 @@ function initApp() {
   function retry(entry) {
     entry.state = 'pending';
     entry.attempts = 0;
+    entry.gen = -1;
     entry.firstAt = Date.now();
     entry.error = '';
     renderPending(entry);
     transmit(entry);
   }
 
-  /** flushPending re-sends what was never acknowledged, once the connection is live again. */
+  /**
+   * flushPending re-sends what was never acknowledged once a connection is
+   * live: sends that went out on an earlier (dead) transport, or never went out.
+   * Those in flight on this one keep waiting for their ack timer.
+   */
   function flushPending() {
-    for (const entry of pending.values()) if (entry.state === 'pending') transmit(entry);
+    for (const entry of pending.values()) if (entry.state === 'pending' && entry.gen !== conn.gen) transmit(entry);
   }
 
   /* ---------------------------------------------------------------------- */
@@ -631,10 +645,12 @@ function initApp() {
     mode: forceSSE ? 'sse' : 'ws',
     state: 'connecting',
     attempt: 0, // consecutive failures, for the backoff
+    gen: 0, // counts transports opened; a pending send remembers the one it went out on
     retryAt: 0,
     wsOpenedOnce: false,
     ws: null,
     es: null,
+    posts: Promise.resolve(), // the chain of SSE-mode POSTs, to keep them in order
     sseAttempt: null, // the SSE connect in progress (it awaits history first)
     timers: { retry: 0, ping: 0, pong: 0, tick: 0 },
     stopped: true, // until start(): opening the first room must not connect yet
@@ -656,6 +672,7 @@ function initApp() {
         this.setState('offline');
         return;
       }
+      this.gen++;
       this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
       if (this.mode === 'ws') this.openWS();
       else this.openSSE();
@@ -755,9 +772,14 @@ function initApp() {
       if (this.mode === 'ws') {
         this.frame({ type: 'send', room: entry.room, id: entry.id, text: entry.text });
       } else {
-        api('POST', `${roomPath(entry.room)}/messages`, { id: entry.id, text: entry.text }).then(
-          () => onAck(entry.id), // 202: durably accepted
-          (err) => onSendError(entry.id, err),
+        // POSTs go one at a time: concurrent requests would reach the server
+        // in any order and be sequenced so, shuffling what the user typed in
+        // order. (Over WebSocket the frames keep their order by themselves.)
+        this.posts = this.posts.then(() =>
+          api('POST', `${roomPath(entry.room)}/messages`, { id: entry.id, text: entry.text }).then(
+            () => onAck(entry.id), // 202: durably accepted
+            (err) => onSendError(entry.id, err),
+          ),
         );
       }
     },
@@ -1041,6 +1063,7 @@ function initApp() {
     room = newRoom(name);
     ui.list.replaceChildren();
     ui.roomName.textContent = name;
+    ui.startRoom.textContent = name;
     ui.input.placeholder = `Message #${name}`;
     document.title = `#${name} · Parley`;
     updateOlderButton();

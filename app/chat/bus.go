@@ -1,6 +1,9 @@
 package chat
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Topic and group names. The persist group is shared by every instance so each
 // message is stored once; the fan-out group is one per instance so each
@@ -55,8 +58,16 @@ type Consumer interface {
 	// max records that are available now.
 	Fetch(ctx context.Context, max int) ([]Record, error)
 	// Commit marks recs, and everything before them in their partitions, done.
+	// Records of partitions a rebalance has taken away are not committed:
+	// the error then wraps ErrNotAssigned (the others are committed), and
+	// those records go again to the partition's new owner.
 	Commit(ctx context.Context, recs []Record) error
 	// Ready reports whether the consumer is assigned partitions and reading.
 	Ready() bool
 	Close() error
 }
+
+// ErrNotAssigned is wrapped by Consumer.Commit for records of partitions this
+// consumer no longer owns. Retrying cannot succeed; the new owner processes
+// the records again, which idempotent storage makes harmless.
+var ErrNotAssigned = errors.New("partition not assigned to this consumer")

@@ -39,7 +39,7 @@ func (p *Persister) Run(ctx context.Context) error {
 	defer c.Close()
 	max := p.BatchMax
 	if max <= 0 {
-		max = 500
+		max = 256
 	}
 	for {
 		recs, err := p.fetch(ctx, c, max)
@@ -140,7 +140,14 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 		}
 	}
 	if err := retry(ctx, p.Log, "persist: commit", func() error {
-		return c.Commit(ctx, recs)
+		err := c.Commit(ctx, recs)
+		if errors.Is(err, ErrNotAssigned) {
+			// A rebalance moved some partitions away: their new owner
+			// stores the records again (a no-op) and republishes them.
+			p.Log.Info("persist: partitions moved before commit", "err", err)
+			return nil
+		}
+		return err
 	}); err != nil {
 		return err
 	}
@@ -178,4 +185,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-

@@ -76,12 +76,19 @@ fetch_jars() {
 	mkdir -p "$cache"
 	local tmp="$cache/libs.tmp.$$"
 	rm -rf "$tmp"
-	"$mvn" -q -B -f "$pom" dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$tmp" ||
-		{ rm -rf "$tmp"; die "mvn could not fetch the Kafka jars"; }
+	if ! "$mvn" -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$tmp" >"$cache/mvn.log" 2>&1; then
+		tail -n 30 "$cache/mvn.log" >&2
+		rm -rf "$tmp"
+		die "mvn could not fetch the Kafka jars (log: $cache/mvn.log)"
+	fi
 	echo "$sum" >"$tmp/.complete"
+	if [ -f "$libs/.complete" ] && [ "$(cat "$libs/.complete")" = "$sum" ]; then
+		rm -rf "$tmp" # a concurrent start got there first
+		return 0
+	fi
 	rm -rf "$libs"
-	mv "$tmp" "$libs"
+	mv -T "$tmp" "$libs"
 }
 
 write_config() {
@@ -141,6 +148,10 @@ cmd_start() {
 
 	fetch_jars
 
+	# Wiped on every start: refuse a directory that is not one of ours.
+	if [ -d "$data" ] && [ -n "$(ls -A "$data")" ] && [ ! -f "$data/server.properties" ]; then
+		die "$data is not empty and holds no server.properties: not wiping it (set KAFKA_DATA_DIR)"
+	fi
 	rm -rf "$data"
 	mkdir -p "$data/logs"
 	write_config

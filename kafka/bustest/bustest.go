@@ -208,7 +208,13 @@ collect:
 		}
 	}
 	cancel()
-	wg.Wait()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(prompt):
+		t.Fatalf("Fetch still blocked %v after its context ended", prompt)
+	}
 
 	for _, r := range recs {
 		if n := times[string(r.Value)]; n != 1 {

@@ -34,7 +34,7 @@ var (
 	// rebalance has taken away from the consumer, as Kafka refuses commits
 	// from a member of an older group generation. Those records are
 	// delivered again to the partition's new owner.
-	ErrNotAssigned = errors.New("membus: partition not assigned to this consumer")
+	ErrNotAssigned = chat.ErrNotAssigned
 )
 
 // Bus is the in-process chat.Bus. It lets a single Parley instance run with

@@ -39,6 +39,7 @@ esac
 data_dir=${PARLEY_FERRETDB_DATA_DIR:-$tmp/parley-ferretdb-$port}
 pidfile=$tmp/parley-ferretdb-$port.pid
 logfile=$tmp/parley-ferretdb-$port.log
+readyfile=$tmp/parley-ferretdb-$port.ready # written by the server once it has bound the port
 wait_s=${PARLEY_FERRETDB_WAIT:-60}
 uri="mongodb://127.0.0.1:$port/"
 marker=.parley-ferretdb # marks a data dir this script made, so only such a dir is ever wiped
@@ -69,6 +70,9 @@ binary() {
 		chmod 755 "$part"
 		mv -f "$part" "$bin" # atomic: a concurrent start sees either no binary or a whole one
 		log "built in $((SECONDS - start))s"
+		# Older builds are ~30 MB each; a server still running one keeps its
+		# open file, so removing them is safe.
+		find "$cache" -maxdepth 1 -name 'ferretdb-v*' ! -name "$(basename "$bin")" -type f -delete 2>/dev/null || true
 	fi
 	echo "$bin"
 }
@@ -97,7 +101,11 @@ start() {
 		echo "$uri"
 		return 0
 	fi
-	rm -f "$pidfile"
+	rm -f "$pidfile" "$readyfile"
+	if ping "$bin" 300ms; then # refused at once when the port is free
+		log "something else already answers on $uri (not started by this script with this TMPDIR); not starting"
+		exit 1
+	fi
 
 	# A fresh data dir on every start; never wipe a directory this script did not make.
 	if [ -e "$data_dir" ]; then
@@ -112,12 +120,14 @@ start() {
 	: >"$data_dir/$marker"
 
 	: >"$logfile"
-	nohup "$bin" -port "$port" -data-dir "$data_dir" </dev/null >>"$logfile" 2>&1 &
+	nohup "$bin" -port "$port" -data-dir "$data_dir" -ready-file "$readyfile" </dev/null >>"$logfile" 2>&1 &
 	pid=$!
 	echo "$pid" >"$pidfile"
 
 	deadline=$((SECONDS + wait_s))
-	until ping "$bin" 1s; do
+	# Ready once our process has bound the port (its ready file) and a real
+	# MongoDB ping through the driver is answered.
+	until [ -f "$readyfile" ] && kill -0 "$pid" 2>/dev/null && ping "$bin" 1s; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			log "server exited during start; log tail ($logfile):"
 			tail -n 30 "$logfile" >&2
@@ -152,7 +162,7 @@ stop() {
 		log "pid $pid ignored SIGTERM for 10s; sending SIGKILL"
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
-	rm -f "$pidfile"
+	rm -f "$pidfile" "$readyfile"
 	log "stopped (pid $pid)"
 }
 

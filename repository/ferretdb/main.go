@@ -14,7 +14,7 @@
 //
 // Usage:
 //
-//	ferretdb [-port 27018] [-data-dir DIR] [-log-level info]   serve until SIGTERM/SIGINT
+//	ferretdb [-port 27018] [-data-dir DIR] [-log-level info] [-ready-file F]   serve until SIGTERM/SIGINT
 //	ferretdb -ping [-port 27018] [-timeout 2s]                 exit 0 if the server answers a MongoDB ping
 package main
 
@@ -53,6 +53,7 @@ func run(args []string) error {
 	port := fs.Int("port", envInt("PARLEY_FERRETDB_PORT", defaultPort), "TCP port on 127.0.0.1 (env PARLEY_FERRETDB_PORT)")
 	dataDir := fs.String("data-dir", os.Getenv("PARLEY_FERRETDB_DATA_DIR"), "SQLite data directory, created if missing (env PARLEY_FERRETDB_DATA_DIR; default $TMPDIR/parley-ferretdb-PORT)")
 	logLevel := fs.String("log-level", envOr("PARLEY_FERRETDB_LOG_LEVEL", "info"), "debug, info, warn or error (env PARLEY_FERRETDB_LOG_LEVEL)")
+	readyFile := fs.String("ready-file", "", "once listening, write the MongoDB URI to this file (lets a script tell its own server from another one on the port)")
 	ping := fs.Bool("ping", false, "do not serve: send a MongoDB ping to 127.0.0.1:PORT and exit 0 if it answers")
 	timeout := fs.Duration("timeout", 2*time.Second, "with -ping: how long to wait for the answer")
 	if err := fs.Parse(args); err != nil {
@@ -80,10 +81,10 @@ func run(args []string) error {
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), fmt.Sprintf("parley-ferretdb-%d", *port))
 	}
-	return serve(addr, dir, logger)
+	return serve(addr, dir, *readyFile, logger)
 }
 
-func serve(addr, dir string, logger *slog.Logger) error {
+func serve(addr, dir, readyFile string, logger *slog.Logger) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -109,7 +110,14 @@ func serve(addr, dir string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("start FerretDB: %w", err)
 	}
+	// New has bound the port: from here on, a ping on it reaches this process.
 	logger.Info("parley ferretdb serving", "uri", f.MongoDBURI(), "data_dir", dir, "pid", os.Getpid())
+	if readyFile != "" {
+		if err := os.WriteFile(readyFile, []byte(f.MongoDBURI()+"\n"), 0o644); err != nil {
+			return fmt.Errorf("ready file: %w", err)
+		}
+		defer os.Remove(readyFile)
+	}
 
 	if err := f.Run(ctx); err != nil {
 		return fmt.Errorf("run FerretDB: %w", err)

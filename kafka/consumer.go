@@ -1,0 +1,629 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// recsBuffer is how many fetched records wait for Fetch, over all of a
+// consumer's partitions (each partition's goroutine holds at most the rest
+// of one fetch response besides).
+const recsBuffer = 256
+
+// fetchMaxBytes bounds one Fetch response for one partition. A record larger
+// than this is still returned whole (brokers always return at least one
+// batch).
+const fetchMaxBytes = 1 << 20
+
+// consumer is one member of a consumer group, built on kafka-go's
+// ConsumerGroup and driven generation by generation:
+//
+//   - each generation (one group membership between two rebalances) gets the
+//     member's partitions with the group's committed offsets;
+//   - a partition the group never committed gets a concrete start offset
+//     (the log's end with StartAtLatest, else its start), looked up and
+//     committed before the consumer reports Ready. So Ready means "a record
+//     published from now on will be delivered", and a rebalance before the
+//     group's first real commit does not look up "latest" again and skip
+//     what was published in between (as Kafka's own clients would);
+//   - one goroutine per assigned partition long-polls it from that offset
+//     and feeds a shared channel that Fetch drains;
+//   - records of an ended generation are dropped by Fetch, since the next
+//     generation delivers them again from the committed offset (perhaps to
+//     another member); commits go to the current generation and only for
+//     partitions it owns.
+//
+// kafka.Reader with a GroupID does the same internally but exposes neither
+// its assignment nor its generations.
+type consumer struct {
+	bus   *Bus
+	cfg   chat.ConsumerConfig
+	log   *slog.Logger
+	warn  *rateLimit // shared by the partitions: an outage logs a line per period, not one per partition
+	group *kafkago.ConsumerGroup
+	recs  chan delivery
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	stopped   chan struct{} // closed when run returns
+
+	mu  sync.Mutex
+	gen *generation // current generation; nil between generations
+}
+
+var _ chat.Consumer = (*consumer)(nil)
+
+// delivery is a fetched record and the generation that fetched it.
+type delivery struct {
+	gen *generation
+	rec chat.Record
+}
+
+// generation is the consumer's state in one group generation.
+type generation struct {
+	g          *kafkago.Generation
+	partitions []int           // assigned partitions of the topic, ascending
+	ended      <-chan struct{} // closed when the generation ends; set first thing
+
+	commitMu sync.Mutex // one commit at a time on the generation's coordinator connection
+
+	// Guarded by consumer.mu.
+	ready bool
+	// committed is, per assigned partition, the group's committed offset:
+	// the next offset a new generation would read.
+	committed map[int]int64
+}
+
+func (g *generation) over() bool {
+	if g.ended == nil {
+		return false
+	}
+	select {
+	case <-g.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+func newConsumer(b *Bus, cfg chat.ConsumerConfig) (*consumer, error) {
+	start := kafkago.FirstOffset
+	if cfg.StartAtLatest {
+		start = kafkago.LastOffset
+	}
+	log := b.log.With("topic", cfg.Topic, "group", cfg.Group)
+	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
+		ID:                cfg.Group,
+		Brokers:           b.cfg.Brokers,
+		Dialer:            b.dialer,
+		Topics:            []string{cfg.Topic},
+		HeartbeatInterval: b.cfg.HeartbeatInterval,
+		SessionTimeout:    b.cfg.SessionTimeout,
+		RebalanceTimeout:  b.cfg.RebalanceTimeout,
+		JoinGroupBackoff:  b.cfg.JoinGroupBackoff,
+		StartOffset:       start,
+		Timeout:           b.cfg.DialTimeout,
+		Logger:            debugLogger(log),
+		// Join failures come back from Next too, where run logs them with
+		// a rate limit; kafka-go would log each retry.
+		ErrorLogger: debugLogger(log),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &consumer{
+		bus:     b,
+		cfg:     cfg,
+		log:     log,
+		warn:    newRateLimit(10 * time.Second),
+		group:   group,
+		recs:    make(chan delivery, recsBuffer),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go c.run()
+	return c, nil
+}
+
+// run takes each generation kafka-go's ConsumerGroup forms and starts
+// reading it. The ConsumerGroup joins, syncs, heartbeats, and ends a
+// generation when a heartbeat reports a rebalance; it waits for every
+// function started on a generation to return before it joins the next.
+func (c *consumer) run() {
+	defer close(c.stopped)
+	for {
+		g, err := c.group.Next(c.ctx)
+		if err != nil {
+			if c.ctx.Err() != nil || errors.Is(err, kafkago.ErrGroupClosed) {
+				return
+			}
+			if errors.Is(err, kafkago.RebalanceInProgress) {
+				continue // a join raced a rebalance; kafka-go rejoins at once
+			}
+			c.warn.log(c.log, "kafka: joining consumer group failed; retrying", "err", err)
+			continue
+		}
+		gen := &generation{g: g, committed: map[int]int64{}}
+		for _, a := range g.Assignments[c.cfg.Topic] {
+			gen.partitions = append(gen.partitions, a.ID)
+			gen.committed[a.ID] = a.Offset
+		}
+		slices.Sort(gen.partitions)
+		c.log.Debug("kafka: joined consumer group", "generation", g.ID, "member", g.MemberID, "partitions", gen.partitions)
+		c.mu.Lock()
+		c.gen = gen
+		c.mu.Unlock()
+		// Functions started on a generation run until it ends; the first
+		// one to return ends it, so each returns only once ctx is done.
+		g.Start(func(ctx context.Context) { c.runGeneration(ctx, gen) })
+	}
+}
+
+func (c *consumer) runGeneration(ctx context.Context, gen *generation) {
+	c.mu.Lock()
+	gen.ended = ctx.Done()
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		gen.ready = false
+		if c.gen == gen {
+			c.gen = nil
+		}
+		c.mu.Unlock()
+	}()
+	if !c.fixStartOffsets(ctx, gen) {
+		return // the generation ended first
+	}
+	for _, p := range gen.partitions {
+		c.mu.Lock()
+		offset := gen.committed[p]
+		c.mu.Unlock()
+		gen.g.Start(func(ctx context.Context) { c.readPartition(ctx, gen, p, offset) })
+	}
+	c.mu.Lock()
+	gen.ready = true
+	c.mu.Unlock()
+	<-ctx.Done()
+}
+
+// fixStartOffsets replaces the relative offsets (FirstOffset, LastOffset)
+// kafka-go gives partitions the group never committed by concrete ones, and
+// commits them, retrying until it succeeds or the generation ends. It
+// reports whether it succeeded.
+func (c *consumer) fixStartOffsets(ctx context.Context, gen *generation) bool {
+	var reqs []kafkago.OffsetRequest
+	c.mu.Lock()
+	for _, p := range gen.partitions {
+		switch gen.committed[p] {
+		case kafkago.FirstOffset:
+			reqs = append(reqs, kafkago.FirstOffsetOf(p))
+		case kafkago.LastOffset:
+			reqs = append(reqs, kafkago.LastOffsetOf(p))
+		}
+	}
+	c.mu.Unlock()
+	if len(reqs) == 0 {
+		return true
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !sleep(ctx, backoff(attempt, 100*time.Millisecond, 2*time.Second)) {
+			return false
+		}
+		offsets, err := c.listOffsets(ctx, reqs)
+		if err == nil {
+			err = c.commitOffsets(gen, offsets)
+		}
+		if err == nil {
+			c.log.Debug("kafka: group starts at", "generation", gen.g.ID, "offsets", offsets)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.warn.log(c.log, "kafka: fixing the group's start offsets failed; retrying", "err", err)
+	}
+}
+
+func (c *consumer) listOffsets(ctx context.Context, reqs []kafkago.OffsetRequest) (map[int]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.bus.cfg.DialTimeout)
+	defer cancel()
+	res, err := c.bus.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
+		Topics: map[string][]kafkago.OffsetRequest{c.cfg.Topic: reqs},
+	})
+	if err != nil {
+		return nil, err
+	}
+	byPartition := map[int]kafkago.PartitionOffsets{}
+	for _, po := range res.Topics[c.cfg.Topic] {
+		byPartition[po.Partition] = po
+	}
+	offsets := map[int]int64{}
+	for _, r := range reqs {
+		po, ok := byPartition[r.Partition]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("list offsets: no answer for partition %d", r.Partition)
+		case po.Error != nil:
+			return nil, fmt.Errorf("list offsets of partition %d: %w", r.Partition, po.Error)
+		case r.Timestamp == kafkago.LastOffset:
+			offsets[r.Partition] = po.LastOffset
+		default:
+			offsets[r.Partition] = po.FirstOffset
+		}
+		if offsets[r.Partition] < 0 {
+			return nil, fmt.Errorf("list offsets: partition %d has no offset yet", r.Partition)
+		}
+	}
+	return offsets, nil
+}
+
+// readPartition delivers partition p's records from offset on, until the
+// generation ends. It long-polls with Fetch requests through the Bus's
+// transport rather than running a kafka-go Reader: a Reader's Close waits for
+// its fetch in flight, and its read deadline leaves a short MaxWait so little
+// slack that fetches time out and reconnect on a busy machine. A request here
+// is abandoned the moment the generation ends (the transport finishes it in
+// the background), so rebalances and Close do not wait for MaxWait.
+func (c *consumer) readPartition(ctx context.Context, gen *generation, p int, offset int64) {
+	for attempt := 0; ; {
+		next, behind, err := c.fetchPartition(ctx, gen, p, offset)
+		// Records before next were delivered, even when err is not nil.
+		progress := next > offset
+		offset = next
+		if err == nil {
+			attempt = 0
+			if !progress && behind {
+				// The broker has records past offset but returned none this
+				// consumer can use (control records of transactions, which
+				// Parley never writes): do not spin on the same answer.
+				if !sleep(ctx, 100*time.Millisecond) {
+					return
+				}
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, kafkago.OffsetOutOfRange) {
+			// Retention dropped the records from offset on (or the log was
+			// truncated): resume at the nearest offset that exists, as
+			// Kafka's clients do with auto.offset.reset.
+			if fixed, ferr := c.clampOffset(ctx, p, offset); ferr == nil {
+				c.log.Warn("kafka: offset out of range; skipping", "partition", p, "from", offset, "to", fixed)
+				offset = fixed
+				continue
+			}
+		}
+		attempt++
+		c.warn.log(c.log, "kafka: fetch failed; retrying", "partition", p, "offset", offset, "err", err)
+		if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 2*time.Second)) {
+			return
+		}
+	}
+}
+
+// fetchPartition sends one Fetch for partition p at offset and delivers
+// what it returns. It returns the offset to fetch next (past every record
+// delivered, even on error) and whether the partition holds records beyond
+// it.
+func (c *consumer) fetchPartition(ctx context.Context, gen *generation, p int, offset int64) (next int64, behind bool, err error) {
+	res, err := c.bus.client.Fetch(ctx, &kafkago.FetchRequest{
+		Topic:     c.cfg.Topic,
+		Partition: p,
+		Offset:    offset,
+		MinBytes:  1,
+		MaxBytes:  fetchMaxBytes,
+		MaxWait:   c.bus.cfg.MaxWait,
+	})
+	if err != nil {
+		return offset, false, err
+	}
+	if res.Error != nil {
+		return offset, false, res.Error
+	}
+	for {
+		r, err := res.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return offset, res.HighWatermark > offset, nil
+		}
+		if err != nil {
+			return offset, false, fmt.Errorf("decode records: %w", err)
+		}
+		// A fetch returns whole record batches; the first may begin before
+		// the offset asked for.
+		if r.Offset < offset {
+			continue
+		}
+		key, err := readBytes(r.Key)
+		if err != nil {
+			return offset, false, fmt.Errorf("decode record key: %w", err)
+		}
+		value, err := readBytes(r.Value)
+		if err != nil {
+			return offset, false, fmt.Errorf("decode record value: %w", err)
+		}
+		d := delivery{gen: gen, rec: chat.Record{
+			Topic:     c.cfg.Topic,
+			Partition: p,
+			Offset:    r.Offset,
+			Key:       key,
+			Value:     value,
+		}}
+		select {
+		case c.recs <- d:
+		case <-ctx.Done():
+			return offset, false, ctx.Err()
+		}
+		offset = r.Offset + 1
+	}
+}
+
+// clampOffset returns the offset nearest to offset that partition p holds.
+func (c *consumer) clampOffset(ctx context.Context, p int, offset int64) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.bus.cfg.DialTimeout)
+	defer cancel()
+	res, err := c.bus.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
+		Topics: map[string][]kafkago.OffsetRequest{c.cfg.Topic: {kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p)}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[c.cfg.Topic] {
+		if po.Partition != p {
+			continue
+		}
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		return min(max(offset, po.FirstOffset), po.LastOffset), nil
+	}
+	return 0, fmt.Errorf("list offsets: no answer for partition %d", p)
+}
+
+// readBytes reads a record's key or value; nil stays nil.
+func readBytes(b kafkago.Bytes) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	defer b.Close()
+	return io.ReadAll(b)
+}
+
+// Fetch blocks until a record is available, then returns it with the others
+// already fetched, up to max in all (a max below 1 counts as 1). One
+// partition's records come in offset order.
+func (c *consumer) Fetch(ctx context.Context, limit int) ([]chat.Record, error) {
+	limit = max(limit, 1)
+	var out []chat.Record
+	for len(out) == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if c.closed() {
+			return nil, ErrClosed
+		}
+		select {
+		case d := <-c.recs:
+			if c.current(d) {
+				out = append(out, d.rec)
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, ErrClosed
+		}
+	}
+	for len(out) < limit {
+		select {
+		case d := <-c.recs:
+			if c.current(d) {
+				out = append(out, d.rec)
+			}
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+// current reports whether d should be delivered: it comes from the current
+// generation and was not committed since (a commit made after a rebalance
+// for a record fetched before it moves the group past records the new
+// generation's reader fetches again).
+func (c *consumer) current(d delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen == d.gen && !d.gen.over() && d.rec.Offset >= d.gen.committed[d.rec.Partition]
+}
+
+// Commit commits, per partition, the offset after the highest of recs, in
+// the current generation; commits never move backwards. Records of
+// partitions the consumer does not own now are not committed, and Commit
+// then returns an error wrapping ErrNotAssigned after committing the others.
+// A commit the coordinator refuses because a rebalance began also wraps
+// ErrNotAssigned.
+func (c *consumer) Commit(ctx context.Context, recs []chat.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.closed() {
+		return ErrClosed
+	}
+	next := map[int]int64{}
+	for _, r := range recs {
+		if r.Topic != c.cfg.Topic || r.Partition < 0 || r.Offset < 0 {
+			return fmt.Errorf("commit %s: record of %q partition %d offset %d is not this consumer's",
+				c.cfg.Topic, r.Topic, r.Partition, r.Offset)
+		}
+		next[r.Partition] = max(next[r.Partition], r.Offset+1)
+	}
+
+	c.mu.Lock()
+	gen := c.gen
+	offsets := map[int]int64{}
+	var lost []int
+	for p, off := range next {
+		if gen == nil || gen.over() || !slices.Contains(gen.partitions, p) {
+			lost = append(lost, p)
+			continue
+		}
+		if off > gen.committed[p] {
+			offsets[p] = off
+		}
+	}
+	c.mu.Unlock()
+
+	var err error
+	if len(offsets) > 0 {
+		err = c.commit(ctx, gen, offsets)
+	}
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		err = errors.Join(err, fmt.Errorf("commit %s: partitions %v: %w", c.cfg.Topic, lost, ErrNotAssigned))
+	}
+	return err
+}
+
+// commit commits offsets in gen, waiting at most until ctx is done (the
+// commit itself is bounded by Config.DialTimeout).
+func (c *consumer) commit(ctx context.Context, gen *generation, offsets map[int]int64) error {
+	res := make(chan error, 1)
+	go func() { res <- c.commitOffsets(gen, offsets) }()
+	select {
+	case err := <-res:
+		if err == nil {
+			return nil
+		}
+		if gen.over() || errors.Is(err, kafkago.RebalanceInProgress) ||
+			errors.Is(err, kafkago.IllegalGeneration) || errors.Is(err, kafkago.UnknownMemberId) {
+			return fmt.Errorf("commit %s: %w: %w", c.cfg.Topic, ErrNotAssigned, err)
+		}
+		return fmt.Errorf("commit %s: %w", c.cfg.Topic, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commitOffsets commits offsets in gen and records them as committed.
+func (c *consumer) commitOffsets(gen *generation, offsets map[int]int64) error {
+	gen.commitMu.Lock()
+	defer gen.commitMu.Unlock()
+	if err := gen.g.CommitOffsets(map[string]map[int]int64{c.cfg.Topic: offsets}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	for p, off := range offsets {
+		gen.committed[p] = max(gen.committed[p], off)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Ready reports whether the consumer is open, owns at least one partition in
+// the current generation and has fixed where it reads each: from then on,
+// every record published to its partitions reaches it. A member of a group
+// with more members than partitions gets none and is never ready, as with
+// kafka/membus.
+func (c *consumer) Ready() bool {
+	if c.closed() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gen := c.gen
+	return gen != nil && gen.ready && len(gen.partitions) > 0 && !gen.over()
+}
+
+// Close leaves the group, whose partitions go to the remaining members at
+// once rather than after the session timeout. It waits for the fetches in
+// flight (up to Config.MaxWait) and the LeaveGroup request. A blocked Fetch
+// returns ErrClosed. It may be called more than once.
+func (c *consumer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.cancel()
+		_ = c.group.Close() // ends the generation, waits for its functions, leaves the group
+		<-c.stopped
+		c.bus.forget(c)
+	})
+	return nil
+}
+
+func (c *consumer) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// backoff grows quadratically from min to max with the attempt number.
+func backoff(attempt int, min, max time.Duration) time.Duration {
+	d := time.Duration(attempt*attempt) * min
+	if d > max || d <= 0 {
+		d = max
+	}
+	return d
+}
+
+// sleep waits for d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// rateLimit passes one warning per period and turns the rest into debug
+// logs, so that a broker outage logs a line every few seconds, not one per
+// retry per partition.
+type rateLimit struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  time.Time
+}
+
+func newRateLimit(every time.Duration) *rateLimit { return &rateLimit{every: every} }
+
+func (r *rateLimit) log(l *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	pass := now.Sub(r.last) >= r.every
+	if pass {
+		r.last = now
+	}
+	r.mu.Unlock()
+	if pass {
+		l.Warn(msg, args...)
+	} else {
+		l.Debug(msg, args...)
+	}
+}
+
+// logger adapts r to kafka-go's Printf-style error logger.
+func (r *rateLimit) logger(l *slog.Logger) kafkago.Logger {
+	return kafkago.LoggerFunc(func(format string, args ...any) {
+		r.log(l, "kafka-go: "+fmt.Sprintf(format, args...))
+	})
+}

@@ -1,0 +1,494 @@
+// Browser test of Parley's web UI in real headless Chromium.
+//
+//   PARLEY_URL=http://127.0.0.1:8080 node web/e2e/chat.test.mjs
+//
+// Env: PARLEY_URL (required) is a running server with guest sign-in on;
+// CHROMIUM (default /usr/bin/chromium) is the browser; nothing is downloaded.
+//
+// Two users in two browser contexts: alice on the default transport
+// (WebSocket) and bob on ?transport=sse (EventSource + POST), in a fresh room.
+// Each named check prints one line; the last line is "N passed, M failed".
+// Every wait is bounded; on a failure both pages are screenshotted into the OS
+// temp dir. Exit status is non-zero on any failure.
+
+import { chromium } from 'playwright-core';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BASE = (process.env.PARLEY_URL || '').replace(/\/+$/, '');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WAIT = 10_000; // any single wait
+const CHECK_LIMIT = 30_000; // any single check
+const TOTAL_LIMIT = 240_000; // the whole run
+
+if (!BASE) {
+  console.error('PARLEY_URL is required (the base URL of a running Parley server)');
+  process.exit(2);
+}
+
+const suffix = randomBytes(4).toString('hex');
+const ROOM = `e2e-${suffix}`;
+const PAGED_ROOM = `e2e-${suffix}-paged`;
+const tid = (id) => `[data-testid="${id}"]`;
+
+let passed = 0;
+let failed = 0;
+let browser;
+const pages = {}; // name -> Page, for screenshots
+const pageErrors = []; // uncaught exceptions in the pages
+
+function summary() {
+  console.log(`${passed} passed, ${failed} failed`);
+}
+
+// A hard stop: whatever hangs, the run ends, reports and fails.
+const watchdog = setTimeout(async () => {
+  console.log(`FAIL  run: did not finish within ${TOTAL_LIMIT / 1000}s`);
+  failed++;
+  await screenshots('timeout');
+  summary();
+  process.exit(1);
+}, TOTAL_LIMIT);
+
+async function screenshots(label) {
+  for (const [name, page] of Object.entries(pages)) {
+    const file = join(tmpdir(), `parley-e2e-${suffix}-${label.replace(/[^a-z0-9]+/gi, '-')}-${name}.png`);
+    try {
+      await page.screenshot({ path: file, timeout: 5_000 });
+      console.log(`      screenshot: ${file}`);
+    } catch (err) {
+      console.log(`      (no screenshot of ${name}: ${err.message.split('\n')[0]})`);
+    }
+  }
+}
+
+/** check runs one named step, bounded in time, and prints its line. */
+async function check(name, fn) {
+  const t0 = Date.now();
+  let timer;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${CHECK_LIMIT / 1000}s`)), CHECK_LIMIT);
+      }),
+    ]);
+    passed++;
+    console.log(`ok    ${name} (${Date.now() - t0} ms)`);
+    return true;
+  } catch (err) {
+    failed++;
+    console.log(`FAIL  ${name}: ${String(err.message || err).split('\n')[0]}`);
+    await screenshots(name);
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+/** waitFor polls fn (in node) until it returns a truthy value, or fails with msg. */
+async function waitFor(fn, msg, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err.message;
+    }
+    if (Date.now() > end) throw new Error(`${msg} (waited ${timeout / 1000}s; last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Messages as the page shows them, in DOM order. */
+function messages(page) {
+  return page.$$eval(tid('message'), (lis) =>
+    lis.map((li) => ({
+      id: li.dataset.id,
+      seq: li.dataset.seq ? Number(li.dataset.seq) : null,
+      state: li.dataset.state,
+      user: li.querySelector('[data-testid="message-user"]')?.textContent,
+      text: li.querySelector('[data-testid="message-text"]')?.textContent,
+    })),
+  );
+}
+
+async function waitForText(page, text, { state = 'delivered' } = {}) {
+  return waitFor(async () => (await messages(page)).find((m) => m.text === text && m.state === state), `message ${JSON.stringify(text)} (${state})`);
+}
+
+async function connState(page) {
+  return page.$eval(tid('conn-state'), (e) => ({ state: e.dataset.state, transport: e.dataset.transport, text: e.textContent.trim() }));
+}
+
+async function waitLive(page, transport) {
+  return waitFor(async () => {
+    const s = await connState(page);
+    return s.state === 'live' && s.transport === transport && s;
+  }, `connection live over ${transport}`);
+}
+
+async function signIn(page, name) {
+  await page.fill(tid('signin-name'), name);
+  await page.click(tid('signin-button'));
+  await page.waitForSelector(tid('user-name'), { timeout: WAIT });
+  const shown = (await page.textContent(tid('user-name'))).trim();
+  assert(shown === name, `header shows ${JSON.stringify(shown)}, want ${name}`);
+}
+
+async function joinRoom(page, room) {
+  await page.fill(tid('room-input'), room);
+  await page.click(tid('room-join'));
+  await waitFor(async () => (await page.textContent(tid('room-title'))).includes(room), `room title shows ${room}`);
+  await page.waitForSelector(`${tid('room-item')}[data-room="${room}"]`, { timeout: WAIT });
+  assert(new URL(page.url()).hash === `#room=${room}`, `URL hash is ${new URL(page.url()).hash}`);
+}
+
+async function send(page, text, { enter = false } = {}) {
+  await page.fill(tid('message-input'), text);
+  if (enter) await page.press(tid('message-input'), 'Enter');
+  else await page.click(tid('send-button'));
+}
+
+/** Seqs shown are strictly increasing (order kept, no duplicates). */
+async function assertOrdered(page, who) {
+  const seqs = (await messages(page)).filter((m) => m.seq !== null).map((m) => m.seq);
+  for (let i = 1; i < seqs.length; i++) assert(seqs[i] > seqs[i - 1], `${who}: seq ${seqs[i]} after ${seqs[i - 1]}`);
+  return seqs;
+}
+
+async function main() {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: WAIT * 3,
+    // The background-networking flags matter: without them Chromium's own
+    // connections are refused by this machine's closed network.
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const ctxA = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const ctxB = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const alice = (pages.alice = await ctxA.newPage());
+  const bob = (pages.bob = await ctxB.newPage());
+  for (const [name, page] of Object.entries(pages)) {
+    page.setDefaultTimeout(WAIT);
+    page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+  }
+
+  // Record every state each message of alice's goes through, so that a
+  // pending state that resolves quickly is still seen.
+  await alice.addInitScript(() => {
+    window.__states = {};
+    const note = (li) => {
+      if (!li.dataset || li.dataset.testid !== 'message') return;
+      const seen = (window.__states[li.dataset.id] ||= []);
+      if (seen.at(-1) !== li.dataset.state) seen.push(li.dataset.state);
+    };
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.type === 'attributes') note(r.target);
+        for (const n of r.addedNodes || []) if (n.nodeType === 1) note(n);
+      }
+    }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+  });
+
+  const textA1 = `hello from alice ${suffix}`;
+  const textB1 = `hi alice, bob here ${suffix}`;
+  const textHTML = `<b>bold</b> & <i>not italic</i> ${suffix}`;
+
+  await check('sign-in page refuses a bad name with the server message', async () => {
+    await alice.goto(`${BASE}/`);
+    await alice.fill(tid('signin-name'), 'no spaces allowed!');
+    await alice.click(tid('signin-button'));
+    const err = await alice.waitForSelector(`${tid('signin-error')}:not([hidden])`);
+    const text = (await err.textContent()).trim();
+    assert(text.length > 0, 'error message is empty');
+    assert(await alice.$(tid('user-name')) === null, 'signed in with a bad name');
+  });
+
+  await check('alice signs in (default transport)', async () => {
+    await signIn(alice, 'alice');
+  });
+
+  await check('bob signs in with ?transport=sse', async () => {
+    await bob.goto(`${BASE}/?transport=sse`);
+    await signIn(bob, 'bob');
+  });
+
+  await check('both join a fresh room', async () => {
+    await joinRoom(alice, ROOM);
+    await joinRoom(bob, ROOM);
+    await bob.waitForSelector(tid('empty'), { state: 'visible' }); // "No messages yet"
+  });
+
+  await check('indicator shows WebSocket for alice and SSE for bob', async () => {
+    const a = await waitLive(alice, 'ws');
+    const b = await waitLive(bob, 'sse');
+    assert(/websocket/i.test(a.text), `alice's indicator says ${JSON.stringify(a.text)}`);
+    assert(/sse/i.test(b.text), `bob's indicator says ${JSON.stringify(b.text)}`);
+  });
+
+  await check('alice sends over WebSocket, bob sees it', async () => {
+    await send(alice, textA1);
+    const m = await waitForText(bob, textA1);
+    assert(m.user === 'alice', `shown as from ${m.user}`);
+  });
+
+  await check("alice's pending message resolves to a sequenced one", async () => {
+    const m = await waitForText(alice, textA1);
+    assert(Number.isInteger(m.seq) && m.seq >= 1, `seq ${m.seq}`);
+    const states = await alice.evaluate((id) => window.__states[id], m.id);
+    assert(states && states[0] === 'pending' && states.at(-1) === 'delivered', `states went ${JSON.stringify(states)}`);
+    const title = await alice.getAttribute(`${tid('message')}[data-id="${m.id}"]`, 'title');
+    assert(title && title.includes(`#${m.seq}`), `tooltip ${JSON.stringify(title)} lacks the seq`);
+    const copies = (await messages(alice)).filter((x) => x.text === textA1);
+    assert(copies.length === 1, `${copies.length} copies shown`);
+  });
+
+  await check('bob sends over SSE + POST, alice sees it', async () => {
+    await send(bob, textB1, { enter: true });
+    const m = await waitForText(alice, textB1);
+    assert(m.user === 'bob', `shown as from ${m.user}`);
+    const own = await waitForText(bob, textB1);
+    assert(own.seq === m.seq, `bob sees seq ${own.seq}, alice ${m.seq}`);
+  });
+
+  await check('HTML in a message is shown as text', async () => {
+    await send(alice, textHTML);
+    for (const page of [alice, bob]) {
+      await waitForText(page, textHTML);
+      const tags = await page.$$eval(`${tid('message-list')} b, ${tid('message-list')} i`, (n) => n.length);
+      assert(tags === 0, `${tags} <b>/<i> elements inside the message list`);
+    }
+  });
+
+  await check('a failed POST is retried with the same id and shown once', async () => {
+    const ids = [];
+    let first = true;
+    await bob.route('**/api/rooms/*/messages', async (route) => {
+      const req = route.request();
+      if (req.method() !== 'POST') return route.continue();
+      ids.push(JSON.parse(req.postData() || '{}').id);
+      if (first) {
+        first = false;
+        return route.abort('connectionreset');
+      }
+      return route.continue();
+    });
+    const text = `retried ${suffix}`;
+    try {
+      await send(bob, text);
+      await waitForText(bob, text);
+      await waitForText(alice, text);
+    } finally {
+      await bob.unroute('**/api/rooms/*/messages');
+    }
+    assert(ids.length >= 2, `${ids.length} POSTs`);
+    assert(ids.every((id) => id && id === ids[0]), `ids differ: ${JSON.stringify(ids)}`);
+    for (const page of [alice, bob]) {
+      const n = (await messages(page)).filter((m) => m.text === text).length;
+      assert(n === 1, `${n} copies shown`);
+    }
+  });
+
+  await check('both show the same messages in seq order', async () => {
+    const a = await assertOrdered(alice, 'alice');
+    const b = await assertOrdered(bob, 'bob');
+    assert(a.length >= 4, `only ${a.length} messages`);
+    assert(JSON.stringify(a) === JSON.stringify(b), `alice ${a} vs bob ${b}`);
+  });
+
+  await check('reload keeps the user signed in, the room, and its history', async () => {
+    for (const [page, name, transport] of [
+      [alice, 'alice', 'ws'],
+      [bob, 'bob', 'sse'],
+    ]) {
+      await page.reload();
+      await page.waitForSelector(tid('user-name'));
+      assert((await page.textContent(tid('user-name'))).trim() === name, `${name}: signed out by reload`);
+      assert((await page.textContent(tid('room-title'))).includes(ROOM), `${name}: room lost on reload`);
+      for (const text of [textA1, textB1, textHTML]) await waitForText(page, text);
+      await waitLive(page, transport);
+    }
+  });
+
+  await check('live messages flow again after reload', async () => {
+    const text = `after reload ${suffix}`;
+    await send(bob, text);
+    await waitForText(alice, text);
+  });
+
+  // carol's WebSocket runs through a proxy in the test, which can hold back
+  // message frames (to make a gap) and close the socket as a restarting
+  // server does (1012).
+  const ctxC = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const sockets = [];
+  let dropMessages = false;
+  await ctxC.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    sockets.push(ws);
+    server.onMessage((data) => {
+      if (dropMessages && JSON.parse(data).type === 'message') return;
+      ws.send(data);
+    });
+    ws.onMessage((data) => server.send(data));
+  });
+  const carol = (pages.carol = await ctxC.newPage());
+  carol.setDefaultTimeout(WAIT);
+  carol.on('pageerror', (err) => pageErrors.push(`carol: ${err.message}`));
+
+  await check('a missed message is fetched from history before the next one', async () => {
+    await carol.goto(`${BASE}/#room=${ROOM}`);
+    await signIn(carol, 'carol');
+    await waitLive(carol, 'ws');
+    await waitForText(carol, textA1);
+    dropMessages = true;
+    const missed = `missed by carol ${suffix}`;
+    await send(bob, missed);
+    await waitForText(bob, missed);
+    dropMessages = false;
+    const next = `after the gap ${suffix}`;
+    await send(bob, next);
+    await waitForText(carol, next);
+    const shown = await messages(carol);
+    const i = shown.findIndex((m) => m.text === missed);
+    const j = shown.findIndex((m) => m.text === next);
+    assert(i >= 0 && i < j, `missed message at ${i}, next at ${j}`);
+    await assertOrdered(carol, 'carol');
+  });
+
+  await check('close 1012 (server restart): reconnects promptly and replays', async () => {
+    dropMessages = true; // carol misses this one on the old socket...
+    const during = `during restart ${suffix}`;
+    await send(bob, during);
+    await waitForText(bob, during);
+    const before = sockets.length;
+    sockets.at(-1).close({ code: 1012, reason: 'service restart' });
+    dropMessages = false; // ...and gets it from the new socket's join replay
+    await waitFor(async () => sockets.length > before, 'a new WebSocket', 3_000);
+    await waitLive(carol, 'ws');
+    await waitForText(carol, during);
+    await assertOrdered(carol, 'carol');
+  });
+
+  // dave's browser cannot open WebSockets at all (as behind a proxy that
+  // breaks them): every socket fails before it opens.
+  const ctxD = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  await ctxD.addInitScript(() => {
+    window.WebSocket = class BrokenWebSocket extends EventTarget {
+      static CONNECTING = 0;
+      static OPEN = 1;
+      static CLOSING = 2;
+      static CLOSED = 3;
+      constructor(url) {
+        super();
+        this.url = url;
+        this.readyState = 0;
+        setTimeout(() => {
+          this.readyState = 3;
+          this.onerror?.(new Event('error'));
+          this.onclose?.(new CloseEvent('close', { code: 1006, wasClean: false }));
+        }, 50);
+      }
+      send() {
+        throw new DOMException('not open', 'InvalidStateError');
+      }
+      close() {}
+    };
+  });
+  const dave = (pages.dave = await ctxD.newPage());
+  dave.setDefaultTimeout(WAIT);
+  dave.on('pageerror', (err) => pageErrors.push(`dave: ${err.message}`));
+
+  await check('WebSocket blocked: falls back to SSE by itself', async () => {
+    await dave.goto(`${BASE}/#room=${ROOM}`);
+    await signIn(dave, 'dave');
+    const s = await waitLive(dave, 'sse');
+    assert(/sse/i.test(s.text), `indicator says ${JSON.stringify(s.text)}`);
+    await waitForText(dave, textA1);
+    const text = `dave over the fallback ${suffix}`;
+    await send(dave, text);
+    await waitForText(dave, text);
+    await waitForText(alice, text);
+  });
+
+  await check('scrolling up loads older pages', async () => {
+    // 60 messages through the API with alice's cookie, then open the room.
+    // The server limits a user's sending rate: on 429, wait and send the
+    // same id again (the contract makes that idempotent).
+    for (let i = 1; i <= 60; i++) {
+      for (let attempt = 1; ; attempt++) {
+        const res = await ctxA.request.post(`${BASE}/api/rooms/${PAGED_ROOM}/messages`, {
+          data: { id: `paged-${suffix}-${i}`, text: `paged message ${i}` },
+          timeout: WAIT,
+        });
+        if (res.status() === 429 && attempt < 5) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        assert(res.status() === 202, `POST #${i}: ${res.status()} ${await res.text()}`);
+        break;
+      }
+    }
+    // 202 means durably accepted, not yet stored: wait until history has all
+    // 60, so the first page is exactly the latest 50.
+    await waitFor(async () => {
+      const res = await ctxA.request.get(`${BASE}/api/rooms/${PAGED_ROOM}/messages?limit=1`, { timeout: WAIT });
+      return (await res.json()).messages?.[0]?.seq === 60;
+    }, 'history to hold all 60 messages');
+    await alice.evaluate((room) => {
+      location.hash = `room=${room}`;
+    }, PAGED_ROOM);
+    await waitForText(alice, 'paged message 60');
+    const first = (await messages(alice)).filter((m) => m.seq !== null);
+    assert(first.length === 50, `first page shows ${first.length} messages, want 50: ${first.map((m) => `${m.seq}:${m.text}`)}`);
+    await alice.$eval(tid('message-pane'), (p) => {
+      p.scrollTop = 0;
+    });
+    await waitForText(alice, 'paged message 1');
+    const all = await assertOrdered(alice, 'alice');
+    assert(all.length === 60, `${all.length} messages after paging, want 60`);
+    assert(await alice.isHidden(tid('load-older')), 'load-older still offered at the start of history');
+    assert(await alice.isVisible(tid('history-start')), 'the start of history is not marked');
+  });
+
+  await check('sign out returns to the sign-in form', async () => {
+    await dave.click(tid('signout-button'));
+    await dave.waitForSelector(tid('signin-form'));
+    await dave.reload();
+    await dave.waitForSelector(tid('signin-form'));
+    assert((await dave.$(tid('user-name'))) === null, 'still signed in after reload');
+  });
+
+  await check('no uncaught errors in the pages', async () => {
+    assert(pageErrors.length === 0, pageErrors.join('; '));
+  });
+}
+
+try {
+  await main();
+} catch (err) {
+  failed++;
+  console.log(`FAIL  setup: ${String(err.message || err).split('\n')[0]}`);
+  await screenshots('setup');
+} finally {
+  clearTimeout(watchdog);
+  await browser?.close().catch(() => {});
+}
+summary();
+process.exit(failed > 0 ? 1 : 0);
