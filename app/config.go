@@ -37,6 +37,20 @@ type Config struct {
 	QueueBytes int
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
+
+	// fanoutGroup, when set, replaces this instance's own fan-out group. Only
+	// tests set it: sharing one group between instances is the bug the
+	// design exists to prevent, and the regression test must be able to show
+	// that it sees it.
+	fanoutGroup string
+}
+
+// FanoutGroup is this instance's fan-out consumer group.
+func (c Config) FanoutGroup() string {
+	if c.fanoutGroup != "" {
+		return c.fanoutGroup
+	}
+	return chat.GroupFanoutPrefix + c.InstanceID
 }
 
 // LoadConfig reads the environment through getenv, then flags from args.

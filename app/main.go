@@ -61,7 +61,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	drain := make(chan struct{})
 	persister := &chat.Persister{Bus: bus, Store: store, TopicSend: cfg.TopicSend, TopicReceive: cfg.TopicReceive,
 		Log: log, Metrics: metrics, Drain: drain}
-	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: chat.GroupFanoutPrefix + cfg.InstanceID, Hub: hub, Log: log}
+	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: cfg.FanoutGroup(), Hub: hub, Log: log}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
 	defer stopPipe()
