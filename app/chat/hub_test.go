@@ -85,8 +85,10 @@ func (s *sink) want(t *testing.T, from, to int64) {
 	}
 }
 
+func openBolt(dir string) (chat.Store, error) { return bolt.Open(filepath.Join(dir, "hub.db")) }
+
 func openStore(t *testing.T) chat.Store {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "hub.db"))
+	st, err := openBolt(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
