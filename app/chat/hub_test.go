@@ -220,4 +220,3 @@ func TestHubCloseStopsDelivery(t *testing.T) {
 		t.Fatalf("hub still tracks %d rooms", hub.Rooms())
 	}
 }
-
