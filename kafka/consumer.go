@@ -61,6 +61,8 @@ type consumer struct {
 
 	mu  sync.Mutex
 	gen *generation // current generation; nil between generations
+	// assigned is set after the first generation (used by run only).
+	assigned bool
 }
 
 var _ chat.Consumer = (*consumer)(nil)
@@ -162,7 +164,13 @@ func (c *consumer) run() {
 		for _, a := range g.Assignments[c.cfg.Topic] {
 			gen.partitions = append(gen.partitions, a.ID)
 			gen.committed[a.ID] = a.Offset
+			if c.cfg.SkipBacklog && !c.assigned {
+				// First assignment: start at the log's end, past whatever
+				// the group committed before this consumer existed.
+				gen.committed[a.ID] = kafkago.LastOffset
+			}
 		}
+		c.assigned = c.assigned || len(gen.partitions) > 0
 		slices.Sort(gen.partitions)
 		c.log.Debug("kafka: joined consumer group", "generation", g.ID, "member", g.MemberID, "partitions", gen.partitions)
 		c.mu.Lock()

@@ -48,6 +48,11 @@ type ConsumerConfig struct {
 	// StartAtLatest makes a group with no committed offset start at the end of
 	// the log: a new fan-out consumer must not replay the retained backlog.
 	StartAtLatest bool
+	// SkipBacklog makes the consumer start at the end of the log when it is
+	// first assigned, whatever the group committed before: records that lose
+	// their worth with age (the fan-out's: clients close gaps from the store)
+	// are not read again after a restart. Only for a group of one member.
+	SkipBacklog bool
 }
 
 // Consumer reads one group's share of a topic. Records of one partition come

@@ -24,14 +24,15 @@ type Fanout struct {
 
 type consumerBox struct{ c Consumer }
 
-// Run consumes until ctx ends. A new group starts at the end of the log: a
-// fresh instance has no clients to owe the backlog to, and clients that
-// reconnect close their own gaps with join's after.
+// Run consumes until ctx ends. It starts at the end of the log, for a new
+// group and for a restarted instance alike: an instance has no clients to owe
+// the backlog to, and clients that reconnect close their own gaps with join's
+// after.
 func (f *Fanout) Run(ctx context.Context) error {
 	var c Consumer
 	for {
 		var err error
-		c, err = f.Bus.Consume(ctx, ConsumerConfig{Topic: f.Topic, Group: f.Group, StartAtLatest: true})
+		c, err = f.Bus.Consume(ctx, ConsumerConfig{Topic: f.Topic, Group: f.Group, StartAtLatest: true, SkipBacklog: true})
 		if err == nil {
 			break
 		}

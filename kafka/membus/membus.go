@@ -141,6 +141,11 @@ func (b *Bus) Consume(ctx context.Context, cfg chat.ConsumerConfig) (chat.Consum
 		g = t.newGroup(cfg.StartAtLatest)
 		t.groups[cfg.Group] = g
 	}
+	if cfg.SkipBacklog {
+		for p := range t.parts {
+			g.committed[p] = max(g.committed[p], t.parts[p].end())
+		}
+	}
 	c.group = g
 	g.members = append(g.members, c)
 	g.rebalance()
