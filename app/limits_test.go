@@ -273,7 +273,7 @@ func TestRateLimit(t *testing.T) {
 // TestSlowReaderIsCutOff: a client that stops reading is disconnected with
 // 1013 while another client of the room keeps getting every message.
 func TestSlowReaderIsCutOff(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.QueueBytes = 256 << 10; c.SendRate, c.SendBurst = 5000, 5000 })
+	s := startServer(t, func(c *Config) { c.SendRate, c.SendBurst = 5000, 5000 })
 	tok := s.login("alice")
 	fast := s.dial(tok)
 	fast.join("slow")
@@ -289,7 +289,7 @@ func TestSlowReaderIsCutOff(t *testing.T) {
 
 	sender := s.dial(s.login("bob"))
 	text := strings.Repeat("z", 2000)
-	const n = 4000 // 8 MB: more than the socket buffers and the queue hold
+	const n = 5000 // 10 MB: more than the socket buffers and the default 2 MiB queue hold
 	go func() {
 		// Paced, so that persist batches stay small: the point is a reader
 		// that stops, not a burst.

@@ -44,7 +44,9 @@ func (f *Fanout) Run(ctx context.Context) error {
 	f.consumer.Store(&consumerBox{c})
 	defer c.Close()
 	for {
-		recs, err := c.Fetch(ctx, 1000)
+		// A batch reaches a room's connections at once: it must fit in a
+		// healthy reader's queue (PARLEY_QUEUE_BYTES, 2 MiB by default).
+		recs, err := c.Fetch(ctx, 256)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
