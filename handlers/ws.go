@@ -123,15 +123,24 @@ type frame struct {
 	Text  *string          `json:"text"`
 }
 
+// decodeFrame decodes a client frame, refusing invalid UTF-8 (which
+// encoding/json would silently replace) and anything but a JSON object.
+func decodeFrame(data []byte) (frame, error) {
+	var f frame
+	if !utf8.Valid(data) {
+		return f, chat.Errorf(chat.EBadRequest, "frame must be valid UTF-8")
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, chat.Errorf(chat.EBadRequest, "frame must be a JSON object: %s", jsonProblem(err))
+	}
+	return f, nil
+}
+
 // handle answers one frame. It reports false when the connection must end.
 func (w *wsClient) handle(data []byte) bool {
-	if !utf8.Valid(data) {
-		w.sendError(chat.Errorf(chat.EBadRequest, "frame must be valid UTF-8"), "", "")
-		return true
-	}
-	var f frame
-	if err := json.Unmarshal(data, &f); err != nil {
-		w.sendError(chat.Errorf(chat.EBadRequest, "frame must be a JSON object: %s", jsonProblem(err)), "", "")
+	f, err := decodeFrame(data)
+	if err != nil {
+		w.sendError(err, "", "")
 		return true
 	}
 	switch f.Type {
