@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is one load-generator run, after the scenario's defaults and the
+// explicit flags have been merged (see resolve).
+//
+// Roles: Conns receiving connections each join one room (connection i joins
+// room i % Rooms) and record every message frame; Senders are separate
+// sending connections that do not join (the contract lets a connection send
+// to a room it has not joined), sender j sends to room j % Rooms. The total
+// number of WebSocket connections is therefore Conns + Senders.
+type Config struct {
+	Scenario  string
+	Mode      string // embedded | target | kafka
+	Targets   []string
+	Transport string
+	Conns     int
+	Rooms     int
+	Senders   int
+	Rate      float64 // messages/s in total across all senders
+	Duration  time.Duration
+	Drain     time.Duration
+	Dial      int // dials in flight at once
+	Quiet     bool
+}
+
+// scenarioDefaults are the shapes of the named scenarios.
+var scenarioDefaults = map[string]Config{
+	// One big room: the fan-out cost of one message to many sockets.
+	"fanout": {Conns: 1000, Rooms: 1, Senders: 10, Rate: 100, Duration: 10 * time.Second},
+	// Many small rooms: 10 receivers per room, one sender per room.
+	"rooms": {Conns: 10000, Rooms: 1000, Senders: 1000, Rate: 1000, Duration: 10 * time.Second},
+	// Connections held open, no traffic: memory per idle connection.
+	"idle": {Conns: 10000, Rooms: 100, Senders: 0, Rate: 0, Duration: 10 * time.Second},
+	// Many senders, few receivers: the write path (ack = durably accepted).
+	"ingest": {Conns: 10, Rooms: 10, Senders: 200, Rate: 2000, Duration: 10 * time.Second},
+}
+
+// parseFlags parses args into a resolved Config.
+func parseFlags(args []string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c Config
+	var targets string
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | rooms | idle | ingest")
+	fs.StringVar(&c.Mode, "mode", "", "embedded (start ./app itself) | kafka (not yet); default: embedded, or target when --target is set")
+	fs.StringVar(&targets, "target", "", "comma-separated base URLs of running servers, e.g. http://127.0.0.1:8080 (loopback only)")
+	fs.StringVar(&c.Transport, "transport", "ws", "ws (sse: not yet)")
+	fs.IntVar(&c.Conns, "conns", 0, "receiving connections (scenario default)")
+	fs.IntVar(&c.Rooms, "rooms", 0, "rooms (scenario default)")
+	fs.IntVar(&c.Senders, "senders", 0, "sending connections, in addition to --conns (scenario default)")
+	fs.Float64Var(&c.Rate, "rate", 0, "messages/s in total across senders (scenario default)")
+	fs.DurationVar(&c.Duration, "duration", 0, "sending phase (scenario default)")
+	fs.DurationVar(&c.Drain, "drain", 3*time.Second, "wait after sending for late deliveries")
+	fs.IntVar(&c.Dial, "dial-concurrency", 64, "connections dialed at once")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, t := range strings.Split(targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.Targets = append(c.Targets, strings.TrimRight(t, "/"))
+		}
+	}
+	return resolve(c, set)
+}
+
+// resolve fills what the flags did not set from the scenario's defaults and
+// checks the result.
+func resolve(c Config, set map[string]bool) (Config, error) {
+	def, ok := scenarioDefaults[c.Scenario]
+	if !ok {
+		return c, fmt.Errorf("unknown --scenario %q: want fanout, rooms, idle or ingest", c.Scenario)
+	}
+	if !set["conns"] {
+		c.Conns = def.Conns
+	}
+	if !set["rooms"] {
+		c.Rooms = def.Rooms
+	}
+	if !set["senders"] {
+		c.Senders = def.Senders
+		// One sender per room by default in the rooms scenario, whatever
+		// --rooms says.
+		if c.Scenario == "rooms" {
+			c.Senders = c.Rooms
+		}
+	}
+	if !set["rate"] {
+		c.Rate = def.Rate
+	}
+	if !set["duration"] {
+		c.Duration = def.Duration
+	}
+	if c.Mode == "" {
+		c.Mode = "embedded"
+		if len(c.Targets) > 0 {
+			c.Mode = "target"
+		}
+	}
+	switch c.Mode {
+	case "embedded":
+		if len(c.Targets) > 0 {
+			return c, errors.New("--mode=embedded starts its own server: drop --target (or use --mode=target)")
+		}
+	case "target":
+		if len(c.Targets) == 0 {
+			return c, errors.New("--mode=target needs --target URL[,URL...]")
+		}
+	case "kafka":
+		return c, errors.New("--mode=kafka is not implemented in loadgen v1: start the cluster (go tool task cluster) and use --target http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083")
+	default:
+		return c, fmt.Errorf("unknown --mode %q: want embedded, target or kafka", c.Mode)
+	}
+	for _, t := range c.Targets {
+		if err := loopbackURL(t); err != nil {
+			return c, err
+		}
+	}
+	switch c.Transport {
+	case "ws":
+	case "sse":
+		return c, errors.New("--transport=sse is not implemented in loadgen v1 (ws only)")
+	default:
+		return c, fmt.Errorf("unknown --transport %q: want ws", c.Transport)
+	}
+	if c.Rooms < 1 {
+		return c, errors.New("--rooms must be at least 1")
+	}
+	if c.Conns < 0 || c.Senders < 0 || c.Rate < 0 || c.Duration <= 0 || c.Drain < 0 {
+		return c, errors.New("--conns, --senders, --rate must be >= 0 and --duration > 0")
+	}
+	if c.Rate > 0 && c.Senders == 0 {
+		return c, errors.New("--rate > 0 needs --senders > 0")
+	}
+	if c.Duration > time.Hour {
+		return c, errors.New("--duration is capped at 1h")
+	}
+	if c.Dial < 1 {
+		c.Dial = 1
+	}
+	return c, nil
+}
+
+// loopbackURL refuses targets outside 127.0.0.0/8 (and ::1): the generator
+// is for local benchmarks only.
+func loopbackURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--target %q: want http://127.0.0.1:PORT", s)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if u.Hostname() == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--target %q: only loopback addresses (127.0.0.0/8) are allowed", s)
+	}
+	return nil
+}

@@ -1,0 +1,747 @@
+// Command loadgen drives a Parley server with WebSocket clients and reports
+// throughput, end-to-end latency, loss, duplicates and the server's memory.
+//
+//	go tool task bench -- --scenario=fanout --mode=embedded --rate=100
+//
+// See config.go for the roles of --conns and --senders and the scenarios.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	printResult(os.Stdout, res)
+}
+
+// Result is one run's outcome; its JSON is the last line of the output.
+type Result struct {
+	Scenario       string  `json:"scenario"`
+	Mode           string  `json:"mode"`
+	Transport      string  `json:"transport"`
+	Conns          int     `json:"conns"`
+	Senders        int     `json:"senders"`
+	Rooms          int     `json:"rooms"`
+	DialFailed     int     `json:"dial_failed"`
+	Rate           float64 `json:"rate"`
+	DurationS      float64 `json:"duration_s"`
+	Sent           int64   `json:"sent"`
+	Acked          int64   `json:"acked"`
+	RateLimited    int64   `json:"rate_limited"`
+	Errors         int64   `json:"errors"`
+	Expected       int64   `json:"expected_deliveries"`
+	Delivered      int64   `json:"delivered"`
+	DeliveriesPerS float64 `json:"deliveries_per_s"`
+	Lost           int64   `json:"lost"`
+	Duplicated     int64   `json:"duplicated"`
+	P50ms          float64 `json:"p50_ms"`
+	P95ms          float64 `json:"p95_ms"`
+	P99ms          float64 `json:"p99_ms"`
+	MaxMs          float64 `json:"max_ms"`
+	ServerRSSKiB   int64   `json:"server_rss_kib"`
+	BaseRSSKiB     int64   `json:"server_rss_base_kib"`
+	KiBPerConn     float64 `json:"kib_per_conn"`
+}
+
+// counters shared by every connection, updated with atomics only.
+type counters struct {
+	sent, acked, delivered, rateLimited, errors, sendFailed atomic.Int64
+}
+
+type client struct {
+	ws     *websocket.Conn
+	room   int
+	recv   bool
+	joined chan struct{}
+	done   chan struct{}
+	// owned by the read loop until done is closed
+	seqs seqSet
+	h    *hist
+}
+
+type runner struct {
+	cfg       Config
+	log       io.Writer
+	runID     string
+	c         counters
+	roomAck   []atomic.Int64
+	http      *http.Client
+	perAddr   int
+	portLow   int
+	clients   []*client // receivers then senders; nil where the dial failed
+	serverPID int
+}
+
+func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
+	r := &runner{cfg: cfg, log: log, runID: strconv.FormatInt(time.Now().UnixNano()%(36*36*36*36*36*36), 36)}
+	r.roomAck = make([]atomic.Int64, cfg.Rooms)
+	if err := r.raiseNoFile(); err != nil {
+		return nil, err
+	}
+	r.perAddr = ephemeralPorts() - 1000
+	targets := cfg.Targets
+	if cfg.Mode == "embedded" {
+		srv, err := startServer(ctx, log)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.stop(log)
+		targets = []string{srv.base}
+		r.serverPID = srv.cmd.Process.Pid
+	}
+	r.http = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: cfg.Dial, MaxConnsPerHost: cfg.Dial, DisableCompression: true,
+	}}
+	defer r.http.CloseIdleConnections()
+	for _, t := range targets {
+		if err := waitReady(ctx, r.http, t, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	baseRSS := r.rss()
+
+	// Connect: receivers first, then senders.
+	total := cfg.Conns + cfg.Senders
+	r.clients = make([]*client, total)
+	start := time.Now()
+	if err := r.dialAll(ctx, targets, total); err != nil {
+		return nil, err
+	}
+	r.progress("connected %d/%d in %.1fs", countNonNil(r.clients), total, time.Since(start).Seconds())
+	// Wait until every receiver has joined, so it sees the room from seq 1.
+	joinDeadline := time.After(60 * time.Second)
+	for _, cl := range r.clients {
+		if cl == nil || !cl.recv {
+			continue
+		}
+		select {
+		case <-cl.joined:
+		case <-cl.done:
+		case <-joinDeadline:
+			return nil, errors.New("receivers did not all join within 60s")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	recvPerRoom := make([]int64, cfg.Rooms)
+	for _, cl := range r.clients {
+		if cl != nil && cl.recv {
+			recvPerRoom[cl.room]++
+		}
+	}
+
+	// Send.
+	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
+	var swg sync.WaitGroup
+	senders := 0
+	for _, cl := range r.clients {
+		if cl != nil && !cl.recv {
+			senders++
+		}
+	}
+	for i, cl := range r.clients[cfg.Conns:] {
+		if cl == nil || cfg.Rate <= 0 {
+			continue
+		}
+		swg.Add(1)
+		go func() { defer swg.Done(); r.sendLoop(sendCtx, i, cl, senders) }()
+	}
+	sendStart := time.Now()
+	tick := time.NewTicker(2 * time.Second)
+	for sendCtx.Err() == nil {
+		select {
+		case <-sendCtx.Done():
+		case <-tick.C:
+			r.progress("%4.0fs sent %d acked %d delivered %d", time.Since(sendStart).Seconds(), r.c.sent.Load(), r.c.acked.Load(), r.c.delivered.Load())
+		}
+	}
+	stopSend()
+	swg.Wait()
+	sendElapsed := time.Since(sendStart)
+
+	// Drain: until every send is answered and every acked message reached
+	// every receiver of its room, or the drain period ends.
+	drainEnd := time.Now().Add(cfg.Drain)
+	for time.Now().Before(drainEnd) && ctx.Err() == nil {
+		var exp int64
+		for i := range r.roomAck {
+			exp += r.roomAck[i].Load() * recvPerRoom[i]
+		}
+		answered := r.c.acked.Load() + r.c.rateLimited.Load() + r.c.sendFailed.Load()
+		if answered >= r.c.sent.Load() && r.c.delivered.Load() >= exp {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(sendStart)
+	endRSS := r.rss()
+	tick.Stop()
+
+	// Close and collect.
+	for _, cl := range r.clients {
+		if cl != nil {
+			cl.ws.Close()
+		}
+	}
+	for _, cl := range r.clients {
+		if cl != nil {
+			<-cl.done
+		}
+	}
+	res := r.collect(recvPerRoom)
+	res.DialFailed = total - countNonNil(r.clients)
+	res.DurationS = sendElapsed.Seconds()
+	if elapsed > 0 {
+		res.DeliveriesPerS = float64(res.Delivered) / elapsed.Seconds()
+	}
+	res.ServerRSSKiB, res.BaseRSSKiB = endRSS, baseRSS
+	if n := countNonNil(r.clients); n > 0 && endRSS > 0 {
+		res.KiBPerConn = float64(endRSS-baseRSS) / float64(n)
+	}
+	return res, nil
+}
+
+func (r *runner) collect(recvPerRoom []int64) *Result {
+	cfg := r.cfg
+	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: cfg.Transport, Conns: cfg.Conns,
+		Senders: cfg.Senders, Rooms: cfg.Rooms, Rate: cfg.Rate}
+	res.Sent, res.Acked = r.c.sent.Load(), r.c.acked.Load()
+	res.RateLimited, res.Errors = r.c.rateLimited.Load(), r.c.errors.Load()
+	res.Delivered = r.c.delivered.Load()
+	// A room's expected messages: its acked sends, or more if a receiver saw
+	// a higher seq (stored, but the ack did not arrive in time).
+	expected := make([]int64, cfg.Rooms)
+	for i := range expected {
+		expected[i] = r.roomAck[i].Load()
+	}
+	for _, cl := range r.clients {
+		if cl != nil && cl.recv && cl.seqs.maxSeq > expected[cl.room] {
+			expected[cl.room] = cl.seqs.maxSeq
+		}
+	}
+	all := &hist{}
+	for _, cl := range r.clients {
+		if cl == nil || !cl.recv {
+			continue
+		}
+		res.Lost += cl.seqs.lost(expected[cl.room])
+		res.Duplicated += cl.seqs.dups
+		if cl.h != nil {
+			all.merge(cl.h)
+		}
+	}
+	for i, n := range recvPerRoom {
+		res.Expected += expected[i] * n
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	res.P50ms, res.P95ms, res.P99ms, res.MaxMs = ms(all.quantile(0.50)), ms(all.quantile(0.95)), ms(all.quantile(0.99)), ms(all.max)
+	return res
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if !r.cfg.Quiet {
+		fmt.Fprintf(r.log, "loadgen: "+format+"\n", args...)
+	}
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE to its hard limit and caps the number of
+// connections to what it allows, leaving 100 descriptors spare.
+func (r *runner) raiseNoFile() error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("setrlimit: %w", err)
+		}
+	}
+	allowed := int(lim.Cur) - 100 - r.cfg.Dial
+	if r.cfg.Conns+r.cfg.Senders > allowed {
+		capped := max(allowed-r.cfg.Senders, 0)
+		fmt.Fprintf(r.log, "loadgen: RLIMIT_NOFILE is %d: capping --conns from %d to %d (raise the hard limit with ulimit -Hn for more)\n",
+			lim.Cur, r.cfg.Conns, capped)
+		r.cfg.Conns = capped
+	}
+	return nil
+}
+
+// ephemeralPorts is the size of the local port range one source address can use.
+func ephemeralPorts() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		f := strings.Fields(string(b))
+		if len(f) == 2 {
+			lo, e1 := strconv.Atoi(f[0])
+			hi, e2 := strconv.Atoi(f[1])
+			if e1 == nil && e2 == nil && hi > lo {
+				return hi - lo + 1
+			}
+		}
+	}
+	return 28232
+}
+
+// sourceIP spreads connection i over 127.0.0.x once one address's
+// ephemeral ports would run out; nil means the kernel's choice.
+func sourceIP(i, perAddr int) net.IP {
+	if perAddr < 1000 {
+		perAddr = 1000
+	}
+	k := i / perAddr
+	if k == 0 {
+		return nil
+	}
+	return net.IPv4(127, 0, byte((k+1)/250), byte((k+1)%250+1))
+}
+
+func (r *runner) dialAll(ctx context.Context, targets []string, total int) error {
+	sem := make(chan struct{}, r.cfg.Dial)
+	var wg sync.WaitGroup
+	var dialed, failed atomic.Int64
+	var firstErr atomic.Value
+	stopProg := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProg:
+				return
+			case <-t.C:
+				r.progress("dialing %d/%d (%d failed)", dialed.Load(), total, failed.Load())
+			}
+		}
+	}()
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cl, err := r.dialOne(ctx, targets[i%len(targets)], i)
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			r.clients[i] = cl
+			dialed.Add(1)
+		}()
+	}
+	wg.Wait()
+	close(stopProg)
+	if ctx.Err() != nil {
+		r.closeAll()
+		return ctx.Err()
+	}
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(r.log, "loadgen: %d of %d connections failed; first error: %v\n", n, total, firstErr.Load())
+		if dialed.Load() == 0 {
+			return fmt.Errorf("no connection could be made: %v", firstErr.Load())
+		}
+	}
+	return nil
+}
+
+func (r *runner) closeAll() {
+	for _, cl := range r.clients {
+		if cl != nil {
+			cl.ws.Close()
+		}
+	}
+}
+
+func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, error) {
+	name := "lg" + r.runID + "_" + strconv.Itoa(i)
+	token, err := r.signIn(ctx, base, name)
+	if err != nil {
+		return nil, err
+	}
+	src := sourceIP(i, r.perAddr)
+	d := websocket.Dialer{
+		HandshakeTimeout: 15 * time.Second,
+		ReadBufferSize:   2048,
+		WriteBufferSize:  1024,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nd := net.Dialer{Timeout: 15 * time.Second}
+			if src != nil {
+				nd.LocalAddr = &net.TCPAddr{IP: src}
+			}
+			return nd.DialContext(ctx, network, addr)
+		},
+	}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + url.QueryEscape(token)
+	ws, resp, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: %v (HTTP %d)", base, err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial %s: %w", base, err)
+	}
+	cl := &client{ws: ws, recv: i < r.cfg.Conns, joined: make(chan struct{}), done: make(chan struct{})}
+	if cl.recv {
+		cl.room = i % r.cfg.Rooms
+		join := `{"type":"join","room":"` + r.roomName(cl.room) + `"}`
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(join)); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("join: %w", err)
+		}
+	} else {
+		cl.room = (i - r.cfg.Conns) % r.cfg.Rooms
+		close(cl.joined)
+	}
+	go r.readLoop(cl)
+	return cl, nil
+}
+
+func (r *runner) roomName(i int) string { return "lg-" + r.runID + "-" + strconv.Itoa(i) }
+
+func (r *runner) signIn(ctx context.Context, base, name string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/session", strings.NewReader(`{"name":"`+name+`"}`))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign-in: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("sign-in: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	var s struct{ Token string }
+	if err := json.Unmarshal(body, &s); err != nil || s.Token == "" {
+		return "", fmt.Errorf("sign-in: bad answer %q", body)
+	}
+	return s.Token, nil
+}
+
+// frame is what the generator reads of a server frame.
+type frame struct {
+	Type string `json:"type"`
+	Seq  int64  `json:"seq"`
+	Text string `json:"text"`
+	Code string `json:"code"`
+}
+
+func (r *runner) readLoop(cl *client) {
+	defer close(cl.done)
+	joined := !cl.recv
+	for {
+		_, data, err := cl.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			r.c.errors.Add(1)
+			continue
+		}
+		switch f.Type {
+		case "message":
+			r.c.delivered.Add(1)
+			if !cl.recv {
+				continue
+			}
+			if cl.h == nil {
+				cl.h = &hist{}
+			}
+			cl.seqs.add(f.Seq)
+			if sentAt, ok := parseStamp(f.Text); ok {
+				cl.h.record(now.Sub(time.Unix(0, sentAt)))
+			}
+		case "ack":
+			r.c.acked.Add(1)
+			r.roomAck[cl.room].Add(1)
+		case "joined":
+			if !joined {
+				joined = true
+				close(cl.joined)
+			}
+		case "error":
+			if f.Code == "rate_limited" {
+				r.c.rateLimited.Add(1)
+			} else {
+				r.c.errors.Add(1)
+			}
+		}
+	}
+}
+
+// parseStamp reads the send time embedded by sendLoop: "t=<unix nanos>".
+func parseStamp(text string) (int64, bool) {
+	rest, ok := strings.CutPrefix(text, "t=")
+	if !ok {
+		return 0, false
+	}
+	if i := strings.IndexByte(rest, ' '); i >= 0 {
+		rest = rest[:i]
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	return n, err == nil
+}
+
+// sendLoop sends this sender's share of the rate to its room until ctx ends.
+func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int) {
+	interval := time.Duration(float64(senders) / r.cfg.Rate * float64(time.Second))
+	if interval < 10*time.Microsecond {
+		interval = 10 * time.Microsecond
+	}
+	// Stagger the senders over one interval.
+	select {
+	case <-time.After(interval * time.Duration(idx) / time.Duration(senders)):
+	case <-ctx.Done():
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	prefix := `{"type":"send","room":"` + r.roomName(cl.room) + `","id":"s` + strconv.Itoa(idx) + "-"
+	buf := make([]byte, 0, 128)
+	for n := 0; ; n++ {
+		buf = append(buf[:0], prefix...)
+		buf = strconv.AppendInt(buf, int64(n), 10)
+		buf = append(buf, `","text":"t=`...)
+		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+		buf = append(buf, `"}`...)
+		_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+			r.c.sendFailed.Add(1)
+			return
+		}
+		r.c.sent.Add(1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func waitReady(ctx context.Context, hc *http.Client, base string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/readyz", nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s/readyz not 200 within %s (last error: %v)", base, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rss is the embedded server's VmRSS in KiB, or 0 when not known.
+func (r *runner) rss() int64 {
+	if r.serverPID == 0 {
+		return 0
+	}
+	return readRSS(r.serverPID)
+}
+
+func readRSS(pid int) int64 {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// server is the embedded Parley process.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+	logf *os.File
+	done chan struct{}
+}
+
+// startServer builds ./app once and runs it on a free loopback port.
+func startServer(ctx context.Context, log io.Writer) (*server, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "parley-loadgen-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "parley")
+	fmt.Fprintln(log, "loadgen: building ./app")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./app")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("go build ./app: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PARLEY_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"PARLEY_ADDR="+addr,
+		"PARLEY_DATA_DIR="+filepath.Join(dir, "data"),
+		"PARLEY_SEND_RATE=100000",
+		"PARLEY_SEND_BURST=100000",
+		"PARLEY_INSTANCE_ID=loadgen-"+strconv.Itoa(port),
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, dir: dir, logf: logf, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(s.done) }()
+	fmt.Fprintf(log, "loadgen: server pid %d on %s (log %s)\n", cmd.Process.Pid, addr, logf.Name())
+	return s, nil
+}
+
+func (s *server) stop(log io.Writer) {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		fmt.Fprintln(log, "loadgen: server did not stop in 20s after SIGTERM: killing it")
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.logf.Close()
+	if st := s.cmd.ProcessState; st != nil && !st.Success() {
+		fmt.Fprintf(log, "loadgen: server exited with %v; log kept in %s\n", st, s.logf.Name())
+		return
+	}
+	os.RemoveAll(s.dir)
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("--mode=embedded must run inside the parley module (go run ./app/loadgen from the repository)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func countNonNil(cs []*client) int {
+	n := 0
+	for _, c := range cs {
+		if c != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func printResult(w io.Writer, res *Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	rss, per := "n/a", "n/a"
+	if res.ServerRSSKiB > 0 {
+		rss = fmt.Sprintf("%d KiB (base %d)", res.ServerRSSKiB, res.BaseRSSKiB)
+		per = fmt.Sprintf("%.1f", res.KiBPerConn)
+	}
+	rows := [][2]string{
+		{"scenario", res.Scenario},
+		{"mode", res.Mode + " / " + res.Transport},
+		{"conns", fmt.Sprintf("%d receivers + %d senders in %d rooms (%d failed)", res.Conns, res.Senders, res.Rooms, res.DialFailed)},
+		{"rate", fmt.Sprintf("%.0f msg/s for %.1fs", res.Rate, res.DurationS)},
+		{"sent", strconv.FormatInt(res.Sent, 10)},
+		{"acked", fmt.Sprintf("%d (rate_limited %d, other errors %d)", res.Acked, res.RateLimited, res.Errors)},
+		{"delivered", fmt.Sprintf("%d of %d expected", res.Delivered, res.Expected)},
+		{"deliveries/s", fmt.Sprintf("%.0f", res.DeliveriesPerS)},
+		{"lost", strconv.FormatInt(res.Lost, 10)},
+		{"duplicated", strconv.FormatInt(res.Duplicated, 10)},
+		{"latency ms", fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", res.P50ms, res.P95ms, res.P99ms, res.MaxMs)},
+		{"server RSS", rss},
+		{"KiB per conn", per},
+	}
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	tw.Flush()
+	b, _ := json.Marshal(res)
+	fmt.Fprintf(w, "%s\n", b)
+}
