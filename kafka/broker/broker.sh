@@ -6,6 +6,9 @@
 #                                    data dir, start, wait until it serves
 #   kafka/broker/broker.sh stop      stop the broker started by `start`
 #   kafka/broker/broker.sh restart   stop, then start (a fresh, empty broker)
+#   kafka/broker/broker.sh resume    start again on the data dir a stopped (or
+#                                    killed) broker left: topics, messages and
+#                                    committed offsets survive (fault tests)
 #   kafka/broker/broker.sh status    exit 0 while it runs
 #
 # Needs only a JDK (17+), Maven and Go. Environment, all optional:
@@ -135,8 +138,10 @@ cluster_id() {
 	done
 }
 
+# cmd_start starts the broker; with keep=1 (resume) it reuses the data dir a
+# previous start formatted instead of wiping it.
 cmd_start() {
-	local pid
+	local pid keep="${1:-0}"
 	if pid="$(running_pid)"; then
 		say "already running (pid $pid) on 127.0.0.1:$port"
 		return 0
@@ -148,21 +153,26 @@ cmd_start() {
 
 	fetch_jars
 
-	# Wiped on every start: refuse a directory that is not one of ours.
-	if [ -d "$data" ] && [ -n "$(ls -A "$data")" ] && [ ! -f "$data/server.properties" ]; then
-		die "$data is not empty and holds no server.properties: not wiping it (set KAFKA_DATA_DIR)"
-	fi
-	rm -rf "$data"
-	mkdir -p "$data/logs"
-	write_config
-	# Built before the JVM starts so the build does not compete with it.
-	(cd "$module_root" && "$go" build -o "$data/waitkafka" ./kafka/broker/waitkafka) ||
-		die "could not build kafka/broker/waitkafka"
+	if [ "$keep" = 1 ]; then
+		[ -f "$data/logs/meta.properties" ] && [ -x "$data/waitkafka" ] ||
+			die "nothing to resume in $data: run start first"
+	else
+		# Wiped on every start: refuse a directory that is not one of ours.
+		if [ -d "$data" ] && [ -n "$(ls -A "$data")" ] && [ ! -f "$data/server.properties" ]; then
+			die "$data is not empty and holds no server.properties: not wiping it (set KAFKA_DATA_DIR)"
+		fi
+		rm -rf "$data"
+		mkdir -p "$data/logs"
+		write_config
+		# Built before the JVM starts so the build does not compete with it.
+		(cd "$module_root" && "$go" build -o "$data/waitkafka" ./kafka/broker/waitkafka) ||
+			die "could not build kafka/broker/waitkafka"
 
-	"$java" -cp "$libs/*" kafka.tools.StorageTool format \
-		--cluster-id "$(cluster_id)" --config "$data/server.properties" \
-		>"$data/format.log" 2>&1 ||
-		{ tail -n 20 "$data/format.log" >&2; die "formatting $data/logs failed"; }
+		"$java" -cp "$libs/*" kafka.tools.StorageTool format \
+			--cluster-id "$(cluster_id)" --config "$data/server.properties" \
+			>"$data/format.log" 2>&1 ||
+			{ tail -n 20 "$data/format.log" >&2; die "formatting $data/logs failed"; }
+	fi
 
 	# setsid: the broker outlives the shell that started it and is not hit by
 	# signals sent to that shell's process group.
@@ -173,7 +183,7 @@ cmd_start() {
 		-Dorg.slf4j.simpleLogger.dateTimeFormat="yyyy-MM-dd'T'HH:mm:ss.SSS" \
 		-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.config=warn \
 		-cp "$libs/*" kafka.Kafka "$data/server.properties" \
-		>"$logfile" 2>&1 </dev/null &
+		>>"$logfile" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$pidfile"
 
@@ -232,9 +242,10 @@ case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 restart) cmd_stop && cmd_start ;;
+resume) cmd_start 1 ;;
 status) cmd_status ;;
 *)
-	echo "usage: $0 start|stop|restart|status" >&2
+	echo "usage: $0 start|stop|restart|resume|status" >&2
 	exit 2
 	;;
 esac

@@ -4,6 +4,7 @@
 #
 #   repository/ferretdb/ferretdb.sh start    build once (cached), start in the background, wait for a MongoDB ping
 #   repository/ferretdb/ferretdb.sh stop     stop the server started by `start` (only the PID in its pidfile)
+#   repository/ferretdb/ferretdb.sh resume   start again on the data dir a stopped (or killed) server left (fault tests)
 #   repository/ferretdb/ferretdb.sh status   running and answering? (exit 0), else exit 1
 #   repository/ferretdb/ferretdb.sh build    only build (or find) the cached binary and print its path
 #   repository/ferretdb/ferretdb.sh uri      print the connection string
@@ -93,8 +94,10 @@ running() {
 
 ping() { "$1" -ping -port "$port" -timeout "${2:-2s}" 2>/dev/null; }
 
+# start starts the server; with keep=1 (resume) it reuses the data dir of the
+# previous start instead of wiping it.
 start() {
-	local bin pid deadline
+	local bin pid deadline keep=${1:-0}
 	bin=$(binary)
 	if pid=$(running); then
 		log "already running (pid $pid) on $uri"
@@ -107,8 +110,10 @@ start() {
 		exit 1
 	fi
 
-	# A fresh data dir on every start; never wipe a directory this script did not make.
-	if [ -e "$data_dir" ]; then
+	# A fresh data dir on every start (but resume); never wipe a directory this script did not make.
+	if [ "$keep" = 1 ]; then
+		[ -f "$data_dir/$marker" ] || { log "nothing to resume in $data_dir: run start first"; exit 1; }
+	elif [ -e "$data_dir" ]; then
 		if [ -f "$data_dir/$marker" ] || [ -z "$(ls -A "$data_dir" 2>/dev/null)" ]; then
 			rm -rf "$data_dir"
 		else
@@ -119,7 +124,7 @@ start() {
 	mkdir -p "$data_dir"
 	: >"$data_dir/$marker"
 
-	: >"$logfile"
+	[ "$keep" = 1 ] || : >"$logfile"
 	nohup "$bin" -port "$port" -data-dir "$data_dir" -ready-file "$readyfile" </dev/null >>"$logfile" 2>&1 &
 	pid=$!
 	echo "$pid" >"$pidfile"
@@ -184,12 +189,13 @@ status() {
 
 case $cmd in
 start) start ;;
+resume) start 1 ;;
 stop) stop ;;
 status) status ;;
 build) binary ;;
 uri) echo "$uri" ;;
 *)
-	echo "usage: $0 start|stop|status|build|uri [--port N]" >&2
+	echo "usage: $0 start|resume|stop|status|build|uri [--port N]" >&2
 	exit 2
 	;;
 esac
