@@ -63,6 +63,7 @@ type consumer struct {
 	gen *generation // current generation; nil between generations
 	// assigned is set after the first generation (used by run only).
 	assigned bool
+	lag      lagState // see lag.go
 }
 
 var _ chat.Consumer = (*consumer)(nil)
@@ -345,6 +346,7 @@ func (c *consumer) fetchPartition(ctx context.Context, gen *generation, p int, o
 	if res.Error != nil {
 		return offset, false, res.Error
 	}
+	c.noteHighWatermark(p, res.HighWatermark)
 	for {
 		r, err := res.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {

@@ -43,6 +43,8 @@ func (f *Fanout) Run(ctx context.Context) error {
 	}
 	f.consumer.Store(&consumerBox{c})
 	defer c.Close()
+	// The hub's metrics are the instance's: Fanout has no Metrics of its own.
+	defer f.Hub.metrics.watchLag(f.Group, f.Topic, c)()
 	for {
 		// A batch reaches a room's connections at once: it must fit in a
 		// healthy reader's queue (PARLEY_QUEUE_BYTES, 2 MiB by default).

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,9 @@ type Metrics struct {
 	EndToEndLatency prometheus.Histogram
 	SlowClients     prometheus.Counter
 	RateLimited     prometheus.Counter
+	// ConsumerLag is parley_consumer_lag{group,topic}, read from the
+	// consumers when /metrics is scraped.
+	ConsumerLag *LagCollector
 }
 
 // NewMetrics registers Parley's metrics, and the Go runtime's, in a new
@@ -67,6 +71,81 @@ func NewMetrics() *Metrics {
 		RateLimited: f(prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_rate_limited_total", Help: "Send frames and requests refused by the rate limit.",
 		})).(prometheus.Counter),
+		ConsumerLag: f(newLagCollector()).(*LagCollector),
+	}
+}
+
+// Lagger is implemented by consumers that know how far they are behind:
+// Lag is the number of records in the partitions assigned to this consumer
+// that the group has not committed (log end offset minus committed offset,
+// summed). Both chat.Bus implementations' consumers have it; it is not part
+// of Consumer, so that a bus without it still works, with no lag metric.
+type Lagger interface {
+	Lag() int64
+}
+
+// LagCollector reports parley_consumer_lag{group,topic} for the consumers
+// being watched, asking each for its lag at scrape time.
+type LagCollector struct {
+	desc *prometheus.Desc
+
+	mu      sync.Mutex
+	watched map[*lagWatch]struct{}
+}
+
+type lagWatch struct {
+	group, topic string
+	l            Lagger
+}
+
+func newLagCollector() *LagCollector {
+	return &LagCollector{
+		desc: prometheus.NewDesc("parley_consumer_lag",
+			"Records behind the log end (not yet committed) in the partitions this instance's consumer of the group holds.",
+			[]string{"group", "topic"}, nil),
+		watched: map[*lagWatch]struct{}{},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (lc *LagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lc.desc }
+
+// Collect implements prometheus.Collector. Consumers of one group and topic
+// (there is normally one per instance) are summed.
+func (lc *LagCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ group, topic string }
+	sums := map[key]int64{}
+	lc.mu.Lock()
+	ws := make([]*lagWatch, 0, len(lc.watched))
+	for w := range lc.watched {
+		ws = append(ws, w)
+	}
+	lc.mu.Unlock()
+	for _, w := range ws {
+		sums[key{w.group, w.topic}] += w.l.Lag()
+	}
+	for k, v := range sums {
+		ch <- prometheus.MustNewConstMetric(lc.desc, prometheus.GaugeValue, float64(v), k.group, k.topic)
+	}
+}
+
+// watchLag reports c's lag as parley_consumer_lag{group,topic} until the
+// returned function is called. A consumer that is not a Lagger, or a nil
+// *Metrics, is not reported.
+func (m *Metrics) watchLag(group, topic string, c Consumer) (unwatch func()) {
+	l, ok := c.(Lagger)
+	if m == nil || m.ConsumerLag == nil || !ok {
+		return func() {}
+	}
+	lc := m.ConsumerLag
+	w := &lagWatch{group: group, topic: topic, l: l}
+	lc.mu.Lock()
+	lc.watched[w] = struct{}{}
+	lc.mu.Unlock()
+	return func() {
+		lc.mu.Lock()
+		delete(lc.watched, w)
+		lc.mu.Unlock()
 	}
 }
 

@@ -37,6 +37,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
+	defer p.Metrics.watchLag(GroupPersist, p.TopicSend, c)()
 	max := p.BatchMax
 	if max <= 0 {
 		max = 256

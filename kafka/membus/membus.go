@@ -312,7 +312,10 @@ type consumer struct {
 	closed bool
 }
 
-var _ chat.Consumer = (*consumer)(nil)
+var (
+	_ chat.Consumer = (*consumer)(nil)
+	_ chat.Lagger   = (*consumer)(nil)
+)
 
 // Fetch blocks until the consumer's partitions hold a record it has not yet
 // fetched, then returns up to limit of them (a limit below 1 counts as 1),
@@ -418,6 +421,19 @@ func (c *consumer) Ready() bool {
 	c.topic.mu.Lock()
 	defer c.topic.mu.Unlock()
 	return !c.closed && !c.bus.closed() && len(c.parts) > 0
+}
+
+// Lag implements chat.Lagger: the records of the consumer's partitions
+// that its group has not committed.
+func (c *consumer) Lag() int64 {
+	t := c.topic
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lag int64
+	for _, p := range c.parts {
+		lag += t.parts[p].end() - c.group.committed[p]
+	}
+	return lag
 }
 
 // Close leaves the group, whose partitions are dealt anew to the remaining
