@@ -127,8 +127,12 @@ func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool,
 		return nil, err
 	}
 	s.mu.Lock()
+	// The client has seen everything up to after, so nothing at or below it
+	// is sent again, even when after lies beyond what this read of the store
+	// showed (messages stored meanwhile, or a client ahead of a reset store:
+	// joined's last_seq lets it notice).
 	s.cursor = last
-	if hasAfter && after < last {
+	if hasAfter {
 		s.cursor = after
 	}
 	s.done = make(chan struct{})
