@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"sync"
 	"time"
@@ -319,10 +320,24 @@ func (w *wsClient) writeLoop() {
 	}
 }
 
-// write sends frames; a pending kill wins over the rest of them.
+// write sends frames with as few syscalls as it can: it lays out the
+// WebSocket frames itself (a server's frames are unmasked, and compression is
+// off) and gives the socket everything queued in one Write of up to
+// writeChunk bytes, instead of one write per frame. The library still writes
+// control frames (pong, close) from the reader goroutine; a net.Conn Write is
+// atomic (the poll descriptor holds its write lock for the whole call), so
+// whole frames from the two never interleave. A pending kill wins over the
+// rest of the frames.
 func (w *wsClient) write(frames [][]byte) bool {
-	_ = w.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
-	for _, b := range frames {
+	nc := w.conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(wsWriteWait))
+	bp := writeBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 4*writeChunk {
+			writeBufs.Put(bp)
+		}
+	}()
+	for len(frames) > 0 {
 		select {
 		case <-w.quit:
 			if w.closeCode != closeRestart {
@@ -330,12 +345,39 @@ func (w *wsClient) write(frames [][]byte) bool {
 			}
 		default:
 		}
-		if err := w.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		buf := (*bp)[:0]
+		for len(frames) > 0 && (len(buf) == 0 || len(buf)+len(frames[0]) <= writeChunk) {
+			buf = appendTextFrame(buf, frames[0])
+			frames = frames[1:]
+		}
+		*bp = buf
+		if _, err := nc.Write(buf); err != nil {
 			w.kill(closeAbnormal, "")
 			return false
 		}
 	}
 	return true
+}
+
+// writeChunk bounds one Write; writeBufs holds the buffers writers lay
+// frames out in, shared by all connections so that an idle one holds none.
+const writeChunk = 64 << 10
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeChunk); return &b }}
+
+// appendTextFrame appends payload as one final, unmasked text frame (RFC
+// 6455 section 5.2).
+func appendTextFrame(dst, payload []byte) []byte {
+	const finText = 0x81
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, finText, byte(n))
+	case n <= 0xFFFF:
+		dst = binary.BigEndian.AppendUint16(append(dst, finText, 126), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint64(append(dst, finText, 127), uint64(n))
+	}
+	return append(dst, payload...)
 }
 
 func (w *wsClient) writeClose() {
