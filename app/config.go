@@ -37,6 +37,9 @@ type Config struct {
 	QueueBytes int
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
+	// PprofAddr, when set, serves net/http/pprof there (profiling; keep it
+	// on a loopback or otherwise private address).
+	PprofAddr string
 
 	// fanoutGroup, when set, replaces this instance's own fan-out group. Only
 	// tests set it: sharing one group between instances is the bug the
@@ -78,6 +81,7 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 	sendBurst := fs.Int("send_burst", envInt(env("SEND_BURST", "40")), "burst of sends above the rate (PARLEY_SEND_BURST)")
 	queueBytes := fs.Int("queue_bytes", envInt(env("QUEUE_BYTES", "2097152")), "bytes queued for one connection before it is cut off as too slow (PARLEY_QUEUE_BYTES)")
 	shutdown := fs.Duration("shutdown_timeout", envDuration(env("SHUTDOWN_TIMEOUT", "15s")), "graceful shutdown deadline (PARLEY_SHUTDOWN_TIMEOUT)")
+	pprofAddr := fs.String("pprof_addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address; unset: off (PARLEY_PPROF_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -90,6 +94,7 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 		InstanceID: *instance, TopicSend: *topicSend, TopicReceive: *topicRecv, Secret: *secret, Guest: g,
 		KafkaPartitions: *partitions, KafkaReplication: *replication,
 		SendRate: *sendRate, SendBurst: *sendBurst, QueueBytes: *queueBytes, ShutdownTimeout: *shutdown,
+		PprofAddr: *pprofAddr,
 	}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {

@@ -55,6 +55,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
+	_, stopPprof, err := servePprof(cfg.PprofAddr, log)
+	if err != nil {
+		return fmt.Errorf("pprof listen %s: %w", cfg.PprofAddr, err)
+	}
+	defer stopPprof()
 
 	metrics := chat.NewMetrics()
 	hub := chat.NewHub(store, log, metrics)
