@@ -18,7 +18,9 @@ import (
 // room i % Rooms) and record every message frame; Senders are separate
 // sending connections that do not join (the contract lets a connection send
 // to a room it has not joined), sender j sends to room j % Rooms. The total
-// number of WebSocket connections is therefore Conns + Senders.
+// number of connections is therefore Conns + Senders, each one TCP
+// connection and one file descriptor: with --transport sse a receiver holds
+// an event stream and a sender one keep-alive connection for its POSTs.
 type Config struct {
 	Scenario  string
 	Mode      string // embedded | target | kafka
@@ -55,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | rooms | idle | ingest")
 	fs.StringVar(&c.Mode, "mode", "", "embedded (start ./app itself) | kafka (not yet); default: embedded, or target when --target is set")
 	fs.StringVar(&targets, "target", "", "comma-separated base URLs of running servers, e.g. http://127.0.0.1:8080 (loopback only)")
-	fs.StringVar(&c.Transport, "transport", "ws", "ws (sse: not yet)")
+	fs.StringVar(&c.Transport, "transport", "ws", "ws (WebSocket) | sse (receivers hold SSE streams, senders POST)")
 	fs.IntVar(&c.Conns, "conns", 0, "receiving connections (scenario default)")
 	fs.IntVar(&c.Rooms, "rooms", 0, "rooms (scenario default)")
 	fs.IntVar(&c.Senders, "senders", 0, "sending connections, in addition to --conns (scenario default)")
@@ -133,11 +135,9 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 		}
 	}
 	switch c.Transport {
-	case "ws":
-	case "sse":
-		return c, errors.New("--transport=sse is not implemented in loadgen v1 (ws only)")
+	case "ws", "sse":
 	default:
-		return c, fmt.Errorf("unknown --transport %q: want ws", c.Transport)
+		return c, fmt.Errorf("unknown --transport %q: want ws or sse", c.Transport)
 	}
 	if c.Rooms < 1 {
 		return c, errors.New("--rooms must be at least 1")

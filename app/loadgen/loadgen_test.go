@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -109,8 +112,7 @@ func TestScenarioDefaultsAndOverrides(t *testing.T) {
 	}
 	for _, bad := range [][]string{
 		{"--scenario=nope"},
-		{"--mode=kafka"},
-		{"--transport=sse"},
+		{"--transport=quic"},
 		{"--target=http://10.0.0.1:8080"},
 		{"--mode=target"},
 		{"--rooms=0"},
@@ -133,10 +135,20 @@ func TestSourceIP(t *testing.T) {
 
 // TestEmbeddedRun builds and starts the real server and runs a tiny load.
 func TestEmbeddedRun(t *testing.T) {
+	embeddedRun(t, "ws")
+}
+
+// TestEmbeddedRunSSE is TestEmbeddedRun with SSE receivers and POST senders.
+func TestEmbeddedRunSSE(t *testing.T) {
+	embeddedRun(t, "sse")
+}
+
+func embeddedRun(t *testing.T, transport string) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	cfg, err := parseFlags([]string{"--scenario=rooms", "--conns=20", "--rooms=2", "--rate=20", "--duration=2s", "--quiet"}, io.Discard)
+	cfg, err := parseFlags([]string{"--scenario=rooms", "--conns=20", "--rooms=2", "--rate=20", "--duration=2s", "--quiet",
+		"--transport=" + transport}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +169,61 @@ func TestEmbeddedRun(t *testing.T) {
 	if res.Delivered != res.Expected || res.Expected != res.Acked*10 {
 		t.Errorf("delivered %d, expected %d, acked %d", res.Delivered, res.Expected, res.Acked)
 	}
-	if res.ServerRSSKiB <= 0 || res.P50ms <= 0 {
-		t.Errorf("rss %d p50 %.3f", res.ServerRSSKiB, res.P50ms)
+	if res.ServerRSSKiB <= 0 || res.P50ms <= 0 || res.Errors != 0 || res.Transport != transport {
+		t.Errorf("rss %d p50 %.3f errors %d transport %s", res.ServerRSSKiB, res.P50ms, res.Errors, res.Transport)
+	}
+}
+
+func TestScanMessage(t *testing.T) {
+	for _, tc := range []struct {
+		in            string
+		seq, sentAt   int64
+		stamped, okay bool
+	}{
+		{`{"type":"message","room":"lg-x-0","seq":42,"id":"s1-3","user":"lgx_1","text":"t=1700000000123456789","ts":"2026-12-02T03:00:00.000Z"}`, 42, 1700000000123456789, true, true},
+		{`{"room":"general","seq":7,"id":"c1","user":"alice","text":"t=99 later","ts":"x"}`, 7, 99, true, true},
+		{`{"room":"general","seq":7,"id":"c1","user":"alice","text":"hello","ts":"x"}`, 7, 0, false, true},
+		{`{"room":"general","seq":7,"id":"c1","user":"alice","text":"t=12x","ts":"x"}`, 7, 0, false, true},
+		{`{"room":"general","id":"c1","text":"t=1"}`, 0, 0, false, false},
+		{`{"room":"general","seq":0,"id":"c1","text":"t=1"}`, 0, 0, false, false},
+		{`{"seq":3}`, 0, 0, false, false},
+		{`{"room":"r","seq":99999999999999999999,"id":"c1","text":"t=1"}`, 0, 0, false, false},
+	} {
+		seq, sentAt, stamped, ok := scanMessage([]byte(tc.in))
+		if seq != tc.seq || sentAt != tc.sentAt || stamped != tc.stamped || ok != tc.okay {
+			t.Errorf("scanMessage(%s) = %d %d %v %v, want %d %d %v %v", tc.in, seq, sentAt, stamped, ok, tc.seq, tc.sentAt, tc.stamped, tc.okay)
+		}
+	}
+}
+
+// TestSSEReadLoop feeds a stream as the server writes it, with the parts of
+// the format a server may add: comments, CRLF, unknown fields, a long line.
+func TestSSEReadLoop(t *testing.T) {
+	r := &runner{cfg: Config{Rooms: 1}, roomAck: make([]atomic.Int64, 1)}
+	cl := &client{recv: true, done: make(chan struct{})}
+	sent := time.Now().Add(-5 * time.Millisecond).UnixNano()
+	msg := func(seq int64, text string) string {
+		return fmt.Sprintf(`{"room":"r","seq":%d,"id":"i%d","user":"u","text":%q,"ts":"x"}`, seq, seq, text)
+	}
+	stream := "retry: 2000\n\n" +
+		"id: 1\nevent: message\ndata: " + msg(1, fmt.Sprint("t=", sent)) + "\n\n" +
+		": ping\n\n" +
+		"id: 2\r\nevent: message\r\nx-unknown: 1\r\ndata: " + msg(2, fmt.Sprint("t=", sent)) + "\r\n\r\n" +
+		"id: 3\ndata: " + msg(3, "t="+fmt.Sprint(sent)+" "+strings.Repeat("y", 5000)) + "\n\n" +
+		"id: 3\nevent: message\ndata: " + msg(3, "again") + "\n\n" +
+		"id: 9\nevent: message\ndata: " + msg(4, "wrong id") + "\n\n" +
+		"event: other\ndata: {}\n\n"
+	r.sseReadLoop(cl, strings.NewReader(stream))
+	if cl.seqs.distinct != 4 || cl.seqs.dups != 1 || cl.seqs.maxSeq != 4 {
+		t.Errorf("seqs: distinct %d dups %d max %d, want 4 1 4", cl.seqs.distinct, cl.seqs.dups, cl.seqs.maxSeq)
+	}
+	if got := r.c.delivered.Load(); got != 5 {
+		t.Errorf("delivered %d, want 5", got)
+	}
+	if got := r.c.errors.Load(); got != 1 {
+		t.Errorf("errors %d, want 1 (the event whose id is not its seq)", got)
+	}
+	if cl.h == nil || cl.h.n != 3 || cl.h.quantile(0.5) < 5000 {
+		t.Error("latency not recorded for the 3 stamped messages")
 	}
 }

@@ -1,5 +1,6 @@
-// Command loadgen drives a Parley server with WebSocket clients and reports
-// throughput, end-to-end latency, loss, duplicates and the server's memory.
+// Command loadgen drives Parley servers with WebSocket clients, or SSE
+// streams and POSTs, and reports throughput, end-to-end latency, loss,
+// duplicates and the servers' memory.
 //
 //	go tool task bench -- --scenario=fanout --mode=embedded --rate=100
 //
@@ -15,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -79,6 +81,8 @@ type Result struct {
 	ServerRSSKiB   int64   `json:"server_rss_kib"`
 	BaseRSSKiB     int64   `json:"server_rss_base_kib"`
 	KiBPerConn     float64 `json:"kib_per_conn"`
+	// ConnsRequested is --conns as asked, when the file limit lowered it.
+	ConnsRequested int `json:"conns_requested,omitempty"`
 }
 
 // counters shared by every connection, updated with atomics only.
@@ -86,8 +90,16 @@ type counters struct {
 	sent, acked, delivered, rateLimited, errors, sendFailed atomic.Int64
 }
 
+// client is one connection of the generator: a WebSocket (ws), an SSE
+// stream (sse receivers) or a keep-alive HTTP client that POSTs (sse
+// senders).
 type client struct {
-	ws     *websocket.Conn
+	ws      *websocket.Conn
+	sse     net.Conn
+	post    *http.Client
+	postURL string
+	token   string
+
 	room   int
 	recv   bool
 	joined chan struct{}
@@ -95,6 +107,23 @@ type client struct {
 	// owned by the read loop until done is closed
 	seqs seqSet
 	h    *hist
+
+	closeOnce sync.Once
+}
+
+// close ends the connection; done is closed once its reader has stopped.
+func (cl *client) close() {
+	switch {
+	case cl.ws != nil:
+		cl.ws.Close()
+	case cl.sse != nil:
+		cl.sse.Close()
+	default:
+		cl.closeOnce.Do(func() {
+			cl.post.CloseIdleConnections()
+			close(cl.done)
+		})
+	}
 }
 
 type runner struct {
@@ -108,6 +137,7 @@ type runner struct {
 	portLow   int
 	clients   []*client // receivers then senders; nil where the dial failed
 	serverPID int
+	requested int // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
@@ -218,7 +248,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	// Close and collect.
 	for _, cl := range r.clients {
 		if cl != nil {
-			cl.ws.Close()
+			cl.close()
 		}
 	}
 	for _, cl := range r.clients {
@@ -228,6 +258,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	}
 	res := r.collect(recvPerRoom)
 	res.DialFailed = total - countNonNil(r.clients)
+	res.ConnsRequested = r.requested
 	res.DurationS = sendElapsed.Seconds()
 	if elapsed > 0 {
 		res.DeliveriesPerS = float64(res.Delivered) / elapsed.Seconds()
@@ -295,11 +326,15 @@ func (r *runner) raiseNoFile() error {
 			return fmt.Errorf("setrlimit: %w", err)
 		}
 	}
-	allowed := int(lim.Cur) - 100 - r.cfg.Dial
+	// Besides one descriptor per connection: the sign-in client's pool
+	// (--dial-concurrency), and a spare 100 for the runtime, logs, pipes.
+	spare := 100 + r.cfg.Dial
+	allowed := int(lim.Cur) - spare
 	if r.cfg.Conns+r.cfg.Senders > allowed {
 		capped := max(allowed-r.cfg.Senders, 0)
-		fmt.Fprintf(r.log, "loadgen: RLIMIT_NOFILE is %d: capping --conns from %d to %d (raise the hard limit with ulimit -Hn for more)\n",
-			lim.Cur, r.cfg.Conns, capped)
+		fmt.Fprintf(r.log, "loadgen: FILE LIMIT: %d receivers + %d senders need %d descriptors with the %d spare, but this process may open at most %d (RLIMIT_NOFILE, hard limit %d): --conns capped from %d to %d; the results are for %d receivers\n",
+			r.cfg.Conns, r.cfg.Senders, r.cfg.Conns+r.cfg.Senders+spare, spare, lim.Cur, lim.Max, r.cfg.Conns, capped, capped)
+		r.requested = r.cfg.Conns
 		r.cfg.Conns = capped
 	}
 	return nil
@@ -385,9 +420,19 @@ func (r *runner) dialAll(ctx context.Context, targets []string, total int) error
 func (r *runner) closeAll() {
 	for _, cl := range r.clients {
 		if cl != nil {
-			cl.ws.Close()
+			cl.close()
 		}
 	}
+}
+
+// netDial opens a TCP connection from source address src (nil: the
+// kernel's choice).
+func (r *runner) netDial(ctx context.Context, addr string, src net.IP) (net.Conn, error) {
+	nd := net.Dialer{Timeout: 15 * time.Second}
+	if src != nil {
+		nd.LocalAddr = &net.TCPAddr{IP: src}
+	}
+	return nd.DialContext(ctx, "tcp", addr)
 }
 
 func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, error) {
@@ -396,17 +441,20 @@ func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, erro
 	if err != nil {
 		return nil, err
 	}
+	recv := i < r.cfg.Conns
+	if r.cfg.Transport == "sse" {
+		if recv {
+			return r.dialSSE(ctx, base, token, i, i%r.cfg.Rooms)
+		}
+		return r.dialPoster(ctx, base, token, i, (i-r.cfg.Conns)%r.cfg.Rooms)
+	}
 	src := sourceIP(i, r.perAddr)
 	d := websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
 		ReadBufferSize:   2048,
 		WriteBufferSize:  1024,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nd := net.Dialer{Timeout: 15 * time.Second}
-			if src != nil {
-				nd.LocalAddr = &net.TCPAddr{IP: src}
-			}
-			return nd.DialContext(ctx, network, addr)
+		NetDialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return r.netDial(ctx, addr, src)
 		},
 	}
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + url.QueryEscape(token)
@@ -417,7 +465,7 @@ func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, erro
 		}
 		return nil, fmt.Errorf("dial %s: %w", base, err)
 	}
-	cl := &client{ws: ws, recv: i < r.cfg.Conns, joined: make(chan struct{}), done: make(chan struct{})}
+	cl := &client{ws: ws, recv: recv, joined: make(chan struct{}), done: make(chan struct{})}
 	if cl.recv {
 		cl.room = i % r.cfg.Rooms
 		join := `{"type":"join","room":"` + r.roomName(cl.room) + `"}`
@@ -474,24 +522,18 @@ func (r *runner) readLoop(cl *client) {
 			return
 		}
 		now := time.Now()
+		if bytes.HasPrefix(data, messagePrefix) {
+			r.message(cl, data, now)
+			continue
+		}
 		var f frame
 		if err := json.Unmarshal(data, &f); err != nil {
 			r.c.errors.Add(1)
 			continue
 		}
 		switch f.Type {
-		case "message":
-			r.c.delivered.Add(1)
-			if !cl.recv {
-				continue
-			}
-			if cl.h == nil {
-				cl.h = &hist{}
-			}
-			cl.seqs.add(f.Seq)
-			if sentAt, ok := parseStamp(f.Text); ok {
-				cl.h.record(now.Sub(time.Unix(0, sentAt)))
-			}
+		case "message": // not as the server writes them, but valid
+			r.message(cl, data, now)
 		case "ack":
 			r.c.acked.Add(1)
 			r.roomAck[cl.room].Add(1)
@@ -508,6 +550,84 @@ func (r *runner) readLoop(cl *client) {
 			}
 		}
 	}
+}
+
+// messagePrefix starts every message frame the server writes.
+var messagePrefix = []byte(`{"type":"message",`)
+
+// message counts one delivered message (a WebSocket message frame or an SSE
+// event's data) and, for a receiver, records its seq and latency. It returns
+// the seq.
+func (r *runner) message(cl *client, data []byte, now time.Time) int64 {
+	r.c.delivered.Add(1)
+	seq, sentAt, stamped, ok := scanMessage(data)
+	if !ok {
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil || f.Seq < 1 {
+			r.c.errors.Add(1)
+			return 0
+		}
+		seq = f.Seq
+		sentAt, stamped = parseStamp(f.Text)
+	}
+	if !cl.recv {
+		return seq
+	}
+	if cl.h == nil {
+		cl.h = &hist{}
+	}
+	cl.seqs.add(seq)
+	if stamped {
+		cl.h.record(now.Sub(time.Unix(0, sentAt)))
+	}
+	return seq
+}
+
+// scanMessage reads seq and the send stamp from a message as the server
+// encodes it (encoding/json, fields in Message's order), without decoding
+// the JSON: at hundreds of thousands of deliveries a second the generator
+// shares the machine with the server, and json.Unmarshal would take a good
+// part of it. Room, id and user cannot hold a quote, so the first "seq": and
+// the "text":" after it are the fields. ok is false when the shape is not
+// recognised (the caller then decodes the JSON).
+func scanMessage(b []byte) (seq, sentAt int64, stamped, ok bool) {
+	i := bytes.Index(b, []byte(`"seq":`))
+	if i < 0 {
+		return 0, 0, false, false
+	}
+	b = b[i+len(`"seq":`):]
+	seq, n := leadingInt(b)
+	if n == 0 || seq < 1 || n >= len(b) || b[n] != ',' {
+		return 0, 0, false, false
+	}
+	b = b[n:]
+	j := bytes.Index(b, []byte(`"text":"`))
+	if j < 0 {
+		return 0, 0, false, false
+	}
+	b = b[j+len(`"text":"`):]
+	if !bytes.HasPrefix(b, []byte("t=")) {
+		return seq, 0, false, true
+	}
+	sentAt, n = leadingInt(b[2:])
+	if n == 0 || n+2 >= len(b) || (b[n+2] != '"' && b[n+2] != ' ') {
+		return seq, 0, false, true
+	}
+	return seq, sentAt, true, true
+}
+
+// leadingInt parses the decimal digits at the start of b; n is 0 when there
+// are none or they overflow an int64.
+func leadingInt(b []byte) (v int64, n int) {
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		d := int64(b[n] - '0')
+		if v > (math.MaxInt64-d)/10 {
+			return 0, 0
+		}
+		v = v*10 + d
+		n++
+	}
+	return v, n
 }
 
 // parseStamp reads the send time embedded by sendLoop: "t=<unix nanos>".
@@ -538,6 +658,9 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	prefix := `{"type":"send","room":"` + r.roomName(cl.room) + `","id":"s` + strconv.Itoa(idx) + "-"
+	if cl.post != nil {
+		prefix = `{"id":"s` + strconv.Itoa(idx) + "-"
+	}
 	buf := make([]byte, 0, 128)
 	for n := 0; ; n++ {
 		buf = append(buf[:0], prefix...)
@@ -545,12 +668,20 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 		buf = append(buf, `","text":"t=`...)
 		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
 		buf = append(buf, `"}`...)
-		_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
-			r.c.sendFailed.Add(1)
-			return
+		if cl.post != nil {
+			// A POST waits for its 202: a sender whose answers take longer
+			// than its interval falls behind the rate (the ticker drops the
+			// ticks it missed), which the sent count shows.
+			r.c.sent.Add(1)
+			r.postOne(cl, buf)
+		} else {
+			_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+				r.c.sendFailed.Add(1)
+				return
+			}
+			r.c.sent.Add(1)
 		}
-		r.c.sent.Add(1)
 		select {
 		case <-ctx.Done():
 			return
@@ -723,10 +854,14 @@ func printResult(w io.Writer, res *Result) {
 		rss = fmt.Sprintf("%d KiB (base %d)", res.ServerRSSKiB, res.BaseRSSKiB)
 		per = fmt.Sprintf("%.1f", res.KiBPerConn)
 	}
+	capped := ""
+	if res.ConnsRequested > 0 {
+		capped = fmt.Sprintf(" — CAPPED by the file limit from %d", res.ConnsRequested)
+	}
 	rows := [][2]string{
 		{"scenario", res.Scenario},
 		{"mode", res.Mode + " / " + res.Transport},
-		{"conns", fmt.Sprintf("%d receivers + %d senders in %d rooms (%d failed)", res.Conns, res.Senders, res.Rooms, res.DialFailed)},
+		{"conns", fmt.Sprintf("%d receivers + %d senders in %d rooms (%d failed)%s", res.Conns, res.Senders, res.Rooms, res.DialFailed, capped)},
 		{"rate", fmt.Sprintf("%.0f msg/s for %.1fs", res.Rate, res.DurationS)},
 		{"sent", strconv.FormatInt(res.Sent, 10)},
 		{"acked", fmt.Sprintf("%d (rate_limited %d, other errors %d)", res.Acked, res.RateLimited, res.Errors)},
