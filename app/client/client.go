@@ -1,0 +1,815 @@
+// Package client is a Parley WebSocket client that recovers on its own, the
+// one the tests, the chaos command and the load generator use. It keeps, per
+// room, the last seq it delivered; when its connection drops it reconnects,
+// with jittered exponential backoff, to any ready instance and rejoins with
+// `after`, so the server replays what it missed. A seq jump on a live
+// connection is closed from the history (GET …/messages?after=), repeats are
+// dropped by seq, and a send is retried under the same id until it is
+// acknowledged or its budget runs out.
+//
+// Everything it does is recorded (Record) so that a test can check, from the
+// client's side, what it was sent and what it was told.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// Config configures a Client. Zero fields mean the defaults given.
+type Config struct {
+	// URLs are the instances' base URLs (http://host:port). The client
+	// connects to one at random and, after a failure, tries the others.
+	// Required.
+	URLs []string
+	// Token is a session token. When empty, the client signs in as the
+	// guest Name (POST /api/session) on its first connection.
+	Token string
+	Name  string
+	// Rooms are joined on every connection.
+	Rooms []string
+
+	// BackoffMin and BackoffMax bound the reconnect delay: attempt n waits a
+	// random time in [BackoffMin, min(BackoffMax, BackoffMin·2ⁿ)] (full
+	// jitter, so a crowd of clients does not reconnect in step). Defaults
+	// 100 ms and 5 s.
+	BackoffMin, BackoffMax time.Duration
+	// AckTimeout is how long a send waits for its ack on one connection
+	// before it is sent again under the same id. It should exceed the
+	// server's own publish timeout (5 s), which answers "unavailable".
+	// Default 7 s.
+	AckTimeout time.Duration
+	// SendBudget bounds the whole life of a send, every retry included;
+	// past it Send gives up with ErrNotAcked. Default 60 s.
+	SendBudget time.Duration
+	// JoinTimeout bounds the wait for every room's "joined" on a new
+	// connection. Default 12 s (the server bounds a join by 10 s).
+	JoinTimeout time.Duration
+	// PingInterval is how often the client pings; with no frame at all for
+	// three intervals the connection is taken for dead. Default 15 s.
+	PingInterval time.Duration
+	// SkipReadyCheck stops the client from asking an instance's /readyz
+	// before it connects (as a load balancer's health check would).
+	SkipReadyCheck bool
+
+	// HTTPClient is used for sign-in, readiness and history. Default: a
+	// client with a 5 s timeout.
+	HTTPClient *http.Client
+	// Dialer dials WebSocket connections. Default: websocket.DefaultDialer
+	// with a 5 s handshake timeout.
+	Dialer *websocket.Dialer
+}
+
+func (c *Config) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&c.BackoffMin, 100*time.Millisecond)
+	set(&c.BackoffMax, 5*time.Second)
+	set(&c.AckTimeout, 7*time.Second)
+	set(&c.SendBudget, 60*time.Second)
+	set(&c.JoinTimeout, 12*time.Second)
+	set(&c.PingInterval, 15*time.Second)
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if c.Dialer == nil {
+		d := *websocket.DefaultDialer
+		d.HandshakeTimeout = 5 * time.Second
+		c.Dialer = &d
+	}
+}
+
+// Message is a chat message as the server sends it.
+type Message struct {
+	Room string `json:"room"`
+	Seq  int64  `json:"seq"`
+	ID   string `json:"id"`
+	User string `json:"user"`
+	Text string `json:"text"`
+	TS   string `json:"ts"`
+}
+
+// How a delivered message reached the client.
+const (
+	Live    = "live"    // a message frame (live or the server's replay after join)
+	History = "history" // fetched to close a seq gap
+)
+
+// Delivered is one message the client accepted, in the order accepted.
+type Delivered struct {
+	Seq int64
+	ID  string
+	At  time.Time
+	Via string // Live or History
+}
+
+// RoomRecord is what the client saw of one room.
+type RoomRecord struct {
+	Room string
+	// Start is the seq the client started from: the room's last_seq at its
+	// first join (it joined without after). It expects every seq after it.
+	Start int64
+	// Delivered are the messages accepted, after dedupe and gap filling.
+	Delivered []Delivered
+	// Duplicates counts message frames dropped because their seq was
+	// already delivered.
+	Duplicates int
+	// Gaps counts seq jumps seen on a live connection; GapsFilled those
+	// closed from the history (the others were closed by reconnecting).
+	Gaps, GapsFilled int
+}
+
+// Last is the last delivered seq (Start when none).
+func (r RoomRecord) Last() int64 {
+	if n := len(r.Delivered); n > 0 {
+		return r.Delivered[n-1].Seq
+	}
+	return r.Start
+}
+
+// Sent is one message the client sent (under one id, however many tries).
+type Sent struct {
+	Room, ID string
+	// First is when it was first sent; AckedAt when the first ack came
+	// (zero if none).
+	First, AckedAt time.Time
+	Acked          bool
+	// Attempts counts the frames sent under this id.
+	Attempts int
+	// Err is why the client gave up, when it did.
+	Err string
+}
+
+// Outage is one lost connection and how long the client took to get back.
+type Outage struct {
+	// At is when the connection was lost; Cause what ended it.
+	At    time.Time
+	Cause string
+	// Recovered is the time from At until every room was joined again on a
+	// new connection (zero while not recovered).
+	Recovered time.Duration
+	// Attempts counts the connection attempts it took.
+	Attempts int
+}
+
+// Record is a snapshot of everything the client did.
+type Record struct {
+	Rooms   map[string]RoomRecord
+	Sent    []Sent
+	Outages []Outage
+	// Connects counts successful connections (every room joined).
+	Connects int
+}
+
+// ErrNotAcked is returned by Send when the budget ran out before an ack.
+var ErrNotAcked = errors.New("client: send not acknowledged within its budget")
+
+// ErrRejected is returned by Send when the server refused the message for
+// good (bad_request, forbidden, too_large).
+var ErrRejected = errors.New("client: send rejected")
+
+// Client is one recovering connection. Start it with Run; its methods are
+// safe for concurrent use.
+type Client struct {
+	cfg Config
+
+	mu       sync.Mutex
+	token    string
+	rooms    map[string]*roomState
+	sent     []*sendState
+	pending  map[string]*sendState // by room+"\x00"+id, not yet acked
+	outages  []Outage
+	connects int
+	conn     *conn         // current connection, every room joined; nil between
+	connCh   chan struct{} // closed and replaced whenever conn changes
+	next     int           // index into cfg.URLs of the next instance to try
+}
+
+type roomState struct {
+	rec     RoomRecord
+	started bool // Start is known (first joined seen)
+}
+
+type sendState struct {
+	rec    Sent
+	text   string
+	acked  chan struct{} // closed on ack or give-up
+	result error
+	// wake tells the Send loop to send again now (an error answer, or a
+	// new connection).
+	wake chan struct{}
+}
+
+// New returns a Client for cfg; Run connects it.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.URLs) == 0 {
+		return nil, errors.New("client: Config.URLs is empty")
+	}
+	if cfg.Token == "" && cfg.Name == "" {
+		return nil, errors.New("client: Config needs a Token or a Name")
+	}
+	cfg.defaults()
+	c := &Client{
+		cfg:     cfg,
+		token:   cfg.Token,
+		rooms:   map[string]*roomState{},
+		pending: map[string]*sendState{},
+		connCh:  make(chan struct{}),
+		next:    rand.IntN(len(cfg.URLs)),
+	}
+	for _, r := range cfg.Rooms {
+		c.rooms[r] = &roomState{rec: RoomRecord{Room: r}}
+	}
+	return c, nil
+}
+
+// Run keeps the client connected until ctx ends: connect, join every room
+// (resuming after the last seq delivered), read until the connection fails,
+// back off, again. It returns ctx's error.
+func (c *Client) Run(ctx context.Context) error {
+	attempt := 0
+	var out *Outage // the outage being recovered from, nil on the first connection
+	for ctx.Err() == nil {
+		cn, err := c.connect(ctx)
+		if out != nil {
+			out.Attempts++
+		}
+		if err != nil {
+			if !sleep(ctx, c.backoff(attempt)) {
+				break
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		c.mu.Lock()
+		c.connects++
+		if out != nil {
+			out.Recovered = time.Since(out.At)
+			c.outages = append(c.outages, *out)
+		}
+		c.setConn(cn)
+		c.mu.Unlock()
+
+		cause := cn.serve(ctx)
+
+		c.mu.Lock()
+		c.setConn(nil)
+		c.mu.Unlock()
+		cn.close()
+		if ctx.Err() != nil {
+			break
+		}
+		out = &Outage{At: time.Now(), Cause: cause.Error()}
+		// A short first pause, jittered, so that a crowd whose instance
+		// died does not reconnect in step.
+		if !sleep(ctx, c.backoff(0)) {
+			break
+		}
+	}
+	if out != nil && out.Recovered == 0 {
+		c.mu.Lock()
+		c.outages = append(c.outages, *out)
+		c.mu.Unlock()
+	}
+	return ctx.Err()
+}
+
+// setConn replaces the current connection and wakes whoever waits for one.
+// c.mu is held.
+func (c *Client) setConn(cn *conn) {
+	c.conn = cn
+	close(c.connCh)
+	c.connCh = make(chan struct{})
+}
+
+func (c *Client) backoff(attempt int) time.Duration {
+	max := c.cfg.BackoffMin << min(attempt, 20)
+	if max > c.cfg.BackoffMax || max <= 0 {
+		max = c.cfg.BackoffMax
+	}
+	return c.cfg.BackoffMin + rand.N(max-c.cfg.BackoffMin+1)
+}
+
+// pickURL returns the next instance to try, in turn from a random start.
+func (c *Client) pickURL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := c.cfg.URLs[c.next%len(c.cfg.URLs)]
+	c.next++
+	return u
+}
+
+// connect dials one instance, signs in if needed, and joins every room.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
+	base := c.pickURL()
+	if !c.cfg.SkipReadyCheck && !c.ready(ctx, base) {
+		return nil, fmt.Errorf("%s not ready", base)
+	}
+	token, err := c.signIn(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + url.QueryEscape(token)
+	ws, _, err := c.cfg.Dialer.DialContext(ctx, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", base, err)
+	}
+	cn := &conn{c: c, base: base, ws: ws, done: make(chan struct{})}
+	if err := cn.joinAll(ctx); err != nil {
+		cn.close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+func (c *Client) ready(ctx context.Context, base string) bool {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+func (c *Client) signIn(ctx context.Context, base string) (string, error) {
+	c.mu.Lock()
+	token := c.token
+	c.mu.Unlock()
+	if token != "" {
+		return token, nil
+	}
+	body, _ := json.Marshal(map[string]string{"name": c.cfg.Name})
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/session", strings.NewReader(string(body)))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sign in: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("sign in: %d %s", resp.StatusCode, b)
+	}
+	var r struct{ Token string }
+	if err := json.Unmarshal(b, &r); err != nil || r.Token == "" {
+		return "", fmt.Errorf("sign in: answer %q", b)
+	}
+	c.mu.Lock()
+	c.token = r.Token
+	c.mu.Unlock()
+	return r.Token, nil
+}
+
+// Connected reports whether the client has a connection with every room joined.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// WaitConnected waits until the client is connected or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		ok, ch := c.conn != nil, c.connCh
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Last returns the last seq delivered in room (the start point if none).
+func (c *Client) Last(room string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.rooms[room]; r != nil {
+		return r.rec.Last()
+	}
+	return 0
+}
+
+// Send sends text to room under id and waits for the ack, sending again
+// under the same id whenever the connection changes, the server answers
+// with a retryable error or AckTimeout passes, until SendBudget runs out
+// (ErrNotAcked) or ctx ends. The server stores a (room, id) once, however
+// many times it is sent.
+func (c *Client) Send(ctx context.Context, room, id, text string) error {
+	key := room + "\x00" + id
+	s := &sendState{rec: Sent{Room: room, ID: id, First: time.Now()}, text: text,
+		acked: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c.mu.Lock()
+	if _, dup := c.pending[key]; dup {
+		c.mu.Unlock()
+		return fmt.Errorf("client: %s/%s is already being sent", room, id)
+	}
+	c.pending[key] = s
+	c.sent = append(c.sent, s)
+	c.mu.Unlock()
+
+	budget := time.NewTimer(c.cfg.SendBudget)
+	defer budget.Stop()
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
+	retryBackoff := 0
+	for {
+		// Send on the current connection, or wait for one.
+		c.mu.Lock()
+		cn, connCh := c.conn, c.connCh
+		c.mu.Unlock()
+		var ackWait <-chan time.Time
+		if cn != nil {
+			c.mu.Lock()
+			s.rec.Attempts++
+			c.mu.Unlock()
+			if err := cn.write(frame{Type: "send", Room: room, ID: id, Text: text}); err != nil {
+				cn.fail(err) // the reader notices and the client reconnects
+			}
+			ackTimer.Reset(c.cfg.AckTimeout)
+			ackWait = ackTimer.C
+		}
+		select {
+		case <-s.acked:
+			return s.result
+		case <-s.wake:
+			// A retryable error answer: pause a little, then again.
+			if !sleep(ctx, c.backoff(retryBackoff)) {
+				return c.giveUp(s, ctx.Err())
+			}
+			retryBackoff++
+		case <-connCh:
+		case <-ackWait:
+		case <-budget.C:
+			return c.giveUp(s, ErrNotAcked)
+		case <-ctx.Done():
+			return c.giveUp(s, ctx.Err())
+		}
+		ackTimer.Stop()
+	}
+}
+
+func (c *Client) giveUp(s *sendState, err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.rec.Acked {
+		return nil
+	}
+	delete(c.pending, s.rec.Room+"\x00"+s.rec.ID)
+	s.rec.Err = err.Error()
+	s.result = err
+	close(s.acked)
+	return err
+}
+
+// Record returns a copy of everything recorded so far.
+func (c *Client) Record() Record {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := Record{Rooms: map[string]RoomRecord{}, Outages: append([]Outage(nil), c.outages...), Connects: c.connects}
+	for name, rs := range c.rooms {
+		rr := rs.rec
+		rr.Delivered = append([]Delivered(nil), rs.rec.Delivered...)
+		r.Rooms[name] = rr
+	}
+	for _, s := range c.sent {
+		r.Sent = append(r.Sent, s.rec)
+	}
+	return r
+}
+
+// frame is a client-to-server frame.
+type frame struct {
+	Type  string `json:"type"`
+	Room  string `json:"room,omitempty"`
+	ID    string `json:"id,omitempty"`
+	Text  string `json:"text,omitempty"`
+	After *int64 `json:"after,omitempty"`
+}
+
+// serverFrame is any server-to-client frame.
+type serverFrame struct {
+	Type    string `json:"type"`
+	Room    string `json:"room"`
+	ID      string `json:"id"`
+	LastSeq int64  `json:"last_seq"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Seq     int64  `json:"seq"`
+	User    string `json:"user"`
+	Text    string `json:"text"`
+	TS      string `json:"ts"`
+}
+
+// conn is one WebSocket connection of the client.
+type conn struct {
+	c    *Client
+	base string
+	ws   *websocket.Conn
+
+	wmu sync.Mutex // one writer at a time
+
+	failOnce sync.Once
+	failErr  error
+	done     chan struct{} // closed by fail
+}
+
+func (cn *conn) write(f frame) error {
+	b, _ := json.Marshal(f)
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	_ = cn.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return cn.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// fail ends the connection with err (the first cause wins).
+func (cn *conn) fail(err error) {
+	cn.failOnce.Do(func() {
+		cn.failErr = err
+		close(cn.done)
+		_ = cn.ws.Close()
+	})
+}
+
+func (cn *conn) close() { cn.fail(errors.New("closed")) }
+
+func (cn *conn) read() (serverFrame, error) {
+	_ = cn.ws.SetReadDeadline(time.Now().Add(3 * cn.c.cfg.PingInterval))
+	_, b, err := cn.ws.ReadMessage()
+	if err != nil {
+		return serverFrame{}, err
+	}
+	var f serverFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return serverFrame{}, fmt.Errorf("server sent %q: %w", b, err)
+	}
+	return f, nil
+}
+
+// joinAll joins every room, resuming after the last seq delivered, and
+// waits for each "joined". Frames that come meanwhile (replays of rooms
+// already joined, acks) are handled as usual.
+func (cn *conn) joinAll(ctx context.Context) error {
+	c := cn.c
+	waiting := map[string]bool{}
+	c.mu.Lock()
+	for name, rs := range c.rooms {
+		f := frame{Type: "join", Room: name}
+		if rs.started {
+			last := rs.rec.Last()
+			f.After = &last
+		}
+		waiting[name] = true
+		c.mu.Unlock()
+		if err := cn.write(f); err != nil {
+			return fmt.Errorf("join %s: %w", name, err)
+		}
+		c.mu.Lock()
+	}
+	c.mu.Unlock()
+	deadline := time.Now().Add(c.cfg.JoinTimeout)
+	stop := context.AfterFunc(ctx, func() { cn.fail(ctx.Err()) })
+	defer stop()
+	for len(waiting) > 0 {
+		_ = cn.ws.SetReadDeadline(deadline)
+		_, b, err := cn.ws.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("join on %s: %w", cn.base, err)
+		}
+		var f serverFrame
+		if err := json.Unmarshal(b, &f); err != nil {
+			return fmt.Errorf("server sent %q", b)
+		}
+		switch {
+		case f.Type == "joined" && waiting[f.Room]:
+			delete(waiting, f.Room)
+			c.joined(f.Room, f.LastSeq)
+		case f.Type == "error" && f.ID == "" && waiting[f.Room]:
+			// The join failed (the store did not answer): try again later.
+			return fmt.Errorf("join %s on %s: %s %s", f.Room, cn.base, f.Code, f.Message)
+		default:
+			if err := cn.handle(ctx, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// joined records a room's start point on its first join.
+func (c *Client) joined(room string, lastSeq int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rs := c.rooms[room]; rs != nil && !rs.started {
+		rs.started = true
+		rs.rec.Start = lastSeq
+	}
+}
+
+// serve reads and handles frames until the connection fails, and pings
+// meanwhile. It returns the cause.
+func (cn *conn) serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { cn.fail(ctx.Err()) })
+	defer stop()
+	go func() {
+		t := time.NewTicker(cn.c.cfg.PingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-cn.done:
+				return
+			case <-t.C:
+				if err := cn.write(frame{Type: "ping"}); err != nil {
+					cn.fail(err)
+					return
+				}
+			}
+		}
+	}()
+	for {
+		f, err := cn.read()
+		if err != nil {
+			cn.fail(err)
+			break
+		}
+		if err := cn.handle(ctx, f); err != nil {
+			cn.fail(err)
+			break
+		}
+	}
+	<-cn.done
+	return cn.failErr
+}
+
+// handle acts on one frame; an error ends the connection.
+func (cn *conn) handle(ctx context.Context, f serverFrame) error {
+	c := cn.c
+	switch f.Type {
+	case "message":
+		return cn.message(ctx, Message{Room: f.Room, Seq: f.Seq, ID: f.ID, User: f.User, Text: f.Text, TS: f.TS})
+	case "ack":
+		c.mu.Lock()
+		if s := c.pending[f.Room+"\x00"+f.ID]; s != nil {
+			delete(c.pending, f.Room+"\x00"+f.ID)
+			s.rec.Acked, s.rec.AckedAt = true, time.Now()
+			close(s.acked)
+		}
+		c.mu.Unlock()
+	case "error":
+		if f.ID == "" {
+			if f.Room != "" {
+				// A join refused after the fact (a repeated join): rejoin
+				// by reconnecting.
+				return fmt.Errorf("error for room %s: %s %s", f.Room, f.Code, f.Message)
+			}
+			return nil
+		}
+		c.mu.Lock()
+		s := c.pending[f.Room+"\x00"+f.ID]
+		c.mu.Unlock()
+		if s == nil {
+			return nil
+		}
+		switch f.Code {
+		case "unavailable", "rate_limited", "internal":
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		default:
+			c.mu.Lock()
+			if !s.rec.Acked {
+				delete(c.pending, f.Room+"\x00"+f.ID)
+				s.rec.Err = f.Code + ": " + f.Message
+				s.result = fmt.Errorf("%w: %s %s", ErrRejected, f.Code, f.Message)
+				close(s.acked)
+			}
+			c.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// message delivers m once, in seq order: a repeat is dropped, a jump is
+// first closed from the history. A gap the history cannot close ends the
+// connection; the rejoin with after makes the server replay it.
+func (cn *conn) message(ctx context.Context, m Message) error {
+	c := cn.c
+	c.mu.Lock()
+	rs := c.rooms[m.Room]
+	if rs == nil {
+		c.mu.Unlock()
+		return nil
+	}
+	last := rs.rec.Last()
+	switch {
+	case m.Seq <= last:
+		rs.rec.Duplicates++
+		c.mu.Unlock()
+		return nil
+	case m.Seq == last+1:
+		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: time.Now(), Via: Live})
+		c.mu.Unlock()
+		return nil
+	}
+	rs.rec.Gaps++
+	c.mu.Unlock()
+
+	missing, err := cn.history(ctx, m.Room, last, m.Seq-1)
+	if err != nil {
+		return fmt.Errorf("gap %d..%d in %s: %w", last+1, m.Seq-1, m.Room, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, h := range missing {
+		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: h.Seq, ID: h.ID, At: now, Via: History})
+	}
+	rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: now, Via: Live})
+	rs.rec.GapsFilled++
+	return nil
+}
+
+// history fetches seqs after+1..upTo of room, all of them or an error.
+func (cn *conn) history(ctx context.Context, room string, after, upTo int64) ([]Message, error) {
+	c := cn.c
+	c.mu.Lock()
+	token := c.token
+	c.mu.Unlock()
+	var out []Message
+	for after < upTo {
+		limit := min(upTo-after, 200)
+		u := fmt.Sprintf("%s/api/rooms/%s/messages?after=%d&limit=%d", cn.base, url.PathEscape(room), after, limit)
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.cfg.HTTPClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return nil, fmt.Errorf("history: %d %s", resp.StatusCode, b)
+		}
+		var p struct{ Messages []Message }
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		for _, m := range p.Messages {
+			if m.Seq != after+1 {
+				return nil, errors.New("history: seq " + strconv.FormatInt(m.Seq, 10) + " where " + strconv.FormatInt(after+1, 10) + " was due")
+			}
+			if m.Seq > upTo {
+				break
+			}
+			out = append(out, m)
+			after = m.Seq
+		}
+		if len(p.Messages) == 0 {
+			return nil, fmt.Errorf("history: nothing after %d, %d expected", after, upTo)
+		}
+	}
+	return out, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
