@@ -2,6 +2,7 @@ package chat_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -44,6 +45,51 @@ func BenchmarkHubFanout(b *testing.B) {
 	b.ReportMetric(float64(b.N*receivers)/b.Elapsed().Seconds(), "deliveries/s")
 	if sinks[0].n != b.N {
 		b.Fatalf("delivered %d of %d", sinks[0].n, b.N)
+	}
+}
+
+// BenchmarkHubFanoutRooms delivers batches over 1,000 rooms of 10
+// subscribers each, the rooms scenario's shape: the cost is the room lookup
+// and one event encoding per message rather than the subscriber loop.
+func BenchmarkHubFanoutRooms(b *testing.B) {
+	st := openStoreB(b)
+	hub := chat.NewHub(st, quietLog, nil)
+	const rooms, perRoom, batch = 1000, 10, 64
+	names := make([]string, rooms)
+	sinks := make([]*countSink, 0, rooms*perRoom)
+	for r := range rooms {
+		names[r] = "r" + strconv.Itoa(r)
+		for range perRoom {
+			s := &countSink{}
+			sinks = append(sinks, s)
+			sub, err := hub.Join(context.Background(), names[r], 0, false, s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sub.Close()
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // let every subscription go live
+	seq := make([]int64, rooms)
+	msgs := make([]chat.Message, batch)
+	ts := chat.Timestamp(time.Now())
+	n := 0
+	for b.Loop() {
+		for i := range msgs {
+			r := n % rooms
+			seq[r]++
+			msgs[i] = chat.Message{Room: names[r], Seq: seq[r], ID: "m", User: "u", Text: "hello there", TS: ts}
+			n++
+		}
+		hub.Deliver(msgs)
+	}
+	b.ReportMetric(float64(n*perRoom)/b.Elapsed().Seconds(), "deliveries/s")
+	var got int
+	for _, s := range sinks {
+		got += s.n
+	}
+	if got != n*perRoom {
+		b.Fatalf("delivered %d of %d", got, n*perRoom)
 	}
 }
 
