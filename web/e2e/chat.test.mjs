@@ -120,8 +120,8 @@ function messages(page) {
   );
 }
 
-async function waitForText(page, text, { state = 'delivered' } = {}) {
-  return waitFor(async () => (await messages(page)).find((m) => m.text === text && m.state === state), `message ${JSON.stringify(text)} (${state})`);
+async function waitForText(page, text, { state = 'delivered' } = {}, timeout = WAIT) {
+  return waitFor(async () => (await messages(page)).find((m) => m.text === text && m.state === state), `message ${JSON.stringify(text)} (${state})`, timeout);
 }
 
 async function connState(page) {
@@ -299,6 +299,39 @@ async function main() {
       await bob.unroute('**/api/rooms/*/messages');
     }
     assert(ids.length >= 2, `${ids.length} POSTs`);
+    assert(ids.every((id) => id && id === ids[0]), `ids differ: ${JSON.stringify(ids)}`);
+    for (const page of [alice, bob]) {
+      const n = (await messages(page)).filter((m) => m.text === text).length;
+      assert(n === 1, `${n} copies shown`);
+    }
+  });
+
+  await check('a send that fails every attempt is shown failed; Retry sends it once, same id', async () => {
+    const ids = [];
+    let refuse = true;
+    await bob.route('**/api/rooms/*/messages', async (route) => {
+      const req = route.request();
+      if (req.method() !== 'POST') return route.continue();
+      ids.push(JSON.parse(req.postData() || '{}').id);
+      return refuse ? route.abort('connectionreset') : route.continue();
+    });
+    const text = `gave up ${suffix}`;
+    try {
+      await send(bob, text);
+      // Three attempts (backoff 1 s, 2 s), then the budget is spent.
+      await waitForText(bob, text, { state: 'failed' }, 20_000);
+      const failedAfter = ids.length;
+      assert(failedAfter === 3, `${failedAfter} attempts before giving up, want 3`);
+      const shown = await bob.textContent(`${tid('message')}[data-state="failed"] ${tid('message-error')}`);
+      assert(/Not sent/.test(shown), `failed message says ${JSON.stringify(shown)}`);
+      refuse = false;
+      await bob.click(`${tid('message')}[data-state="failed"] ${tid('message-retry')}`);
+      await waitForText(bob, text);
+      await waitForText(alice, text);
+      assert(ids.length === failedAfter + 1, `${ids.length - failedAfter} POSTs after Retry, want 1`);
+    } finally {
+      await bob.unroute('**/api/rooms/*/messages');
+    }
     assert(ids.every((id) => id && id === ids[0]), `ids differ: ${JSON.stringify(ids)}`);
     for (const page of [alice, bob]) {
       const n = (await messages(page)).filter((m) => m.text === text).length;
