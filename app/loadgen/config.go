@@ -34,6 +34,13 @@ type Config struct {
 	Drain     time.Duration
 	Dial      int // dials in flight at once
 	Quiet     bool
+
+	// --mode kafka: instances started, on the generator's own services.
+	Instances           int
+	KafkaPort           int
+	KafkaControllerPort int
+	MongoPort           int
+	KeepServices        bool
 }
 
 // scenarioDefaults are the shapes of the named scenarios.
@@ -55,7 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	var targets string
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | rooms | idle | ingest")
-	fs.StringVar(&c.Mode, "mode", "", "embedded (start ./app itself) | kafka (not yet); default: embedded, or target when --target is set")
+	fs.StringVar(&c.Mode, "mode", "", "embedded (start ./app on the embedded default) | kafka (start Kafka, FerretDB and --instances instances) | target (--target); default: embedded, or target when --target is set")
 	fs.StringVar(&targets, "target", "", "comma-separated base URLs of running servers, e.g. http://127.0.0.1:8080 (loopback only)")
 	fs.StringVar(&c.Transport, "transport", "ws", "ws (WebSocket) | sse (receivers hold SSE streams, senders POST)")
 	fs.IntVar(&c.Conns, "conns", 0, "receiving connections (scenario default)")
@@ -66,6 +73,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Drain, "drain", 3*time.Second, "wait after sending for late deliveries")
 	fs.IntVar(&c.Dial, "dial-concurrency", 64, "connections dialed at once")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	fs.IntVar(&c.Instances, "instances", 1, "--mode kafka: server instances, connections spread over them")
+	fs.IntVar(&c.KafkaPort, "kafka-port", defaultKafkaPort, "--mode kafka: the generator's Kafka broker port")
+	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", defaultKafkaControllerPort, "--mode kafka: its KRaft controller port")
+	fs.IntVar(&c.MongoPort, "mongo-port", defaultMongoPort, "--mode kafka: the generator's FerretDB port")
+	fs.BoolVar(&c.KeepServices, "keep-services", false, "--mode kafka: leave Kafka and FerretDB running for the next run (which reuses them)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -120,12 +132,25 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 		if len(c.Targets) > 0 {
 			return c, errors.New("--mode=embedded starts its own server: drop --target (or use --mode=target)")
 		}
+		if set["instances"] && c.Instances != 1 {
+			return c, errors.New("--mode=embedded runs one instance (its bus is in process): use --mode=kafka for --instances")
+		}
 	case "target":
 		if len(c.Targets) == 0 {
 			return c, errors.New("--mode=target needs --target URL[,URL...]")
 		}
 	case "kafka":
-		return c, errors.New("--mode=kafka is not implemented in loadgen v1: start the cluster (go tool task cluster) and use --target http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083")
+		if len(c.Targets) > 0 {
+			return c, errors.New("--mode=kafka starts its own cluster: drop --target (or use --mode=target)")
+		}
+		if c.Instances < 1 || c.Instances > 16 {
+			return c, errors.New("--instances must be 1 to 16")
+		}
+		for _, p := range []int{c.KafkaPort, c.KafkaControllerPort, c.MongoPort} {
+			if p < 1024 || p > 65535 {
+				return c, fmt.Errorf("port %d out of range", p)
+			}
+		}
 	default:
 		return c, fmt.Errorf("unknown --mode %q: want embedded, target or kafka", c.Mode)
 	}

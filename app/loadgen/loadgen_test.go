@@ -110,8 +110,15 @@ func TestScenarioDefaultsAndOverrides(t *testing.T) {
 	if err != nil || c.Mode != "target" || len(c.Targets) != 2 || c.Rate != 0 || c.Senders != 0 {
 		t.Errorf("idle target: %+v %v", c, err)
 	}
+	c, err = parseFlags([]string{"--mode=kafka", "--instances=3", "--transport=sse"}, io.Discard)
+	if err != nil || c.Mode != "kafka" || c.Instances != 3 || c.KafkaPort != 19392 || c.KafkaControllerPort != 19393 || c.MongoPort != 27318 {
+		t.Errorf("kafka mode: %+v %v", c, err)
+	}
 	for _, bad := range [][]string{
 		{"--scenario=nope"},
+		{"--mode=kafka", "--target=http://127.0.0.1:8080"},
+		{"--mode=kafka", "--instances=0"},
+		{"--instances=2"}, // embedded: one instance only
 		{"--transport=quic"},
 		{"--target=http://10.0.0.1:8080"},
 		{"--mode=target"},
@@ -143,12 +150,37 @@ func TestEmbeddedRunSSE(t *testing.T) {
 	embeddedRun(t, "sse")
 }
 
+// TestKafkaRun starts the generator's own cluster (Kafka on 19392, FerretDB
+// on 27318, two instances) and runs a tiny load over SSE and POST spread
+// over both. It needs the JDK and the FerretDB build the services use, and
+// starts a second broker, so it runs only with PARLEY_TEST_LOADGEN_KAFKA=1.
+func TestKafkaRun(t *testing.T) {
+	if os.Getenv("PARLEY_TEST_LOADGEN_KAFKA") != "1" {
+		t.Skip("PARLEY_TEST_LOADGEN_KAFKA=1 runs it (starts Kafka and FerretDB on the generator's ports)")
+	}
+	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse")
+	if res.Instances != 2 || res.Mode != "kafka" {
+		t.Errorf("instances %d mode %s", res.Instances, res.Mode)
+	}
+}
+
 func embeddedRun(t *testing.T, transport string) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	cfg, err := parseFlags([]string{"--scenario=rooms", "--conns=20", "--rooms=2", "--rate=20", "--duration=2s", "--quiet",
-		"--transport=" + transport}, io.Discard)
+	res := loadRun(t, "--transport="+transport)
+	if res.Transport != transport {
+		t.Errorf("transport %s", res.Transport)
+	}
+}
+
+// loadRun runs 20 receivers in 2 rooms and 2 senders at 20 msg/s for 2 s
+// and checks that every acked message reached every receiver of its room
+// once, and that the servers' figures agree.
+func loadRun(t *testing.T, flags ...string) *Result {
+	t.Helper()
+	cfg, err := parseFlags(append([]string{"--scenario=rooms", "--conns=20", "--rooms=2", "--rate=20", "--duration=2s", "--quiet"},
+		flags...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +201,13 @@ func embeddedRun(t *testing.T, transport string) {
 	if res.Delivered != res.Expected || res.Expected != res.Acked*10 {
 		t.Errorf("delivered %d, expected %d, acked %d", res.Delivered, res.Expected, res.Acked)
 	}
-	if res.ServerRSSKiB <= 0 || res.P50ms <= 0 || res.Errors != 0 || res.Transport != transport {
-		t.Errorf("rss %d p50 %.3f errors %d transport %s", res.ServerRSSKiB, res.P50ms, res.Errors, res.Transport)
+	if res.ServerRSSKiB <= 0 || res.P50ms <= 0 || res.Errors != 0 {
+		t.Errorf("rss %d p50 %.3f errors %d", res.ServerRSSKiB, res.P50ms, res.Errors)
 	}
+	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
+		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
+	}
+	return res
 }
 
 func TestScanMessage(t *testing.T) {

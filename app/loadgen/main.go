@@ -81,6 +81,14 @@ type Result struct {
 	ServerRSSKiB   int64   `json:"server_rss_kib"`
 	BaseRSSKiB     int64   `json:"server_rss_base_kib"`
 	KiBPerConn     float64 `json:"kib_per_conn"`
+	Instances      int     `json:"instances"`
+	// From the servers' /metrics (-1 when not known): messages the persist
+	// stage stored during the run, per second of the run, and the persist
+	// and fan-out consumer lag at its end.
+	Persisted     int64   `json:"persisted"`
+	PersistedPerS float64 `json:"persisted_per_s"`
+	PersistLag    int64   `json:"persist_lag_end"`
+	FanoutLag     int64   `json:"fanout_lag_end"`
 	// ConnsRequested is --conns as asked, when the file limit lowered it.
 	ConnsRequested int `json:"conns_requested,omitempty"`
 }
@@ -127,17 +135,17 @@ func (cl *client) close() {
 }
 
 type runner struct {
-	cfg       Config
-	log       io.Writer
-	runID     string
-	c         counters
-	roomAck   []atomic.Int64
-	http      *http.Client
-	perAddr   int
-	portLow   int
-	clients   []*client // receivers then senders; nil where the dial failed
-	serverPID int
-	requested int // --conns asked for, when the file limit capped it
+	cfg        Config
+	log        io.Writer
+	runID      string
+	c          counters
+	roomAck    []atomic.Int64
+	http       *http.Client
+	perAddr    int
+	portLow    int
+	clients    []*client // receivers then senders; nil where the dial failed
+	serverPIDs []int     // of the servers this run started, for their RSS
+	requested  int       // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
@@ -148,14 +156,23 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	}
 	r.perAddr = ephemeralPorts() - 1000
 	targets := cfg.Targets
-	if cfg.Mode == "embedded" {
+	switch cfg.Mode {
+	case "embedded":
 		srv, err := startServer(ctx, log)
 		if err != nil {
 			return nil, err
 		}
 		defer srv.stop(log)
 		targets = []string{srv.base}
-		r.serverPID = srv.cmd.Process.Pid
+		r.serverPIDs = []int{srv.cmd.Process.Pid}
+	case "kafka":
+		cl, err := startCluster(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.stop(true)
+		targets = cl.urls()
+		r.serverPIDs = cl.pids()
 	}
 	r.http = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: cfg.Dial, MaxConnsPerHost: cfg.Dial, DisableCompression: true,
@@ -167,6 +184,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 		}
 	}
 	baseRSS := r.rss()
+	before, haveBefore := r.scrape(ctx, targets)
 
 	// Connect: receivers first, then senders.
 	total := cfg.Conns + cfg.Senders
@@ -244,6 +262,17 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	elapsed := time.Since(sendStart)
 	endRSS := r.rss()
 	tick.Stop()
+	// The store's side: what the persist stage took meanwhile, and its lag,
+	// which must be back to 0 once the drain ended (lag counts commits, a
+	// moment after the store and the deliveries: allow a second for it).
+	var after serverFigures
+	haveAfter := false
+	for wait := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
+		after, haveAfter = r.scrape(ctx, targets)
+		if !haveAfter || (after.persistLag == 0 && after.fanoutLag == 0) || time.Now().After(wait) {
+			break
+		}
+	}
 
 	// Close and collect.
 	for _, cl := range r.clients {
@@ -264,6 +293,13 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 		res.DeliveriesPerS = float64(res.Delivered) / elapsed.Seconds()
 	}
 	res.ServerRSSKiB, res.BaseRSSKiB = endRSS, baseRSS
+	res.Instances = len(targets)
+	res.Persisted, res.PersistLag, res.FanoutLag = -1, -1, -1
+	if haveBefore && haveAfter {
+		res.Persisted = int64(after.persisted - before.persisted)
+		res.PersistedPerS = float64(res.Persisted) / elapsed.Seconds()
+		res.PersistLag, res.FanoutLag = int64(after.persistLag), int64(after.fanoutLag)
+	}
 	if n := countNonNil(r.clients); n > 0 && endRSS > 0 {
 		res.KiBPerConn = float64(endRSS-baseRSS) / float64(n)
 	}
@@ -712,12 +748,18 @@ func waitReady(ctx context.Context, hc *http.Client, base string, timeout time.D
 	}
 }
 
-// rss is the embedded server's VmRSS in KiB, or 0 when not known.
+// rss is the VmRSS in KiB of the servers this run started, summed, or 0
+// when not known (--target; Kafka's and FerretDB's are not counted).
 func (r *runner) rss() int64 {
-	if r.serverPID == 0 {
-		return 0
+	var sum int64
+	for _, pid := range r.serverPIDs {
+		n := readRSS(pid)
+		if n == 0 {
+			return 0
+		}
+		sum += n
 	}
-	return readRSS(r.serverPID)
+	return sum
 }
 
 func readRSS(pid int) int64 {
@@ -851,8 +893,12 @@ func printResult(w io.Writer, res *Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	rss, per := "n/a", "n/a"
 	if res.ServerRSSKiB > 0 {
-		rss = fmt.Sprintf("%d KiB (base %d)", res.ServerRSSKiB, res.BaseRSSKiB)
+		rss = fmt.Sprintf("%d KiB (base %d), all instances", res.ServerRSSKiB, res.BaseRSSKiB)
 		per = fmt.Sprintf("%.1f", res.KiBPerConn)
+	}
+	store := "n/a (no /metrics)"
+	if res.Persisted >= 0 {
+		store = fmt.Sprintf("%d persisted (%.0f/s); lag at end: persist %d, fan-out %d", res.Persisted, res.PersistedPerS, res.PersistLag, res.FanoutLag)
 	}
 	capped := ""
 	if res.ConnsRequested > 0 {
@@ -860,7 +906,7 @@ func printResult(w io.Writer, res *Result) {
 	}
 	rows := [][2]string{
 		{"scenario", res.Scenario},
-		{"mode", res.Mode + " / " + res.Transport},
+		{"mode", fmt.Sprintf("%s / %s, %d instance(s)", res.Mode, res.Transport, res.Instances)},
 		{"conns", fmt.Sprintf("%d receivers + %d senders in %d rooms (%d failed)%s", res.Conns, res.Senders, res.Rooms, res.DialFailed, capped)},
 		{"rate", fmt.Sprintf("%.0f msg/s for %.1fs", res.Rate, res.DurationS)},
 		{"sent", strconv.FormatInt(res.Sent, 10)},
@@ -872,6 +918,7 @@ func printResult(w io.Writer, res *Result) {
 		{"latency ms", fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", res.P50ms, res.P95ms, res.P99ms, res.MaxMs)},
 		{"server RSS", rss},
 		{"KiB per conn", per},
+		{"store", store},
 	}
 	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/parley-chat/parley/app/localcluster"
+)
+
+// Ports of the generator's own services in --mode kafka: apart from those of
+// go tool task services:up and the tests (19092/19093/27018), go tool task
+// cluster and the other local clusters, so a benchmark never touches them.
+const (
+	defaultKafkaPort           = 19392
+	defaultKafkaControllerPort = 19393
+	defaultMongoPort           = 27318
+)
+
+// cluster is what --mode kafka started: the services (unless they were
+// already running) and the instances.
+type cluster struct {
+	svc       localcluster.Services
+	stopSvc   []func() error // in start order; stopped in reverse
+	instances []*localcluster.Instance
+	dir       string
+	logf      *os.File
+	log       io.Writer
+}
+
+// startCluster starts Kafka and FerretDB on the generator's ports (a broker
+// or FerretDB a previous run left there with --keep-services is reused), builds
+// the server and runs cfg.Instances instances on free ports, and waits until
+// every one is ready. On error it stops what it started.
+func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "parley-loadgen-kafka-")
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{dir: dir, log: log, svc: localcluster.Services{
+		Root: root, KafkaPort: cfg.KafkaPort, KafkaControllerPort: cfg.KafkaControllerPort,
+		MongoPort: cfg.MongoPort, Out: log,
+	}}
+	defer func() {
+		if err != nil {
+			c.stop(false)
+		}
+	}()
+	for _, s := range []struct {
+		name        string
+		running     func() bool
+		start, stop func() error
+	}{
+		{fmt.Sprintf("Kafka on 127.0.0.1:%d", cfg.KafkaPort), c.svc.KafkaRunning, c.svc.StartKafka, c.svc.StopKafka},
+		{fmt.Sprintf("FerretDB on 127.0.0.1:%d", cfg.MongoPort), c.svc.StoreRunning, c.svc.StartStore, c.svc.StopStore},
+	} {
+		if s.running() {
+			fmt.Fprintf(log, "loadgen: %s already runs (a previous --keep-services run): using it, leaving it running\n", s.name)
+			continue
+		}
+		fmt.Fprintf(log, "loadgen: starting %s\n", s.name)
+		if err := s.start(); err != nil {
+			return nil, err
+		}
+		if !cfg.KeepServices {
+			c.stopSvc = append(c.stopSvc, s.stop)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	fmt.Fprintln(log, "loadgen: building ./app")
+	bin, err := localcluster.Build(root, dir)
+	if err != nil {
+		return nil, err
+	}
+	if c.logf, err = os.Create(filepath.Join(dir, "instances.log")); err != nil {
+		return nil, err
+	}
+	var secret [16]byte
+	_, _ = rand.Read(secret[:])
+	runID := strconv.FormatInt(time.Now().Unix(), 36)
+	for k := range cfg.Instances {
+		port, err := localcluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		id := "loadgen-" + runID + "-" + strconv.Itoa(k)
+		inst, err := localcluster.Start(bin, localcluster.InstanceConfig{
+			ID: id, Port: port, Secret: hex.EncodeToString(secret[:]),
+			Brokers: c.svc.Brokers(), MongoURI: c.svc.MongoURI(),
+			DataDir: filepath.Join(dir, id),
+			Env:     []string{"PARLEY_SEND_RATE=100000", "PARLEY_SEND_BURST=100000"},
+			Log:     c.logf,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.instances = append(c.instances, inst)
+		fmt.Fprintf(log, "loadgen: instance %s pid %d on %s (log %s)\n", id, inst.PID(), inst.URL(), c.logf.Name())
+	}
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for _, inst := range c.instances {
+		if err := inst.WaitReady(wctx); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *cluster) urls() []string {
+	var out []string
+	for _, inst := range c.instances {
+		out = append(out, inst.URL())
+	}
+	return out
+}
+
+func (c *cluster) pids() []int {
+	var out []int
+	for _, inst := range c.instances {
+		out = append(out, inst.PID())
+	}
+	return out
+}
+
+// stop stops the instances (SIGTERM: graceful), then the services this run
+// started. The temp dir and its log stay when something failed.
+func (c *cluster) stop(ok bool) {
+	for _, inst := range c.instances {
+		if err := inst.Term(20 * time.Second); err != nil {
+			fmt.Fprintf(c.log, "loadgen: instance %s: %v\n", inst.ID(), err)
+			ok = false
+		}
+	}
+	for i := len(c.stopSvc) - 1; i >= 0; i-- {
+		if err := c.stopSvc[i](); err != nil {
+			fmt.Fprintf(c.log, "loadgen: %v\n", err)
+		}
+	}
+	if c.logf != nil {
+		c.logf.Close()
+	}
+	if ok {
+		os.RemoveAll(c.dir)
+	} else {
+		fmt.Fprintf(c.log, "loadgen: cluster files kept in %s\n", c.dir)
+	}
+}

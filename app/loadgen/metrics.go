@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// serverFigures are the servers' own counts, summed over the targets'
+// /metrics: what the store took and how far the persist stage is behind.
+type serverFigures struct {
+	persisted  float64 // parley_messages_persisted_total
+	persistLag float64 // parley_consumer_lag{group="parley-persist"}
+	fanoutLag  float64 // parley_consumer_lag{group="parley-fanout-…"}
+}
+
+// scrape reads the figures from every target; ok is false when one of them
+// did not answer or lacks the series.
+func (r *runner) scrape(ctx context.Context, targets []string) (f serverFigures, ok bool) {
+	for _, t := range targets {
+		one, err := scrapeOne(ctx, r.http, t)
+		if err != nil {
+			r.progress("metrics of %s: %v", t, err)
+			return serverFigures{}, false
+		}
+		f.persisted += one.persisted
+		f.persistLag += one.persistLag
+		f.fanoutLag += one.fanoutLag
+	}
+	return f, true
+}
+
+func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures, error) {
+	var f serverFigures
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	if err != nil {
+		return f, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return f, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return f, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return f, err
+	}
+	persisted, ok := fams["parley_messages_persisted_total"]
+	if !ok || len(persisted.GetMetric()) != 1 {
+		return f, fmt.Errorf("no parley_messages_persisted_total")
+	}
+	f.persisted = persisted.GetMetric()[0].GetCounter().GetValue()
+	lag, ok := fams["parley_consumer_lag"]
+	if !ok {
+		return f, fmt.Errorf("no parley_consumer_lag")
+	}
+	for _, m := range lag.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() != "group" {
+				continue
+			}
+			switch v := m.GetGauge().GetValue(); {
+			case l.GetValue() == "parley-persist":
+				f.persistLag += v
+			case strings.HasPrefix(l.GetValue(), "parley-fanout-"):
+				f.fanoutLag += v
+			}
+		}
+	}
+	return f, nil
+}
