@@ -48,11 +48,13 @@ var scenarioDefaults = map[string]Config{
 	// One big room: the fan-out cost of one message to many sockets.
 	"fanout": {Conns: 1000, Rooms: 1, Senders: 10, Rate: 100, Duration: 10 * time.Second},
 	// Many small rooms: 10 receivers per room, one sender per room.
-	"rooms": {Conns: 10000, Rooms: 1000, Senders: 1000, Rate: 1000, Duration: 10 * time.Second},
+	"rooms": {Conns: 10000, Rooms: 1000, Senders: 1000, Rate: 2000, Duration: 10 * time.Second},
 	// Connections held open, no traffic: memory per idle connection.
-	"idle": {Conns: 10000, Rooms: 100, Senders: 0, Rate: 0, Duration: 10 * time.Second},
-	// Many senders, few receivers: the write path (ack = durably accepted).
-	"ingest": {Conns: 10, Rooms: 10, Senders: 200, Rate: 2000, Duration: 10 * time.Second},
+	"idle": {Conns: 15000, Rooms: 100, Senders: 0, Rate: 0, Duration: 10 * time.Second},
+	// Many senders, few receivers: the write path (ack = durably accepted)
+	// and the store's sustained rate. 10 msg/s per sender, well inside a
+	// server's default per-connection limit (20/s).
+	"ingest": {Conns: 10, Rooms: 10, Senders: 500, Rate: 5000, Duration: 10 * time.Second},
 }
 
 // parseFlags parses args into a resolved Config.

@@ -156,6 +156,10 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	}
 	r.perAddr = ephemeralPorts() - 1000
 	targets := cfg.Targets
+	if per := cfg.Rate / float64(max(cfg.Senders, 1)); cfg.Mode == "target" && per > 20 {
+		// The servers this run starts allow any rate; running ones may not.
+		fmt.Fprintf(log, "loadgen: note: each sender sends %.0f msg/s; servers at the default PARLEY_SEND_RATE=20 refuse the excess (rate_limited): raise it or add --senders\n", per)
+	}
 	switch cfg.Mode {
 	case "embedded":
 		srv, err := startServer(ctx, log)
