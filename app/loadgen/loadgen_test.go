@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -204,6 +206,9 @@ func loadRun(t *testing.T, flags ...string) *Result {
 	if res.ServerRSSKiB <= 0 || res.P50ms <= 0 || res.Errors != 0 {
 		t.Errorf("rss %d p50 %.3f errors %d", res.ServerRSSKiB, res.P50ms, res.Errors)
 	}
+	if res.ServerMaxFDs <= 0 || res.ServerOpenFDs < 22 {
+		t.Errorf("server descriptors: %d open of %d, want at least the 22 connections", res.ServerOpenFDs, res.ServerMaxFDs)
+	}
 	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
 	}
@@ -261,5 +266,25 @@ func TestSSEReadLoop(t *testing.T) {
 	}
 	if cl.h == nil || cl.h.n != 3 || cl.h.quantile(0.5) < 5000 {
 		t.Error("latency not recorded for the 3 stamped messages")
+	}
+}
+
+// TestDialAllFails: a target that refuses connections fails the dial phase
+// with the first error, whatever the mix of errors.
+func TestDialAllFails(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, transport := range []string{"ws", "sse"} {
+		cfg := Config{Conns: 6, Senders: 2, Rooms: 2, Dial: 3, Transport: transport}
+		r := &runner{cfg: cfg, log: io.Discard, runID: "t", roomAck: make([]atomic.Int64, 2), http: &http.Client{Timeout: 5 * time.Second}}
+		r.clients = make([]*client, 8)
+		err := r.dialAll(context.Background(), []string{base}, 8)
+		if err == nil || !strings.Contains(err.Error(), "no connection could be made") || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s: dialAll = %v", transport, err)
+		}
 	}
 }

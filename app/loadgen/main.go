@@ -89,6 +89,9 @@ type Result struct {
 	PersistedPerS float64 `json:"persisted_per_s"`
 	PersistLag    int64   `json:"persist_lag_end"`
 	FanoutLag     int64   `json:"fanout_lag_end"`
+	// The fullest server's open descriptors and its limit (0: not known).
+	ServerOpenFDs int64 `json:"server_open_fds"`
+	ServerMaxFDs  int64 `json:"server_max_fds"`
 	// ConnsRequested is --conns as asked, when the file limit lowered it.
 	ConnsRequested int `json:"conns_requested,omitempty"`
 }
@@ -299,6 +302,13 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 	res.ServerRSSKiB, res.BaseRSSKiB = endRSS, baseRSS
 	res.Instances = len(targets)
 	res.Persisted, res.PersistLag, res.FanoutLag = -1, -1, -1
+	if haveAfter && after.maxFDs > 0 {
+		res.ServerOpenFDs, res.ServerMaxFDs = int64(after.openFDs), int64(after.maxFDs)
+		if after.openFDs >= after.maxFDs-50 {
+			fmt.Fprintf(log, "loadgen: SERVER FILE LIMIT: %s holds %d descriptors of the %d it may open: connections past it fail (dial_failed); spread them over more --instances\n",
+				after.fullest, res.ServerOpenFDs, res.ServerMaxFDs)
+		}
+	}
 	if haveBefore && haveAfter {
 		res.Persisted = int64(after.persisted - before.persisted)
 		res.PersistedPerS = float64(res.Persisted) / elapsed.Seconds()
@@ -413,7 +423,10 @@ func (r *runner) dialAll(ctx context.Context, targets []string, total int) error
 	sem := make(chan struct{}, r.cfg.Dial)
 	var wg sync.WaitGroup
 	var dialed, failed atomic.Int64
-	var firstErr atomic.Value
+	// The first dial error. Not an atomic.Value: errors of different
+	// concrete types would make its CompareAndSwap panic.
+	var errMu sync.Mutex
+	var firstErr error
 	stopProg := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -435,7 +448,11 @@ func (r *runner) dialAll(ctx context.Context, targets []string, total int) error
 			cl, err := r.dialOne(ctx, targets[i%len(targets)], i)
 			if err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
 				return
 			}
 			r.clients[i] = cl
@@ -449,9 +466,12 @@ func (r *runner) dialAll(ctx context.Context, targets []string, total int) error
 		return ctx.Err()
 	}
 	if n := failed.Load(); n > 0 {
-		fmt.Fprintf(r.log, "loadgen: %d of %d connections failed; first error: %v\n", n, total, firstErr.Load())
+		fmt.Fprintf(r.log, "loadgen: %d of %d connections failed; first error: %v\n", n, total, firstErr)
+		if errors.Is(firstErr, syscall.EMFILE) || errors.Is(firstErr, syscall.ENFILE) {
+			fmt.Fprintln(r.log, "loadgen: FILE LIMIT: the generator ran out of file descriptors (lower --conns or --dial-concurrency)")
+		}
 		if dialed.Load() == 0 {
-			return fmt.Errorf("no connection could be made: %v", firstErr.Load())
+			return fmt.Errorf("no connection could be made: %v", firstErr)
 		}
 	}
 	return nil

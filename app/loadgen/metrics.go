@@ -16,6 +16,10 @@ type serverFigures struct {
 	persisted  float64 // parley_messages_persisted_total
 	persistLag float64 // parley_consumer_lag{group="parley-persist"}
 	fanoutLag  float64 // parley_consumer_lag{group="parley-fanout-…"}
+	// The fullest instance's descriptors: process_open_fds of
+	// process_max_fds (the server's file limit).
+	openFDs, maxFDs float64
+	fullest         string
 }
 
 // scrape reads the figures from every target; ok is false when one of them
@@ -30,6 +34,9 @@ func (r *runner) scrape(ctx context.Context, targets []string) (f serverFigures,
 		f.persisted += one.persisted
 		f.persistLag += one.persistLag
 		f.fanoutLag += one.fanoutLag
+		if one.maxFDs > 0 && (f.maxFDs == 0 || one.openFDs/one.maxFDs > f.openFDs/f.maxFDs) {
+			f.openFDs, f.maxFDs, f.fullest = one.openFDs, one.maxFDs, t
+		}
 	}
 	return f, true
 }
@@ -58,6 +65,12 @@ func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures
 		return f, fmt.Errorf("no parley_messages_persisted_total")
 	}
 	f.persisted = persisted.GetMetric()[0].GetCounter().GetValue()
+	if m := fams["process_open_fds"].GetMetric(); len(m) == 1 {
+		f.openFDs = m[0].GetGauge().GetValue()
+	}
+	if m := fams["process_max_fds"].GetMetric(); len(m) == 1 {
+		f.maxFDs = m[0].GetGauge().GetValue()
+	}
 	lag, ok := fams["parley_consumer_lag"]
 	if !ok {
 		return f, fmt.Errorf("no parley_consumer_lag")
