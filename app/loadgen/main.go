@@ -576,11 +576,19 @@ type frame struct {
 func (r *runner) readLoop(cl *client) {
 	defer close(cl.done)
 	joined := !cl.recv
+	// One buffer per connection, reused: ReadMessage would allocate one per
+	// frame, and the generator's garbage competes with the server for CPU.
+	var buf bytes.Buffer
 	for {
-		_, data, err := cl.ws.ReadMessage()
+		_, rd, err := cl.ws.NextReader()
 		if err != nil {
 			return
 		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			return
+		}
+		data := buf.Bytes()
 		now := time.Now()
 		if bytes.HasPrefix(data, messagePrefix) {
 			r.message(cl, data, now)
