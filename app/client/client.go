@@ -157,14 +157,18 @@ type Sent struct {
 
 // Outage is one lost connection and how long the client took to get back.
 type Outage struct {
-	// At is when the connection was lost; Cause what ended it.
-	At    time.Time
-	Cause string
+	// At is when the connection was lost; Cause what ended it; Instance
+	// the base URL it was to.
+	At       time.Time
+	Cause    string
+	Instance string
 	// Recovered is the time from At until every room was joined again on a
 	// new connection (zero while not recovered).
 	Recovered time.Duration
-	// Attempts counts the connection attempts it took.
+	// Attempts counts the connection attempts it took; LastErr is why the
+	// last failed one failed.
 	Attempts int
+	LastErr  string
 }
 
 // Record is a snapshot of everything the client did.
@@ -248,6 +252,9 @@ func (c *Client) Run(ctx context.Context) error {
 		cn, err := c.connect(ctx)
 		if out != nil {
 			out.Attempts++
+			if err != nil {
+				out.LastErr = err.Error()
+			}
 		}
 		if err != nil {
 			if !sleep(ctx, c.backoff(attempt)) {
@@ -275,7 +282,7 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		out = &Outage{At: time.Now(), Cause: cause.Error()}
+		out = &Outage{At: time.Now(), Cause: cause.Error(), Instance: cn.base}
 		// A short first pause, jittered, so that a crowd whose instance
 		// died does not reconnect in step.
 		if !sleep(ctx, c.backoff(0)) {

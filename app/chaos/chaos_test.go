@@ -1,0 +1,68 @@
+//go:build chaos
+
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// The short variants of go tool task chaos, run by go tool task test
+// (test:all runs go test -tags chaos ./app/chaos). They start Kafka and
+// FerretDB of their own on ports apart from the suite's (19292, 19293,
+// 27218) and from go tool task chaos's, so they may run beside both.
+
+func shortOptions(t *testing.T) Options {
+	for _, tool := range []string{"java", "mvn", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is missing under CI=true: %v", tool, err)
+			}
+			t.Skipf("%s is missing: %v", tool, err)
+		}
+	}
+	o := defaultOptions()
+	o.Root = "../.."
+	o.KafkaPort, o.KafkaControllerPort, o.MongoPort = 19292, 19293, 27218
+	o.Clients, o.Rooms, o.Rate = 300, 10, 60
+	o.Settle = 60 * time.Second
+	return o
+}
+
+func runScenario(t *testing.T, o Options) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	start := time.Now()
+	rep, err := Run(ctx, o, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s scenario took %v in all", o.Scenario, time.Since(start).Round(time.Second))
+	if !rep.Pass() {
+		t.Fatalf("lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d, stored by no client %d, store seq problems %v",
+			rep.Lost(), rep.LostAcked, rep.MissedDeliveries, rep.StoreDuplicates, rep.OutOfOrder, rep.Unknown, rep.StoreSeqProblems)
+	}
+	if rep.Acked == 0 || rep.Delivered == 0 || len(rep.Events) == 0 {
+		t.Fatalf("nothing happened: acked %d, delivered %d, %d faults", rep.Acked, rep.Delivered, len(rep.Events))
+	}
+}
+
+// TestChaosShort is go tool task chaos for 60 s: kill -9 every 8 s, the
+// persisting instance killed, the broker restarted, the store stopped 10 s.
+func TestChaosShort(t *testing.T) {
+	o := shortOptions(t)
+	o.Duration = 60 * time.Second
+	runScenario(t, o)
+}
+
+// TestRollingRestart restarts the three instances in turn with SIGTERM
+// under load: nothing may be lost.
+func TestRollingRestart(t *testing.T) {
+	o := shortOptions(t)
+	o.Scenario = "rolling"
+	o.Duration = 20 * time.Second
+	runScenario(t, o)
+}

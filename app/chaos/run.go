@@ -1,0 +1,651 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/parley-chat/parley/app/client"
+	"github.com/parley-chat/parley/app/localcluster"
+)
+
+// cluster is the running system under test.
+type cluster struct {
+	out   io.Writer // progress lines
+	start time.Time
+	svc   localcluster.Services
+	nodes []*node
+	// db is the database of this run.
+	db string
+
+	mu     sync.Mutex
+	events []event
+}
+
+// event is one fault injected, for the report and for attributing client
+// outages to kills.
+type event struct {
+	At   time.Time
+	What string
+	// Node is the instance's URL for kills and SIGTERMs, else "".
+	Node string
+}
+
+func (c *cluster) logEvent(node, format string, args ...any) {
+	what := fmt.Sprintf(format, args...)
+	c.mu.Lock()
+	c.events = append(c.events, event{At: time.Now(), What: what, Node: node})
+	c.mu.Unlock()
+	logf(c.out, c.start, "%s", what)
+}
+
+// node is one instance with a keeper that restarts it whenever it exits
+// while it is meant to run (a start that failed because Kafka or the store
+// was down, say).
+type node struct {
+	inst *localcluster.Instance
+	c    *cluster
+
+	mu      sync.Mutex
+	wantUp  bool
+	wake    chan struct{}
+	revived int // restarts by the keeper after exits nobody asked for
+}
+
+func (n *node) keep(ctx context.Context) {
+	for {
+		select {
+		case <-n.inst.Done():
+		case <-ctx.Done():
+			return
+		}
+		n.mu.Lock()
+		asked := !n.wantUp
+		n.mu.Unlock()
+		if !asked {
+			n.mu.Lock()
+			n.revived++
+			n.mu.Unlock()
+			n.c.logEvent("", "%s exited by itself (%v); restarting it", n.inst.ID(), n.inst.Err())
+			if !sleep(ctx, time.Second) {
+				return
+			}
+		}
+		for {
+			n.mu.Lock()
+			up, wake := n.wantUp, n.wake
+			n.mu.Unlock()
+			if up {
+				break
+			}
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return
+			}
+		}
+		for n.inst.Restart() != nil {
+			if !sleep(ctx, time.Second) {
+				return
+			}
+		}
+	}
+}
+
+// down marks the node as meant to be down, then runs stop (which ends the
+// process).
+func (n *node) down(stop func()) {
+	n.mu.Lock()
+	n.wantUp = false
+	n.mu.Unlock()
+	stop()
+}
+
+// up lets the keeper restart the node and waits until it is ready again.
+func (n *node) up(ctx context.Context) error {
+	n.mu.Lock()
+	n.wantUp = true
+	close(n.wake)
+	n.wake = make(chan struct{})
+	n.mu.Unlock()
+	return n.waitReady(ctx, 90*time.Second)
+}
+
+// waitReady waits until the node answers /readyz, across keeper restarts.
+func (n *node) waitReady(ctx context.Context, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		if n.inst.Running() && localcluster.Ready(ctx, n.inst.URL()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready within %v", n.inst.ID(), within)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Run runs one scenario and returns its report.
+func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	c := &cluster{out: out, start: time.Now()}
+	work, err := os.MkdirTemp("", "parley-chaos-")
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(work, "cluster.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	logw := &lockedWriter{w: bufio.NewWriterSize(logFile, 64<<10)}
+	passed := false
+	defer func() {
+		logw.Flush()
+		logFile.Close()
+		if passed && !o.Keep {
+			os.RemoveAll(work)
+		} else {
+			fmt.Fprintf(out, "chaos: instance and service logs kept in %s\n", logPath)
+		}
+	}()
+
+	c.svc = localcluster.Services{Root: o.Root, KafkaPort: o.KafkaPort, KafkaControllerPort: o.KafkaControllerPort, MongoPort: o.MongoPort, Out: logw}
+	if err := c.startServices(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = c.svc.StopStore()
+		_ = c.svc.StopKafka()
+	}()
+	logf(out, c.start, "Kafka on %s, FerretDB on %s", c.svc.Brokers()[0], c.svc.MongoURI())
+
+	bin, err := localcluster.Build(o.Root, work)
+	if err != nil {
+		return nil, err
+	}
+	suffix := randomHex(4)
+	c.db = "chaos_" + suffix
+	secret := randomHex(16)
+	keepCtx, stopKeepers := context.WithCancel(context.Background())
+	var keepers sync.WaitGroup
+	defer func() {
+		stopKeepers()
+		keepers.Wait()
+		c.stopAll()
+	}()
+	for i := range 3 {
+		port, err := localcluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		inst, err := localcluster.Start(bin, localcluster.InstanceConfig{
+			ID: fmt.Sprintf("chaos-%s-%d", suffix, i), Port: port, Secret: secret,
+			Brokers: c.svc.Brokers(), MongoURI: c.svc.MongoURI(), MongoDB: c.db,
+			DataDir: filepath.Join(work, fmt.Sprintf("data-%d", i)), Log: logw,
+			Env: []string{"PARLEY_SHUTDOWN_TIMEOUT=10s"},
+		})
+		if err != nil {
+			return nil, err
+		}
+		n := &node{inst: inst, c: c, wantUp: true, wake: make(chan struct{})}
+		c.nodes = append(c.nodes, n)
+		keepers.Go(func() { n.keep(keepCtx) })
+	}
+	for _, n := range c.nodes {
+		if err := n.waitReady(ctx, 90*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	var urls []string
+	for _, n := range c.nodes {
+		urls = append(urls, n.inst.URL())
+	}
+	logf(out, c.start, "3 instances ready: %s", strings.Join(urls, " "))
+
+	// Clients: each in one room, every tenth in a second one too.
+	rooms := make([]string, o.Rooms)
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("chaos-%s-%02d", suffix, i)
+	}
+	clientCtx, stopClients := context.WithCancel(context.Background())
+	defer stopClients()
+	var running sync.WaitGroup
+	clients := make([]*client.Client, o.Clients)
+	clientRooms := make([][]string, o.Clients)
+	for i := range clients {
+		rs := []string{rooms[i%len(rooms)]}
+		if i%10 == 9 && len(rooms) > 1 {
+			rs = append(rs, rooms[(i/10)%len(rooms)])
+			if rs[1] == rs[0] {
+				rs[1] = rooms[(i+1)%len(rooms)]
+			}
+		}
+		clientRooms[i] = rs
+		cl, err := client.New(client.Config{
+			URLs: urls, Name: fmt.Sprintf("u%d", i), Rooms: rs,
+			BackoffMin: 100 * time.Millisecond, BackoffMax: 3 * time.Second,
+			SendBudget: 60 * time.Second,
+		})
+		if err != nil {
+			return nil, err
+		}
+		clients[i] = cl
+		running.Go(func() { _ = cl.Run(clientCtx) })
+	}
+	defer running.Wait()
+	defer stopClients()
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	for _, cl := range clients {
+		if err := cl.WaitConnected(wctx); err != nil {
+			wcancel()
+			return nil, fmt.Errorf("clients did not all connect within 60s: %w", err)
+		}
+	}
+	wcancel()
+	logf(out, c.start, "%d clients connected in %d rooms; sending %.0f/s for %v (%s scenario)", o.Clients, o.Rooms, o.Rate, o.Duration, o.Scenario)
+
+	// Senders: each client sends every Clients/Rate seconds, from a random
+	// phase, one send at a time (a send that waits for its ack delays the
+	// client's next).
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	sendEnd := time.Now().Add(o.Duration)
+	var senders sync.WaitGroup
+	var faultsDone atomic.Bool // sending goes on until the faults are over
+	every := time.Duration(float64(time.Second) * float64(o.Clients) / o.Rate)
+	for i, cl := range clients {
+		senders.Go(func() {
+			if !sleep(sendCtx, time.Duration(mrand.Int64N(int64(every)))) {
+				return
+			}
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for n := 0; time.Now().Before(sendEnd) || !faultsDone.Load(); n++ {
+				room := clientRooms[i][n%len(clientRooms[i])]
+				_ = cl.Send(context.Background(), room, fmt.Sprintf("c%d-%d", i, n), fmt.Sprintf("message %d of client %d", n, i))
+				select {
+				case <-tick.C:
+				case <-sendCtx.Done():
+					return
+				}
+			}
+		})
+	}
+
+	// Faults, while the clients send.
+	faultErr := make(chan error, 1)
+	go func() {
+		if o.Scenario == "rolling" {
+			faultErr <- c.rolling(ctx, o)
+		} else {
+			faultErr <- c.chaos(ctx, o, sendEnd)
+		}
+	}()
+	ferr := <-faultErr
+	faultsDone.Store(true)
+	if ferr != nil {
+		stopSending()
+		senders.Wait()
+		return nil, ferr
+	}
+	senders.Wait()
+	logf(out, c.start, "sending stopped; every send answered or given up; waiting for the store and the clients to catch up")
+
+	// Settle: the store stops growing and every client has caught up with
+	// the store in each of its rooms.
+	settled, lasts, err := c.settle(ctx, o.Settle, clients, clientRooms, rooms)
+	if err != nil {
+		return nil, err
+	}
+	if !settled {
+		logf(out, c.start, "not settled within %v: reporting what is there", o.Settle)
+	}
+	_ = lasts
+	stopClients()
+	running.Wait()
+
+	stored, err := readStore(ctx, c.svc.MongoURI(), c.db)
+	if err != nil {
+		return nil, err
+	}
+	var recs []client.Record
+	for _, cl := range clients {
+		recs = append(recs, cl.Record())
+	}
+	c.mu.Lock()
+	events := slices.Clone(c.events)
+	c.mu.Unlock()
+	rep := verdict(o, recs, clientRooms, stored, events, c.start)
+	rep.Print(out)
+	passed = rep.Pass()
+	return rep, nil
+}
+
+func (c *cluster) startServices() error {
+	// Leftovers of an earlier run on these ports are ours: stop them. Any
+	// other listener is someone else's: refuse.
+	if c.svc.KafkaRunning() {
+		_ = c.svc.StopKafka()
+	}
+	if c.svc.StoreRunning() {
+		_ = c.svc.StopStore()
+	}
+	for _, p := range []int{c.svc.KafkaPort, c.svc.KafkaControllerPort, c.svc.MongoPort} {
+		if err := localcluster.CheckPortFree(p); err != nil {
+			return err
+		}
+	}
+	if err := c.svc.StartKafka(); err != nil {
+		return err
+	}
+	return c.svc.StartStore()
+}
+
+func (c *cluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Go(func() {
+			n.down(func() {})
+			if n.inst.Running() {
+				_ = n.inst.Term(20 * time.Second)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// chaos kill -9's an instance every KillEvery and restarts it after Down;
+// one of the kills is of the instance doing the most persisting. Meanwhile,
+// at 35% of the sending time the Kafka broker is restarted, and at 65% the
+// store is stopped for StoreOutage. It returns once sending has ended and
+// every instance is up again.
+func (c *cluster) chaos(ctx context.Context, o Options, sendEnd time.Time) error {
+	total := time.Until(sendEnd)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() {
+		if !sleep(ctx, total*35/100) {
+			return
+		}
+		c.logEvent("", "Kafka broker: stop")
+		if err := c.svc.StopKafka(); err != nil {
+			errs <- err
+			return
+		}
+		if err := c.svc.ResumeKafka(); err != nil {
+			errs <- err
+			return
+		}
+		c.logEvent("", "Kafka broker: resumed on its data")
+	})
+	wg.Go(func() {
+		if !sleep(ctx, total*65/100) {
+			return
+		}
+		c.logEvent("", "store: stop for %v", o.StoreOutage)
+		if err := c.svc.StopStore(); err != nil {
+			errs <- err
+			return
+		}
+		sleep(ctx, o.StoreOutage)
+		if err := c.svc.ResumeStore(); err != nil {
+			errs <- err
+			return
+		}
+		c.logEvent("", "store: resumed on its data")
+	})
+	wg.Go(func() {
+		// The second kill is of the persisting instance, early, clear of the
+		// broker and store faults (a store outage stops all persisting).
+		for k := 0; ; k++ {
+			cycle := time.Now()
+			if !sleep(ctx, min(3*time.Second, o.KillEvery/2)) || time.Until(sendEnd) < o.Down+time.Second {
+				return
+			}
+			var n *node
+			how := "kill -9"
+			if k == 1 {
+				var desc string
+				n, desc = c.persistHolder(ctx)
+				how = "kill -9 the instance persisting most (" + desc + ")"
+			} else {
+				n = c.nodes[mrand.IntN(len(c.nodes))]
+			}
+			n.down(func() { n.inst.Kill() })
+			c.logEvent(n.inst.URL(), "%s %s (pid gone)", how, n.inst.ID())
+			sleep(ctx, o.Down)
+			t0 := time.Now()
+			if err := n.up(ctx); err != nil {
+				errs <- err
+				return
+			}
+			c.logEvent("", "%s restarted, ready in %v", n.inst.ID(), time.Since(t0).Round(10*time.Millisecond))
+			if !sleep(ctx, o.KillEvery-time.Since(cycle)) {
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if !sleep(ctx, time.Until(sendEnd)) {
+		return ctx.Err()
+	}
+	for _, n := range c.nodes {
+		if err := n.waitReady(ctx, 90*time.Second); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// rolling restarts each instance in turn with SIGTERM, as a deploy would,
+// waiting for each to be ready before the next; sending goes on at least
+// until the last is back.
+func (c *cluster) rolling(ctx context.Context, o Options) error {
+	if !sleep(ctx, 3*time.Second) {
+		return ctx.Err()
+	}
+	for _, n := range c.nodes {
+		var termErr error
+		t0 := time.Now()
+		n.down(func() { termErr = n.inst.Term(30 * time.Second) })
+		c.logEvent(n.inst.URL(), "SIGTERM %s: stopped in %v (%v)", n.inst.ID(), time.Since(t0).Round(10*time.Millisecond), termErr)
+		t0 = time.Now()
+		if err := n.up(ctx); err != nil {
+			return err
+		}
+		c.logEvent("", "%s restarted, ready in %v", n.inst.ID(), time.Since(t0).Round(10*time.Millisecond))
+		if !sleep(ctx, 3*time.Second) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// persistHolder finds the instance doing the most persisting: Kafka tells
+// which members of the shared group parley-persist hold which partitions of
+// the send topic, but every instance connects with the same client id and
+// host, so a member cannot be told from another by Kafka alone. Each
+// instance's own /metrics can: the one whose parley_messages_persisted_total
+// grows most over a short window holds the busiest partitions.
+func (c *cluster) persistHolder(ctx context.Context) (*node, string) {
+	assign := c.persistAssignment(ctx)
+	before := map[*node]float64{}
+	for _, n := range c.nodes {
+		before[n] = persisted(ctx, n.inst.URL())
+	}
+	sleep(ctx, 2*time.Second)
+	var best *node
+	bestDelta := -1.0
+	var deltas []string
+	for _, n := range c.nodes {
+		d := persisted(ctx, n.inst.URL()) - before[n]
+		if math.IsNaN(d) {
+			d = -1
+		}
+		deltas = append(deltas, fmt.Sprintf("%s +%.0f", n.inst.ID(), d))
+		if d > bestDelta {
+			best, bestDelta = n, d
+		}
+	}
+	return best, fmt.Sprintf("group parley-persist: %s; persisted in 2s: %s", assign, strings.Join(deltas, ", "))
+}
+
+// persistAssignment describes the partitions each member of parley-persist
+// holds, as Kafka answers DescribeGroups.
+func (c *cluster) persistAssignment(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cl := &kafkago.Client{Addr: kafkago.TCP(c.svc.Brokers()...), Timeout: 5 * time.Second}
+	resp, err := cl.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{"parley-persist"}})
+	if err != nil || len(resp.Groups) == 0 {
+		return fmt.Sprintf("not described (%v)", err)
+	}
+	g := resp.Groups[0]
+	var parts []string
+	for _, m := range g.Members {
+		n := 0
+		for _, t := range m.MemberAssignments.Topics {
+			n += len(t.Partitions)
+		}
+		parts = append(parts, strconv.Itoa(n))
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf("%s, %d members holding %s partitions", g.GroupState, len(g.Members), strings.Join(parts, "/"))
+}
+
+// persisted reads parley_messages_persisted_total from url's /metrics (NaN
+// when it does not answer).
+func persisted(ctx context.Context, url string) float64 {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return math.NaN()
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "parley_messages_persisted_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return math.NaN()
+}
+
+// settle waits until the store has stopped growing and every client has
+// delivered its rooms' last stored seq, or within passes. It returns each
+// room's last stored seq.
+func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, rooms []string) (bool, map[string]int64, error) {
+	deadline := time.Now().Add(within)
+	var prev map[string]int64
+	stableSince := time.Now()
+	for {
+		lasts, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
+		if err == nil {
+			if !mapsEqual(lasts, prev) {
+				prev, stableSince = lasts, time.Now()
+			}
+			behind := 0
+			for i, cl := range clients {
+				for _, r := range clientRooms[i] {
+					if cl.Last(r) < lasts[r] {
+						behind++
+					}
+				}
+			}
+			if behind == 0 && time.Since(stableSince) >= 2*time.Second {
+				logf(c.out, c.start, "settled: store stable and every client caught up")
+				return true, lasts, nil
+			}
+			if time.Now().After(deadline) {
+				logf(c.out, c.start, "%d client-rooms behind the store", behind)
+				return false, lasts, nil
+			}
+		} else if time.Now().After(deadline) {
+			return false, nil, err
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return false, nil, ctx.Err()
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// lockedWriter serializes writes of several instances' output.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.w.Flush()
+}
