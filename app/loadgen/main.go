@@ -89,6 +89,12 @@ type Result struct {
 	PersistedPerS float64 `json:"persisted_per_s"`
 	PersistLag    int64   `json:"persist_lag_end"`
 	FanoutLag     int64   `json:"fanout_lag_end"`
+	// What one connection adds to the servers' Go heap in use, stacks in
+	// use and goroutines (from /metrics; 0 when not known): the parts of
+	// kib_per_conn, which also counts freed memory not yet returned.
+	HeapKiBPerConn    float64 `json:"heap_kib_per_conn"`
+	StackKiBPerConn   float64 `json:"stack_kib_per_conn"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
 	// The fullest server's open descriptors and its limit (0: not known).
 	ServerOpenFDs int64 `json:"server_open_fds"`
 	ServerMaxFDs  int64 `json:"server_max_fds"`
@@ -308,6 +314,11 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 			fmt.Fprintf(log, "loadgen: SERVER FILE LIMIT: %s holds %d descriptors of the %d it may open: connections past it fail (dial_failed); spread them over more --instances\n",
 				after.fullest, res.ServerOpenFDs, res.ServerMaxFDs)
 		}
+	}
+	if n := countNonNil(r.clients); haveBefore && haveAfter && n > 0 {
+		res.HeapKiBPerConn = (after.heapInuse - before.heapInuse) / 1024 / float64(n)
+		res.StackKiBPerConn = (after.stackInuse - before.stackInuse) / 1024 / float64(n)
+		res.GoroutinesPerConn = (after.goroutines - before.goroutines) / float64(n)
 	}
 	if haveBefore && haveAfter {
 		res.Persisted = int64(after.persisted - before.persisted)
@@ -927,6 +938,9 @@ func printResult(w io.Writer, res *Result) {
 	if res.ServerRSSKiB > 0 {
 		rss = fmt.Sprintf("%d KiB (base %d), all instances", res.ServerRSSKiB, res.BaseRSSKiB)
 		per = fmt.Sprintf("%.1f", res.KiBPerConn)
+	}
+	if res.HeapKiBPerConn != 0 || res.StackKiBPerConn != 0 {
+		per += fmt.Sprintf(" (Go heap in use %.1f, stacks %.1f, %.1f goroutines)", res.HeapKiBPerConn, res.StackKiBPerConn, res.GoroutinesPerConn)
 	}
 	store := "n/a (no /metrics)"
 	if res.Persisted >= 0 {

@@ -20,6 +20,9 @@ type serverFigures struct {
 	// process_max_fds (the server's file limit).
 	openFDs, maxFDs float64
 	fullest         string
+	// Summed over instances: the Go heap and stacks in use and the
+	// goroutines, which tell what a connection costs apart from the RSS.
+	heapInuse, stackInuse, goroutines float64
 }
 
 // scrape reads the figures from every target; ok is false when one of them
@@ -34,6 +37,9 @@ func (r *runner) scrape(ctx context.Context, targets []string) (f serverFigures,
 		f.persisted += one.persisted
 		f.persistLag += one.persistLag
 		f.fanoutLag += one.fanoutLag
+		f.heapInuse += one.heapInuse
+		f.stackInuse += one.stackInuse
+		f.goroutines += one.goroutines
 		if one.maxFDs > 0 && (f.maxFDs == 0 || one.openFDs/one.maxFDs > f.openFDs/f.maxFDs) {
 			f.openFDs, f.maxFDs, f.fullest = one.openFDs, one.maxFDs, t
 		}
@@ -65,6 +71,13 @@ func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures
 		return f, fmt.Errorf("no parley_messages_persisted_total")
 	}
 	f.persisted = persisted.GetMetric()[0].GetCounter().GetValue()
+	gauge := func(name string) float64 {
+		if m := fams[name].GetMetric(); len(m) == 1 {
+			return m[0].GetGauge().GetValue()
+		}
+		return 0
+	}
+	f.heapInuse, f.stackInuse, f.goroutines = gauge("go_memstats_heap_inuse_bytes"), gauge("go_memstats_stack_inuse_bytes"), gauge("go_goroutines")
 	if m := fams["process_open_fds"].GetMetric(); len(m) == 1 {
 		f.openFDs = m[0].GetGauge().GetValue()
 	}
