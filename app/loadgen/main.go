@@ -157,7 +157,7 @@ type runner struct {
 	requested  int       // --conns asked for, when the file limit capped it
 }
 
-func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
+func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {
 	r := &runner{cfg: cfg, log: log, runID: strconv.FormatInt(time.Now().UnixNano()%(36*36*36*36*36*36), 36)}
 	r.roomAck = make([]atomic.Int64, cfg.Rooms)
 	if err := r.raiseNoFile(); err != nil {
@@ -179,11 +179,12 @@ func run(ctx context.Context, cfg Config, log io.Writer) (*Result, error) {
 		targets = []string{srv.base}
 		r.serverPIDs = []int{srv.cmd.Process.Pid}
 	case "kafka":
-		cl, err := startCluster(ctx, cfg, log)
-		if err != nil {
-			return nil, err
+		cl, cerr := startCluster(ctx, cfg, log)
+		if cerr != nil {
+			return nil, cerr
 		}
-		defer cl.stop(true)
+		// The cluster's logs are kept when the run failed (err is run's).
+		defer func() { cl.stop(err == nil) }()
 		targets = cl.urls()
 		r.serverPIDs = cl.pids()
 	}
