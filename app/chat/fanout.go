@@ -72,7 +72,12 @@ func (f *Fanout) Run(ctx context.Context) error {
 		// Delivery is at most once per instance by design (a subscription's
 		// cursor drops repeats and reads skipped seqs from the store), so a
 		// failed commit costs only a redelivery that is dropped.
-		if err := c.Commit(ctx, recs); err != nil && ctx.Err() == nil {
+		// The batch was delivered, so it is committed even when ctx ended
+		// meanwhile (shutdown): a consumer closing commits what it handled.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		err = c.Commit(cctx, recs)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			f.Log.Warn("fanout: commit", "err", err)
 		}
 	}

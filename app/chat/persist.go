@@ -27,6 +27,11 @@ type Persister struct {
 	// more to give. Shutdown closes it after the last client send, so that the
 	// in-process bus, which is not durable, is emptied into the store first.
 	Drain <-chan struct{}
+	// Stop, once closed, makes Run return after the batch in hand is stored,
+	// republished and committed (ctx still bounds that). For a durable bus,
+	// whose other group members (or this instance's next start) read on from
+	// the commit: draining it would never end while other instances send.
+	Stop <-chan struct{}
 }
 
 // Run consumes until ctx ends. Store or bus failures pause the stage with
@@ -43,9 +48,12 @@ func (p *Persister) Run(ctx context.Context) error {
 		max = 256
 	}
 	for {
+		if isClosed(p.Stop) {
+			return nil
+		}
 		recs, err := p.fetch(ctx, c, max)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errDrained) {
+			if ctx.Err() != nil || errors.Is(err, errDrained) || isClosed(p.Stop) {
 				return nil
 			}
 			p.Log.Warn("persist: fetch", "err", err)
@@ -64,15 +72,17 @@ func (p *Persister) Run(ctx context.Context) error {
 var errDrained = errors.New("drained")
 
 // fetch is Consumer.Fetch that, once Drain is closed, gives up after a short
-// wait for more records.
+// wait for more records, and gives up at once when Stop is closed.
 func (p *Persister) fetch(ctx context.Context, c Consumer, max int) ([]Record, error) {
 	if !isClosed(p.Drain) {
 		fctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		if p.Drain != nil {
+		if p.Drain != nil || p.Stop != nil {
 			go func() {
 				select {
 				case <-p.Drain:
+					cancel()
+				case <-p.Stop:
 					cancel()
 				case <-fctx.Done():
 				}
