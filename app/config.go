@@ -37,6 +37,9 @@ type Config struct {
 	QueueBytes int
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long /readyz answers 503 before the listener
+	// closes, for a load balancer's health check to take the instance out.
+	ShutdownDelay time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (profiling; keep it
 	// on a loopback or otherwise private address).
 	PprofAddr string
@@ -81,6 +84,7 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 	sendBurst := fs.Int("send_burst", envInt(env("SEND_BURST", "40")), "burst of sends above the rate (PARLEY_SEND_BURST)")
 	queueBytes := fs.Int("queue_bytes", envInt(env("QUEUE_BYTES", "2097152")), "bytes queued for one connection before it is cut off as too slow (PARLEY_QUEUE_BYTES)")
 	shutdown := fs.Duration("shutdown_timeout", envDuration(env("SHUTDOWN_TIMEOUT", "15s")), "graceful shutdown deadline (PARLEY_SHUTDOWN_TIMEOUT)")
+	shutdownDelay := fs.Duration("shutdown_delay", envDuration(env("SHUTDOWN_DELAY", "0s")), "time /readyz answers 503 before the listener closes, within the deadline (PARLEY_SHUTDOWN_DELAY)")
 	pprofAddr := fs.String("pprof_addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address; unset: off (PARLEY_PPROF_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -94,7 +98,8 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 		InstanceID: *instance, TopicSend: *topicSend, TopicReceive: *topicRecv, Secret: *secret, Guest: g,
 		KafkaPartitions: *partitions, KafkaReplication: *replication,
 		SendRate: *sendRate, SendBurst: *sendBurst, QueueBytes: *queueBytes, ShutdownTimeout: *shutdown,
-		PprofAddr: *pprofAddr,
+		ShutdownDelay: *shutdownDelay,
+		PprofAddr:     *pprofAddr,
 	}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -126,6 +131,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("PARLEY_SHUTDOWN_TIMEOUT must be positive")
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay >= c.ShutdownTimeout {
+		return errors.New("PARLEY_SHUTDOWN_DELAY must be at least 0 and below PARLEY_SHUTDOWN_TIMEOUT")
 	}
 	if c.TopicSend == "" || c.TopicReceive == "" || c.TopicSend == c.TopicReceive {
 		return errors.New("PARLEY_TOPIC_SEND and PARLEY_TOPIC_RECEIVE must be set and differ")

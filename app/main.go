@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -49,8 +50,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	defer bus.Close()
+	// Closed in order by the shutdown below; these are for the early returns.
+	closed := false
+	defer func() {
+		if !closed {
+			bus.Close()
+			store.Close()
+		}
+	}()
 	secret, err := loadSecret(cfg)
 	if err != nil {
 		return err
@@ -63,9 +70,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 
 	metrics := chat.NewMetrics()
 	hub := chat.NewHub(store, log, metrics)
-	drain := make(chan struct{})
+	// On shutdown the persist stage drains the in-process bus (not durable)
+	// into the store; on Kafka it finishes its batch in hand and stops, and
+	// the group's other members read on from its commit.
+	drain, stop := make(chan struct{}), make(chan struct{})
 	persister := &chat.Persister{Bus: bus, Store: store, TopicSend: cfg.TopicSend, TopicReceive: cfg.TopicReceive,
-		Log: log, Metrics: metrics, Drain: drain}
+		Log: log, Metrics: metrics}
+	finishPersist := drain
+	if len(cfg.KafkaBrokers) > 0 {
+		persister.Stop, finishPersist = stop, stop
+	} else {
+		persister.Drain = drain
+	}
 	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: cfg.FanoutGroup(), Hub: hub, Log: log}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
@@ -97,10 +113,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	})
 	srv.Register(app)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
+	// Closed by the shutdown before Fiber's own shutdown closes it again.
+	ln := &onceCloseListener{Listener: l}
 	log.Info("parley listening", "addr", ln.Addr().String(), "instance", cfg.InstanceID,
 		"bus", backendName(cfg.KafkaBrokers != nil, "kafka", "embedded"), "store", backendName(cfg.MongoURI != "", "mongodb", "embedded"))
 	served := make(chan error, 1)
@@ -115,27 +133,98 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		return fmt.Errorf("serve: %w", err)
 	}
 
-	// Shutdown, under one deadline: readiness off and clients told to go
-	// elsewhere (WebSocket 1012, SSE streams end); HTTP stops; the persist
-	// stage empties what was accepted into the store; the fan-out stops; then
-	// (deferred) bus and store close.
-	log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
+	// Graceful shutdown, in this order, under one deadline
+	// (PARLEY_SHUTDOWN_TIMEOUT):
+	//  1. /readyz answers 503, for PARLEY_SHUTDOWN_DELAY, so that a load
+	//     balancer takes the instance out while it still serves;
+	//  2. the listener closes: no new connections;
+	//  3. clients are sent elsewhere: each WebSocket answers every frame it
+	//     already read (ack or error), flushes its queue and closes with
+	//     1012; SSE streams end after what is queued;
+	//  4. requests in flight (POST sends among them) finish and are answered,
+	//     and every WebSocket handler returns;
+	//  5. the persist stage stores, republishes and commits what was
+	//     accepted (the in-process bus is drained; on Kafka the batch in
+	//     hand), and its consumer leaves the group;
+	//  6. the fan-out commits what it delivered and leaves its group;
+	//  7. the bus closes (any consumer left, then the writer flushes);
+	//  8. the store closes.
+	log.Info("shutting down", "deadline", cfg.ShutdownTimeout, "delay", cfg.ShutdownDelay)
 	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	srv.Drain()
+	if cfg.ShutdownDelay > 0 {
+		t := time.NewTimer(cfg.ShutdownDelay)
+		select {
+		case <-t.C:
+		case <-deadline.Done():
+		}
+		t.Stop()
+	}
+	if err := ln.Close(); err != nil {
+		log.Warn("close listener", "err", err)
+	}
 	srv.Close()
 	if err := app.ShutdownWithContext(deadline); err != nil {
-		log.Warn("http shutdown", "err", err)
+		log.Warn("http shutdown: requests still running at the deadline", "err", err)
 	}
-	close(drain)
+	if !srv.Wait(deadline) {
+		log.Warn("http shutdown: WebSocket connections still open at the deadline")
+	}
+	close(finishPersist)
 	if !waitCtx(deadline, &pipes) {
-		log.Warn("persist stage did not drain before the deadline")
+		log.Warn("persist stage did not finish before the deadline")
 	}
+	// What only closes gets what is left of the deadline, and at least two
+	// seconds even after a step that used it all up.
+	closing, cancelClosing := context.WithTimeout(context.Background(), max(time.Until(deadlineOf(deadline)), 2*time.Second))
+	defer cancelClosing()
 	stopPipe()
+	if !waitCtx(closing, &pipes) {
+		log.Warn("persist stage did not stop")
+	}
 	stopFanout()
-	pipes.Wait()
-	fan.Wait()
+	if !waitCtx(closing, &fan) {
+		log.Warn("fan-out did not stop")
+	}
+	closed = true
+	closeWithin(closing, log, "bus", bus.Close)
+	closeWithin(closing, log, "store", store.Close)
 	log.Info("stopped")
 	return nil
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	dl, _ := ctx.Deadline()
+	return dl
+}
+
+// closeWithin runs close and waits for it until ctx ends: kafka-go's writer,
+// for one, retries what it holds for a broker that is gone.
+func closeWithin(ctx context.Context, log *slog.Logger, what string, close func() error) {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("close "+what, "err", err)
+		}
+	case <-ctx.Done():
+		log.Warn("close " + what + ": gave up at the shutdown deadline")
+	}
+}
+
+// onceCloseListener lets the shutdown close the listener (to stop accepting
+// before clients are told to reconnect) ahead of Fiber, which closes it again.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 func openBackends(ctx context.Context, cfg Config, log *slog.Logger) (chat.Store, chat.Bus, error) {

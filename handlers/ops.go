@@ -23,7 +23,7 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 }
 
 func (s *Server) notReady(ctx context.Context) string {
-	if s.ctx().Err() != nil {
+	if s.draining.Load() || s.ctx().Err() != nil {
 		return "shutting down"
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

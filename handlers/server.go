@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -46,11 +47,21 @@ type Server struct {
 	MaxRooms int
 	// SSEHeartbeat is the interval of ": ping" comments. Zero: 15 s.
 	SSEHeartbeat time.Duration
+	// StoreTimeout bounds each /api request's store calls (history, rooms),
+	// so that a store that does not answer is a prompt 503 rather than a
+	// request hanging on the driver's own 30 s. Zero: 5 s.
+	StoreTimeout time.Duration
 
 	// base ends when Close is called: streams and connections watch it.
 	base     context.Context
 	stop     context.CancelFunc
 	limiters limiterSet
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
+	// sockets counts WebSocket connections whose handler runs. Fiber's
+	// shutdown does not wait for them: a hijacked connection is no longer
+	// the HTTP server's.
+	sockets tracker
 }
 
 func (s *Server) defaults() {
@@ -69,6 +80,9 @@ func (s *Server) defaults() {
 	if s.SSEHeartbeat <= 0 {
 		s.SSEHeartbeat = 15 * time.Second
 	}
+	if s.StoreTimeout <= 0 {
+		s.StoreTimeout = 5 * time.Second
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.limiters.m = make(map[string]*userLimiter)
 }
@@ -84,7 +98,7 @@ func (s *Server) Register(app *fiber.App) {
 	api := app.Group("/api")
 	api.Post("/session", s.signIn)
 	api.Delete("/session", s.signOut)
-	authed := api.Group("", s.requireUser)
+	authed := api.Group("", s.requireUser, s.bounded)
 	authed.Get("/rooms", s.listRooms)
 	authed.Get("/rooms/:room/messages", s.history)
 	authed.Post("/rooms/:room/messages", s.postMessage)
@@ -96,9 +110,74 @@ func (s *Server) Register(app *fiber.App) {
 	app.Get("/ws", s.requireUser, s.upgrade, s.websocket())
 }
 
+// Drain is the first step of a graceful shutdown: /readyz answers 503 from
+// now on, so that load balancers stop sending clients here, while
+// everything else goes on serving.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // Close starts shutting the connections down: WebSocket clients get close
-// 1012 (reconnect elsewhere and resume), SSE streams end.
-func (s *Server) Close() { s.stop() }
+// 1012 (reconnect elsewhere and resume) once every send they already sent is
+// answered, SSE streams end after what is queued. See Wait.
+func (s *Server) Close() {
+	s.Drain()
+	s.stop()
+}
+
+// Wait waits, after Close, until every WebSocket handler has returned (each
+// send it read answered, its queue flushed, 1012 sent) or ctx ends; it
+// reports whether they all returned. Requests and SSE streams are the HTTP
+// server's to wait for (fiber.App.ShutdownWithContext).
+func (s *Server) Wait(ctx context.Context) bool { return s.sockets.wait(ctx) }
+
+// bounded gives the request's context the store timeout.
+func (s *Server) bounded(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.StoreTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
+	return c.Next()
+}
+
+// tracker counts running handlers and lets shutdown wait for none.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; made by wait
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n--
+	if t.n == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+}
+
+func (t *tracker) wait(ctx context.Context) bool {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 func (s *Server) ctx() context.Context { return s.base }
 

@@ -22,6 +22,11 @@ const (
 	// wsReadWait must exceed wsPingPeriod: a peer that answers no ping and
 	// sends nothing for this long is gone.
 	wsReadWait = 75 * time.Second
+	// On shutdown a connection goes on reading what the client already sent
+	// until it has been quiet for wsDrainQuiet (wsDrainMax at most), so that
+	// every send frame in flight is answered before the 1012.
+	wsDrainQuiet = 100 * time.Millisecond
+	wsDrainMax   = time.Second
 )
 
 // Close codes of the contract.
@@ -52,6 +57,8 @@ func (s *Server) websocket() fiber.Handler {
 			subs:    make(map[string]*chat.Subscription),
 			limiter: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst),
 		}
+		s.sockets.add()
+		defer s.sockets.done()
 		s.Metrics.Conn("websocket", 1)
 		defer s.Metrics.Conn("websocket", -1)
 		wc.serve()
@@ -72,6 +79,12 @@ type wsClient struct {
 	killOnce  sync.Once
 	closeCode int
 	closeText string
+
+	// readMu orders the read-deadline changes of the reader and of
+	// shutdown, so the reader never pushes back a shutdown's deadline.
+	readMu     sync.Mutex
+	restarting bool      // the server is shutting down; guarded by readMu
+	drainUntil time.Time // the latest read deadline once restarting
 }
 
 var _ chat.Sink = (*wsClient)(nil)
@@ -86,25 +99,34 @@ func (w *wsClient) serve() {
 		for _, sub := range w.subs {
 			sub.Close()
 		}
+		if w.isRestarting() {
+			// Every frame read is answered and queued by now; the writer
+			// sends what is queued, then 1012.
+			w.kill(closeRestart, "server restarting; reconnect and resume")
+		}
 		w.kill(closeNormal, "")
 		<-writerDone
 	}()
-	// Shutdown of the server moves every client elsewhere.
-	stop := context.AfterFunc(w.srv.ctx(), func() { w.kill(closeRestart, "server restarting; reconnect and resume") })
+	// Shutdown of the server moves every client elsewhere: the reader stops
+	// once the client has gone quiet, and the 1012 follows the answers to
+	// everything it read.
+	stop := context.AfterFunc(w.srv.ctx(), w.startRestart)
 	defer stop()
 
 	w.conn.SetReadLimit(chat.MaxFrameBytes)
-	_ = w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+	w.extendRead()
 	w.conn.SetPongHandler(func(string) error {
-		return w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+		w.extendRead()
+		return nil
 	})
 	for {
 		mt, data, err := w.conn.ReadMessage()
 		if err != nil {
-			// Over the size limit, the library has already sent 1009.
+			// Over the size limit, the library has already sent 1009. On
+			// shutdown, the drain deadline passed.
 			return
 		}
-		_ = w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+		w.extendRead()
 		if mt != websocket.TextMessage {
 			w.sendError(chat.Errorf(chat.EBadRequest, "frames must be JSON text frames"), "", "")
 			continue
@@ -113,6 +135,38 @@ func (w *wsClient) serve() {
 			return
 		}
 	}
+}
+
+// extendRead moves the read deadline after the client showed life: 75 s
+// ahead, or while shutting down, wsDrainQuiet (until drainUntil at most).
+func (w *wsClient) extendRead() {
+	w.readMu.Lock()
+	defer w.readMu.Unlock()
+	if w.restarting {
+		d := time.Now().Add(wsDrainQuiet)
+		if d.After(w.drainUntil) {
+			d = w.drainUntil
+		}
+		_ = w.conn.SetReadDeadline(d)
+		return
+	}
+	_ = w.conn.SetReadDeadline(time.Now().Add(wsReadWait))
+}
+
+// startRestart runs when the server shuts down: the reader reads on only
+// while the client has frames in flight.
+func (w *wsClient) startRestart() {
+	w.readMu.Lock()
+	defer w.readMu.Unlock()
+	now := time.Now()
+	w.restarting, w.drainUntil = true, now.Add(wsDrainMax)
+	_ = w.conn.SetReadDeadline(now.Add(wsDrainQuiet))
+}
+
+func (w *wsClient) isRestarting() bool {
+	w.readMu.Lock()
+	defer w.readMu.Unlock()
+	return w.restarting
 }
 
 // frame is any client frame; unknown fields (such as "user") are ignored.
@@ -142,6 +196,16 @@ func (w *wsClient) handle(data []byte) bool {
 	f, err := decodeFrame(data)
 	if err != nil {
 		w.sendError(err, "", "")
+		return true
+	}
+	if (f.Type == "send" || f.Type == "join") && w.isRestarting() {
+		// Read during shutdown: not taken, but answered, so the client
+		// knows to resend it (same id) after reconnecting.
+		id := ""
+		if f.Type == "send" && f.ID != nil {
+			id = *f.ID
+		}
+		w.sendError(chat.Errorf(chat.EUnavailable, "the server is restarting; reconnect and retry"), id, f.Room)
 		return true
 	}
 	switch f.Type {
@@ -241,10 +305,12 @@ func (w *wsClient) sendError(err error, id, room string) {
 }
 
 // send queues a control frame, waiting for room: a client that floods us with
-// frames while not reading is slowed to its own pace.
+// frames while not reading is slowed to its own pace. It waits even during
+// shutdown (an answer must not be lost): the writer's write deadline bounds
+// the wait, since a failed write closes the queue.
 func (w *wsClient) send(v any) bool {
 	b, _ := json.Marshal(v)
-	return w.out.pushWait(w.srv.ctx(), b) == nil
+	return w.out.pushWait(context.Background(), b) == nil
 }
 
 // Joined implements chat.Sink.
