@@ -1,0 +1,1042 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Fault tests: the real program on Kafka and FerretDB that the test starts
+// itself, on ports of its own (never the suite's shared 19092/27018, since
+// it stops them), with a dependency stopped and resumed under it:
+//
+//   - TestFaults/KafkaOutage: sends answer unavailable within
+//     unavailableBound, /readyz says why, and the instance recovers by
+//     itself once the broker is back;
+//   - TestFaults/StoreOutage: sends are still acknowledged (the bus holds
+//     them), the persist stage pauses without committing, and everything
+//     is stored and delivered once the store is back.
+//
+// They run in the distributed pass (PARLEY_TEST_MODE=distributed), once.
+
+const (
+	faultKafkaPort      = "19292"
+	faultControllerPort = "19293"
+	faultMongoPort      = "27218"
+
+	// unavailableBound and knownDownBound are the documented bounds (API.md,
+	// Operations) on how long a send waits for its answer while the bus is
+	// unreachable: the first send of an outage waits out the publish (5 s
+	// at most), later ones a bus ping (1 s at most). Each with a second of
+	// slack for a busy machine.
+	unavailableBound = 6 * time.Second
+	knownDownBound   = 2 * time.Second
+)
+
+// faultServices are a Kafka broker and a FerretDB that the test owns.
+type faultServices struct {
+	root    string // the module root, where the scripts live
+	env     []string
+	brokers []string
+	mongo   string
+}
+
+// startFaultServices starts the test's own Kafka and FerretDB and stops them
+// when t ends. Without java, mvn or go it skips (fails under CI=true).
+func startFaultServices(t *testing.T) *faultServices {
+	t.Helper()
+	for _, tool := range []string{"java", "mvn", "go"} {
+		_, err := exec.LookPath(tool)
+		need(t, tool+" (for the fault tests' own Kafka and FerretDB)", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := os.TempDir()
+	svc := &faultServices{
+		root:    root,
+		brokers: []string{"127.0.0.1:" + faultKafkaPort},
+		mongo:   "mongodb://127.0.0.1:" + faultMongoPort + "/",
+	}
+	// Everything the scripts read is set here, whatever the environment
+	// says: the Taskfile exports the shared services' ports, and a data dir
+	// pointing at theirs would be wiped by start.
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR", "PARLEY_FERRETDB_PORT", "PARLEY_FERRETDB_DATA_DIR":
+			continue
+		}
+		svc.env = append(svc.env, kv)
+	}
+	svc.env = append(svc.env,
+		"KAFKA_PORT="+faultKafkaPort,
+		"KAFKA_CONTROLLER_PORT="+faultControllerPort,
+		"KAFKA_DATA_DIR="+filepath.Join(tmp, "parley-kafka-"+faultKafkaPort),
+		"PARLEY_FERRETDB_PORT="+faultMongoPort,
+		"PARLEY_FERRETDB_DATA_DIR="+filepath.Join(tmp, "parley-ferretdb-"+faultMongoPort),
+	)
+	t.Cleanup(func() {
+		// Best effort: the test may have stopped them already.
+		_, _ = svc.script("kafka", "stop")
+		_, _ = svc.script("ferretdb", "stop")
+	})
+	svc.must(t, "kafka", "start")
+	svc.must(t, "ferretdb", "start")
+	return svc
+}
+
+// script runs broker.sh or ferretdb.sh with verb and returns how long it took.
+func (svc *faultServices) script(which, verb string) (time.Duration, error) {
+	path := filepath.Join(svc.root, "kafka", "broker", "broker.sh")
+	if which == "ferretdb" {
+		path = filepath.Join(svc.root, "repository", "ferretdb", "ferretdb.sh")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, verb)
+	cmd.Dir = svc.root
+	cmd.Env = svc.env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return time.Since(start), fmt.Errorf("%s %s: %v\n%s", filepath.Base(path), verb, err, out)
+	}
+	return time.Since(start), nil
+}
+
+func (svc *faultServices) must(t *testing.T, which, verb string) {
+	t.Helper()
+	d, err := svc.script(which, verb)
+	if err != nil {
+		if verb == "start" {
+			need(t, "the fault tests' own "+which, err)
+		}
+		t.Fatal(err)
+	}
+	t.Logf("%s %s took %v", which, verb, d.Round(time.Millisecond))
+}
+
+// config is an instance config on the test's own services, with topics and
+// a database of its own.
+func (svc *faultServices) config(t *testing.T) (Config, string) {
+	t.Helper()
+	cfg, err := LoadConfig(func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	cfg.Addr = "127.0.0.1:0"
+	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.KafkaBrokers = svc.brokers
+	cfg.MongoURI = svc.mongo
+	cfg.MongoDB = "parley_faults_" + suffix
+	cfg.TopicSend, cfg.TopicReceive = "send_"+suffix, "receive_"+suffix
+	cfg.Secret = "faults-secret-" + suffix
+	return cfg, suffix
+}
+
+// TestFaults stops and resumes each dependency under a running instance.
+func TestFaults(t *testing.T) {
+	if os.Getenv("PARLEY_TEST_MODE") != "distributed" {
+		t.Skip("the fault tests run in the distributed pass (PARLEY_TEST_MODE=distributed); they start their own Kafka (127.0.0.1:" +
+			faultKafkaPort + ") and FerretDB (127.0.0.1:" + faultMongoPort + ")")
+	}
+	svc := startFaultServices(t)
+	t.Run("KafkaOutage", func(t *testing.T) { testKafkaOutage(t, svc) })
+	t.Run("StoreOutage", func(t *testing.T) { testStoreOutage(t, svc) })
+}
+
+// probeReadyz returns /readyz's status and body (status 0 and the error
+// when the request failed).
+func probeReadyz(base string) (int, string) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(base + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReadyz polls /readyz until it answers status and returns how long
+// that took and the answer's body.
+func waitReadyz(t *testing.T, s *testServer, status int, within time.Duration) (time.Duration, string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		got, body := probeReadyz(s.base)
+		if got == status {
+			return time.Since(start), body
+		}
+		if time.Since(start) > within {
+			t.Fatalf("/readyz did not answer %d within %v; last %d %s", status, within, got, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tally is what one WebSocket connection was answered, by message id.
+type tally struct {
+	acks   map[string]int
+	errs   map[string][]string // id -> codes
+	msgs   []message
+	others []map[string]any
+}
+
+func newTally() *tally {
+	return &tally{acks: map[string]int{}, errs: map[string][]string{}}
+}
+
+func (tl *tally) add(f map[string]any) {
+	id, _ := f["id"].(string)
+	switch f["type"] {
+	case "ack":
+		tl.acks[id]++
+	case "error":
+		code, _ := f["code"].(string)
+		tl.errs[id] = append(tl.errs[id], code)
+	case "message":
+		tl.msgs = append(tl.msgs, toMessage(f))
+	default:
+		tl.others = append(tl.others, f)
+	}
+}
+
+// answered reports whether id got an ack or an error.
+func (tl *tally) answered(id string) bool { return tl.acks[id] > 0 || len(tl.errs[id]) > 0 }
+
+// awaitAnswer reads c's frames into tl until id is answered, failing after
+// within; it returns how long the answer took.
+func awaitAnswer(t *testing.T, c *wsClient, tl *tally, id string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for !tl.answered(id) {
+		select {
+		case f := <-c.frames:
+			tl.add(f)
+		case <-c.closed:
+			t.Fatalf("connection closed (code %d) while waiting for the answer to %s", c.closeCode, id)
+		case <-timer.C:
+			t.Fatalf("send %s: no answer within %v (a hung handler)", id, within)
+		}
+	}
+	return time.Since(start)
+}
+
+// drainFrames reads c's frames into tl until none came for quiet.
+func drainFrames(c *wsClient, tl *tally, quiet time.Duration) {
+	for {
+		select {
+		case f := <-c.frames:
+			tl.add(f)
+		case <-time.After(quiet):
+			return
+		}
+	}
+}
+
+// collectUntil reads c's frames into tl until a message of every id of ids
+// arrived or within passed.
+func collectUntil(c *wsClient, tl *tally, ids map[string]bool, within time.Duration) {
+	deadline := time.After(within)
+	for {
+		got := map[string]bool{}
+		for _, m := range tl.msgs {
+			got[m.ID] = true
+		}
+		missing := false
+		for id := range ids {
+			if !got[id] {
+				missing = true
+				break
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case f := <-c.frames:
+			tl.add(f)
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// postTimed POSTs one message and returns the status, the error code of a
+// non-202 answer and the time it took.
+func postTimed(s *testServer, token, room, id string) (int, string, time.Duration, error) {
+	start := time.Now()
+	req, _ := http.NewRequest("POST", s.base+"/api/rooms/"+room+"/messages", strings.NewReader(jsonBody(map[string]string{"id": id, "text": "post " + id})))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", time.Since(start), err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	d := time.Since(start)
+	if resp.StatusCode == 202 {
+		return 202, "", d, nil
+	}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e.Error.Code, d, nil
+}
+
+// fullHistory reads a room's whole history through s.
+func fullHistory(t *testing.T, s *testServer, token, room string) []message {
+	t.Helper()
+	var all []message
+	after := int64(0)
+	for {
+		p := s.history(token, room, "?limit=200&after="+strconv.FormatInt(after, 10))
+		all = append(all, p.Messages...)
+		if !p.HasMore || len(p.Messages) == 0 {
+			return all
+		}
+		after = p.Messages[len(p.Messages)-1].Seq
+	}
+}
+
+// checkStored checks that a room's history holds every id of acked exactly
+// once, with seqs 1..n gapless, and otherwise only ids of maybe (sends
+// answered with an error, which the bus may still have taken).
+func checkStored(t *testing.T, room string, all []message, acked, maybe map[string]bool) {
+	t.Helper()
+	count := map[string]int{}
+	for i, m := range all {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("history of %s: seqs %v, want 1..%d gapless", room, seqList(all), len(all))
+		}
+		count[m.ID]++
+	}
+	for id, n := range count {
+		switch {
+		case n > 1:
+			t.Errorf("history of %s holds %s %d times", room, id, n)
+		case !acked[id] && !maybe[id]:
+			t.Errorf("history of %s holds %s, which was neither acknowledged nor refused", room, id)
+		}
+	}
+	for id := range acked {
+		if count[id] == 0 {
+			t.Errorf("history of %s lacks %s, which was acknowledged", room, id)
+		}
+	}
+}
+
+// sameAsStored checks that a client got exactly the stored messages, each
+// once, in seq order.
+func sameAsStored(t *testing.T, who string, got, stored []message) {
+	t.Helper()
+	if len(got) != len(stored) {
+		t.Errorf("%s got %d messages, the store holds %d: got seqs %v", who, len(got), len(stored), seqList(got))
+		return
+	}
+	for i := range got {
+		if got[i].Seq != stored[i].Seq || got[i].ID != stored[i].ID {
+			t.Errorf("%s got seqs %v, want %v", who, seqList(got), seqList(stored))
+			return
+		}
+	}
+}
+
+// sseCollect reads st's message events into got until a message of every
+// id of ids arrived or within passed.
+func sseCollect(st *sseStream, got *[]message, ids map[string]bool, within time.Duration) error {
+	deadline := time.After(within)
+	for {
+		have := map[string]bool{}
+		for _, m := range *got {
+			have[m.ID] = true
+		}
+		missing := 0
+		for id := range ids {
+			if !have[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		select {
+		case ev, ok := <-st.events:
+			if !ok {
+				return errors.New("SSE stream ended")
+			}
+			if ev.Event != "message" {
+				continue
+			}
+			var m message
+			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
+				return err
+			}
+			*got = append(*got, m)
+		case <-deadline:
+			return fmt.Errorf("%d messages missing after %v", missing, within)
+		}
+	}
+}
+
+func durations(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = d.Round(time.Millisecond).String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func maxDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return slices.Max(ds)
+}
+
+// sendWS sends one message on c and waits for its answer.
+func sendWS(t *testing.T, c *wsClient, tl *tally, room, id string, within time.Duration) time.Duration {
+	t.Helper()
+	c.write(map[string]any{"type": "send", "room": room, "id": id, "text": "ws " + id})
+	return awaitAnswer(t, c, tl, id, within)
+}
+
+// testKafkaOutage stops the broker under an instance with WebSocket and SSE
+// clients joined, then resumes it.
+func testKafkaOutage(t *testing.T, svc *faultServices) {
+	cfg, suffix := svc.config(t)
+	s := startInstance(t, cfg, "faults-kafka-"+suffix)
+	// A second instance, shut down during the outage: its shutdown must keep
+	// to its deadline with the broker gone.
+	other := startInstance(t, cfg, "faults-kafka-other-"+suffix)
+	token := s.login("alice")
+	room := "kafka-outage-" + suffix
+	sender, watcher := s.dial(token), s.dial(token)
+	sender.join(room)
+	watcher.join(room)
+	st := s.sse(token, room, "", nil)
+	sent, wt := newTally(), newTally()
+	acked, failed := map[string]bool{}, map[string]bool{}
+
+	// Before: WebSocket and POST sends are acknowledged and delivered.
+	for i := range 5 {
+		id := fmt.Sprintf("before-ws-%d", i)
+		sendWS(t, sender, sent, room, id, 10*time.Second)
+		if sent.acks[id] != 1 {
+			t.Fatalf("send %s before the outage: %v", id, sent.errs[id])
+		}
+		acked[id] = true
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("before-post-%d", i)
+		if status, code, _, err := postTimed(s, token, room, id); err != nil || status != 202 {
+			t.Fatalf("POST %s before the outage: %d %s %v", id, status, code, err)
+		}
+		acked[id] = true
+	}
+	collectUntil(watcher, wt, acked, 10*time.Second)
+	if len(wt.msgs) != len(acked) {
+		t.Fatalf("before the outage the watcher got %d of %d messages", len(wt.msgs), len(acked))
+	}
+	otherClient := other.dial(token)
+	otherClient.join(room)
+
+	// The broker goes away.
+	svc.must(t, "kafka", "stop")
+	down := time.Now()
+	took, body := waitReadyz(t, s, 503, 5*time.Second)
+	if !strings.Contains(body, `"reason"`) || !strings.Contains(body, "bus") {
+		t.Errorf("/readyz during the Kafka outage: %s, want a reason naming the bus", body)
+	}
+	t.Logf("Kafka stopped: /readyz 503 after %v: %s", took.Round(time.Millisecond), body)
+
+	var wsTimes, postTimes []time.Duration
+	for i := range 6 {
+		id := fmt.Sprintf("down-ws-%d", i)
+		wsTimes = append(wsTimes, sendWS(t, sender, sent, room, id, 30*time.Second))
+		switch {
+		case sent.acks[id] > 0:
+			t.Errorf("send %s acknowledged with the broker stopped", id)
+		case !slices.Equal(sent.errs[id], []string{"unavailable"}):
+			t.Errorf("send %s during the outage answered %v, want unavailable", id, sent.errs[id])
+		}
+		failed[id] = true
+		id = fmt.Sprintf("down-post-%d", i)
+		status, code, d, err := postTimed(s, token, room, id)
+		if err != nil {
+			t.Fatalf("POST %s during the outage: %v", id, err)
+		}
+		postTimes = append(postTimes, d)
+		if status != 503 || code != "unavailable" {
+			t.Errorf("POST %s during the outage: %d %s, want 503 unavailable", id, status, code)
+		}
+		failed[id] = true
+	}
+	t.Logf("Kafka stopped: WebSocket send -> unavailable in %s", durations(wsTimes))
+	t.Logf("Kafka stopped: POST -> 503 unavailable in %s", durations(postTimes))
+	if m := max(maxDuration(wsTimes), maxDuration(postTimes)); m > unavailableBound {
+		t.Errorf("a send waited %v for unavailable, over the documented bound %v", m, unavailableBound)
+	}
+	// Only the first send of the outage waits out a publish.
+	later := append(slices.Clone(wsTimes[1:]), postTimes...)
+	if m := maxDuration(later); m > knownDownBound {
+		t.Errorf("a send with the bus known down waited %v for unavailable, over the documented bound %v", m, knownDownBound)
+	}
+
+	// The other instance is shut down meanwhile: its client gets 1012, and
+	// the shutdown keeps to its deadline although nothing can be committed.
+	stopStart := time.Now()
+	other.stop()
+	select {
+	case err := <-other.done:
+		if err != nil {
+			t.Errorf("the other instance stopped with %v", err)
+		}
+	case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
+		t.Fatalf("the other instance's shutdown took over %v with the broker down", cfg.ShutdownTimeout+5*time.Second)
+	}
+	other.stop = nil // done
+	otherTook := time.Since(stopStart)
+	if code := otherClient.waitClose(time.Second); code != 1012 {
+		t.Errorf("the other instance's client got close %d, want 1012", code)
+	}
+	t.Logf("Kafka stopped: the other instance shut down in %v (deadline %v)", otherTook.Round(time.Millisecond), cfg.ShutdownTimeout)
+	if code, body := probeReadyz(s.base); code != 503 {
+		t.Errorf("/readyz after %v of outage: %d %s, want 503", time.Since(down).Round(time.Millisecond), code, body)
+	}
+
+	// The broker comes back on its data; the instance recovers by itself.
+	svc.must(t, "kafka", "resume")
+	back := time.Now()
+	took, _ = waitReadyz(t, s, 200, 60*time.Second)
+	t.Logf("Kafka resumed (outage %v): /readyz 200 %v after resume returned", back.Sub(down).Round(time.Millisecond), took.Round(time.Millisecond))
+
+	// Once ready, sends are acknowledged at once: no retry needed.
+	var afterTimes []time.Duration
+	for i := range 5 {
+		id := fmt.Sprintf("after-ws-%d", i)
+		afterTimes = append(afterTimes, sendWS(t, sender, sent, room, id, 10*time.Second))
+		if sent.acks[id] != 1 {
+			t.Errorf("send %s after recovery (/readyz 200): %v, want ack", id, sent.errs[id])
+		}
+		acked[id] = true
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("after-post-%d", i)
+		if status, code, _, err := postTimed(s, token, room, id); err != nil || status != 202 {
+			t.Errorf("POST %s after recovery: %d %s %v", id, status, code, err)
+		}
+		acked[id] = true
+	}
+	// A client retrying a send that failed, under its id, is acknowledged.
+	retry := "down-ws-0"
+	delete(sent.errs, retry)
+	sendWS(t, sender, sent, room, retry, 10*time.Second)
+	if sent.acks[retry] != 1 {
+		t.Errorf("retry of %s after recovery: %v", retry, sent.errs[retry])
+	}
+	acked[retry] = true
+	delete(failed, retry)
+	t.Logf("after recovery: WebSocket send -> ack in %s", durations(afterTimes))
+
+	// The fan-out consumer is back: the joined clients get every message
+	// acknowledged, each once and in order (and a send of the outage
+	// answered unavailable only if the writer still delivered it late).
+	collectUntil(watcher, wt, acked, 20*time.Second)
+	var sseGot []message
+	if err := sseCollect(st, &sseGot, acked, 20*time.Second); err != nil {
+		t.Errorf("SSE client: %v", err)
+	}
+	stored := fullHistory(t, s, token, room)
+	checkStored(t, room, stored, acked, failed)
+	sameAsStored(t, "WebSocket watcher", wt.msgs, stored)
+	sameAsStored(t, "SSE client", sseGot, stored)
+	late := 0
+	for _, m := range stored {
+		if failed[m.ID] {
+			late++
+		}
+	}
+	t.Logf("stored %d messages once each, seqs 1..%d gapless; %d sends answered unavailable were stored anyway",
+		len(stored), len(stored), late)
+}
+
+// persistOffsets returns, summed over the send topic's partitions, the
+// persist group's committed offsets and the topic's end offsets: the
+// records the persist stage is done with, and all records.
+func persistOffsets(t *testing.T, cfg Config) (committed, end int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := &kafkago.Client{Addr: kafkago.TCP(cfg.KafkaBrokers...), Timeout: 5 * time.Second}
+	parts := make([]int, cfg.KafkaPartitions)
+	reqs := make([]kafkago.OffsetRequest, cfg.KafkaPartitions)
+	for p := range parts {
+		parts[p] = p
+		reqs[p] = kafkago.LastOffsetOf(p)
+	}
+	of, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: chat.GroupPersist, Topics: map[string][]int{cfg.TopicSend: parts}})
+	if err != nil || of.Error != nil {
+		t.Fatalf("offset fetch: %v %v", err, of)
+	}
+	for _, p := range of.Topics[cfg.TopicSend] {
+		if p.Error != nil {
+			t.Fatalf("offset fetch of partition %d: %v", p.Partition, p.Error)
+		}
+		if p.CommittedOffset > 0 {
+			committed += p.CommittedOffset
+		}
+	}
+	lo, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{cfg.TopicSend: reqs}})
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	for _, p := range lo.Topics[cfg.TopicSend] {
+		if p.Error != nil {
+			t.Fatalf("list offsets of partition %d: %v", p.Partition, p.Error)
+		}
+		end += p.LastOffset
+	}
+	return committed, end
+}
+
+// testStoreOutage stops the store for about ten seconds while sends go on,
+// then resumes it.
+func testStoreOutage(t *testing.T, svc *faultServices) {
+	cfg, suffix := svc.config(t)
+	s := startInstance(t, cfg, "faults-store-"+suffix)
+	token := s.login("alice")
+	room := "store-outage-" + suffix
+	sender, watcher := s.dial(token), s.dial(token)
+	sender.join(room)
+	watcher.join(room)
+	st := s.sse(token, room, "", nil)
+	sent, wt := newTally(), newTally()
+	acked := map[string]bool{}
+
+	for i := range 5 {
+		id := fmt.Sprintf("before-%d", i)
+		sendWS(t, sender, sent, room, id, 10*time.Second)
+		if sent.acks[id] != 1 {
+			t.Fatalf("send %s before the outage: %v", id, sent.errs[id])
+		}
+		acked[id] = true
+	}
+	collectUntil(watcher, wt, acked, 10*time.Second)
+	if len(wt.msgs) != len(acked) {
+		t.Fatalf("before the outage the watcher got %d of %d messages", len(wt.msgs), len(acked))
+	}
+	// The persist stage commits after storing: wait until it is done with
+	// everything so far.
+	var committed0, end0 int64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if committed0, end0 = persistOffsets(t, cfg); committed0 == end0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if committed0 != end0 {
+		t.Fatalf("before the outage the persist group committed %d of %d records", committed0, end0)
+	}
+
+	svc.must(t, "ferretdb", "stop")
+	down := time.Now()
+	took, body := waitReadyz(t, s, 503, 5*time.Second)
+	if !strings.Contains(body, `"reason"`) || !strings.Contains(body, "store") {
+		t.Errorf("/readyz during the store outage: %s, want a reason naming the store", body)
+	}
+	t.Logf("store stopped: /readyz 503 after %v: %s", took.Round(time.Millisecond), body)
+	hstart := time.Now()
+	if status, body := s.do("GET", "/api/rooms/"+room+"/messages", token, ""); status != 503 {
+		t.Errorf("history with the store down: %d %s, want 503", status, body)
+	}
+	t.Logf("store stopped: history -> 503 in %v", time.Since(hstart).Round(time.Millisecond))
+
+	// Sends go on for about ten seconds: the bus holds them, so they are
+	// acknowledged, but nothing can be stored, so nothing is delivered.
+	var ackTimes []time.Duration
+	outage := map[string]bool{}
+	sending := time.Now()
+	for i := 0; time.Since(sending) < 10*time.Second; i++ {
+		id := fmt.Sprintf("down-ws-%d", i)
+		ackTimes = append(ackTimes, sendWS(t, sender, sent, room, id, 10*time.Second))
+		if sent.acks[id] != 1 {
+			t.Errorf("send %s with the store down: %v, want ack (the bus is up)", id, sent.errs[id])
+		}
+		acked[id], outage[id] = true, true
+		id = fmt.Sprintf("down-post-%d", i)
+		status, code, d, err := postTimed(s, token, room, id)
+		if err != nil || status != 202 {
+			t.Errorf("POST %s with the store down: %d %s %v, want 202", id, status, code, err)
+		}
+		ackTimes = append(ackTimes, d)
+		acked[id], outage[id] = true, true
+		time.Sleep(400 * time.Millisecond)
+	}
+	t.Logf("store stopped: %d sends acknowledged, slowest %v", len(outage), maxDuration(ackTimes).Round(time.Millisecond))
+	drainFrames(watcher, wt, 200*time.Millisecond)
+	for _, m := range wt.msgs {
+		if outage[m.ID] {
+			t.Errorf("message %s (seq %d) delivered while the store was down", m.ID, m.Seq)
+		}
+	}
+	if code, body := probeReadyz(s.base); code != 503 {
+		t.Errorf("/readyz after %v of store outage: %d %s, want 503", time.Since(down).Round(time.Millisecond), code, body)
+	}
+	committed, end := persistOffsets(t, cfg)
+	t.Logf("store stopped: persist group committed %d of %d records (before the outage %d of %d)", committed, end, committed0, end0)
+	if committed != committed0 {
+		t.Errorf("the persist group committed %d records while the store was down", committed-committed0)
+	}
+	if end-end0 != int64(len(outage)) {
+		t.Errorf("the send topic grew by %d records during the outage, want %d (one per acknowledged send)", end-end0, len(outage))
+	}
+
+	svc.must(t, "ferretdb", "resume")
+	back := time.Now()
+	took, _ = waitReadyz(t, s, 200, 60*time.Second)
+	t.Logf("store resumed (outage %v): /readyz 200 %v after resume returned", back.Sub(down).Round(time.Millisecond), took.Round(time.Millisecond))
+	collectUntil(watcher, wt, acked, 60*time.Second)
+	t.Logf("store resumed: the watcher had every message %v after resume returned", time.Since(back).Round(time.Millisecond))
+	var sseGot []message
+	if err := sseCollect(st, &sseGot, acked, 20*time.Second); err != nil {
+		t.Errorf("SSE client: %v", err)
+	}
+	// And the persist stage committed everything once it was stored.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if committed, end = persistOffsets(t, cfg); committed == end || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if committed != end {
+		t.Errorf("after recovery the persist group committed %d of %d records", committed, end)
+	}
+	stored := fullHistory(t, s, token, room)
+	checkStored(t, room, stored, acked, nil)
+	sameAsStored(t, "WebSocket watcher", wt.msgs, stored)
+	sameAsStored(t, "SSE client", sseGot, stored)
+	t.Logf("stored %d messages once each, seqs 1..%d gapless, delivered to both clients in order", len(stored), len(stored))
+}
+
+// TestShutdownAnswersInFlight shuts the server down (what SIGTERM does: run's
+// context ends) while a WebSocket client keeps up to 100 sends in flight, a
+// POST client sends in a loop and an SSE client reads: /readyz turns 503
+// before the listener closes, every send frame written is answered exactly
+// once (acks, then errors once the connection stops taking sends), the
+// WebSocket closes with 1012 after the listener closed, the SSE stream ends,
+// and every acknowledged message is stored once. On both modes.
+func TestShutdownAnswersInFlight(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.SendRate, c.SendBurst = 1e6, 1e6
+		c.ShutdownDelay = 500 * time.Millisecond
+		c.ShutdownTimeout = 10 * time.Second
+	})
+	cfg := s.cfg
+	token := s.login("alice")
+	room := uniqueRoom(t)
+	st := s.sse(token, room, "", nil)
+	c := s.dial(token)
+	c.join(room)
+
+	// /readyz, polled over new connections: its answers in order, until the
+	// listener refuses.
+	type probe struct {
+		at     time.Duration
+		status int
+		body   string
+	}
+	var probes []probe
+	refused := make(chan time.Time, 1)
+	var start time.Time
+	startPoll := make(chan struct{})
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		<-startPoll
+		for {
+			status, body := probeReadyz(s.base)
+			probes = append(probes, probe{time.Since(start), status, body})
+			if status == 0 {
+				refused <- time.Now()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+
+	// The WebSocket sender: up to 100 sends in flight, paced at about one a
+	// millisecond, until the listener has closed.
+	var written []string
+	tl := newTally()
+	writerDone := make(chan struct{})
+	stopWriting := make(chan struct{})
+	firstAck := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		inFlight := 0
+		answers := 0
+		acked := false
+		for i := 0; ; i++ {
+			// Count answers so far (frames are read by this goroutine only).
+			for {
+				select {
+				case f := <-c.frames:
+					tl.add(f)
+					if f["type"] == "ack" || f["type"] == "error" {
+						answers++
+						if f["type"] == "ack" && !acked {
+							acked = true
+							close(firstAck)
+						}
+					}
+					continue
+				default:
+				}
+				break
+			}
+			inFlight = len(written) - answers
+			select {
+			case <-stopWriting:
+				return
+			default:
+			}
+			if inFlight >= 100 {
+				select {
+				case f := <-c.frames:
+					tl.add(f)
+					if f["type"] == "ack" || f["type"] == "error" {
+						answers++
+						if f["type"] == "ack" && !acked {
+							acked = true
+							close(firstAck)
+						}
+					}
+				case <-stopWriting:
+					return
+				case <-c.closed:
+					return
+				}
+				continue
+			}
+			id := fmt.Sprintf("ws-%05d", i)
+			if err := c.conn.WriteMessage(1, []byte(`{"type":"send","room":"`+room+`","id":"`+id+`","text":"in flight"}`)); err != nil {
+				return
+			}
+			written = append(written, id)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	// The POST sender, on one keep-alive connection.
+	type postResult struct {
+		id     string
+		status int
+		code   string
+		took   time.Duration
+		err    error
+	}
+	var posts []postResult
+	postsDone := make(chan struct{})
+	go func() {
+		defer close(postsDone)
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("post-%05d", i)
+			status, code, took, err := postTimed(s, token, room, id)
+			posts = append(posts, postResult{id, status, code, took, err})
+			if err != nil || status != 202 {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+
+	select {
+	case <-firstAck:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ack within 10s")
+	}
+	time.Sleep(100 * time.Millisecond) // sends under way on both paths
+	start = time.Now()
+	s.stop()
+	close(startPoll)
+	var refusedAt time.Time
+	select {
+	case refusedAt = <-refused:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not close within 10s of shutdown")
+	}
+	close(stopWriting)
+	<-writerDone
+	<-pollDone
+
+	// Every frame written is answered before the close, exactly once.
+	closeCode := -1
+	closedAt := time.Time{}
+	deadline := time.After(15 * time.Second)
+	for closeCode < 0 {
+		select {
+		case f := <-c.frames:
+			tl.add(f)
+		case <-c.closed:
+			for {
+				select {
+				case f := <-c.frames:
+					tl.add(f)
+					continue
+				default:
+				}
+				break
+			}
+			closeCode, closedAt = c.closeCode, time.Now()
+		case <-deadline:
+			t.Fatal("the WebSocket was not closed within 15s of shutdown")
+		}
+	}
+	if closeCode != 1012 {
+		t.Errorf("close code %d, want 1012", closeCode)
+	}
+	if closedAt.Before(refusedAt) {
+		t.Errorf("1012 came %v before the listener closed", refusedAt.Sub(closedAt))
+	}
+	acked := map[string]bool{}
+	wsAcked, wsErrs, lastAck, firstErr := 0, 0, -1, -1
+	for i, id := range written {
+		a, e := tl.acks[id], tl.errs[id]
+		switch {
+		case a+len(e) == 0:
+			t.Errorf("send %s (%d of %d written) never answered", id, i+1, len(written))
+		case a+len(e) > 1:
+			t.Errorf("send %s answered %d times (%d acks, errors %v)", id, a+len(e), a, e)
+		case a == 1:
+			acked[id] = true
+			wsAcked++
+			lastAck = i
+		default:
+			if e[0] != "unavailable" {
+				t.Errorf("send %s answered %s, want ack or unavailable", id, e[0])
+			}
+			wsErrs++
+			if firstErr < 0 {
+				firstErr = i
+			}
+		}
+	}
+	if firstErr >= 0 && lastAck > firstErr {
+		t.Errorf("send %d was acknowledged after send %d was refused: sends of one connection are handled in order", lastAck, firstErr)
+	}
+
+	// /readyz: 503 with its reason before the listener closed, never 200
+	// once it was 503.
+	first503 := -1
+	for i, p := range probes {
+		switch {
+		case p.status == 503 && first503 < 0:
+			first503 = i
+			if !strings.Contains(p.body, "shutting down") {
+				t.Errorf("/readyz while shutting down: %s", p.body)
+			}
+		case p.status == 200 && first503 >= 0:
+			t.Errorf("/readyz 200 at %v, after 503 at %v", p.at, probes[first503].at)
+		}
+	}
+	if first503 < 0 {
+		t.Errorf("/readyz never answered 503 before the listener closed: %v", probes)
+	} else {
+		t.Logf("/readyz 503 from %v after shutdown began to %v (%d probes); listener closed at %v; 1012 at %v",
+			probes[first503].at.Round(time.Millisecond), probes[len(probes)-2].at.Round(time.Millisecond), len(probes)-1-first503,
+			refusedAt.Sub(start).Round(time.Millisecond), closedAt.Sub(start).Round(time.Millisecond))
+	}
+
+	// The SSE stream ends.
+	var sseGot []message
+	sseEnded := false
+	for timeout := time.After(10 * time.Second); !sseEnded; {
+		select {
+		case ev, ok := <-st.events:
+			if !ok {
+				sseEnded = true
+				break
+			}
+			if ev.Event == "message" {
+				var m message
+				mustJSON(t, []byte(ev.Data), &m)
+				sseGot = append(sseGot, m)
+			}
+		case <-timeout:
+			t.Fatal("the SSE stream did not end within 10s of shutdown")
+		}
+	}
+
+	<-postsDone
+	postAcked, postOther := 0, []string{}
+	for _, p := range posts {
+		switch {
+		case p.err == nil && p.status == 202:
+			acked[p.id] = true
+			postAcked++
+		case p.err == nil && p.status == 503 && p.code == "unavailable":
+			postOther = append(postOther, "503")
+		case p.err != nil:
+			// The listener refused the connection (or closed it idle) before
+			// the request was read.
+			postOther = append(postOther, "transport error")
+		default:
+			t.Errorf("POST %s while shutting down: %d %s", p.id, p.status, p.code)
+		}
+		if p.took > cfg.ShutdownTimeout {
+			t.Errorf("POST %s took %v, over the shutdown deadline", p.id, p.took)
+		}
+	}
+	s.shutdown() // waits for run to return
+	t.Logf("WebSocket: %d sends written, %d acknowledged, %d answered unavailable, close %d; POST: %d acknowledged, then %v",
+		len(written), wsAcked, wsErrs, closeCode, postAcked, postOther)
+
+	// Everything acknowledged is stored once: read it through a new
+	// instance on the same data.
+	cfg.DataDir = s.cfg.DataDir
+	s2 := startWith(t, cfg)
+	var stored []message
+	for wait := time.Now().Add(20 * time.Second); ; {
+		stored = fullHistory(t, s2, s2.login("alice"), room)
+		if len(stored) >= len(acked) || time.Now().After(wait) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checkStored(t, room, stored, acked, nil)
+	// The SSE client got a gapless prefix of the history, in order.
+	if len(sseGot) > len(stored) {
+		t.Errorf("SSE client got %d messages, the store holds %d", len(sseGot), len(stored))
+	} else {
+		sameAsStored(t, "SSE client", sseGot, stored[:len(sseGot)])
+	}
+	t.Logf("stored %d messages, once each, gapless; the SSE client had %d of them when its stream ended", len(stored), len(sseGot))
+}
