@@ -163,7 +163,13 @@ func (w *wsClient) startRestart() {
 	_ = w.conn.SetReadDeadline(now.Add(wsDrainQuiet))
 }
 
+// isRestarting reports whether the server is shutting down. The server's
+// context is asked too: startRestart runs in a goroutine of its own, and a
+// connection whose handler starts as shutdown ends must take no send.
 func (w *wsClient) isRestarting() bool {
+	if w.srv.ctx().Err() != nil {
+		return true
+	}
 	w.readMu.Lock()
 	defer w.readMu.Unlock()
 	return w.restarting
