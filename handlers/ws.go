@@ -62,7 +62,15 @@ func (s *Server) websocket() fiber.Handler {
 		s.Metrics.Conn("websocket", 1)
 		defer s.Metrics.Conn("websocket", -1)
 		wc.serve()
-	}, websocket.Config{ReadBufferSize: 4096, WriteBufferSize: 4096})
+	}, websocket.Config{
+		// Memory per idle connection: the reader sits on the HTTP server's
+		// own 4 KiB buffer, kept by the hijacked connection, so a small one
+		// of its own is enough; and write buffers are lent from a pool only
+		// while the library writes (our writer lays out its frames itself).
+		ReadBufferSize:  256,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
+	})
 }
 
 // wsClient is one WebSocket connection: the handler's goroutine reads and
