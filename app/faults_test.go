@@ -715,8 +715,8 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 	if committed != committed0 {
 		t.Errorf("the persist group committed %d records while the store was down", committed-committed0)
 	}
-	if end-end0 != int64(len(outage)) {
-		t.Errorf("the send topic grew by %d records during the outage, want %d (one per acknowledged send)", end-end0, len(outage))
+	if end-end0 < int64(len(outage)) {
+		t.Errorf("the send topic grew by %d records during the outage, want at least %d (one per acknowledged send)", end-end0, len(outage))
 	}
 
 	svc.must(t, "ferretdb", "resume")
