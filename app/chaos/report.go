@@ -229,16 +229,17 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, stored []s
 		}
 	}
 	slices.Sort(rep.KillRecoveries)
+	slices.SortStableFunc(rep.Events, func(a, b event) int { return a.At.Compare(b.At) })
 	slices.SortFunc(rep.slowest, func(a, b client.Outage) int { return cmp.Compare(b.Recovered, a.Recovered) })
 	rep.slowest = rep.slowest[:min(len(rep.slowest), 3)]
 	return rep
 }
 
-// killedAt reports whether out began within 2 s after its instance was
-// killed or stopped.
+// killedAt reports whether out began within 5 s after its instance was
+// killed or told to stop.
 func killedAt(events []event, out client.Outage) bool {
 	for _, e := range events {
-		if e.Node != "" && e.Node == out.Instance && !out.At.Before(e.At.Add(-100*time.Millisecond)) && out.At.Sub(e.At) < 2*time.Second {
+		if e.Node != "" && e.Node == out.Instance && !out.At.Before(e.At.Add(-100*time.Millisecond)) && out.At.Sub(e.At) < 5*time.Second {
 			return true
 		}
 	}
@@ -268,7 +269,7 @@ func (r *Report) Print(w io.Writer) {
 		rec = fmt.Sprintf("longest %v (p50 %v, p99 %v over %d reconnects)", r.KillRecoveries[n-1].Round(time.Millisecond),
 			r.KillRecoveries[n/2].Round(time.Millisecond), r.KillRecoveries[min(n-1, n*99/100)].Round(time.Millisecond), n)
 	}
-	fmt.Fprintf(w, "recovery after a kill: %s; %d connections lost in all, longest recovery %v, %d not recovered\n",
+	fmt.Fprintf(w, "recovery after a kill or SIGTERM of the client's instance: %s; %d connections lost in all, longest recovery %v, %d not recovered\n",
 		rec, r.Outages, r.LongestOutage.Round(time.Millisecond), r.Unrecovered)
 	for _, o := range r.slowest {
 		fmt.Fprintf(w, "  slow recovery: %v from +%.1fs (%s, lost to %s), %d attempts, last failure: %s\n",

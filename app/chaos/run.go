@@ -48,9 +48,15 @@ type event struct {
 }
 
 func (c *cluster) logEvent(node, format string, args ...any) {
+	c.logEventAt(time.Now(), node, format, args...)
+}
+
+// logEventAt records an event that began at at (a SIGTERM is logged once
+// the instance has stopped, but its clients were told to go at once).
+func (c *cluster) logEventAt(at time.Time, node, format string, args ...any) {
 	what := fmt.Sprintf(format, args...)
 	c.mu.Lock()
-	c.events = append(c.events, event{At: time.Now(), What: what, Node: node})
+	c.events = append(c.events, event{At: at, What: what, Node: node})
 	c.mu.Unlock()
 	logf(c.out, c.start, "%s", what)
 }
@@ -473,7 +479,7 @@ func (c *cluster) rolling(ctx context.Context, o Options) error {
 		var termErr error
 		t0 := time.Now()
 		n.down(func() { termErr = n.inst.Term(30 * time.Second) })
-		c.logEvent(n.inst.URL(), "SIGTERM %s: stopped in %v (%v)", n.inst.ID(), time.Since(t0).Round(10*time.Millisecond), termErr)
+		c.logEventAt(t0, n.inst.URL(), "SIGTERM %s: stopped in %v (exit: %v)", n.inst.ID(), time.Since(t0).Round(10*time.Millisecond), termErr)
 		t0 = time.Now()
 		if err := n.up(ctx); err != nil {
 			return err

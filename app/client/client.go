@@ -55,7 +55,9 @@ type Config struct {
 	// past it Send gives up with ErrNotAcked. Default 60 s.
 	SendBudget time.Duration
 	// JoinTimeout bounds the wait for every room's "joined" on a new
-	// connection. Default 12 s (the server bounds a join by 10 s).
+	// connection. Default 25 s: the server bounds each join by 10 s and
+	// answers an error past it; a client that gave up sooner would only
+	// leave the server working on a join nobody waits for.
 	JoinTimeout time.Duration
 	// PingInterval is how often the client pings; with no frame at all for
 	// three intervals the connection is taken for dead. Default 15 s.
@@ -82,7 +84,7 @@ func (c *Config) defaults() {
 	set(&c.BackoffMax, 5*time.Second)
 	set(&c.AckTimeout, 7*time.Second)
 	set(&c.SendBudget, 60*time.Second)
-	set(&c.JoinTimeout, 12*time.Second)
+	set(&c.JoinTimeout, 25*time.Second)
 	set(&c.PingInterval, 15*time.Second)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
@@ -202,6 +204,7 @@ type Client struct {
 	conn     *conn         // current connection, every room joined; nil between
 	connCh   chan struct{} // closed and replaced whenever conn changes
 	next     int           // index into cfg.URLs of the next instance to try
+	notReady int           // instances found not ready in a row
 }
 
 type roomState struct {
@@ -326,7 +329,23 @@ func (c *Client) pickURL() string {
 func (c *Client) connect(ctx context.Context) (*conn, error) {
 	base := c.pickURL()
 	if !c.cfg.SkipReadyCheck && !c.ready(ctx, base) {
-		return nil, fmt.Errorf("%s not ready", base)
+		// Fail open, as load balancers do: when a whole round found no
+		// instance ready (the bus or the store is down for all of them),
+		// connect anyway; joins work as soon as the store answers.
+		c.mu.Lock()
+		c.notReady++
+		open := c.notReady > len(c.cfg.URLs)
+		if open {
+			c.notReady = 0
+		}
+		c.mu.Unlock()
+		if !open {
+			return nil, fmt.Errorf("%s not ready", base)
+		}
+	} else {
+		c.mu.Lock()
+		c.notReady = 0
+		c.mu.Unlock()
 	}
 	token, err := c.signIn(ctx, base)
 	if err != nil {
