@@ -339,25 +339,32 @@ func (b *Bus) forget(c *consumer) {
 	b.mu.Unlock()
 }
 
-// Ping asks a broker for the cluster's metadata over a new connection: the
+// Ping asks the brokers for the cluster's metadata over new connections: the
 // cached metadata the producer uses would answer even with every broker
-// down. Bounded by ctx and by Config.DialTimeout per broker tried.
+// down. It asks every bootstrap broker at once and succeeds with the first
+// that answers, so one broker that does not answer (a dead host drops
+// packets: each attempt waits out its timeout) neither fails the ping nor
+// delays it while another one serves. Bounded by ctx and by
+// Config.DialTimeout.
 func (b *Bus) Ping(ctx context.Context) error {
 	if b.closed() {
 		return ErrClosed
 	}
-	var errs []error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the other attempts stop once one answered
+	errs := make(chan error, len(b.cfg.Brokers))
 	for _, addr := range b.cfg.Brokers {
-		err := b.ping(ctx, addr)
+		go func() { errs <- b.ping(ctx, addr) }()
+	}
+	var all []error
+	for range b.cfg.Brokers {
+		err := <-errs
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
+		all = append(all, err)
 	}
-	return fmt.Errorf("ping: %w", errors.Join(errs...))
+	return fmt.Errorf("ping: %w", errors.Join(all...))
 }
 
 func (b *Bus) ping(ctx context.Context, addr string) error {
