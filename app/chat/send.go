@@ -98,7 +98,9 @@ func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message
 var errUnavailable = Errorf(EUnavailable, "the message could not be accepted now; retry with the same id")
 
 // probe returns nil when a publish is worth trying: the last one succeeded,
-// or a bus ping at most probeEvery old answered. While the bus is down this
+// or a bus ping at most probeEvery old answered. (The ping is /readyz's own
+// bus check, so sends are refused exactly while /readyz calls the bus down;
+// kafka.Bus asks every bootstrap broker, and one that hangs does not fail it.) While the bus is down this
 // answers in the time of a ping (refused at once by a stopped broker,
 // ProbeTimeout at most), shared by concurrent sends, instead of the whole
 // publish timeout for each.
