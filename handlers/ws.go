@@ -93,6 +93,10 @@ type wsClient struct {
 	readMu     sync.Mutex
 	restarting bool      // the server is shutting down; guarded by readMu
 	drainUntil time.Time // the latest read deadline once restarting
+	// ended is set as the handler returns; guarded by readMu. The
+	// connection is the HTTP server's again afterwards (it pools the
+	// object), so a late startRestart must not touch it.
+	ended bool
 }
 
 var _ chat.Sink = (*wsClient)(nil)
@@ -104,6 +108,9 @@ func (w *wsClient) serve() {
 		w.writeLoop()
 	}()
 	defer func() {
+		w.readMu.Lock()
+		w.ended = true
+		w.readMu.Unlock()
 		for _, sub := range w.subs {
 			sub.Close()
 		}
@@ -166,6 +173,9 @@ func (w *wsClient) extendRead() {
 func (w *wsClient) startRestart() {
 	w.readMu.Lock()
 	defer w.readMu.Unlock()
+	if w.ended {
+		return
+	}
 	now := time.Now()
 	w.restarting, w.drainUntil = true, now.Add(wsDrainMax)
 	_ = w.conn.SetReadDeadline(now.Add(wsDrainQuiet))
