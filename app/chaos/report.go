@@ -48,28 +48,37 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	return out, nil
 }
 
-// lastSeqs returns each room's highest stored seq.
+// lastSeqs returns each room's highest stored seq, in one pass over the
+// collection: FerretDB's SQLite backend answers a sorted FindOne by
+// scanning the room, and the settle loop must not load the store it waits
+// for.
 func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, error) {
 	cl, err := connectStore(uri)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Disconnect(context.Background())
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	cur, err := cl.Database(db).Collection("messages").Aggregate(ctx, mongo.Pipeline{
+		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$room"}, {Key: "last", Value: bson.D{{Key: "$max", Value: "$seq"}}}}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var groups []struct {
+		Room string `bson:"_id"`
+		Last int64  `bson:"last"`
+	}
+	if err := cur.All(ctx, &groups); err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
 	for _, r := range rooms {
-		var m storedMsg
-		err := cl.Database(db).Collection("messages").FindOne(ctx, bson.D{{Key: "room", Value: r}},
-			options.FindOne().SetSort(bson.D{{Key: "seq", Value: -1}})).Decode(&m)
-		switch {
-		case err == mongo.ErrNoDocuments:
-			out[r] = 0
-		case err != nil:
-			return nil, err
-		default:
-			out[r] = m.Seq
-		}
+		out[r] = 0
+	}
+	for _, g := range groups {
+		out[g.Room] = g.Last
 	}
 	return out, nil
 }

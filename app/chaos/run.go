@@ -320,18 +320,18 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 
 	// Settle: the store stops growing and every client has caught up with
 	// the store in each of its rooms.
-	settled, lasts, err := c.settle(ctx, o.Settle, clients, clientRooms, rooms)
-	if err != nil {
-		return nil, err
-	}
-	if !settled {
-		logf(out, c.start, "not settled within %v: reporting what is there", o.Settle)
-	}
-	_ = lasts
+	c.settle(ctx, o.Settle, clients, clientRooms, rooms)
 	stopClients()
 	running.Wait()
 
-	stored, err := readStore(ctx, c.svc.MongoURI(), c.db)
+	// The store is read once the clients are gone; it may still be
+	// digesting their last joins, so a failed read is tried again.
+	var stored []storedMsg
+	for try := 0; ; try++ {
+		if stored, err = readStore(ctx, c.svc.MongoURI(), c.db); err == nil || try == 5 || !sleep(ctx, 5*time.Second) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -569,19 +569,21 @@ func persisted(ctx context.Context, url string) float64 {
 }
 
 // settle waits until the store has stopped growing and every client has
-// delivered its rooms' last stored seq, or within passes. It returns each
-// room's last stored seq.
-func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, rooms []string) (bool, map[string]int64, error) {
+// delivered its rooms' last stored seq, or within passes (store errors
+// meanwhile are waited out). It polls every 2 s, one pass over the store
+// each time.
+func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, rooms []string) bool {
 	deadline := time.Now().Add(within)
 	var prev map[string]int64
 	stableSince := time.Now()
 	for {
 		lasts, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
+		behind := -1
 		if err == nil {
 			if !mapsEqual(lasts, prev) {
 				prev, stableSince = lasts, time.Now()
 			}
-			behind := 0
+			behind = 0
 			for i, cl := range clients {
 				for _, r := range clientRooms[i] {
 					if cl.Last(r) < lasts[r] {
@@ -589,19 +591,17 @@ func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*c
 					}
 				}
 			}
-			if behind == 0 && time.Since(stableSince) >= 2*time.Second {
+			if behind == 0 && time.Since(stableSince) >= 4*time.Second {
 				logf(c.out, c.start, "settled: store stable and every client caught up")
-				return true, lasts, nil
+				return true
 			}
-			if time.Now().After(deadline) {
-				logf(c.out, c.start, "%d client-rooms behind the store", behind)
-				return false, lasts, nil
-			}
-		} else if time.Now().After(deadline) {
-			return false, nil, err
 		}
-		if !sleep(ctx, 500*time.Millisecond) {
-			return false, nil, ctx.Err()
+		if time.Now().After(deadline) {
+			logf(c.out, c.start, "not settled within %v: %d client-rooms behind the store (store: %v)", within, behind, err)
+			return false
+		}
+		if !sleep(ctx, 2*time.Second) {
+			return false
 		}
 	}
 }
