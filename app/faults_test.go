@@ -632,6 +632,23 @@ func persistOffsets(t *testing.T, cfg Config) (committed, end int64) {
 func testStoreOutage(t *testing.T, svc *faultServices) {
 	cfg, suffix := svc.config(t)
 	s := startInstance(t, cfg, "faults-store-"+suffix)
+	// A second instance shares the persist group and is shut down during the
+	// outage, with records of its partitions fetched and not storable.
+	other := startInstance(t, cfg, "faults-store-other-"+suffix)
+	s.waitReady()
+	// One room per partition of the send topic (placed as the producer
+	// places them), so that the other instance owns some of them.
+	spread := map[int]string{}
+	parts := make([]int, cfg.KafkaPartitions)
+	for p := range parts {
+		parts[p] = p
+	}
+	for i := 0; len(spread) < cfg.KafkaPartitions; i++ {
+		room := fmt.Sprintf("spread%d-%s", i, suffix)
+		if p := (&kafkago.Hash{}).Balance(kafkago.Message{Key: []byte(room)}, parts...); spread[p] == "" {
+			spread[p] = room
+		}
+	}
 	token := s.login("alice")
 	room := "store-outage-" + suffix
 	sender, watcher := s.dial(token), s.dial(token)
@@ -683,6 +700,26 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 	// acknowledged, but nothing can be stored, so nothing is delivered.
 	var ackTimes []time.Duration
 	outage := map[string]bool{}
+	// A message in every partition, then the other instance shuts down:
+	// its persist stage holds what it fetched of them, cannot store it, and
+	// must neither commit it nor overrun its shutdown deadline.
+	spreadAcked := map[string]map[string]bool{}
+	for _, room := range spread {
+		id := "spread-" + room
+		if status, code, _, err := postTimed(s, token, room, id); err != nil || status != 202 {
+			t.Fatalf("POST %s with the store down: %d %s %v", id, status, code, err)
+		}
+		spreadAcked[room] = map[string]bool{id: true}
+	}
+	otherDone := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		other.stop()
+		if err := <-other.done; err != nil {
+			t.Errorf("the other instance stopped with %v", err)
+		}
+		otherDone <- time.Since(start)
+	}()
 	sending := time.Now()
 	for i := 0; time.Since(sending) < 10*time.Second; i++ {
 		id := fmt.Sprintf("down-ws-%d", i)
@@ -701,6 +738,16 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 		time.Sleep(400 * time.Millisecond)
 	}
 	t.Logf("store stopped: %d sends acknowledged, slowest %v", len(outage), maxDuration(ackTimes).Round(time.Millisecond))
+	select {
+	case d := <-otherDone:
+		other.stop = nil // stopped
+		t.Logf("store stopped: the other instance shut down in %v (deadline %v)", d.Round(time.Millisecond), cfg.ShutdownTimeout)
+		if d > cfg.ShutdownTimeout+3*time.Second {
+			t.Errorf("the other instance's shutdown took %v, deadline %v", d, cfg.ShutdownTimeout)
+		}
+	case <-time.After(cfg.ShutdownTimeout + 5*time.Second):
+		t.Fatalf("the other instance did not stop within %v of its shutdown with the store down", cfg.ShutdownTimeout+5*time.Second)
+	}
 	drainFrames(watcher, wt, 200*time.Millisecond)
 	for _, m := range wt.msgs {
 		if outage[m.ID] {
@@ -715,7 +762,7 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 	if committed != committed0 {
 		t.Errorf("the persist group committed %d records while the store was down", committed-committed0)
 	}
-	if end-end0 < int64(len(outage)) {
+	if end-end0 < int64(len(outage)+len(spread)) {
 		t.Errorf("the send topic grew by %d records during the outage, want at least %d (one per acknowledged send)", end-end0, len(outage))
 	}
 
@@ -744,6 +791,11 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 	sameAsStored(t, "WebSocket watcher", wt.msgs, stored)
 	sameAsStored(t, "SSE client", sseGot, stored)
 	t.Logf("stored %d messages once each, seqs 1..%d gapless, delivered to both clients in order", len(stored), len(stored))
+	// Including those the other instance held when it shut down: the group
+	// gave its partitions to this instance, from the last commit.
+	for _, r := range spread {
+		checkStored(t, r, fullHistory(t, s, token, r), spreadAcked[r], nil)
+	}
 }
 
 // TestShutdownAnswersInFlight shuts the server down (what SIGTERM does: run's
