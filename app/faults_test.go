@@ -711,14 +711,16 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 		}
 		spreadAcked[room] = map[string]bool{id: true}
 	}
-	otherDone := make(chan time.Duration, 1)
+	type stopped struct {
+		took time.Duration
+		err  error
+	}
+	otherDone := make(chan stopped, 1)
 	go func() {
 		start := time.Now()
 		other.stop()
-		if err := <-other.done; err != nil {
-			t.Errorf("the other instance stopped with %v", err)
-		}
-		otherDone <- time.Since(start)
+		err := <-other.done
+		otherDone <- stopped{time.Since(start), err}
 	}()
 	sending := time.Now()
 	for i := 0; time.Since(sending) < 10*time.Second; i++ {
@@ -739,8 +741,12 @@ func testStoreOutage(t *testing.T, svc *faultServices) {
 	}
 	t.Logf("store stopped: %d sends acknowledged, slowest %v", len(outage), maxDuration(ackTimes).Round(time.Millisecond))
 	select {
-	case d := <-otherDone:
+	case r := <-otherDone:
 		other.stop = nil // stopped
+		d := r.took
+		if r.err != nil {
+			t.Errorf("the other instance stopped with %v", r.err)
+		}
 		t.Logf("store stopped: the other instance shut down in %v (deadline %v)", d.Round(time.Millisecond), cfg.ShutdownTimeout)
 		if d > cfg.ShutdownTimeout+3*time.Second {
 			t.Errorf("the other instance's shutdown took %v, deadline %v", d, cfg.ShutdownTimeout)
