@@ -78,11 +78,33 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	rooms map[string]map[*Subscription]struct{}
+
+	// ensured holds rooms whose EnsureRoom succeeded (rooms are never
+	// deleted); reads coalesces joins' reads of a room's last seq.
+	ensured sync.Map
+	readMu  sync.Mutex
+	reads   map[string]*lastSeqReads
+}
+
+// lastSeqReads are the reads of one room's last seq: the one in flight and
+// the one the joins that came meanwhile wait for. A join is answered by a
+// read that started after it subscribed, so it misses nothing; one read
+// answers every join waiting for it, so a crowd of clients rejoining after
+// an instance died costs one store read per room, not one per client.
+type lastSeqReads struct {
+	inflight, next *lastSeqRead
+}
+
+type lastSeqRead struct {
+	done chan struct{}
+	last int64
+	err  error
 }
 
 // NewHub returns a hub that reads missed messages from store.
 func NewHub(store Store, log *slog.Logger, metrics *Metrics) *Hub {
-	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{})}
+	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{}),
+		reads: map[string]*lastSeqReads{}}
 }
 
 // Deliver hands stored messages from the fan-out stream to every local
@@ -142,10 +164,63 @@ func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool,
 }
 
 func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
-	if err := h.store.EnsureRoom(ctx, room); err != nil {
-		return 0, err
+	if _, ok := h.ensured.Load(room); !ok {
+		if err := h.store.EnsureRoom(ctx, room); err != nil {
+			return 0, err
+		}
+		h.ensured.Store(room, true)
 	}
-	return h.store.LastSeq(ctx, room)
+	h.readMu.Lock()
+	rs := h.reads[room]
+	if rs == nil {
+		rs = &lastSeqReads{}
+		h.reads[room] = rs
+	}
+	var r *lastSeqRead
+	lead := false
+	switch {
+	case rs.inflight == nil:
+		r = &lastSeqRead{done: make(chan struct{})}
+		rs.inflight, lead = r, true
+	case rs.next == nil:
+		r = &lastSeqRead{done: make(chan struct{})}
+		rs.next = r
+	default:
+		r = rs.next
+	}
+	h.readMu.Unlock()
+	if lead {
+		go h.readLastSeqs(room, rs)
+	}
+	select {
+	case <-r.done:
+		return r.last, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// readLastSeqs runs the room's reads one after the other until no join
+// waits for one. Each is bounded on its own: a join that gave up does not
+// fail the others.
+func (h *Hub) readLastSeqs(room string, rs *lastSeqReads) {
+	for {
+		h.readMu.Lock()
+		r := rs.inflight
+		h.readMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.last, r.err = h.store.LastSeq(ctx, room)
+		cancel()
+		close(r.done)
+		h.readMu.Lock()
+		rs.inflight, rs.next = rs.next, nil
+		if rs.inflight == nil {
+			delete(h.reads, room)
+			h.readMu.Unlock()
+			return
+		}
+		h.readMu.Unlock()
+	}
 }
 
 func (h *Hub) add(s *Subscription) {
