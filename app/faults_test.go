@@ -1097,4 +1097,29 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		sameAsStored(t, "SSE client", sseGot, stored[:len(sseGot)])
 	}
 	t.Logf("stored %d messages, once each, gapless; the SSE client had %d of them when its stream ended", len(stored), len(sseGot))
+
+	// Both clients move to the new instance and resume where they were:
+	// they get the rest of the room, gapless, nothing twice.
+	token2 := s2.login("alice")
+	var lastWS int64
+	for _, m := range tl.msgs {
+		if m.Room == room {
+			lastWS = max(lastWS, m.Seq)
+		}
+	}
+	if n := len(tl.msgs); int64(n) != lastWS {
+		t.Errorf("the WebSocket client had %d messages up to seq %d before the 1012", n, lastWS)
+	}
+	c2 := s2.dial(token2)
+	c2.join(room, lastWS)
+	if rest := int64(len(stored)) - lastWS; rest > 0 {
+		checkSeqs(t, c2.messages(int(rest)), lastWS+1, int64(len(stored)))
+	}
+	c2.quiet(200 * time.Millisecond)
+	lastSSE := int64(len(sseGot))
+	st2 := s2.sse(token2, room, "", http.Header{"Last-Event-ID": {strconv.FormatInt(lastSSE, 10)}})
+	if rest := int64(len(stored)) - lastSSE; rest > 0 {
+		checkSeqs(t, st2.messages(int(rest)), lastSSE+1, int64(len(stored)))
+	}
+	t.Logf("resumed on a new instance: WebSocket from seq %d, SSE from seq %d, up to %d", lastWS, lastSSE, len(stored))
 }
