@@ -125,7 +125,9 @@ start() {
 	: >"$data_dir/$marker"
 
 	[ "$keep" = 1 ] || : >"$logfile"
-	nohup "$bin" -port "$port" -data-dir "$data_dir" -ready-file "$readyfile" </dev/null >>"$logfile" 2>&1 &
+	# setsid: the server outlives the shell that started it and is not hit by
+	# signals sent to that shell's process group (as broker.sh does).
+	setsid "$bin" -port "$port" -data-dir "$data_dir" -ready-file "$readyfile" </dev/null >>"$logfile" 2>&1 &
 	pid=$!
 	echo "$pid" >"$pidfile"
 
