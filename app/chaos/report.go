@@ -48,37 +48,21 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	return out, nil
 }
 
-// lastSeqs returns each room's highest stored seq, in one pass over the
-// collection: FerretDB's SQLite backend answers a sorted FindOne by
-// scanning the room, and the settle loop must not load the store it waits
-// for.
+// lastSeqs returns each room's highest stored seq, from one pass over the
+// collection (FerretDB's SQLite backend answers a sorted FindOne by
+// scanning the room, and has no $max in $group): the settle loop must not
+// load the store it waits for.
 func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, error) {
-	cl, err := connectStore(uri)
+	msgs, err := readStore(ctx, uri, db)
 	if err != nil {
-		return nil, err
-	}
-	defer cl.Disconnect(context.Background())
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cur, err := cl.Database(db).Collection("messages").Aggregate(ctx, mongo.Pipeline{
-		{{Key: "$group", Value: bson.D{{Key: "_id", Value: "$room"}, {Key: "last", Value: bson.D{{Key: "$max", Value: "$seq"}}}}}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	var groups []struct {
-		Room string `bson:"_id"`
-		Last int64  `bson:"last"`
-	}
-	if err := cur.All(ctx, &groups); err != nil {
 		return nil, err
 	}
 	out := map[string]int64{}
 	for _, r := range rooms {
 		out[r] = 0
 	}
-	for _, g := range groups {
-		out[g.Room] = g.Last
+	for _, m := range msgs {
+		out[m.Room] = max(out[m.Room], m.Seq)
 	}
 	return out, nil
 }

@@ -289,7 +289,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 			defer tick.Stop()
 			for n := 0; time.Now().Before(sendEnd) || !faultsDone.Load(); n++ {
 				room := clientRooms[i][n%len(clientRooms[i])]
-				_ = cl.Send(context.Background(), room, fmt.Sprintf("c%d-%d", i, n), fmt.Sprintf("message %d of client %d", n, i))
+				_ = cl.Send(sendCtx, room, fmt.Sprintf("c%d-%d", i, n), fmt.Sprintf("message %d of client %d", n, i))
 				select {
 				case <-tick.C:
 				case <-sendCtx.Done():

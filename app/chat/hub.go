@@ -80,31 +80,92 @@ type Hub struct {
 	rooms map[string]map[*Subscription]struct{}
 
 	// ensured holds rooms whose EnsureRoom succeeded (rooms are never
-	// deleted); reads coalesces joins' reads of a room's last seq.
+	// deleted); reads shares the reads joins and catch-ups make at once.
 	ensured sync.Map
-	readMu  sync.Mutex
-	reads   map[string]*lastSeqReads
+	reads   sharedReads
 }
 
-// lastSeqReads are the reads of one room's last seq: the one in flight and
-// the one the joins that came meanwhile wait for. A join is answered by a
-// read that started after it subscribed, so it misses nothing; one read
-// answers every join waiting for it, so a crowd of clients rejoining after
-// an instance died costs one store read per room, not one per client.
-type lastSeqReads struct {
-	inflight, next *lastSeqRead
+// sharedReads runs a store read that many subscriptions need at the same
+// time — after an instance died, its clients rejoin elsewhere together, all
+// at the same seq — once for all of them. Per key there is one read in
+// flight and one that those who asked meanwhile wait for, so every caller
+// is answered by a read that began after it asked (it misses nothing stored
+// before), and one read answers every caller waiting for it: a crowd costs
+// a couple of store reads per room rather than one per client.
+type sharedReads struct {
+	mu sync.Mutex
+	m  map[string]*readQueue
 }
 
-type lastSeqRead struct {
+type readQueue struct{ inflight, next *sharedRead }
+
+type sharedRead struct {
 	done chan struct{}
-	last int64
+	val  any
 	err  error
+}
+
+// do returns the result of read for key, from a read that starts after the
+// call. read runs under a bound of its own, so that a caller giving up does
+// not fail the others.
+func (r *sharedReads) do(ctx context.Context, key string, read func(context.Context) (any, error)) (any, error) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]*readQueue{}
+	}
+	q := r.m[key]
+	if q == nil {
+		q = &readQueue{}
+		r.m[key] = q
+	}
+	var sr *sharedRead
+	lead := false
+	switch {
+	case q.inflight == nil:
+		sr = &sharedRead{done: make(chan struct{})}
+		q.inflight, lead = sr, true
+	case q.next == nil:
+		sr = &sharedRead{done: make(chan struct{})}
+		q.next = sr
+	default:
+		sr = q.next
+	}
+	r.mu.Unlock()
+	if lead {
+		go r.run(key, q, read)
+	}
+	select {
+	case <-sr.done:
+		return sr.val, sr.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run performs key's reads one after the other until nobody waits for one.
+func (r *sharedReads) run(key string, q *readQueue, read func(context.Context) (any, error)) {
+	for {
+		r.mu.Lock()
+		sr := q.inflight
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sr.val, sr.err = read(ctx)
+		cancel()
+		close(sr.done)
+		r.mu.Lock()
+		q.inflight, q.next = q.next, nil
+		if q.inflight == nil {
+			delete(r.m, key)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+	}
 }
 
 // NewHub returns a hub that reads missed messages from store.
 func NewHub(store Store, log *slog.Logger, metrics *Metrics) *Hub {
-	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{}),
-		reads: map[string]*lastSeqReads{}}
+	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{})}
 }
 
 // Deliver hands stored messages from the fan-out stream to every local
@@ -170,57 +231,25 @@ func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
 		}
 		h.ensured.Store(room, true)
 	}
-	h.readMu.Lock()
-	rs := h.reads[room]
-	if rs == nil {
-		rs = &lastSeqReads{}
-		h.reads[room] = rs
+	v, err := h.reads.do(ctx, "last\x00"+room, func(ctx context.Context) (any, error) {
+		return h.store.LastSeq(ctx, room)
+	})
+	if err != nil {
+		return 0, err
 	}
-	var r *lastSeqRead
-	lead := false
-	switch {
-	case rs.inflight == nil:
-		r = &lastSeqRead{done: make(chan struct{})}
-		rs.inflight, lead = r, true
-	case rs.next == nil:
-		r = &lastSeqRead{done: make(chan struct{})}
-		rs.next = r
-	default:
-		r = rs.next
-	}
-	h.readMu.Unlock()
-	if lead {
-		go h.readLastSeqs(room, rs)
-	}
-	select {
-	case <-r.done:
-		return r.last, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return v.(int64), nil
 }
 
-// readLastSeqs runs the room's reads one after the other until no join
-// waits for one. Each is bounded on its own: a join that gave up does not
-// fail the others.
-func (h *Hub) readLastSeqs(room string, rs *lastSeqReads) {
-	for {
-		h.readMu.Lock()
-		r := rs.inflight
-		h.readMu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.last, r.err = h.store.LastSeq(ctx, room)
-		cancel()
-		close(r.done)
-		h.readMu.Lock()
-		rs.inflight, rs.next = rs.next, nil
-		if rs.inflight == nil {
-			delete(h.reads, room)
-			h.readMu.Unlock()
-			return
-		}
-		h.readMu.Unlock()
+// readPage reads the page of room after cursor, shared with the other
+// subscriptions catching up from the same seq. The page is read-only.
+func (h *Hub) readPage(ctx context.Context, room string, cursor int64) (Page, error) {
+	v, err := h.reads.do(ctx, "page\x00"+room+"\x00"+strconv.FormatInt(cursor, 10), func(ctx context.Context) (any, error) {
+		return h.store.Messages(ctx, room, Query{Kind: After, Seq: cursor, Limit: replayPage})
+	})
+	if err != nil {
+		return Page{}, err
 	}
+	return v.(Page), nil
 }
 
 func (h *Hub) add(s *Subscription) {
@@ -313,7 +342,7 @@ func (s *Subscription) catchUp(done chan struct{}) {
 		s.mu.Lock()
 		cursor := s.cursor
 		s.mu.Unlock()
-		page, err := s.hub.store.Messages(s.ctx, s.room, Query{Kind: After, Seq: cursor, Limit: replayPage})
+		page, err := s.hub.readPage(s.ctx, s.room, cursor)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return
