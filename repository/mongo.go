@@ -72,6 +72,15 @@ type Store struct {
 	// writer took the seq or stored the id first. Worth a metric later.
 	lostRaces atomic.Int64
 
+	// lastSeqs remembers, per room, the highest seq this Store stored or
+	// read, so that the next Append to the room inserts at once instead of
+	// first reading the highest stored seq (a sorted read, which FerretDB
+	// answers with a scan of the room). It never runs ahead of the store
+	// (messages are never deleted), so at worst it is stale: another writer
+	// stored more meanwhile, the insert collides on (room, seq) and the
+	// highest seq is read as before.
+	lastSeqs sync.Map // room -> int64
+
 	// beforeInsert, when set (by tests only), runs right before each
 	// InsertMany of appendRoom, where a racing writer could strike.
 	beforeInsert func(ctx context.Context, room string, firstSeq int64, n int)
@@ -236,6 +245,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		knowLast  bool  // last is current as far as this call knows: no reread
 		recheck   bool  // look up pending ids before the next insert
 		conflicts int   // collisions in a row that placed nothing
+		hintTried bool  // lastSeqs was used once; after a collision, read the store
 	)
 	for len(pending) > 0 {
 		if recheck {
@@ -262,11 +272,16 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 			recheck = false
 		}
 		if !knowLast {
-			var err error
-			if last, err = s.LastSeq(ctx, room); err != nil {
-				return err
+			if v, ok := s.lastSeqs.Load(room); ok && !hintTried {
+				last = v.(int64)
+			} else {
+				var err error
+				if last, err = s.LastSeq(ctx, room); err != nil {
+					return err
+				}
+				s.rememberLast(room, last)
 			}
-			knowLast = true
+			knowLast, hintTried = true, true
 		}
 		if last == 0 {
 			// The room's entry goes in before its first message, so Rooms
@@ -308,6 +323,9 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		}
 		pending = pending[placed:]
 		last += int64(placed)
+		if placed > 0 {
+			s.rememberLast(room, last)
+		}
 
 		if placed > 0 {
 			conflicts = 0
@@ -328,6 +346,17 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		}
 	}
 	return nil
+}
+
+// rememberLast records that room holds seq last (see Store.lastSeqs); a
+// lower value never replaces a higher one.
+func (s *Store) rememberLast(room string, last int64) {
+	for {
+		v, loaded := s.lastSeqs.LoadOrStore(room, last)
+		if !loaded || v.(int64) >= last || s.lastSeqs.CompareAndSwap(room, v, last) {
+			return
+		}
+	}
 }
 
 // firstDuplicate returns the batch index of the first document an ordered
