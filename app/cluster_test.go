@@ -44,6 +44,14 @@ func needCluster(t *testing.T) (brokers []string, mongo string) {
 func clusterConfig(t *testing.T) (Config, string) {
 	t.Helper()
 	brokers, mongo := needCluster(t)
+	return distributedConfig(t, brokers, mongo, "cluster", 5*time.Second)
+}
+
+// distributedConfig is an instance config on brokers and mongo with topics,
+// a database and a secret of its own (named after name and a fresh suffix,
+// which it returns too), so tests sharing services never see each other.
+func distributedConfig(t *testing.T, brokers []string, mongo, name string, shutdown time.Duration) (Config, string) {
+	t.Helper()
 	cfg, err := LoadConfig(func(string) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,12 +59,12 @@ func clusterConfig(t *testing.T) (Config, string) {
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	cfg.Addr = "127.0.0.1:0"
 	cfg.SendRate, cfg.SendBurst = 1000, 1000
-	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.ShutdownTimeout = shutdown
 	cfg.KafkaBrokers = brokers
 	cfg.MongoURI = mongo
-	cfg.MongoDB = "parley_cluster_" + suffix
+	cfg.MongoDB = "parley_" + name + "_" + suffix
 	cfg.TopicSend, cfg.TopicReceive = "send_"+suffix, "receive_"+suffix
-	cfg.Secret = "cluster-secret-" + suffix
+	cfg.Secret = name + "-secret-" + suffix
 	return cfg, suffix
 }
 

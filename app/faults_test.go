@@ -137,20 +137,7 @@ func (svc *faultServices) must(t *testing.T, which, verb string) {
 // a database of its own.
 func (svc *faultServices) config(t *testing.T) (Config, string) {
 	t.Helper()
-	cfg, err := LoadConfig(func(string) string { return "" }, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
-	cfg.Addr = "127.0.0.1:0"
-	cfg.SendRate, cfg.SendBurst = 1000, 1000
-	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.KafkaBrokers = svc.brokers
-	cfg.MongoURI = svc.mongo
-	cfg.MongoDB = "parley_faults_" + suffix
-	cfg.TopicSend, cfg.TopicReceive = "send_"+suffix, "receive_"+suffix
-	cfg.Secret = "faults-secret-" + suffix
-	return cfg, suffix
+	return distributedConfig(t, svc.brokers, svc.mongo, "faults", 10*time.Second)
 }
 
 // TestFaults stops and resumes each dependency under a running instance.
