@@ -1,21 +1,56 @@
 package handlers
 
 import (
+	"encoding/base64"
+
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-chat/parley/app/chat"
 )
 
-// listRooms is GET /api/rooms.
+// listRooms is GET /api/rooms?limit=&cursor=: one page of the rooms, by
+// name. next_cursor is null on the last page.
 func (s *Server) listRooms(c *fiber.Ctx) error {
-	rooms, err := s.Store.Rooms(c.UserContext())
+	q := chat.RoomQuery{Limit: 100}
+	if c.Context().QueryArgs().Has("limit") {
+		n, err := parseSeq("limit", c.Query("limit"))
+		if err != nil || n < 1 || n > 200 {
+			return chat.Errorf(chat.EBadRequest, "limit must be a whole number from 1 to 200")
+		}
+		q.Limit = int(n)
+	}
+	if c.Context().QueryArgs().Has("cursor") {
+		after, err := decodeCursor(c.Query("cursor"))
+		if err != nil {
+			return err
+		}
+		q.After = after
+	}
+	page, err := s.Store.Rooms(c.UserContext(), q)
 	if err != nil {
 		return unavailable(err)
 	}
-	if rooms == nil {
-		rooms = []chat.RoomInfo{}
+	var next *string
+	if page.More && len(page.Rooms) > 0 {
+		cur := encodeCursor(page.Rooms[len(page.Rooms)-1].Room)
+		next = &cur
 	}
-	return c.JSON(fiber.Map{"rooms": rooms})
+	if page.Rooms == nil {
+		page.Rooms = []chat.RoomInfo{}
+	}
+	return c.JSON(fiber.Map{"rooms": page.Rooms, "next_cursor": next})
+}
+
+// A room list cursor is the last room name of the page, base64url: opaque
+// to clients, so that its form may change.
+func encodeCursor(room string) string { return base64.RawURLEncoding.EncodeToString([]byte(room)) }
+
+func decodeCursor(v string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || chat.ValidateRoom(string(b)) != nil {
+		return "", chat.Errorf(chat.EBadRequest, "cursor must be a next_cursor this server gave")
+	}
+	return string(b), nil
 }
 
 // history is GET /api/rooms/{room}/messages?limit=&before=|after=.

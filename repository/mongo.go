@@ -489,21 +489,39 @@ func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
 	return d.Seq, nil
 }
 
-// Rooms lists the rooms collection, each with its last seq read from the
-// messages (one index lookup per room, a few at a time). A room that has
-// messages is always listed: appendRoom records the room before its first
-// message.
-func (s *Store) Rooms(ctx context.Context) ([]chat.RoomInfo, error) {
-	cur, err := s.rooms.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+// Rooms lists one page of the rooms collection by name (_id), each with its
+// last seq read from the messages (one index lookup per room, a few at a
+// time). A room that has messages is always listed: appendRoom records the
+// room before its first message.
+func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, error) {
+	if q.Limit < 1 {
+		return chat.RoomPage{}, chat.Errorf(chat.EBadRequest, "limit must be at least 1")
+	}
+	filter := bson.D{}
+	if q.After != "" {
+		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: q.After}}}}
+	}
+	cur, err := s.rooms.Find(ctx, filter, options.Find().
+		SetProjection(bson.D{{Key: "_id", Value: 1}}).
+		SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetLimit(int64(q.Limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
+		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
 	}
 	var docs []struct {
 		Room string `bson:"_id"`
 	}
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
+		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
 	}
+	// By name, in byte order, whatever collation the server sorts with.
+	slices.SortFunc(docs, func(a, b struct {
+		Room string `bson:"_id"`
+	}) int {
+		return cmp.Compare(a.Room, b.Room)
+	})
+	page := chat.RoomPage{More: len(docs) > q.Limit}
+	docs = docs[:min(len(docs), q.Limit)]
 	rooms := make([]chat.RoomInfo, len(docs))
 	errs := make([]error, len(docs))
 	sem := make(chan struct{}, roomsParallel)
@@ -518,11 +536,10 @@ func (s *Store) Rooms(ctx context.Context) ([]chat.RoomInfo, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("list rooms: %w", err)
+		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
 	}
-	// By name, in byte order, whatever collation the server sorts with.
-	slices.SortFunc(rooms, func(a, b chat.RoomInfo) int { return cmp.Compare(a.Room, b.Room) })
-	return rooms, nil
+	page.Rooms = rooms
+	return page, nil
 }
 
 // Ping asks the primary for a ping: writes go there.

@@ -5,24 +5,29 @@ import "context"
 // Store keeps each room's messages in seq order.
 type Store interface {
 	// Append stores msgs in order, giving each new message its room's next seq
-	// (from 1, gapless). A message whose (room, id) is already stored is not
-	// stored again: the stored one (first text, original seq) is returned in
-	// its place. The result has one message per input, in input order.
-	// A message with an empty Room or ID is an error. Append is safe to
-	// retry: a retried batch gets the same seqs and stores nothing twice.
+	// (from 1, gapless). A message whose (room, user, id) is already stored
+	// is not stored again: the stored one (first text, original seq) is
+	// returned in its place. Another user's message under the same id is a
+	// different message. The result has one message per input, in input
+	// order. A message with an empty Room, User or ID is an error. Append is
+	// safe to retry: a retried batch gets the same seqs and stores nothing
+	// twice.
 	Append(ctx context.Context, msgs []Message) ([]Message, error)
 	// Messages returns one page of a room's history, ascending by seq;
 	// Page.Messages is never nil. q.Limit is at least 1 (handlers enforce
 	// 1-200).
 	Messages(ctx context.Context, room string, q Query) (Page, error)
-	// EnsureRoom records that room exists (rooms come into being on their
-	// first join or message) without changing its messages.
+	// EnsureRoom records that room exists without changing its messages.
+	// (Rooms come into being with their first message; a join no longer
+	// creates one.)
 	EnsureRoom(ctx context.Context, room string) error
 	// LastSeq returns the room's highest seq, 0 for a room never used.
 	LastSeq(ctx context.Context, room string) (int64, error)
-	// Rooms lists every room that exists (joined or written to), in byte
-	// order of name; never nil.
-	Rooms(ctx context.Context) ([]RoomInfo, error)
+	// Rooms lists one page of the rooms that exist, in byte order of name:
+	// the first q.Limit (at least 1) rooms whose name sorts after q.After
+	// ("" for the first page). RoomPage.Rooms is never nil; More says that
+	// more rooms follow the page.
+	Rooms(ctx context.Context, q RoomQuery) (RoomPage, error)
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -52,6 +57,18 @@ type Query struct {
 type Page struct {
 	Messages []Message `json:"messages"`
 	HasMore  bool      `json:"has_more"`
+}
+
+// RoomQuery asks for one page of the room list.
+type RoomQuery struct {
+	After string
+	Limit int
+}
+
+// RoomPage is one page of the room list.
+type RoomPage struct {
+	Rooms []RoomInfo
+	More  bool
 }
 
 // RoomInfo is one entry of the room list.

@@ -205,27 +205,41 @@ func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
 	return last, err
 }
 
-// Rooms lists the rooms in key order, which for bbolt is byte order: by name.
-func (s *Store) Rooms(ctx context.Context) ([]chat.RoomInfo, error) {
+// Rooms lists one page of rooms in key order, which for bbolt is byte
+// order: by name. The cursor seeks past q.After, so a page costs its own
+// length, not the number of rooms before it.
+func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return chat.RoomPage{}, err
+	}
+	if q.Limit < 1 {
+		return chat.RoomPage{}, fmt.Errorf("rooms: limit %d is not positive", q.Limit)
 	}
 	// Not nil, so that an empty list encodes as [] rather than null.
-	rooms := []chat.RoomInfo{}
+	page := chat.RoomPage{Rooms: []chat.RoomInfo{}}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketRooms)
-		return b.ForEachBucket(func(name []byte) error {
-			rooms = append(rooms, chat.RoomInfo{
-				Room:    string(name),
-				LastSeq: int64(b.Bucket(name).Sequence()),
-			})
-			return nil
-		})
+		c := b.Cursor()
+		k, v := c.Seek([]byte(q.After))
+		if k != nil && q.After != "" && string(k) == q.After {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			if v != nil {
+				continue // not a bucket
+			}
+			if len(page.Rooms) == q.Limit {
+				page.More = true
+				return nil
+			}
+			page.Rooms = append(page.Rooms, chat.RoomInfo{Room: string(k), LastSeq: int64(b.Bucket(k).Sequence())})
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return chat.RoomPage{}, err
 	}
-	return rooms, nil
+	return page, nil
 }
 
 // Messages reads one page with a cursor: it seeks to the page's edge and

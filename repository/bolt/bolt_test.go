@@ -64,7 +64,8 @@ func TestReopen(t *testing.T) {
 	if !slices.Equal(page.Messages, before[:2]) {
 		t.Fatalf("history after reopen = %+v, want %+v", page.Messages, before[:2])
 	}
-	rooms, err := s.Rooms(ctx)
+	roomPage, err := s.Rooms(ctx, chat.RoomQuery{Limit: 100})
+	rooms := roomPage.Rooms
 	if err != nil {
 		t.Fatalf("Rooms: %v", err)
 	}
