@@ -49,6 +49,7 @@ type errorDetail struct {
 // shown.
 func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
+		setSecurityHeaders(c)
 		code, msg := chat.ErrorCode(err), chat.ErrorMessage(err)
 		var fe *fiber.Error
 		if errors.As(err, &fe) {

@@ -90,6 +90,7 @@ func (s *Server) defaults() {
 // Register installs every route on app.
 func (s *Server) Register(app *fiber.App) {
 	s.defaults()
+	app.Use(securityHeaders)
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
 	app.Get("/metrics", s.metrics())
