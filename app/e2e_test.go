@@ -244,16 +244,34 @@ func TestHistoryPaging(t *testing.T) {
 	}
 }
 
-func TestRoomCreatedByJoinIsListed(t *testing.T) {
+// A join no longer creates a room (v2, tightened): join+leave of many names
+// must not grow the room list; the first message does create it.
+func TestJoinDoesNotCreateRoom(t *testing.T) {
 	s := startServer(t, nil)
 	tok := s.login("alice")
 	c := s.dial(tok)
-	if last := c.join("fresh-room"); last != 0 {
-		t.Fatalf("last_seq %d", last)
+	for i := range 20 {
+		room := fmt.Sprintf("fresh-room-%d", i)
+		if last := c.join(room); last != 0 {
+			t.Fatalf("last_seq %d", last)
+		}
+		c.write(`{"type":"leave","room":"` + room + `"}`)
+		c.expect("left")
 	}
 	_, body := s.do("GET", "/api/rooms", tok, "")
-	if !strings.Contains(string(body), `{"room":"fresh-room","last_seq":0}`) {
-		t.Fatalf("rooms: %s", body)
+	if strings.Contains(string(body), "fresh-room") {
+		t.Fatalf("rooms after joins alone: %s", body)
+	}
+	if status, body := s.do("GET", "/api/rooms/fresh-room-3/messages", tok, ""); status != 200 || !strings.Contains(string(body), `"messages":[]`) {
+		t.Fatalf("history of a never-used room: %d %s", status, body)
+	}
+	c.join("fresh-room-3")
+	c.write(`{"type":"send","room":"fresh-room-3","id":"m1","text":"first"}`)
+	c.expect("ack")
+	s.waitHistory(tok, "fresh-room-3", 1)
+	_, body = s.do("GET", "/api/rooms", tok, "")
+	if !strings.Contains(string(body), `{"room":"fresh-room-3","last_seq":1}`) {
+		t.Fatalf("rooms after the first message: %s", body)
 	}
 }
 

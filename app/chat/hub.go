@@ -79,10 +79,8 @@ type Hub struct {
 	mu    sync.RWMutex
 	rooms map[string]map[*Subscription]struct{}
 
-	// ensured holds rooms whose EnsureRoom succeeded (rooms are never
-	// deleted); reads shares the reads joins and catch-ups make at once.
-	ensured sync.Map
-	reads   sharedReads
+	// reads shares the reads joins and catch-ups make at once.
+	reads sharedReads
 }
 
 // sharedReads runs a store read that many subscriptions need at the same
@@ -225,12 +223,9 @@ func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool,
 }
 
 func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
-	if _, ok := h.ensured.Load(room); !ok {
-		if err := h.store.EnsureRoom(ctx, room); err != nil {
-			return 0, err
-		}
-		h.ensured.Store(room, true)
-	}
+	// A join does not create the room (v2, tightened): rooms come into
+	// being with their first message, so join+leave cannot fill the room
+	// list. An unused room answers last_seq 0.
 	v, err := h.reads.do(ctx, "last\x00"+room, func(ctx context.Context) (any, error) {
 		return h.store.LastSeq(ctx, room)
 	})

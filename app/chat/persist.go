@@ -121,7 +121,7 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	msgs := make([]Message, 0, len(recs))
 	for _, r := range recs {
 		var m Message
-		if err := json.Unmarshal(r.Value, &m); err != nil || m.Room == "" || m.ID == "" {
+		if err := json.Unmarshal(r.Value, &m); err != nil || m.Room == "" || m.ID == "" || m.User == "" {
 			// A record no handler of ours could have written: keeping it
 			// would block the partition forever, so it is logged and skipped.
 			p.Log.Error("persist: undecodable record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
