@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -62,8 +61,15 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// ValidateText checks a message text: valid UTF-8, 1-4000 code points, not
-// only white space.
+// MaxCombiningRun bounds the combining marks in a row after one base
+// character: more is "zalgo" text that overflows the lines around it.
+const MaxCombiningRun = 8
+
+// ValidateText checks a message text: valid UTF-8, 1-4000 code points, at
+// least one visible character, and nothing that could change how the text
+// around it reads: no bidi override, embedding or isolate controls (".exe"
+// shown as ".jpg"), no C0/C1 control but newline and tab (NUL, ANSI escapes),
+// at most MaxCombiningRun combining marks in a row.
 func ValidateText(text string) error {
 	if !utf8.ValidString(text) {
 		return Errorf(EBadRequest, "text must be valid UTF-8")
@@ -75,10 +81,47 @@ func ValidateText(text string) error {
 	if n > MaxTextRunes {
 		return Errorf(EBadRequest, "text must be at most %d characters", MaxTextRunes)
 	}
-	if strings.TrimFunc(text, unicode.IsSpace) == "" {
-		return Errorf(EBadRequest, "text must not be only white space")
+	visible, marks := false, 0
+	for _, r := range text {
+		switch {
+		case isBidiControl(r):
+			return Errorf(EBadRequest, "text must not contain bidi override, embedding or isolate controls (U+%04X)", r)
+		case r != '\n' && r != '\t' && (r < 0x20 || (r >= 0x7f && r <= 0x9f)):
+			return Errorf(EBadRequest, "text must not contain control characters other than newline and tab (U+%04X)", r)
+		case unicode.Is(unicode.M, r):
+			if marks++; marks > MaxCombiningRun {
+				return Errorf(EBadRequest, "text must not stack more than %d combining marks on one character", MaxCombiningRun)
+			}
+			continue
+		}
+		marks = 0
+		if !visible && IsVisible(r) {
+			visible = true
+		}
+	}
+	if !visible {
+		return Errorf(EBadRequest, "text must contain a visible character")
 	}
 	return nil
+}
+
+// isBidiControl reports the explicit directional formatting characters that
+// reorder the text after them: LRE, RLE, PDF, LRO, RLO (U+202A-U+202E) and
+// LRI, RLI, FSI, PDI (U+2066-U+2069). The marks LRM, RLM and ALM stay
+// allowed: right-to-left writers need them and they reorder nothing.
+func isBidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// IsVisible reports whether r draws something: a letter, digit, punctuation
+// or symbol that is not a default-ignorable code point (such as the Hangul
+// fillers U+3164, U+115F, U+1160, U+FFA0, which are letters that render as
+// nothing) nor the blank Braille pattern U+2800.
+func IsVisible(r rune) bool {
+	if !unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) {
+		return false
+	}
+	return !unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) && r != 0x2800
 }
 
 // ValidateName checks a user name: 1-32 letters of any script, digits, _ - .
