@@ -58,13 +58,13 @@ func distributedConfig(t *testing.T, brokers []string, mongo, name string, shutd
 	}
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	cfg.Addr = "127.0.0.1:0"
-	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	loosenLimits(&cfg)
 	cfg.ShutdownTimeout = shutdown
 	cfg.KafkaBrokers = brokers
 	cfg.MongoURI = mongo
 	cfg.MongoDB = "parley_" + name + "_" + suffix
 	cfg.TopicSend, cfg.TopicReceive = "send_"+suffix, "receive_"+suffix
-	cfg.Secret = name + "-secret-" + suffix
+	cfg.Secret = testSecret(name + "-" + suffix)
 	return cfg, suffix
 }
 

@@ -221,11 +221,11 @@ func TestSessionAndTokens(t *testing.T) {
 }
 
 func TestGuestSignInCanBeTurnedOff(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.Guest = false; c.Secret = "shared-secret-for-test" })
+	s := startServer(t, func(c *Config) { c.Guest = false; c.Secret = testSecret("shared") })
 	status, b := s.do("POST", "/api/session", "", `{"name":"alice"}`)
 	apiError(t, status, b, 403, "forbidden")
 	// A token minted elsewhere with the shared secret still works.
-	tok, err := (&authForTest{secret: "shared-secret-for-test"}).issue("frontdoor")
+	tok, err := (&authForTest{secret: testSecret("shared")}).issue("frontdoor")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,16 +257,18 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("acks %d, rate_limited %d", acks, limited)
 	}
 	c.stillOpen()
-	// POST is limited per user.
+	// POST is limited per user too (bob: alice's bucket is empty, and it
+	// is the same bucket, see TestSendBucketIsPerUser).
+	bob := s.login("bob")
 	codes := map[int]int{}
 	for i := 0; i < 12; i++ {
-		status, _ := s.do("POST", "/api/rooms/rl/messages", tok, fmt.Sprintf(`{"id":"p%d","text":"x"}`, i))
+		status, _ := s.do("POST", "/api/rooms/rl/messages", bob, fmt.Sprintf(`{"id":"p%d","text":"x"}`, i))
 		codes[status]++
 	}
 	if codes[429] == 0 || codes[202] == 0 {
 		t.Fatalf("POST statuses %v", codes)
 	}
-	status, b := s.do("POST", "/api/rooms/rl/messages", tok, `{"id":"late","text":"x"}`)
+	status, b := s.do("POST", "/api/rooms/rl/messages", bob, `{"id":"late","text":"x"}`)
 	apiError(t, status, b, 429, "rate_limited")
 }
 

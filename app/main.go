@@ -62,6 +62,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
+	proxies, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	_, stopPprof, err := servePprof(cfg.PprofAddr, log)
 	if err != nil {
 		return fmt.Errorf("pprof listen %s: %w", cfg.PprofAddr, err)
@@ -104,14 +108,33 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 			return nil
 		},
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, QueueBytes: cfg.QueueBytes,
+		SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst, HistoryRate: cfg.HistoryRate, HistoryBurst: cfg.HistoryBurst,
+		RoomRate: cfg.RoomRate, RoomBurst: cfg.RoomBurst, MaxConnsPerUser: cfg.MaxConnsPerUser, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		AllowedOrigins: cfg.allowedOrigins(), TrustedProxies: proxies,
+		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
 	}
 	app := fiber.New(fiber.Config{
-		AppName:               "parley",
-		BodyLimit:             chat.MaxFrameBytes,
-		ErrorHandler:          handlers.ErrorHandler(log),
-		DisableStartupMessage: true,
+		AppName:   "parley",
+		BodyLimit: chat.MaxFrameBytes,
+		// Slowloris and idle sockets: a request's headers and body must
+		// arrive within ReadTimeout, and a keep-alive connection that sends
+		// nothing closes after IdleTimeout. No write timeout: SSE streams
+		// are long responses (they and WebSocket keep deadlines of their own).
+		ReadTimeout:  cfg.ReadTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		ErrorHandler: handlers.ErrorHandler(log),
+		// c.Protocol() and c.IP() believe forwarding headers only from
+		// these (Parley's own code uses handlers' clientIP and scheme).
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          cfg.TrustedProxies,
+		DisableStartupMessage:   true,
 	})
 	srv.Register(app)
+	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
+	}
+	defer stopMetrics()
 
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -192,6 +215,24 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	closeWithin(closing, log, "store", store.Close)
 	log.Info("stopped")
 	return nil
+}
+
+// serveMetrics serves /metrics on addr, its own listener (keep it private),
+// when addr is set.
+func serveMetrics(addr string, srv *handlers.Server, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	app := fiber.New(fiber.Config{AppName: "parley-metrics", DisableStartupMessage: true,
+		ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorHandler: handlers.ErrorHandler(log)})
+	app.Get("/metrics", srv.MetricsHandler())
+	go func() { _ = app.Listener(l) }()
+	log.Info("metrics listening", "addr", l.Addr().String())
+	return func() { _ = app.Shutdown() }, nil
 }
 
 func deadlineOf(ctx context.Context) time.Time {

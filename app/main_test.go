@@ -40,7 +40,7 @@ func startServer(t *testing.T, edit func(*Config)) *testServer {
 	}
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	loosenLimits(&cfg)
 	cfg.ShutdownTimeout = 5 * time.Second
 	distributed(t, &cfg)
 	if edit != nil {
@@ -48,6 +48,20 @@ func startServer(t *testing.T, edit func(*Config)) *testServer {
 	}
 	return startWith(t, cfg)
 }
+
+// loosenLimits raises the per-user and per-IP limits far above what the
+// black-box tests use (they sign in many users and open many connections
+// from one loopback address); the tests of the limits set their own.
+func loosenLimits(cfg *Config) {
+	cfg.SendRate, cfg.SendBurst = 1000, 1000
+	cfg.SignInRate, cfg.SignInBurst = 1000, 1000
+	cfg.HistoryRate, cfg.HistoryBurst = 1000, 1000
+	cfg.RoomRate, cfg.RoomBurst = 1000, 1000
+	cfg.MaxConnsPerUser, cfg.MaxConnsPerIP = 1000, 10000
+}
+
+// testSecret is a PARLEY_SECRET of the required length, unique to name.
+func testSecret(name string) string { return name + "-secret-0123456789abcdef0123456789abcdef" }
 
 // distributed points cfg at the real Kafka and MongoDB-wire servers when
 // PARLEY_TEST_MODE=distributed, with topics and a database of the test's own,
@@ -69,7 +83,7 @@ func distributed(t *testing.T, cfg *Config) {
 	cfg.MongoURI = mongo
 	cfg.MongoDB = "parley_test_" + suffix
 	cfg.TopicSend, cfg.TopicReceive = "send_"+suffix, "receive_"+suffix
-	cfg.Secret = "test-secret-" + suffix
+	cfg.Secret = testSecret("test-" + suffix)
 	cfg.InstanceID = "test-" + suffix
 }
 

@@ -95,6 +95,9 @@ func (s *Server) signIn(c *fiber.Ctx) error {
 	if !s.Guest {
 		return chat.Errorf(chat.EForbidden, "guest sign-in is turned off on this server")
 	}
+	if err := s.allowSignIn(s.clientIP(c)); err != nil {
+		return err
+	}
 	var req struct {
 		Name string `json:"name"`
 	}
@@ -114,7 +117,7 @@ func (s *Server) signIn(c *fiber.Ctx) error {
 		Path:     "/",
 		HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteLaxMode,
-		Secure:   c.Protocol() == "https",
+		Secure:   s.scheme(c) == "https",
 		Expires:  time.Now().Add(s.Auth.ttl()),
 	})
 	return c.JSON(fiber.Map{"user": req.Name, "token": t})

@@ -33,6 +33,7 @@ var codeOf = map[int]string{
 	http.StatusRequestEntityTooLarge: chat.ETooLarge,
 	http.StatusTooManyRequests:       chat.ERateLimited,
 	http.StatusServiceUnavailable:    chat.EUnavailable,
+	http.StatusRequestTimeout:        chat.EBadRequest,
 }
 
 type errorBody struct {
@@ -44,25 +45,46 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-// ErrorHandler is Fiber's error handler: every error answer is
-// {"error":{"code","message"}}; causes of internal errors are logged, never
-// shown.
+// fiberMessages are the messages of the answers the HTTP layer itself gives
+// (fiber.Error, fasthttp's parse errors): fixed texts, since the errors'
+// own texts quote the request, headers and all.
+var fiberMessages = map[int]string{
+	http.StatusBadRequest:                  "malformed HTTP request",
+	http.StatusNotFound:                    "no such route",
+	http.StatusMethodNotAllowed:            "method not allowed on this route",
+	http.StatusRequestTimeout:              "request not received in time",
+	http.StatusRequestEntityTooLarge:       "request body is over 64 KiB",
+	http.StatusRequestHeaderFieldsTooLarge: "request headers are too large",
+	http.StatusUpgradeRequired:             "this endpoint speaks WebSocket only",
+}
+
+// ErrorHandler is Fiber's error handler, the one error path for everything
+// refused, by a handler or by the HTTP layer: every error answer is
+// {"error":{"code","message"}} with the security headers; causes of
+// internal errors are logged, never shown; no answer quotes the request.
 func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		setSecurityHeaders(c)
 		code, msg := chat.ErrorCode(err), chat.ErrorMessage(err)
+		status := 0
 		var fe *fiber.Error
-		if errors.As(err, &fe) {
+		var se *statusError
+		switch {
+		case errors.As(err, &se):
+			code, msg, status = se.code, se.msg, se.status
+		case errors.As(err, &fe):
+			status = fe.Code
 			code = codeOf[fe.Code]
 			if code == "" {
 				code = chat.EBadRequest
 				if fe.Code >= 500 {
 					code = chat.EInternal
+					status = http.StatusInternalServerError
 				}
 			}
-			msg = fe.Message
-			if fe.Code == http.StatusRequestEntityTooLarge {
-				msg = "request body is over 64 KiB"
+			msg = fiberMessages[fe.Code]
+			if msg == "" {
+				msg = http.StatusText(fe.Code)
 			}
 		}
 		switch code {
@@ -72,6 +94,9 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case chat.EUnavailable:
 			log.Warn("request failed", "method", c.Method(), "path", c.Path(), "err", err)
 		}
-		return c.Status(statusOf[code]).JSON(errorBody{errorDetail{code, msg}})
+		if status == 0 {
+			status = statusOf[code]
+		}
+		return c.Status(status).JSON(errorBody{errorDetail{code, msg}})
 	}
 }

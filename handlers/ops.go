@@ -7,6 +7,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-chat/parley/app/chat"
 )
 
 func (s *Server) healthz(c *fiber.Ctx) error {
@@ -42,9 +44,28 @@ func (s *Server) notReady(ctx context.Context) string {
 	return ""
 }
 
-func (s *Server) metrics() fiber.Handler {
+// metricsOnListener is /metrics on the chat listener: for loopback clients
+// and holders of PARLEY_METRICS_TOKEN only, and not at all when
+// PARLEY_METRICS_ADDR serves it.
+func (s *Server) metricsOnListener() fiber.Handler {
+	h := s.MetricsHandler()
+	return func(c *fiber.Ctx) error {
+		if s.MetricsElsewhere {
+			return chat.Errorf(chat.ENotFound, "metrics are served on their own address")
+		}
+		if !s.metricsAllowed(c) {
+			return chat.Errorf(chat.EForbidden, "metrics answer loopback clients, or a request with Authorization: Bearer $PARLEY_METRICS_TOKEN")
+		}
+		return h(c)
+	}
+}
+
+// MetricsHandler serves the Prometheus text format, with no access check:
+// for the chat listener behind metricsOnListener, and for the operator's own
+// PARLEY_METRICS_ADDR.
+func (s *Server) MetricsHandler() fiber.Handler {
 	if s.Metrics == nil {
-		return func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNotFound) }
+		return func(c *fiber.Ctx) error { return chat.Errorf(chat.ENotFound, "no metrics") }
 	}
 	return adaptor.HTTPHandler(promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
 }

@@ -59,6 +59,9 @@ func (s *Server) history(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.allowRead(userOf(c)); err != nil {
+		return err
+	}
 	q := chat.Query{Kind: chat.Latest, Limit: 50}
 	if v := c.Query("limit"); v != "" || c.Context().QueryArgs().Has("limit") {
 		n, err := parseSeq("limit", v)
@@ -107,9 +110,8 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	if !s.allowPost(userOf(c)) {
-		s.Metrics.RateLimit()
-		return chat.Errorf(chat.ERateLimited, "too many messages: at most %g per second", s.SendRate)
+	if err := s.allowSend(c.UserContext(), userOf(c), room); err != nil {
+		return err
 	}
 	id := chat.NewID()
 	if req.ID != nil {

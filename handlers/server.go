@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/app/chat"
 )
@@ -36,10 +36,39 @@ type Server struct {
 	Ready func() error
 	// Guest allows POST /api/session.
 	Guest bool
-	// SendRate and SendBurst limit sends per WebSocket connection, and per
-	// user for POST: messages per second sustained, and burst. Zero: 20 and 40.
+	// SendRate and SendBurst limit each user's sends, over all their
+	// WebSocket connections and POSTs on this instance: messages per second
+	// sustained, and burst. Zero: 20 and 40.
 	SendRate  float64
 	SendBurst int
+	// SignInRate and SignInBurst limit sign-ins per client IP. Zero: 1 and 20.
+	SignInRate  float64
+	SignInBurst int
+	// HistoryRate and HistoryBurst limit history pages per user. Zero: 10
+	// and 30.
+	HistoryRate  float64
+	HistoryBurst int
+	// RoomRate and RoomBurst limit the rooms one user creates (by sending a
+	// room its first message). Zero: 0.1 (one per 10 s) and 10.
+	RoomRate  float64
+	RoomBurst int
+	// MaxConnsPerUser and MaxConnsPerIP bound live connections (WebSocket
+	// and SSE together), checked before the upgrade. Zero: 20 and 200.
+	MaxConnsPerUser int
+	MaxConnsPerIP   int
+	// AllowedOrigins are the origins, besides the request's own, whose
+	// pages may use the session cookie here: PARLEY_PUBLIC_URL's and
+	// PARLEY_ALLOWED_ORIGINS, each as NormalizeOrigin gives it.
+	AllowedOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (PARLEY_TRUSTED_PROXIES).
+	TrustedProxies []*net.IPNet
+	// MetricsToken, when set, lets a request with Authorization: Bearer
+	// <token> read /metrics from anywhere; otherwise only loopback clients
+	// may. MetricsElsewhere takes /metrics off the chat listener (it is
+	// served on PARLEY_METRICS_ADDR, see MetricsHandler).
+	MetricsToken     string
+	MetricsElsewhere bool
 	// QueueBytes bounds each connection's outgoing queue; a client whose
 	// queue would exceed it is cut off as too slow. Zero: 2 MiB.
 	QueueBytes int
@@ -53,9 +82,12 @@ type Server struct {
 	StoreTimeout time.Duration
 
 	// base ends when Close is called: streams and connections watch it.
-	base     context.Context
-	stop     context.CancelFunc
-	limiters limiterSet
+	base context.Context
+	stop context.CancelFunc
+	// The limits: per user (sends, history reads, room creation), per
+	// client IP (sign-ins), and live connections per user and IP.
+	sends, signIns, reads, creates *keyedLimiter
+	conns                          *connLimiter
 	// draining is set by Drain: /readyz answers 503 from then on.
 	draining atomic.Bool
 	// sockets counts WebSocket connections whose handler runs. Fiber's
@@ -83,17 +115,41 @@ func (s *Server) defaults() {
 	if s.StoreTimeout <= 0 {
 		s.StoreTimeout = 5 * time.Second
 	}
+	rateDefault(&s.SignInRate, &s.SignInBurst, 1, 20)
+	rateDefault(&s.HistoryRate, &s.HistoryBurst, 10, 30)
+	rateDefault(&s.RoomRate, &s.RoomBurst, 0.1, 10)
+	if s.MaxConnsPerUser <= 0 {
+		s.MaxConnsPerUser = 20
+	}
+	if s.MaxConnsPerIP <= 0 {
+		s.MaxConnsPerIP = 200
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
-	s.limiters.m = make(map[string]*userLimiter)
+	s.sends = newKeyedLimiter(s.SendRate, s.SendBurst)
+	s.signIns = newKeyedLimiter(s.SignInRate, s.SignInBurst)
+	s.reads = newKeyedLimiter(s.HistoryRate, s.HistoryBurst)
+	s.creates = newKeyedLimiter(s.RoomRate, s.RoomBurst)
+	s.conns = newConnLimiter(s.MaxConnsPerUser, s.MaxConnsPerIP)
+}
+
+func rateDefault(r *float64, b *int, defRate float64, defBurst int) {
+	if *r <= 0 {
+		*r = defRate
+	}
+	if *b <= 0 {
+		*b = defBurst
+	}
 }
 
 // Register installs every route on app.
 func (s *Server) Register(app *fiber.App) {
 	s.defaults()
-	app.Use(securityHeaders)
+	// The security layer comes first, so that every route registered below
+	// (and later) is covered: TestEveryRouteIsGuarded walks the router.
+	app.Use(securityHeaders, s.guard)
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
-	app.Get("/metrics", s.metrics())
+	app.Get("/metrics", s.metricsOnListener())
 	s.registerPages(app)
 
 	api := app.Group("/api")
@@ -185,7 +241,9 @@ func (s *Server) ctx() context.Context { return s.base }
 // decodeJSON decodes a request body into v, refusing invalid UTF-8 (which
 // encoding/json would silently replace) and invalid JSON.
 func decodeJSON(c *fiber.Ctx, v any) error {
-	body := c.Body()
+	// The raw body: the guard has refused every Content-Encoding, and
+	// c.Body() would inflate one.
+	body := c.Request().Body()
 	if !utf8.Valid(body) {
 		return chat.Errorf(chat.EBadRequest, "body must be valid UTF-8")
 	}
@@ -230,38 +288,4 @@ func parseSeq(name, v string) (int64, error) {
 func roomParam(c *fiber.Ctx) (string, error) {
 	room := string([]byte(c.Params("room")))
 	return room, chat.ValidateRoom(room)
-}
-
-// limiterSet holds per-user send limiters for POST, which has no connection
-// to hang a limiter on.
-type limiterSet struct {
-	mu sync.Mutex
-	m  map[string]*userLimiter
-}
-
-type userLimiter struct {
-	l    *rate.Limiter
-	seen time.Time
-}
-
-func (s *Server) allowPost(user string) bool {
-	ls := &s.limiters
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	now := time.Now()
-	if len(ls.m) > 10000 {
-		// Forget users idle long enough that their bucket is full anyway.
-		for k, v := range ls.m {
-			if now.Sub(v.seen) > time.Minute {
-				delete(ls.m, k)
-			}
-		}
-	}
-	ul := ls.m[user]
-	if ul == nil {
-		ul = &userLimiter{l: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst)}
-		ls.m[user] = ul
-	}
-	ul.seen = now
-	return ul.l.AllowN(now, 1)
 }

@@ -32,12 +32,17 @@ func (s *Server) events(c *fiber.Ctx) error {
 		hasAfter = true
 	}
 
+	release, err := s.connSlot(c)
+	if err != nil {
+		return err
+	}
 	sc := &sseClient{srv: s, out: newQueue(s.QueueBytes)}
 	// Join before the stream starts, so a store failure is still a 503.
 	ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
 	defer cancel()
 	sub, err := s.Hub.Join(ctx, room, after, hasAfter, sc)
 	if err != nil {
+		release()
 		return unavailable(err)
 	}
 
@@ -46,7 +51,10 @@ func (s *Server) events(c *fiber.Ctx) error {
 	c.Set("X-Accel-Buffering", "no")
 	c.Set(fiber.HeaderConnection, "keep-alive")
 	s.Metrics.Conn("sse", 1)
+	// fasthttp runs the stream writer at once, in a goroutine of its own,
+	// and ends it when the connection goes: the slot is released there.
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer release()
 		defer s.Metrics.Conn("sse", -1)
 		defer sub.Close()
 		defer sc.out.close()

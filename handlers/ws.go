@@ -10,7 +10,6 @@ import (
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/parley-chat/parley/app/chat"
 )
@@ -38,24 +37,83 @@ const (
 	closeTryLater = 1013
 )
 
+// upgrade checks what must be checked before the handshake: that it is one,
+// and the user's and the client IP's live connections. The slot taken here
+// is released by the connection's handler; when the handshake fails, or
+// its answer cannot be written (fasthttp then never runs the handler), it
+// is released here.
 func (s *Server) upgrade(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
-		return fiber.NewError(fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+		return &statusError{status: fiber.StatusUpgradeRequired, code: chat.EBadRequest, msg: "this endpoint speaks WebSocket only"}
 	}
-	return c.Next()
+	release, err := s.connSlot(c)
+	if err != nil {
+		return err
+	}
+	slot := &wsSlot{release: release}
+	c.Locals(localSlot, slot)
+	if err := c.Next(); err != nil {
+		slot.abandon()
+		return err
+	}
+	slot.watch(wsHandshakeWait)
+	return nil
+}
+
+const localSlot = "wsSlot"
+
+// wsHandshakeWait is how long after a successful upgrade the handler may
+// take to start before its slot is given up as never used.
+const wsHandshakeWait = 10 * time.Second
+
+// wsSlot is a connection slot handed from upgrade to the handler.
+type wsSlot struct {
+	release func()
+	mu      sync.Mutex
+	started bool
+	timer   *time.Timer
+}
+
+// start marks the slot taken by the handler, which releases it.
+func (sl *wsSlot) start() {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	sl.started = true
+	if sl.timer != nil {
+		sl.timer.Stop()
+	}
+}
+
+func (sl *wsSlot) abandon() {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if !sl.started {
+		sl.release()
+	}
+}
+
+func (sl *wsSlot) watch(d time.Duration) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if !sl.started {
+		sl.timer = time.AfterFunc(d, sl.abandon)
+	}
 }
 
 func (s *Server) websocket() fiber.Handler {
 	return websocket.New(func(conn *websocket.Conn) {
 		user, _ := conn.Locals(localUser).(string)
+		if slot, ok := conn.Locals(localSlot).(*wsSlot); ok {
+			slot.start()
+			defer slot.release()
+		}
 		wc := &wsClient{
-			srv:     s,
-			conn:    conn,
-			user:    user,
-			out:     newQueue(s.QueueBytes),
-			quit:    make(chan struct{}),
-			subs:    make(map[string]*chat.Subscription),
-			limiter: rate.NewLimiter(rate.Limit(s.SendRate), s.SendBurst),
+			srv:  s,
+			conn: conn,
+			user: user,
+			out:  newQueue(s.QueueBytes),
+			quit: make(chan struct{}),
+			subs: make(map[string]*chat.Subscription),
 		}
 		s.sockets.add()
 		defer s.sockets.done()
@@ -76,13 +134,12 @@ func (s *Server) websocket() fiber.Handler {
 // wsClient is one WebSocket connection: the handler's goroutine reads and
 // dispatches frames, one writer goroutine drains the bounded queue.
 type wsClient struct {
-	srv     *Server
-	conn    *websocket.Conn
-	user    string
-	out     *queue
-	quit    chan struct{} // closed by kill: the writer sends the close frame and ends
-	limiter *rate.Limiter
-	subs    map[string]*chat.Subscription // used by the reader goroutine only
+	srv  *Server
+	conn *websocket.Conn
+	user string
+	out  *queue
+	quit chan struct{}                 // closed by kill: the writer sends the close frame and ends
+	subs map[string]*chat.Subscription // used by the reader goroutine only
 
 	killOnce  sync.Once
 	closeCode int
@@ -296,9 +353,8 @@ func (w *wsClient) sendMessage(f frame) {
 	if f.ID != nil {
 		id = *f.ID
 	}
-	if !w.limiter.Allow() {
-		w.srv.Metrics.RateLimit()
-		w.sendError(chat.Errorf(chat.ERateLimited, "too many messages: at most %g per second", w.srv.SendRate), id, f.Room)
+	if err := w.srv.allowSend(context.Background(), w.user, f.Room); err != nil {
+		w.sendError(err, id, f.Room)
 		return
 	}
 	text := ""

@@ -81,6 +81,26 @@ type Hub struct {
 
 	// reads shares the reads joins and catch-ups make at once.
 	reads sharedReads
+	// known holds rooms known to exist: seen in the fan-out stream (every
+	// instance's fan-out sees every room) or read with a last seq above 0.
+	// Rooms are never deleted, so an entry never goes stale; the room
+	// creation limit keeps the set's growth bounded.
+	known sync.Map
+}
+
+// RoomExists reports whether room has a stored message. It answers from
+// memory for every room this instance has seen, and reads the store (a
+// read shared by concurrent callers) only for a room it has not: the send
+// path asks it to tell a message that creates a room from one that does not.
+func (h *Hub) RoomExists(ctx context.Context, room string) (bool, error) {
+	if _, ok := h.known.Load(room); ok {
+		return true, nil
+	}
+	last, err := h.joinRoom(ctx, room)
+	if err != nil {
+		return false, err
+	}
+	return last > 0, nil
 }
 
 // sharedReads runs a store read that many subscriptions need at the same
@@ -170,7 +190,12 @@ func NewHub(store Store, log *slog.Logger, metrics *Metrics) *Hub {
 // subscription of their rooms. It never blocks on a connection.
 func (h *Hub) Deliver(msgs []Message) {
 	now := time.Now()
-	for _, m := range msgs {
+	for i, m := range msgs {
+		if i == 0 || m.Room != msgs[i-1].Room {
+			if _, ok := h.known.Load(m.Room); !ok {
+				h.known.Store(m.Room, struct{}{})
+			}
+		}
 		h.metrics.observeEndToEnd(m.TS, now)
 		ev := NewEvent(m)
 		h.mu.RLock()
@@ -231,6 +256,9 @@ func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
 	})
 	if err != nil {
 		return 0, err
+	}
+	if v.(int64) > 0 {
+		h.known.Store(room, struct{}{})
 	}
 	return v.(int64), nil
 }

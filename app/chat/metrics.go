@@ -24,6 +24,9 @@ type Metrics struct {
 	EndToEndLatency prometheus.Histogram
 	SlowClients     prometheus.Counter
 	RateLimited     prometheus.Counter
+	// Refusals is parley_refused_total{reason}: requests, frames and
+	// connections refused by a limit or a security rule (see Refused).
+	Refusals *prometheus.CounterVec
 	// ConsumerLag is parley_consumer_lag{group,topic}, read from the
 	// consumers when /metrics is scraped.
 	ConsumerLag *LagCollector
@@ -71,6 +74,9 @@ func NewMetrics() *Metrics {
 		RateLimited: f(prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_rate_limited_total", Help: "Send frames and requests refused by the rate limit.",
 		})).(prometheus.Counter),
+		Refusals: f(prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_refused_total", Help: "Requests, frames and connections refused by a limit or a security rule, by reason.",
+		}, []string{"reason"})).(*prometheus.CounterVec),
 		ConsumerLag: f(newLagCollector()).(*LagCollector),
 	}
 }
@@ -196,6 +202,14 @@ func (m *Metrics) SlowClient() {
 func (m *Metrics) RateLimit() {
 	if m != nil {
 		m.RateLimited.Inc()
+	}
+}
+
+// Refused counts one refusal for reason (a short snake_case name of the
+// limit or rule, from a fixed set: the label's values must stay few).
+func (m *Metrics) Refused(reason string) {
+	if m != nil {
+		m.Refusals.WithLabelValues(reason).Inc()
 	}
 }
 

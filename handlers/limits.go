@@ -1,0 +1,176 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Reasons of parley_refused_total{reason}.
+const (
+	limitSend      = "send_rate"
+	limitSignIn    = "signin_rate"
+	limitHistory   = "history_rate"
+	limitRoom      = "room_rate"
+	limitUserConns = "user_connections"
+	limitIPConns   = "ip_connections"
+	limitOrigin    = "origin"
+)
+
+// maxLimiterKeys bounds each keyed limiter's memory: the least recently
+// used key goes first. A key pushed out had been idle longest, and its
+// bucket is most likely full again anyway.
+const maxLimiterKeys = 100_000
+
+// keyedLimiter is one token bucket (golang.org/x/time/rate) per key — a
+// user or a client IP — held in a bounded LRU (hashicorp/golang-lru). A
+// bucket idle for longer than it takes to refill is dropped and starts full
+// again, which is the state it would be in anyway: entries expire without a
+// sweeper goroutine.
+type keyedLimiter struct {
+	limit rate.Limit
+	burst int
+	idle  time.Duration // after this long unused, a bucket is full
+	cache *lru.Cache[string, *bucket]
+	mu    sync.Mutex // orders Get-or-create, so one key has one bucket
+}
+
+type bucket struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newKeyedLimiter(perSecond float64, burst int) *keyedLimiter {
+	c, err := lru.New[string, *bucket](maxLimiterKeys)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	idle := time.Duration(float64(burst) / perSecond * float64(time.Second))
+	return &keyedLimiter{limit: rate.Limit(perSecond), burst: burst, idle: max(idle, time.Second), cache: c}
+}
+
+// allow takes one token of key's bucket, if it has one.
+func (k *keyedLimiter) allow(key string) bool {
+	now := time.Now()
+	k.mu.Lock()
+	b, ok := k.cache.Get(key)
+	if !ok || now.Sub(b.seen) > k.idle {
+		b = &bucket{l: rate.NewLimiter(k.limit, k.burst)}
+		k.cache.Add(key, b)
+	}
+	b.seen = now
+	k.mu.Unlock()
+	return b.l.AllowN(now, 1)
+}
+
+// len is the number of buckets held (tests).
+func (k *keyedLimiter) len() int { return k.cache.Len() }
+
+// connLimiter counts live connections (WebSocket and SSE) per user and per
+// client IP. An entry lives exactly as long as its connections, so the map
+// is bounded by them.
+type connLimiter struct {
+	perUser, perIP int
+	mu             sync.Mutex
+	users, ips     map[string]int
+}
+
+func newConnLimiter(perUser, perIP int) *connLimiter {
+	return &connLimiter{perUser: perUser, perIP: perIP, users: map[string]int{}, ips: map[string]int{}}
+}
+
+// acquire takes a connection slot for user at ip, or answers which limit
+// refused it. release must be called once when the connection ends.
+func (l *connLimiter) acquire(user, ip string) (release func(), reason string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ips[ip] >= l.perIP {
+		return nil, limitIPConns, chat.Errorf(chat.ERateLimited, "too many live connections from your address: at most %d", l.perIP)
+	}
+	if l.users[user] >= l.perUser {
+		return nil, limitUserConns, chat.Errorf(chat.ERateLimited, "too many live connections for this user: at most %d; close another tab or device", l.perUser)
+	}
+	l.ips[ip]++
+	l.users[user]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.ips[ip]--; l.ips[ip] <= 0 {
+				delete(l.ips, ip)
+			}
+			if l.users[user]--; l.users[user] <= 0 {
+				delete(l.users, user)
+			}
+		})
+	}, "", nil
+}
+
+// roomCheckTimeout bounds the store read that tells whether a send creates
+// its room: a store that does not answer must not hold sends up (they go to
+// the bus, not the store), so the send goes on as if the room were new.
+const roomCheckTimeout = 500 * time.Millisecond
+
+// allowSend applies the user's send bucket and, to a message that would
+// create its room, the user's room creation bucket.
+func (s *Server) allowSend(ctx context.Context, user, room string) error {
+	if !s.sends.allow(user) {
+		s.Metrics.RateLimit()
+		s.Metrics.Refused(limitSend)
+		return chat.Errorf(chat.ERateLimited, "too many messages: at most %g per second", s.SendRate)
+	}
+	if chat.ValidateRoom(room) != nil {
+		return nil // the Sender refuses it with the reason
+	}
+	ctx, cancel := context.WithTimeout(ctx, roomCheckTimeout)
+	defer cancel()
+	if exists, err := s.Hub.RoomExists(ctx, room); err == nil && exists {
+		return nil
+	}
+	if !s.creates.allow(user) {
+		s.Metrics.Refused(limitRoom)
+		return chat.Errorf(chat.ERateLimited, "too many new rooms: at most %d at once, then one per %s", s.RoomBurst, perText(s.RoomRate))
+	}
+	return nil
+}
+
+// perText writes the interval of a rate: "2s", "100ms".
+func perText(perSecond float64) string {
+	return time.Duration(float64(time.Second) / perSecond).Round(time.Millisecond).String()
+}
+
+// allowRead applies the user's history bucket.
+func (s *Server) allowRead(user string) error {
+	if s.reads.allow(user) {
+		return nil
+	}
+	s.Metrics.Refused(limitHistory)
+	return chat.Errorf(chat.ERateLimited, "too many history reads: at most %g per second", s.HistoryRate)
+}
+
+// allowSignIn applies the client IP's sign-in bucket.
+func (s *Server) allowSignIn(ip string) error {
+	if s.signIns.allow(ip) {
+		return nil
+	}
+	s.Metrics.Refused(limitSignIn)
+	return chat.Errorf(chat.ERateLimited, "too many sign-ins from your address: at most %g per second", s.SignInRate)
+}
+
+// connSlot takes a live-connection slot for the request's user and client
+// IP, or refuses it with rate_limited before any upgrade or stream.
+func (s *Server) connSlot(c *fiber.Ctx) (release func(), err error) {
+	release, reason, err := s.conns.acquire(userOf(c), s.clientIP(c))
+	if err != nil {
+		s.Metrics.Refused(reason)
+		return nil, err
+	}
+	return release, nil
+}
