@@ -126,8 +126,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		// c.Protocol() and c.IP() believe forwarding headers only from
 		// these (Parley's own code uses handlers' clientIP and scheme).
 		EnableTrustedProxyCheck: true,
-		TrustedProxies:          cfg.TrustedProxies,
-		DisableStartupMessage:   true,
+		// No route takes a form: a multipart body is refused (415) by the
+		// guard, not parsed by fasthttp before it.
+		DisablePreParseMultipartForm: true,
+		TrustedProxies:               cfg.TrustedProxies,
+		DisableStartupMessage:        true,
 	})
 	srv.Register(app)
 	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log)

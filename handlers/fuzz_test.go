@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -74,8 +75,16 @@ func FuzzHTTPInputs(f *testing.F) {
 	f.Add(uint8(2), "after=%2B1&limit=", []byte(nil))
 	f.Add(uint8(3), "after=-1", []byte(nil))
 	f.Add(uint8(4), "", []byte(nil))
+	f.Add(uint8(1|1<<3), "", []byte(`{"id":"c2","text":"x"}`))
+	f.Add(uint8(0|2<<5), "", []byte(`{"name":"bob"}`))
+	f.Add(uint8(1|3<<3|1<<5), "", []byte(`{"text":"a\u202eb"}`))
 	f.Fuzz(func(t *testing.T, kind uint8, query string, body []byte) {
 		var method, target string
+		// The high bits choose the request's headers: the body rules and the
+		// origin rule must hold whatever the route and body.
+		contentType := []string{"application/json", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded"}[kind>>3&3]
+		encoding := []string{"", "gzip", "identity", "br"}[kind>>5&3]
+		foreign := kind>>7 == 1
 		switch kind % 5 {
 		case 0:
 			method, target = "POST", "/api/session"
@@ -95,8 +104,14 @@ func FuzzHTTPInputs(f *testing.F) {
 			t.Skip()
 		}
 		req := httptest.NewRequest(method, "http://parley"+target, strings.NewReader(string(body)))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: tok})
+		req.Header.Set("Content-Type", contentType)
+		if encoding != "" {
+			req.Header.Set("Content-Encoding", encoding)
+		}
+		if foreign {
+			req.Header.Set("Origin", "http://evil.example")
+		}
 		resp, err := app.Test(req, -1)
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, target, err)
@@ -106,10 +121,30 @@ func FuzzHTTPInputs(f *testing.F) {
 		if resp.StatusCode >= 500 {
 			t.Fatalf("%s %s %q: status %d %s", method, target, body, resp.StatusCode, b)
 		}
+		jsonBody := strings.HasPrefix(contentType, "application/json")
+		switch {
+		case encoding == "gzip" || encoding == "br":
+			if resp.StatusCode != 415 {
+				t.Fatalf("%s %s with Content-Encoding %s: status %d, want 415", method, target, encoding, resp.StatusCode)
+			}
+		case method == "POST" && !jsonBody:
+			if resp.StatusCode != 415 {
+				t.Fatalf("POST %s as %s: status %d, want 415", target, contentType, resp.StatusCode)
+			}
+		case method == "POST" && foreign:
+			if resp.StatusCode != 403 {
+				t.Fatalf("POST %s with a cookie from a foreign origin: status %d, want 403", target, resp.StatusCode)
+			}
+		}
 		if resp.StatusCode >= 400 {
 			var e errorBody
-			if json.Unmarshal(b, &e) != nil || statusOf[e.Error.Code] != resp.StatusCode || e.Error.Message == "" {
-				t.Fatalf("%s %s: malformed error %d %s", method, target, resp.StatusCode, b)
+			want := statusOf[e.Error.Code]
+			if resp.StatusCode == 415 {
+				want = 415
+			}
+			if json.Unmarshal(b, &e) != nil || e.Error.Message == "" || (resp.StatusCode != 415 && statusOf[e.Error.Code] != resp.StatusCode) ||
+				(resp.StatusCode == 415 && e.Error.Code != chat.EBadRequest) {
+				t.Fatalf("%s %s: malformed error %d %s (want status %d)", method, target, resp.StatusCode, b, want)
 			}
 		}
 		checkHistory(t, store)
@@ -134,7 +169,7 @@ func requestLineSafe(q string) string {
 
 // fuzzServer builds the handlers over the embedded bus and store, with the
 // persist stage running, and a signed-in user's token.
-func fuzzServer(f *testing.F) (*fiber.App, string, chat.Store) {
+func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := bolt.Open(filepath.Join(f.TempDir(), "fuzz.db"))
 	if err != nil {
@@ -150,7 +185,8 @@ func fuzzServer(f *testing.F) (*fiber.App, string, chat.Store) {
 		Store: store, Bus: bus, Hub: chat.NewHub(store, log, nil), Log: log, Guest: true,
 		Sender:   &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
 		Auth:     &Auth{Secret: []byte("fuzz-secret")},
-		SendRate: 1e9, SendBurst: 1 << 30,
+		SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,
+		HistoryRate: 1e9, HistoryBurst: 1 << 30, RoomRate: 1e9, RoomBurst: 1 << 30,
 	}
 	app := fiber.New(fiber.Config{BodyLimit: chat.MaxFrameBytes, ErrorHandler: ErrorHandler(log)})
 	srv.Register(app)

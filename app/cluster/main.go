@@ -22,7 +22,7 @@ import (
 	"github.com/parley-chat/parley/app/localcluster"
 )
 
-const secret = "parley-local-cluster-secret"
+const secret = "parley-local-cluster-secret-0123456789abcdef"
 
 var ports = []int{8081, 8082, 8083}
 

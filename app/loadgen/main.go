@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/parley-chat/parley/app/localcluster"
 	"io"
 	"math"
 	"net"
@@ -873,6 +874,7 @@ func startServer(ctx context.Context, log io.Writer) (*server, error) {
 		"PARLEY_SEND_BURST=100000",
 		"PARLEY_INSTANCE_ID=loadgen-"+strconv.Itoa(port),
 	)
+	cmd.Env = append(cmd.Env, localcluster.LoadTestLimits...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -177,6 +177,10 @@ func (c InstanceConfig) env() []string {
 		"PARLEY_KAFKA_BROKERS="+brokers,
 		"PARLEY_MONGO_URI="+c.MongoURI,
 	)
+	// A local cluster's clients all come from loopback, often as many users
+	// from one address: the per-IP and per-user limits are raised (c.Env,
+	// appended last, wins over these).
+	env = append(env, LoadTestLimits...)
 	if c.MongoDB != "" {
 		env = append(env, "PARLEY_MONGO_DB="+c.MongoDB)
 	}
@@ -390,4 +394,13 @@ func def[T comparable](v, d T) T {
 		return d
 	}
 	return v
+}
+
+// LoadTestLimits raise every per-user and per-IP limit out of the way of a
+// load or chaos test run from one machine.
+var LoadTestLimits = []string{
+	"PARLEY_SIGNIN_RATE=100000", "PARLEY_SIGNIN_BURST=100000",
+	"PARLEY_HISTORY_RATE=100000", "PARLEY_HISTORY_BURST=100000",
+	"PARLEY_ROOM_RATE=100000", "PARLEY_ROOM_BURST=100000",
+	"PARLEY_MAX_CONNS_PER_USER=100000", "PARLEY_MAX_CONNS_PER_IP=100000",
 }
