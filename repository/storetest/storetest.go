@@ -47,6 +47,10 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 	t.Run("Rooms", func(t *testing.T) {
 		t.Run("Empty", func(t *testing.T) { testRoomsEmpty(t, newStore(t)) })
 		t.Run("SortedWithLastSeq", func(t *testing.T) { testRoomsSorted(t, newStore(t)) })
+		t.Run("ByteOrder", func(t *testing.T) { testRoomsByteOrder(t, newStore(t)) })
+		t.Run("Page", func(t *testing.T) { testRoomsPage(t, newStore(t)) })
+		t.Run("EmptyPage", func(t *testing.T) { testRoomsEmptyPage(t, newStore(t)) })
+		t.Run("Walk", func(t *testing.T) { testRoomsWalk(t, newStore(t)) })
 	})
 	t.Run("Concurrent", func(t *testing.T) {
 		t.Run("Appends", func(t *testing.T) { testConcurrentAppends(t, newStore(t)) })
@@ -63,9 +67,14 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 // it, so a store that keeps ts as a date still gives back the same string.
 var ts = chat.Timestamp(time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC))
 
-// msg makes a message as the persist stage hands it to Append: no seq yet.
-func msg(room, id string) chat.Message {
-	return chat.Message{Room: room, ID: id, User: "alice", Text: "text of " + id, TS: ts}
+// msg makes a message of alice as the persist stage hands it to Append: no
+// seq yet.
+func msg(room, id string) chat.Message { return userMsg(room, "alice", id) }
+
+// userMsg makes a message of user; the text names both user and id, so that
+// two users' messages under one id differ.
+func userMsg(room, user, id string) chat.Message {
+	return chat.Message{Room: room, ID: id, User: user, Text: "text of " + id + " by " + user, TS: ts}
 }
 
 // msgs makes n messages in room with ids prefix-1 ... prefix-n.
@@ -143,15 +152,36 @@ func mustLastSeq(t *testing.T, s chat.Store, room string) int64 {
 	return last
 }
 
+// mustRoomPage reads one page of the room list and checks what every page
+// must be: a non-nil slice of at most q.Limit rooms, strictly ascending in
+// byte order, all after q.After.
+func mustRoomPage(t *testing.T, s chat.Store, q chat.RoomQuery) chat.RoomPage {
+	t.Helper()
+	page, err := s.Rooms(t.Context(), q)
+	if err != nil {
+		t.Fatalf("Rooms(%+v): %v", q, err)
+	}
+	// A nil slice would reach clients as "rooms":null instead of [].
+	if page.Rooms == nil {
+		t.Fatalf("Rooms(%+v) returned nil, want a non-nil slice", q)
+	}
+	if len(page.Rooms) > q.Limit {
+		t.Fatalf("Rooms(%+v) returned %d rooms, more than the limit", q, len(page.Rooms))
+	}
+	for i, r := range page.Rooms {
+		if r.Room <= q.After {
+			t.Fatalf("Rooms(%+v) returned %q, which does not sort after %q", q, r.Room, q.After)
+		}
+		if i > 0 && page.Rooms[i-1].Room >= r.Room {
+			t.Fatalf("Rooms(%+v): not ascending in byte order: %q then %q", q, page.Rooms[i-1].Room, r.Room)
+		}
+	}
+	return page
+}
+
 func mustRooms(t *testing.T, s chat.Store) []chat.RoomInfo {
 	t.Helper()
-	page, err := s.Rooms(t.Context(), chat.RoomQuery{Limit: 200})
-	if err != nil {
-		t.Fatalf("Rooms: %v", err)
-	}
-	if page.Rooms == nil {
-		t.Fatal("Rooms returned nil, want a non-nil slice")
-	}
+	page := mustRoomPage(t, s, chat.RoomQuery{Limit: 200})
 	if page.More {
 		t.Fatal("Rooms: more than 200 rooms in a contract test")
 	}
@@ -535,6 +565,130 @@ func testRoomsSorted(t *testing.T, s chat.Store) {
 	}
 	if got := mustRooms(t, s); !slices.Equal(got, want) {
 		t.Fatalf("Rooms =\n %+v\nwant\n %+v", got, want)
+	}
+}
+
+// testRoomsByteOrder: names sort by their bytes, not by any collation:
+// upper case before lower case, punctuation by its code, non-ASCII last.
+func testRoomsByteOrder(t *testing.T, s chat.Store) {
+	names := []string{"ab", "été", "a.b", "Zulu", "a_b", "a", "~", "B", "a-b", "10", "9", "Ab", "ärger", "z"}
+	for _, n := range names {
+		mustEnsureRoom(t, s, n)
+	}
+	want := slices.Clone(names)
+	slices.Sort(want) // Go compares strings bytewise
+	var got []string
+	for _, r := range mustRooms(t, s) {
+		got = append(got, r.Room)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Rooms = %q, want byte order %q", got, want)
+	}
+	// Paging follows the same order: after "a-b" comes "a.b", after "Zulu" "a".
+	for after, next := range map[string]string{"a-b": "a.b", "Zulu": "a", "9": "Ab", "z": "~", "~": "ärger"} {
+		p := mustRoomPage(t, s, chat.RoomQuery{After: after, Limit: 1})
+		if len(p.Rooms) != 1 || p.Rooms[0].Room != next || !p.More {
+			t.Errorf("Rooms(After %q, Limit 1) = %+v, want %q and more", after, p, next)
+		}
+	}
+}
+
+// testRoomsPage: a page is at most Limit rooms after After, and More says
+// whether any follow it.
+func testRoomsPage(t *testing.T, s chat.Store) {
+	for _, r := range []string{"e", "b", "d"} {
+		mustEnsureRoom(t, s, r)
+	}
+	mustAppend(t, s, msg("a", "1"), msg("c", "1"), msg("c", "2"))
+	info := map[string]chat.RoomInfo{
+		"a": {Room: "a", LastSeq: 1}, "b": {Room: "b"}, "c": {Room: "c", LastSeq: 2}, "d": {Room: "d"}, "e": {Room: "e"},
+	}
+	for _, c := range []struct {
+		after string
+		limit int
+		want  string // the page's rooms, one letter each
+		more  bool
+	}{
+		{"", 1, "a", true},
+		{"", 2, "ab", true},
+		{"", 4, "abcd", true},
+		{"", 5, "abcde", false},
+		{"", 100, "abcde", false},
+		{"a", 2, "bc", true},
+		{"b", 2, "cd", true},
+		{"c", 2, "de", false}, // exactly the rest: nothing follows
+		{"d", 2, "e", false},
+		{"d", 1, "e", false},
+		{"e", 2, "", false},
+		{"zzz", 5, "", false},
+		{"bb", 2, "cd", true}, // After need not be a room
+		{"0", 1, "a", true},
+		{"A", 3, "abc", true},
+	} {
+		q := chat.RoomQuery{After: c.after, Limit: c.limit}
+		p := mustRoomPage(t, s, q)
+		want := []chat.RoomInfo{}
+		for _, r := range c.want {
+			want = append(want, info[string(r)])
+		}
+		if !slices.Equal(p.Rooms, want) || p.More != c.more {
+			t.Errorf("Rooms(%+v) = %+v more %v, want %+v more %v", q, p.Rooms, p.More, want, c.more)
+		}
+	}
+}
+
+// testRoomsEmptyPage: an empty store answers every page with an empty,
+// non-nil list and no more.
+func testRoomsEmptyPage(t *testing.T, s chat.Store) {
+	for _, q := range []chat.RoomQuery{{Limit: 1}, {Limit: 100}, {After: "general", Limit: 1}} {
+		p := mustRoomPage(t, s, q)
+		if len(p.Rooms) != 0 || p.More {
+			t.Errorf("Rooms(%+v) of an empty store = %+v, want an empty page without more", q, p)
+		}
+	}
+}
+
+// testRoomsWalk pages through 250 rooms 100 at a time, as a client following
+// next_cursor would, and must see each room exactly once, in order.
+func testRoomsWalk(t *testing.T, s chat.Store) {
+	const n, limit = 250, 100
+	var want []chat.RoomInfo
+	var batch []chat.Message
+	for i := range n {
+		// Not zero-padded, so byte order is not numeric order; every third
+		// room has messages, the others only exist.
+		room := fmt.Sprintf("room-%d", i)
+		if i%3 == 0 {
+			batch = append(batch, msg(room, "1"), msg(room, "2"))
+			want = append(want, chat.RoomInfo{Room: room, LastSeq: 2})
+		} else {
+			mustEnsureRoom(t, s, room)
+			want = append(want, chat.RoomInfo{Room: room})
+		}
+	}
+	mustAppend(t, s, batch...)
+	slices.SortFunc(want, func(a, b chat.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
+
+	var got []chat.RoomInfo
+	var sizes []int
+	q := chat.RoomQuery{Limit: limit}
+	for {
+		p := mustRoomPage(t, s, q)
+		got = append(got, p.Rooms...)
+		sizes = append(sizes, len(p.Rooms))
+		if !p.More {
+			break
+		}
+		if len(p.Rooms) == 0 || len(got) > n {
+			t.Fatalf("walking rooms: More still true after %d rooms (pages %v)", len(got), sizes)
+		}
+		q.After = p.Rooms[len(p.Rooms)-1].Room
+	}
+	if !slices.Equal(sizes, []int{100, 100, 50}) {
+		t.Errorf("page sizes %v, want [100 100 50]", sizes)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walking rooms saw %d rooms, want each of %d once in byte order:\n got %+v\nwant %+v", len(got), n, got, want)
 	}
 }
 
