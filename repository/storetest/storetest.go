@@ -30,6 +30,11 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		t.Run("LaterBatch", func(t *testing.T) { testDuplicateLaterBatch(t, newStore(t)) })
 		t.Run("SameBatch", func(t *testing.T) { testDuplicateSameBatch(t, newStore(t)) })
 		t.Run("SameIDOtherRoom", func(t *testing.T) { testSameIDOtherRoom(t, newStore(t)) })
+		t.Run("SameIDOtherUser", func(t *testing.T) { testSameIDOtherUser(t, newStore(t)) })
+		t.Run("SameIDOtherUserLater", func(t *testing.T) { testSameIDOtherUserLater(t, newStore(t)) })
+		t.Run("SameUserTwice", func(t *testing.T) { testSameUserTwice(t, newStore(t)) })
+		t.Run("MixedBatch", func(t *testing.T) { testMixedUsersBatch(t, newStore(t)) })
+		t.Run("RejectsEmptyKeys", func(t *testing.T) { testRejectsEmptyKeys(t, newStore(t)) })
 	})
 	t.Run("Messages", func(t *testing.T) {
 		t.Run("UnknownRoom", func(t *testing.T) { testUnknownRoom(t, newStore(t)) })
@@ -55,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 	t.Run("Concurrent", func(t *testing.T) {
 		t.Run("Appends", func(t *testing.T) { testConcurrentAppends(t, newStore(t)) })
 		t.Run("Duplicates", func(t *testing.T) { testConcurrentDuplicates(t, newStore(t)) })
+		t.Run("DuplicatesOfSeveralUsers", func(t *testing.T) { testConcurrentUsersDuplicates(t, newStore(t)) })
 	})
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(t.Context()); err != nil {
@@ -347,6 +353,108 @@ func testSameIDOtherRoom(t *testing.T, s chat.Store) {
 	equalMessages(t, "Append result", out, []chat.Message{stored(a, 1), stored(b, 1)})
 	equalMessages(t, "history of a", history(t, s, "a"), []chat.Message{stored(a, 1)})
 	equalMessages(t, "history of b", history(t, s, "b"), []chat.Message{stored(b, 1)})
+}
+
+// testSameIDOtherUser: ids are chosen by clients, so two users can pick the
+// same one. The idempotency key is (room, user, id): bob's message under
+// alice's id is another message, not a retry of hers. (Keyed on (room, id),
+// whoever sent an id first would have made the other's message vanish
+// behind an acknowledgement.)
+func testSameIDOtherUser(t *testing.T, s chat.Store) {
+	a, b := userMsg("general", "alice", "same"), userMsg("general", "bob", "same")
+	out := mustAppend(t, s, a, b)
+	want := []chat.Message{stored(a, 1), stored(b, 2)}
+	equalMessages(t, "Append result", out, want)
+	equalMessages(t, "history", history(t, s, "general"), want)
+	if got := mustLastSeq(t, s, "general"); got != 2 {
+		t.Fatalf("LastSeq = %d, want 2", got)
+	}
+}
+
+// testSameIDOtherUserLater: the same, with the other user's message coming in
+// a later call, after the first one is stored, and next to a retry of it.
+func testSameIDOtherUserLater(t *testing.T, s chat.Store) {
+	a := userMsg("general", "alice", "same")
+	mustAppend(t, s, a, msg("general", "other"))
+
+	b := userMsg("general", "bob", "same")
+	retry := a
+	retry.Text = "alice again"
+	out := mustAppend(t, s, b, retry)
+	equalMessages(t, "Append result", out, []chat.Message{stored(b, 3), stored(a, 1)})
+
+	c := userMsg("general", "carol", "same")
+	out = mustAppend(t, s, retry, c)
+	equalMessages(t, "Append result", out, []chat.Message{stored(a, 1), stored(c, 4)})
+
+	equalMessages(t, "history", history(t, s, "general"),
+		[]chat.Message{stored(a, 1), stored(msg("general", "other"), 2), stored(b, 3), stored(c, 4)})
+}
+
+// testSameUserTwice: the same user sending the same id in the same room is a
+// retry, across calls and within one batch: stored once, first text, one seq.
+func testSameUserTwice(t *testing.T, s chat.Store) {
+	first := userMsg("general", "bob", "x")
+	first.Text = "first"
+	again := first
+	again.Text = "second"
+	out := mustAppend(t, s, first, again)
+	equalMessages(t, "Append result", out, []chat.Message{stored(first, 1), stored(first, 1)})
+
+	out = mustAppend(t, s, again, userMsg("general", "bob", "y"), again)
+	equalMessages(t, "Append result of the retry", out,
+		[]chat.Message{stored(first, 1), stored(userMsg("general", "bob", "y"), 2), stored(first, 1)})
+	equalMessages(t, "history", history(t, s, "general"),
+		[]chat.Message{stored(first, 1), stored(userMsg("general", "bob", "y"), 2)})
+}
+
+// testMixedUsersBatch: one batch with both kinds of repeat: other users under
+// one id (new messages) and one user's retries (not new), across two rooms,
+// some repeating what an earlier call stored.
+func testMixedUsersBatch(t *testing.T, s chat.Store) {
+	early := userMsg("general", "carol", "x")
+	mustAppend(t, s, early)
+
+	ax, bx, ay := userMsg("general", "alice", "x"), userMsg("general", "bob", "x"), userMsg("general", "alice", "y")
+	ox := userMsg("other", "bob", "x")
+	retry := func(m chat.Message) chat.Message { m.Text = "retried"; return m }
+	out := mustAppend(t, s,
+		ax,           // new: 2
+		bx,           // new, same id as ax: 3
+		retry(ax),    // retry of ax: 2
+		retry(early), // retry of the earlier call's message: 1
+		ox,           // same user and id as bx, another room: other 1
+		ay,           // new: 4
+		retry(bx),    // retry of bx: 3
+		retry(ox),    // retry of ox: other 1
+	)
+	equalMessages(t, "Append result", out, []chat.Message{
+		stored(ax, 2), stored(bx, 3), stored(ax, 2), stored(early, 1),
+		stored(ox, 1), stored(ay, 4), stored(bx, 3), stored(ox, 1),
+	})
+	equalMessages(t, "history of general", history(t, s, "general"),
+		[]chat.Message{stored(early, 1), stored(ax, 2), stored(bx, 3), stored(ay, 4)})
+	equalMessages(t, "history of other", history(t, s, "other"), []chat.Message{stored(ox, 1)})
+}
+
+// testRejectsEmptyKeys: a message without room, user or id cannot be keyed,
+// and a batch holding one stores nothing.
+func testRejectsEmptyKeys(t *testing.T, s chat.Store) {
+	for name, bad := range map[string]chat.Message{
+		"empty room": userMsg("", "alice", "a"),
+		"empty user": userMsg("general", "", "a"),
+		"empty id":   userMsg("general", "alice", ""),
+	} {
+		if _, err := s.Append(t.Context(), []chat.Message{bad, msg("general", "ok")}); err == nil {
+			t.Errorf("Append of a batch with a message with %s succeeded", name)
+		}
+	}
+	if got := mustLastSeq(t, s, "general"); got != 0 {
+		t.Fatalf("LastSeq after rejected batches = %d, want 0", got)
+	}
+	if got := mustRooms(t, s); len(got) != 0 {
+		t.Fatalf("Rooms after rejected batches = %+v, want none", got)
+	}
 }
 
 func testUnknownRoom(t *testing.T, s chat.Store) {
@@ -788,6 +896,68 @@ func testConcurrentDuplicates(t *testing.T, s chat.Store) {
 		for _, m := range out {
 			if m != storedByID[m.ID] {
 				t.Fatalf("writer %d got %+v for %s, stored is %+v", w, m, m.ID, storedByID[m.ID])
+			}
+		}
+	}
+}
+
+// testConcurrentUsersDuplicates has writers of three users send the same ids
+// at once, two writers per user: each user's message under an id is stored
+// once, the users' messages under one id are all stored, and both writers of
+// a user are told that user's one stored message.
+func testConcurrentUsersDuplicates(t *testing.T, s chat.Store) {
+	const writers, users, n = 6, 3, 15
+	ctx := t.Context()
+	results := make([][]chat.Message, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			user := fmt.Sprint("user-", w%users)
+			for i := 0; i < n; i += 3 {
+				// Batches of three, so collisions land inside batches too.
+				var in []chat.Message
+				for k := i; k < i+3; k++ {
+					m := userMsg("general", user, fmt.Sprint("id-", k))
+					m.Text = fmt.Sprintf("from writer %d", w)
+					in = append(in, m)
+				}
+				out, err := s.Append(ctx, in)
+				if err != nil {
+					t.Errorf("writer %d: Append: %v", w, err)
+					return
+				}
+				for k := range in {
+					if out[k].User != in[k].User || out[k].ID != in[k].ID {
+						t.Errorf("writer %d: result %d is %s/%s, want %s/%s", w, k, out[k].User, out[k].ID, in[k].User, in[k].ID)
+						return
+					}
+				}
+				results[w] = append(results[w], out...)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	h := history(t, s, "general")
+	if got := seqs(h); !slices.Equal(got, seqRange(1, users*n)) {
+		t.Fatalf("stored seqs %v, want 1..%d: each (user, id) stored once", got, users*n)
+	}
+	type key struct{ user, id string }
+	storedByKey := map[key]chat.Message{}
+	for _, m := range h {
+		k := key{m.User, m.ID}
+		if _, dup := storedByKey[k]; dup {
+			t.Fatalf("%s's id %s stored twice", m.User, m.ID)
+		}
+		storedByKey[k] = m
+	}
+	for w, out := range results {
+		for _, m := range out {
+			if want := storedByKey[key{m.User, m.ID}]; m != want {
+				t.Fatalf("writer %d got %+v, stored is %+v", w, m, want)
 			}
 		}
 	}
