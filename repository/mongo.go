@@ -36,9 +36,14 @@ const (
 	// roomSeqIndex makes (room, seq) unique: of several writers racing for a
 	// room's next seq exactly one wins, the others get a duplicate-key error.
 	roomSeqIndex = "room_seq_unique"
-	// roomIDIndex makes (room, id) unique: a redelivered message cannot be
-	// stored a second time under another seq.
-	roomIDIndex = "room_id_unique"
+	// roomUserIDIndex makes (room, user, id) unique, the idempotency key: a
+	// redelivered message cannot be stored a second time under another seq,
+	// while another user's message under the same id is another message.
+	roomUserIDIndex = "room_user_id_unique"
+	// legacyRoomIDIndex made (room, id) unique, which let one user's message
+	// stand in for another's under the same id: acknowledged, never stored.
+	// Open drops it (see createIndexes).
+	legacyRoomIDIndex = "room_id_unique"
 )
 
 const (
@@ -57,6 +62,10 @@ const (
 	roomsParallel = 8
 	// duplicateKeyCode is the server's E11000 duplicate key error.
 	duplicateKeyCode = 11000
+	// indexNotFoundCode and namespaceNotFoundCode answer dropping an index
+	// that is not there, or from a collection that is not.
+	indexNotFoundCode     = 27
+	namespaceNotFoundCode = 26
 )
 
 // Store is chat.Store on MongoDB. It is safe for concurrent use, and several
@@ -69,7 +78,7 @@ type Store struct {
 	rooms    *mongo.Collection
 
 	// lostRaces counts inserts that failed on a duplicate key: another
-	// writer took the seq or stored the id first. Worth a metric later.
+	// writer took the seq or stored the message first. Worth a metric later.
 	lostRaces atomic.Int64
 
 	// lastSeqs remembers, per room, the highest seq this Store stored or
@@ -111,7 +120,8 @@ var messageFields = bson.D{
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
 // indexes (creating an index that exists is a no-op, so every instance may do
-// it at start). The store uses database db.
+// it at start), dropping the one an older version used instead. The store
+// uses database db.
 //
 // Writes are acknowledged by a majority unless the uri sets w: a message the
 // persist stage has published must not be rolled back by a primary failover,
@@ -149,7 +159,8 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 
 func (s *Store) createIndexes(ctx context.Context) error {
 	// {room, seq} also serves every history read, LastSeq and the next-seq
-	// lookup (as a backward scan); {room, id} serves the redelivery lookup.
+	// lookup (as a backward scan); {room, user, id} serves the redelivery
+	// lookup.
 	//
 	// One command per index: FerretDB 1.24 panics (and drops the connection)
 	// when one createIndexes command names two indexes that already exist,
@@ -160,15 +171,50 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			Options: options.Index().SetName(roomSeqIndex).SetUnique(true),
 		},
 		{
-			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "id", Value: 1}},
-			Options: options.Index().SetName(roomIDIndex).SetUnique(true),
+			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}, {Key: "id", Value: 1}},
+			Options: options.Index().SetName(roomUserIDIndex).SetUnique(true),
 		},
 	} {
 		if _, err := s.messages.Indexes().CreateOne(ctx, m); err != nil {
 			return fmt.Errorf("create indexes on %s: %w", messagesColl, err)
 		}
 	}
-	return nil
+	return s.dropLegacyIndex(ctx)
+}
+
+// dropLegacyIndex drops the (room, id) index of older versions, if it is
+// there. It runs after the (room, user, id) index exists, never before, which
+// is what makes it safe while instances of both versions write (a rolling
+// upgrade):
+//
+//   - The new index can always be built on a collection the old one guarded:
+//     (room, id) unique implies (room, user, id) unique.
+//   - At no moment is there no idempotency index. Dropping first would open a
+//     window in which a redelivery, by an instance of either version, is
+//     stored a second time under a new seq; that duplicate would stay (seqs
+//     are never reused or deleted) and make every later creation of the new
+//     index fail, so no new instance could start.
+//   - While both exist (between the two steps of one Open), the old one is
+//     the stricter: an older instance works as it always did; a new one
+//     storing another user's message under a stored id collides on it, finds
+//     no stored message of that user, and retries until the old index is
+//     gone, moments later (or fails the Append, which the persist stage
+//     retries). Nothing is lost or stored twice.
+//   - Once it is dropped, an older instance still running is held to (room,
+//     user, id) too: its redeliveries (same user) still collide. Only the
+//     bug being fixed remains there: it takes another user's message under a
+//     stored id for a redelivery, as it always did.
+//
+// An older instance that restarts after the drop creates the (room, id) index
+// again (or fails to, once two users share an id in a room); the next new
+// instance to start drops it again. A rollout should not restart old ones.
+func (s *Store) dropLegacyIndex(ctx context.Context) error {
+	err := s.messages.Indexes().DropOne(ctx, legacyRoomIDIndex)
+	var ce mongo.CommandError
+	if err == nil || errors.As(err, &ce) && (ce.Code == indexNotFoundCode || ce.Code == namespaceNotFoundCode) {
+		return nil
+	}
+	return fmt.Errorf("drop index %s of %s: %w", legacyRoomIDIndex, messagesColl, err)
 }
 
 // Append stores msgs, giving each new message its room's next seq.
@@ -185,8 +231,8 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 	var order []string // rooms in order of first appearance
 	byRoom := map[string][]int{}
 	for i, m := range msgs {
-		if m.Room == "" || m.ID == "" {
-			return nil, chat.Errorf(chat.EBadRequest, "message %d of the batch has no room or no id", i)
+		if m.Room == "" || m.User == "" || m.ID == "" {
+			return nil, chat.Errorf(chat.EBadRequest, "message %d of the batch has no room, no user or no id", i)
 		}
 		if _, ok := byRoom[m.Room]; !ok {
 			order = append(order, m.Room)
@@ -208,9 +254,11 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 //
 //   - One seq, one message: the unique (room, seq) index. A writer that read
 //     a stale highest seq collides on insert and rereads.
-//   - One message, one seq: the unique (room, id) index. A redelivered
+//   - One message, one seq: the unique (room, user, id) index. A redelivered
 //     message collides on insert; the lookup that follows every collision
-//     finds the stored one, which is returned: first text, first seq.
+//     finds the stored one, which is returned: first text, first seq. That
+//     lookup matches on user and id both, as the index does: another user's
+//     message under the same id is not a redelivery and gets its own seq.
 //   - No gap: a seq s is only ever inserted when s-1 is stored. The first
 //     document of an insert gets (highest stored seq)+1, and messages are
 //     never deleted, so its predecessor exists; every later document of the
@@ -225,21 +273,23 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 // at once (a Kafka partition moving mid-flight), where both hold the same
 // records anyway.
 func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message, idx []int, out []chat.Message) error {
-	// A batch may hold one id twice (a client retry close behind the
-	// original): only the first is a candidate; the others copy its result.
-	first := make(map[string]int, len(idx))
+	// A batch may hold one message twice (a client retry close behind the
+	// original: same user, same id): only the first is a candidate; the
+	// others copy its result. Two users' messages under one id are both
+	// candidates.
+	first := make(map[msgKey]int, len(idx))
 	pending := make([]int, 0, len(idx))
 	for _, i := range idx {
-		if _, ok := first[msgs[i].ID]; !ok {
-			first[msgs[i].ID] = i
+		if _, ok := first[keyOf(msgs[i])]; !ok {
+			first[keyOf(msgs[i])] = i
 			pending = append(pending, i)
 		}
 	}
 
-	// The first insert is tried without looking for stored ids first: new
-	// messages are the common case, and the (room, id) index turns a
-	// redelivered one into a collision, after which every id still pending
-	// is looked up at once.
+	// The first insert is tried without looking for stored messages first:
+	// new messages are the common case, and the (room, user, id) index turns
+	// a redelivered one into a collision, after which every message still
+	// pending is looked up at once.
 	var (
 		last      int64 // highest stored seq, read or advanced by our own inserts
 		knowLast  bool  // last is current as far as this call knows: no reread
@@ -252,12 +302,12 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 			// Messages of this batch that are stored already: a redelivery,
 			// a retried Append, or a racing writer that just stored them.
 			// (One query per collision, not per message.)
-			found, err := s.storedByID(ctx, room, msgs, pending)
+			found, err := s.storedByKey(ctx, room, msgs, pending)
 			if err != nil {
 				return err
 			}
 			pending = slices.DeleteFunc(pending, func(i int) bool {
-				m, ok := found[msgs[i].ID]
+				m, ok := found[keyOf(msgs[i])]
 				if ok {
 					out[i] = m
 				}
@@ -311,7 +361,8 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 			}
 			// Documents before the failing one are stored with their seqs.
 			// The failing one lost a race: for its seq (another writer took
-			// it) or for its id (another writer stored it). Reread both.
+			// it) or for its (user, id) (another writer stored it). Reread
+			// both.
 			placed = at
 			recheck, knowLast = true, false
 			s.lostRaces.Add(1)
@@ -341,7 +392,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 	}
 
 	for _, i := range idx {
-		if j := first[msgs[i].ID]; j != i {
+		if j := first[keyOf(msgs[i])]; j != i {
 			out[i] = out[j]
 		}
 	}
@@ -391,25 +442,48 @@ func backoff(ctx context.Context, n int) error {
 	}
 }
 
-// storedByID returns the stored messages of room among the ids of msgs[idx].
-func (s *Store) storedByID(ctx context.Context, room string, msgs []chat.Message, idx []int) (map[string]chat.Message, error) {
-	ids := make([]string, len(idx))
-	for k, i := range idx {
-		ids[k] = msgs[i].ID
+// msgKey is what identifies a message within its room: the idempotency key
+// less the room.
+type msgKey struct{ user, id string }
+
+func keyOf(m chat.Message) msgKey { return msgKey{m.User, m.ID} }
+
+// storedByKey returns the stored messages of room that are, by user and id,
+// among msgs[idx].
+func (s *Store) storedByKey(ctx context.Context, room string, msgs []chat.Message, idx []int) (map[msgKey]chat.Message, error) {
+	// One clause per user, each with that user's ids: exact, and each clause
+	// is a range of the {room, user, id} index. A batch mostly holds few
+	// users, often one, and then there is no $or at all.
+	byUser := map[string][]string{}
+	var users []string
+	for _, i := range idx {
+		m := msgs[i]
+		if _, ok := byUser[m.User]; !ok {
+			users = append(users, m.User)
+		}
+		byUser[m.User] = append(byUser[m.User], m.ID)
 	}
-	cur, err := s.messages.Find(ctx,
-		bson.D{{Key: "room", Value: room}, {Key: "id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(messageFields))
+	clauses := make(bson.A, len(users))
+	for k, u := range users {
+		clauses[k] = bson.D{{Key: "user", Value: u}, {Key: "id", Value: bson.D{{Key: "$in", Value: byUser[u]}}}}
+	}
+	filter := bson.D{{Key: "room", Value: room}}
+	if len(clauses) == 1 {
+		filter = append(filter, clauses[0].(bson.D)...)
+	} else {
+		filter = append(filter, bson.E{Key: "$or", Value: clauses})
+	}
+	cur, err := s.messages.Find(ctx, filter, options.Find().SetProjection(messageFields))
 	if err != nil {
-		return nil, fmt.Errorf("look up stored ids: %w", err)
+		return nil, fmt.Errorf("look up stored messages: %w", err)
 	}
 	var docs []messageDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("look up stored ids: %w", err)
+		return nil, fmt.Errorf("look up stored messages: %w", err)
 	}
-	found := make(map[string]chat.Message, len(docs))
+	found := make(map[msgKey]chat.Message, len(docs))
 	for _, d := range docs {
-		found[d.ID] = d.message()
+		found[msgKey{d.User, d.ID}] = d.message()
 	}
 	return found, nil
 }

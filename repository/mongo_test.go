@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/repository/storetest"
@@ -91,31 +93,130 @@ func TestOpenRejectsEmptyArguments(t *testing.T) {
 	}
 }
 
-func TestOpenTwiceKeepsIndexes(t *testing.T) {
-	s := newStore(t)
-	// A second instance starting on the same database creates the same
-	// indexes again: a no-op, not an error.
-	openStore(t, testURI(t), s.messages.Database().Name())
-	cur, err := s.messages.Indexes().List(t.Context())
+// indexInfo is one index of the messages collection as the server lists it.
+type indexInfo struct {
+	Name   string `bson:"name"`
+	Unique bool   `bson:"unique"`
+	Key    bson.D `bson:"key"`
+}
+
+func listIndexes(t *testing.T, coll *mongo.Collection) map[string]indexInfo {
+	t.Helper()
+	cur, err := coll.Indexes().List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx []struct {
-		Name   string `bson:"name"`
-		Unique bool   `bson:"unique"`
-	}
+	var idx []indexInfo
 	if err := cur.All(t.Context(), &idx); err != nil {
 		t.Fatal(err)
 	}
-	unique := map[string]bool{}
+	out := map[string]indexInfo{}
 	for _, i := range idx {
-		unique[i.Name] = i.Unique
+		out[i.Name] = i
 	}
-	for _, name := range []string{roomSeqIndex, roomIDIndex} {
-		if !unique[name] {
-			t.Errorf("index %s missing or not unique; indexes: %+v", name, idx)
+	return out
+}
+
+// checkIndexes asserts the current layout: (room, seq) and (room, user, id)
+// unique, the (room, id) index of older versions gone.
+func checkIndexes(t *testing.T, coll *mongo.Collection) {
+	t.Helper()
+	idx := listIndexes(t, coll)
+	for name, keys := range map[string][]string{roomSeqIndex: {"room", "seq"}, roomUserIDIndex: {"room", "user", "id"}} {
+		i, ok := idx[name]
+		var got []string
+		for _, e := range i.Key {
+			got = append(got, e.Key)
+		}
+		if !ok || !i.Unique || !slices.Equal(got, keys) {
+			t.Errorf("index %s missing, not unique or not on %v; indexes: %+v", name, keys, idx)
 		}
 	}
+	if _, ok := idx[legacyRoomIDIndex]; ok {
+		t.Errorf("index %s is still there; indexes: %+v", legacyRoomIDIndex, idx)
+	}
+}
+
+func TestOpenTwiceKeepsIndexes(t *testing.T) {
+	s := newStore(t)
+	// A second instance starting on the same database creates the same
+	// indexes again, and finds no old index to drop: no-ops, not errors.
+	openStore(t, testURI(t), s.messages.Database().Name())
+	checkIndexes(t, s.messages)
+}
+
+// TestOpenMigratesLegacyIndex opens a database as older versions left it:
+// unique on (room, id), where one user's message under an id stood in for
+// another's. Open replaces that index with (room, user, id); the old message
+// is still there and still deduplicated, and another user's message under
+// its id is stored.
+func TestOpenMigratesLegacyIndex(t *testing.T) {
+	uri, db := testURI(t), testDB(t)
+	ctx := t.Context()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := client.Database(db).Drop(ctx); err != nil {
+			t.Errorf("drop test database %s: %v", db, err)
+		}
+		_ = client.Disconnect(ctx)
+	})
+
+	// The old layout, made by hand as the old Open made it: one index per
+	// command.
+	coll := client.Database(db).Collection(messagesColl)
+	for _, m := range []mongo.IndexModel{
+		{Keys: bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("room_seq_unique").SetUnique(true)},
+		{Keys: bson.D{{Key: "room", Value: 1}, {Key: "id", Value: 1}}, Options: options.Index().SetName("room_id_unique").SetUnique(true)},
+	} {
+		if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+			t.Fatalf("create old index: %v", err)
+		}
+	}
+	old := messageDoc{Room: "general", Seq: 1, ID: "x", User: "alice", Text: "old", TS: "2026-11-25T10:00:00.123Z"}
+	if _, err := coll.InsertOne(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Database(db).Collection(roomsColl).InsertOne(ctx, bson.D{{Key: "_id", Value: "general"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Under the old index another user's x cannot be stored at all.
+	if _, err := coll.InsertOne(ctx, messageDoc{Room: "general", Seq: 2, ID: "x", User: "bob", Text: "bob's x"}); !mongo.IsDuplicateKeyError(err) {
+		t.Fatalf("insert under the old index: %v, want a duplicate key error", err)
+	}
+
+	s := openStore(t, uri, db)
+	checkIndexes(t, s.messages)
+
+	bobX, aliceY := message("general", "x", "bob's x"), message("general", "y", "alice's y")
+	bobX.User = "bob"
+	retry := message("general", "x", "alice's x again")
+	out := mustAppend(t, s, ctx, []chat.Message{retry, bobX, aliceY})
+	bobX.Seq, aliceY.Seq = 2, 3
+	want := []chat.Message{old.message(), bobX, aliceY}
+	if !slices.Equal(out, want) {
+		t.Fatalf("Append after migration =\n %+v\nwant\n %+v", out, want)
+	}
+	p, err := s.Messages(ctx, "general", chat.Query{Kind: chat.Latest, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Messages, want) || p.HasMore {
+		t.Fatalf("history after migration = %+v, want %+v", p.Messages, want)
+	}
+	rooms, err := s.Rooms(ctx, chat.RoomQuery{Limit: 10})
+	if err != nil || !slices.Equal(rooms.Rooms, []chat.RoomInfo{{Room: "general", LastSeq: 3}}) {
+		t.Fatalf("Rooms after migration = %+v, %v", rooms, err)
+	}
+
+	// A second instance opening the migrated database finds nothing to drop.
+	openStore(t, uri, db)
+	checkIndexes(t, s.messages)
+	checkRoom(t, s, "general", 3, out)
 }
 
 // --- helpers for the Mongo-specific tests ---
@@ -174,28 +275,28 @@ func countMessages(t *testing.T, s *Store) int64 {
 }
 
 // checkRoom asserts the invariants of one room: stored seqs are exactly
-// 1..len(stored), each id is stored once, and every message any caller got
-// back is the stored one (same seq, first text).
+// 1..len(stored), each (user, id) is stored once, and every message any
+// caller got back is the stored one (same seq, first text).
 func checkRoom(t *testing.T, s *Store, room string, wantN int, returned ...[]chat.Message) {
 	t.Helper()
 	stored := allMessages(t, s, room)
-	byID := map[string]chat.Message{}
+	byKey := map[msgKey]chat.Message{}
 	for i, m := range stored {
 		if m.Seq != int64(i+1) {
 			t.Fatalf("room %s: stored seq #%d is %d: not gapless 1..N (seqs %v)", room, i+1, m.Seq, seqsOf(stored))
 		}
-		if prev, dup := byID[m.ID]; dup {
-			t.Fatalf("room %s: id %s stored twice, seqs %d and %d", room, m.ID, prev.Seq, m.Seq)
+		if prev, dup := byKey[keyOf(m)]; dup {
+			t.Fatalf("room %s: %s's id %s stored twice, seqs %d and %d", room, m.User, m.ID, prev.Seq, m.Seq)
 		}
-		byID[m.ID] = m
+		byKey[keyOf(m)] = m
 	}
 	if len(stored) != wantN {
 		t.Fatalf("room %s: %d messages stored, want %d", room, len(stored), wantN)
 	}
 	for _, out := range returned {
 		for _, m := range out {
-			if m != byID[m.ID] {
-				t.Fatalf("room %s: a caller got %+v for %s, stored is %+v", room, m, m.ID, byID[m.ID])
+			if m != byKey[keyOf(m)] {
+				t.Fatalf("room %s: a caller got %+v for %s, stored is %+v", room, m, m.ID, byKey[keyOf(m)])
 			}
 		}
 	}
@@ -317,6 +418,37 @@ func TestLostSeqRace(t *testing.T) {
 		}
 	}
 	checkRoom(t, a, "general", 7, out)
+}
+
+// TestLostSeqRaceOtherUsers: as TestLostSeqRace, but what B stores in
+// between is bob's messages under A's ids (other messages) and one of A's own
+// (a redelivery). The lookup after A's collision must take only the latter
+// for stored: bob's x1 and x2 are not alice's.
+func TestLostSeqRaceOtherUsers(t *testing.T) {
+	a := newStore(t)
+	b := openStore(t, testURI(t), a.messages.Database().Name())
+	ctx := t.Context()
+
+	byBob := func(id string) chat.Message { m := message("general", id, id+" by bob"); m.User = "bob"; return m }
+	var struck bool
+	a.beforeInsert = func(ctx context.Context, room string, firstSeq int64, n int) {
+		if struck {
+			return
+		}
+		struck = true
+		mustAppend(t, b, ctx, []chat.Message{byBob("x1"), byBob("x2"), message(room, "x3", "x3 by b")})
+	}
+	out := mustAppend(t, a, ctx, batch("general", "x", "by a", 1, 5)) // alice's x1..x4
+	want := map[string]int64{"x1": 4, "x2": 5, "x3": 3, "x4": 6}
+	for _, m := range out {
+		if m.User != "alice" || m.Seq != want[m.ID] {
+			t.Errorf("%s got %s's seq %d, want alice's %d", m.ID, m.User, m.Seq, want[m.ID])
+		}
+	}
+	if out[2].Text != "x3 by b" {
+		t.Errorf("x3: text %q, want the first stored one", out[2].Text)
+	}
+	checkRoom(t, a, "general", 6, out)
 }
 
 // TestRaceInsideChunk has another writer take a seq in the middle of one

@@ -10,6 +10,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -25,19 +26,32 @@ import (
 	"github.com/parley-chat/parley/app/chat"
 )
 
-// Layout of the file:
+// Layout of the file (format 2):
 //
+//	meta/format              the layout's version, 8 bytes big-endian; files
+//	                         of format 1 have no meta bucket
 //	rooms/<room>/            one bucket per room; its bucket sequence is the
 //	                         room's last seq
 //	rooms/<room>/msgs/<seq>  message JSON, keyed by 8-byte big-endian seq so
 //	                         that byte order is seq order
-//	rooms/<room>/ids/<id>    8-byte seq of the message with that id: the
-//	                         idempotency index
+//	rooms/<room>/ids/<key>   8-byte seq of the message with that user and id:
+//	                         the idempotency index (see idKey)
+//
+// Format 1 keyed ids by the id alone, so that a message of one user under an
+// id another user had sent first was taken for a retry of it: acknowledged,
+// never stored. Open rebuilds a format-1 file's ids from its messages (see
+// migrate).
 var (
+	bucketMeta  = []byte("meta")
 	bucketRooms = []byte("rooms")
 	bucketMsgs  = []byte("msgs")
 	bucketIDs   = []byte("ids")
+
+	keyFormat = []byte("format")
 )
+
+// format is the layout this code reads and writes.
+const format = 2
 
 // openTimeout bounds the wait for the file lock. bbolt waits forever by
 // default, so a second process on the same data dir would hang silently
@@ -64,16 +78,92 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Create the top-level bucket once, so that readers can rely on it.
-	err = db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketRooms)
-		return err
-	})
-	if err != nil {
+	// Create the top-level buckets once, so that readers can rely on them,
+	// and bring an older file to the current layout.
+	if err := db.Update(migrate); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// migrate creates the top-level buckets of a new file and brings a file of
+// an older format to the current one, all in one transaction: a crash or an
+// error leaves the file as it was, and the next Open starts over. A file of
+// a newer format is refused rather than half understood.
+//
+// From format 1 (or a new file, where it finds no rooms), it rebuilds every
+// room's ids bucket from the room's messages, which hold user and id, and
+// then records the format. The cost is one read of every stored message, once.
+func migrate(tx *bbolt.Tx) error {
+	rooms, err := tx.CreateBucketIfNotExists(bucketRooms)
+	if err != nil {
+		return err
+	}
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if v := meta.Get(keyFormat); v != nil {
+		if len(v) != 8 {
+			return fmt.Errorf("unreadable format version %x", v)
+		}
+		switch got := binary.BigEndian.Uint64(v); {
+		case got == format:
+			return nil
+		case got > format:
+			return fmt.Errorf("file has format %d, newer than this version of Parley understands (%d)", got, format)
+		default:
+			return fmt.Errorf("file has format %d, which no version of Parley wrote", got)
+		}
+	}
+	// Room names first, then the rebuild: a bucket is not changed while a
+	// cursor walks it.
+	var names [][]byte
+	err = rooms.ForEachBucket(func(k []byte) error {
+		names = append(names, bytes.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := rebuildIDs(rooms.Bucket(name)); err != nil {
+			return fmt.Errorf("room %s: rebuild ids: %w", name, err)
+		}
+	}
+	return meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, format))
+}
+
+// rebuildIDs replaces room's ids bucket with one built from its messages.
+// Should two messages share a user and id (format 1 could not store that,
+// but the rebuild does not rely on it), the first one, by seq, is the one a
+// retry gets back, as Append would have answered.
+func rebuildIDs(room *bbolt.Bucket) error {
+	if room.Bucket(bucketIDs) != nil {
+		if err := room.DeleteBucket(bucketIDs); err != nil {
+			return err
+		}
+	}
+	ids, err := room.CreateBucket(bucketIDs)
+	if err != nil {
+		return err
+	}
+	msgs, err := room.CreateBucketIfNotExists(bucketMsgs)
+	if err != nil {
+		return err
+	}
+	return msgs.ForEach(func(k, v []byte) error {
+		var m chat.Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		key := idKey(m.User, m.ID)
+		if ids.Get(key) != nil {
+			return nil
+		}
+		return ids.Put(key, bytes.Clone(k))
+	})
 }
 
 // Close closes the file. Calls after Close fail.
@@ -89,14 +179,14 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Append stores msgs in one write transaction, so a batch is all or nothing.
 // The domain validates messages; Append only refuses what it cannot key: an
-// empty room or id.
+// empty room, user or id.
 func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	for i, m := range msgs {
-		if m.Room == "" || m.ID == "" {
-			return nil, fmt.Errorf("append: message %d has an empty room or id", i)
+		if m.Room == "" || m.User == "" || m.ID == "" {
+			return nil, fmt.Errorf("append: message %d has an empty room, user or id", i)
 		}
 	}
 	out := make([]chat.Message, len(msgs))
@@ -121,12 +211,13 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 	return out, nil
 }
 
-// appendOne stores m in room unless its id is already there, and returns the
-// stored message either way. A duplicate earlier in the same batch is found
+// appendOne stores m in room unless a message of its user with its id is
+// already there, and returns the stored message either way. A duplicate earlier in the same batch is found
 // too, since a transaction reads its own writes.
 func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	msgs, ids := room.Bucket(bucketMsgs), room.Bucket(bucketIDs)
-	if key := ids.Get([]byte(m.ID)); key != nil {
+	idk := idKey(m.User, m.ID)
+	if key := ids.Get(idk); key != nil {
 		var stored chat.Message
 		if err := json.Unmarshal(msgs.Get(key), &stored); err != nil {
 			return chat.Message{}, fmt.Errorf("decode message %s: %w", m.ID, err)
@@ -148,7 +239,7 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	if err := msgs.Put(key, val); err != nil {
 		return chat.Message{}, err
 	}
-	if err := ids.Put([]byte(m.ID), key); err != nil {
+	if err := ids.Put(idk, key); err != nil {
 		return chat.Message{}, err
 	}
 	return m, nil
@@ -308,6 +399,16 @@ func readPage(page *chat.Page, k, v []byte, step func() ([]byte, []byte), limit 
 	}
 	page.HasMore = k != nil
 	return nil
+}
+
+// idKey is the ids key of a message: the length of its user as a uvarint,
+// the user, the id. The length makes the split unambiguous whatever bytes
+// user and id hold: ("ab", "c") and ("a", "bc") are different keys.
+func idKey(user, id string) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(user)+len(id))
+	k = binary.AppendUvarint(k, uint64(len(user)))
+	k = append(k, user...)
+	return append(k, id...)
 }
 
 // seqKey encodes seq big-endian, so that bbolt's byte order is seq order.

@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/parley-chat/parley/app/chat"
@@ -134,6 +137,7 @@ func TestAppendRejectsEmptyKeys(t *testing.T) {
 	for name, bad := range map[string]chat.Message{
 		"empty room": message("", "a"),
 		"empty id":   message("general", ""),
+		"empty user": {Room: "general", ID: "a", Text: "no user", TS: chat.Timestamp(time.Now())},
 	} {
 		if _, err := s.Append(ctx, []chat.Message{message("general", "ok"), bad}); err == nil {
 			t.Errorf("Append with %s succeeded", name)
@@ -162,5 +166,197 @@ func TestPingAfterClose(t *testing.T) {
 	}
 	if err := s.Ping(t.Context()); err == nil {
 		t.Fatal("Ping after Close succeeded")
+	}
+}
+
+// writeFormat1 writes a file as the store wrote it before format 2, by hand
+// and without the store's helpers: no meta bucket, and ids keyed by the id
+// alone. rooms maps each room to its messages in seq order (their seqs are
+// set here).
+func writeFormat1(t *testing.T, path string, rooms map[string][]chat.Message) map[string][]chat.Message {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string][]chat.Message{}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		top, err := tx.CreateBucket([]byte("rooms"))
+		if err != nil {
+			return err
+		}
+		for name, ms := range rooms {
+			room, err := top.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			msgs, err := room.CreateBucket([]byte("msgs"))
+			if err != nil {
+				return err
+			}
+			ids, err := room.CreateBucket([]byte("ids"))
+			if err != nil {
+				return err
+			}
+			for i, m := range ms {
+				m.Seq = int64(i + 1)
+				key := binary.BigEndian.AppendUint64(nil, uint64(m.Seq))
+				val, err := json.Marshal(m)
+				if err != nil {
+					return err
+				}
+				if err := msgs.Put(key, val); err != nil {
+					return err
+				}
+				if err := ids.Put([]byte(m.ID), key); err != nil {
+					return err
+				}
+				out[name] = append(out[name], m)
+			}
+			if err := room.SetSequence(uint64(len(ms))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("write a format-1 file: %v", err)
+	}
+	return out
+}
+
+func userMessage(room, user, id, text string) chat.Message {
+	return chat.Message{Room: room, ID: id, User: user, Text: text, TS: "2026-11-25T10:00:00.123Z"}
+}
+
+func history(t *testing.T, s *Store, room string) []chat.Message {
+	t.Helper()
+	p, err := s.Messages(t.Context(), room, chat.Query{Kind: chat.After, Limit: 200})
+	if err != nil {
+		t.Fatalf("Messages(%s): %v", room, err)
+	}
+	return p.Messages
+}
+
+// TestMigrateFormat1 opens a file of the old layout: history and rooms stay
+// as they were, the idempotency index now answers by (user, id): a retry of
+// an old message by its user is not stored again, and the same id by another
+// user is a new message with the next seq.
+func TestMigrateFormat1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	old := writeFormat1(t, path, map[string][]chat.Message{
+		"general": {
+			userMessage("general", "alice", "a", "alice's a"),
+			userMessage("general", "bob", "b", "bob's b"),
+			userMessage("general", "alice", "c", "alice's c"),
+		},
+		"random": {userMessage("random", "carol", "a", "carol's a")},
+		"lobby":  {}, // a room created by a join, no messages
+	})
+
+	s := openTemp(t, path)
+	for room, want := range old {
+		if got := history(t, s, room); !slices.Equal(got, want) {
+			t.Fatalf("history of %s after migration = %+v, want %+v", room, got, want)
+		}
+	}
+	rooms, err := s.Rooms(ctx, chat.RoomQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRooms := []chat.RoomInfo{{Room: "general", LastSeq: 3}, {Room: "lobby"}, {Room: "random", LastSeq: 1}}
+	if !slices.Equal(rooms.Rooms, wantRooms) || rooms.More {
+		t.Fatalf("Rooms after migration = %+v, want %+v", rooms, wantRooms)
+	}
+
+	out, err := s.Append(ctx, []chat.Message{
+		userMessage("general", "alice", "a", "alice's a, retried"), // old, same user: not stored again
+		userMessage("general", "bob", "a", "bob's a"),              // alice's id, another user: new
+		userMessage("general", "bob", "b", "bob's b, retried"),     // old
+		userMessage("random", "bob", "a", "bob's a in random"),     // carol's id there: new
+		userMessage("lobby", "alice", "a", "alice's a in lobby"),   // first message of lobby
+	})
+	if err != nil {
+		t.Fatalf("Append after migration: %v", err)
+	}
+	bobA := userMessage("general", "bob", "a", "bob's a")
+	bobA.Seq = 4
+	randomBobA := userMessage("random", "bob", "a", "bob's a in random")
+	randomBobA.Seq = 2
+	lobbyA := userMessage("lobby", "alice", "a", "alice's a in lobby")
+	lobbyA.Seq = 1
+	want := []chat.Message{old["general"][0], bobA, old["general"][1], randomBobA, lobbyA}
+	if !slices.Equal(out, want) {
+		t.Fatalf("Append after migration =\n %+v\nwant\n %+v", out, want)
+	}
+	if got, want := history(t, s, "general"), append(slices.Clone(old["general"]), bobA); !slices.Equal(got, want) {
+		t.Fatalf("history of general = %+v, want %+v", got, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// On disk: the format is recorded and no key of the old form is left.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyFormat); len(v) != 8 || binary.BigEndian.Uint64(v) != format {
+			t.Errorf("format on disk = %x, want %d", v, format)
+		}
+		ids := tx.Bucket(bucketRooms).Bucket([]byte("general")).Bucket(bucketIDs)
+		for _, id := range []string{"a", "b", "c"} {
+			if ids.Get([]byte(id)) != nil {
+				t.Errorf("general: an ids key of the old form (%q) survived", id)
+			}
+		}
+		if n := ids.Stats().KeyN; n != 4 {
+			t.Errorf("general: %d ids keys, want one per message (4)", n)
+		}
+		return nil
+	})
+	_ = db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Opening the migrated file again changes nothing.
+	s = openTemp(t, path)
+	out, err = s.Append(ctx, []chat.Message{userMessage("general", "bob", "a", "again"), userMessage("general", "alice", "c", "again")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []chat.Message{bobA, old["general"][2]}; !slices.Equal(out, want) {
+		t.Fatalf("Append after reopen = %+v, want %+v", out, want)
+	}
+	if last, err := s.LastSeq(ctx, "general"); err != nil || last != 4 {
+		t.Fatalf("LastSeq after reopen = %d, %v; want 4", last, err)
+	}
+}
+
+// TestNewerFormatRefused: a file written by a newer Parley is not opened,
+// rather than read and written in a layout this code does not know.
+func TestNewerFormatRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	openTemp(t, path).Close()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint64(nil, format+1))
+	})
+	_ = db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path); err == nil {
+		_ = s.Close()
+		t.Fatal("Open of a file of a newer format succeeded")
+	} else if !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open of a file of a newer format: %v, want it to say so", err)
 	}
 }

@@ -30,6 +30,11 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		t.Run("LaterBatch", func(t *testing.T) { testDuplicateLaterBatch(t, newStore(t)) })
 		t.Run("SameBatch", func(t *testing.T) { testDuplicateSameBatch(t, newStore(t)) })
 		t.Run("SameIDOtherRoom", func(t *testing.T) { testSameIDOtherRoom(t, newStore(t)) })
+		t.Run("SameIDOtherUser", func(t *testing.T) { testSameIDOtherUser(t, newStore(t)) })
+		t.Run("SameIDOtherUserLater", func(t *testing.T) { testSameIDOtherUserLater(t, newStore(t)) })
+		t.Run("SameUserTwice", func(t *testing.T) { testSameUserTwice(t, newStore(t)) })
+		t.Run("MixedBatch", func(t *testing.T) { testMixedUsersBatch(t, newStore(t)) })
+		t.Run("RejectsEmptyKeys", func(t *testing.T) { testRejectsEmptyKeys(t, newStore(t)) })
 	})
 	t.Run("Messages", func(t *testing.T) {
 		t.Run("UnknownRoom", func(t *testing.T) { testUnknownRoom(t, newStore(t)) })
@@ -47,10 +52,15 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 	t.Run("Rooms", func(t *testing.T) {
 		t.Run("Empty", func(t *testing.T) { testRoomsEmpty(t, newStore(t)) })
 		t.Run("SortedWithLastSeq", func(t *testing.T) { testRoomsSorted(t, newStore(t)) })
+		t.Run("ByteOrder", func(t *testing.T) { testRoomsByteOrder(t, newStore(t)) })
+		t.Run("Page", func(t *testing.T) { testRoomsPage(t, newStore(t)) })
+		t.Run("EmptyPage", func(t *testing.T) { testRoomsEmptyPage(t, newStore(t)) })
+		t.Run("Walk", func(t *testing.T) { testRoomsWalk(t, newStore(t)) })
 	})
 	t.Run("Concurrent", func(t *testing.T) {
 		t.Run("Appends", func(t *testing.T) { testConcurrentAppends(t, newStore(t)) })
 		t.Run("Duplicates", func(t *testing.T) { testConcurrentDuplicates(t, newStore(t)) })
+		t.Run("DuplicatesOfSeveralUsers", func(t *testing.T) { testConcurrentUsersDuplicates(t, newStore(t)) })
 	})
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(t.Context()); err != nil {
@@ -63,9 +73,14 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 // it, so a store that keeps ts as a date still gives back the same string.
 var ts = chat.Timestamp(time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC))
 
-// msg makes a message as the persist stage hands it to Append: no seq yet.
-func msg(room, id string) chat.Message {
-	return chat.Message{Room: room, ID: id, User: "alice", Text: "text of " + id, TS: ts}
+// msg makes a message of alice as the persist stage hands it to Append: no
+// seq yet.
+func msg(room, id string) chat.Message { return userMsg(room, "alice", id) }
+
+// userMsg makes a message of user; the text names both user and id, so that
+// two users' messages under one id differ.
+func userMsg(room, user, id string) chat.Message {
+	return chat.Message{Room: room, ID: id, User: user, Text: "text of " + id + " by " + user, TS: ts}
 }
 
 // msgs makes n messages in room with ids prefix-1 ... prefix-n.
@@ -143,15 +158,36 @@ func mustLastSeq(t *testing.T, s chat.Store, room string) int64 {
 	return last
 }
 
+// mustRoomPage reads one page of the room list and checks what every page
+// must be: a non-nil slice of at most q.Limit rooms, strictly ascending in
+// byte order, all after q.After.
+func mustRoomPage(t *testing.T, s chat.Store, q chat.RoomQuery) chat.RoomPage {
+	t.Helper()
+	page, err := s.Rooms(t.Context(), q)
+	if err != nil {
+		t.Fatalf("Rooms(%+v): %v", q, err)
+	}
+	// A nil slice would reach clients as "rooms":null instead of [].
+	if page.Rooms == nil {
+		t.Fatalf("Rooms(%+v) returned nil, want a non-nil slice", q)
+	}
+	if len(page.Rooms) > q.Limit {
+		t.Fatalf("Rooms(%+v) returned %d rooms, more than the limit", q, len(page.Rooms))
+	}
+	for i, r := range page.Rooms {
+		if r.Room <= q.After {
+			t.Fatalf("Rooms(%+v) returned %q, which does not sort after %q", q, r.Room, q.After)
+		}
+		if i > 0 && page.Rooms[i-1].Room >= r.Room {
+			t.Fatalf("Rooms(%+v): not ascending in byte order: %q then %q", q, page.Rooms[i-1].Room, r.Room)
+		}
+	}
+	return page
+}
+
 func mustRooms(t *testing.T, s chat.Store) []chat.RoomInfo {
 	t.Helper()
-	page, err := s.Rooms(t.Context(), chat.RoomQuery{Limit: 200})
-	if err != nil {
-		t.Fatalf("Rooms: %v", err)
-	}
-	if page.Rooms == nil {
-		t.Fatal("Rooms returned nil, want a non-nil slice")
-	}
+	page := mustRoomPage(t, s, chat.RoomQuery{Limit: 200})
 	if page.More {
 		t.Fatal("Rooms: more than 200 rooms in a contract test")
 	}
@@ -317,6 +353,108 @@ func testSameIDOtherRoom(t *testing.T, s chat.Store) {
 	equalMessages(t, "Append result", out, []chat.Message{stored(a, 1), stored(b, 1)})
 	equalMessages(t, "history of a", history(t, s, "a"), []chat.Message{stored(a, 1)})
 	equalMessages(t, "history of b", history(t, s, "b"), []chat.Message{stored(b, 1)})
+}
+
+// testSameIDOtherUser: ids are chosen by clients, so two users can pick the
+// same one. The idempotency key is (room, user, id): bob's message under
+// alice's id is another message, not a retry of hers. (Keyed on (room, id),
+// whoever sent an id first would have made the other's message vanish
+// behind an acknowledgement.)
+func testSameIDOtherUser(t *testing.T, s chat.Store) {
+	a, b := userMsg("general", "alice", "same"), userMsg("general", "bob", "same")
+	out := mustAppend(t, s, a, b)
+	want := []chat.Message{stored(a, 1), stored(b, 2)}
+	equalMessages(t, "Append result", out, want)
+	equalMessages(t, "history", history(t, s, "general"), want)
+	if got := mustLastSeq(t, s, "general"); got != 2 {
+		t.Fatalf("LastSeq = %d, want 2", got)
+	}
+}
+
+// testSameIDOtherUserLater: the same, with the other user's message coming in
+// a later call, after the first one is stored, and next to a retry of it.
+func testSameIDOtherUserLater(t *testing.T, s chat.Store) {
+	a := userMsg("general", "alice", "same")
+	mustAppend(t, s, a, msg("general", "other"))
+
+	b := userMsg("general", "bob", "same")
+	retry := a
+	retry.Text = "alice again"
+	out := mustAppend(t, s, b, retry)
+	equalMessages(t, "Append result", out, []chat.Message{stored(b, 3), stored(a, 1)})
+
+	c := userMsg("general", "carol", "same")
+	out = mustAppend(t, s, retry, c)
+	equalMessages(t, "Append result", out, []chat.Message{stored(a, 1), stored(c, 4)})
+
+	equalMessages(t, "history", history(t, s, "general"),
+		[]chat.Message{stored(a, 1), stored(msg("general", "other"), 2), stored(b, 3), stored(c, 4)})
+}
+
+// testSameUserTwice: the same user sending the same id in the same room is a
+// retry, across calls and within one batch: stored once, first text, one seq.
+func testSameUserTwice(t *testing.T, s chat.Store) {
+	first := userMsg("general", "bob", "x")
+	first.Text = "first"
+	again := first
+	again.Text = "second"
+	out := mustAppend(t, s, first, again)
+	equalMessages(t, "Append result", out, []chat.Message{stored(first, 1), stored(first, 1)})
+
+	out = mustAppend(t, s, again, userMsg("general", "bob", "y"), again)
+	equalMessages(t, "Append result of the retry", out,
+		[]chat.Message{stored(first, 1), stored(userMsg("general", "bob", "y"), 2), stored(first, 1)})
+	equalMessages(t, "history", history(t, s, "general"),
+		[]chat.Message{stored(first, 1), stored(userMsg("general", "bob", "y"), 2)})
+}
+
+// testMixedUsersBatch: one batch with both kinds of repeat: other users under
+// one id (new messages) and one user's retries (not new), across two rooms,
+// some repeating what an earlier call stored.
+func testMixedUsersBatch(t *testing.T, s chat.Store) {
+	early := userMsg("general", "carol", "x")
+	mustAppend(t, s, early)
+
+	ax, bx, ay := userMsg("general", "alice", "x"), userMsg("general", "bob", "x"), userMsg("general", "alice", "y")
+	ox := userMsg("other", "bob", "x")
+	retry := func(m chat.Message) chat.Message { m.Text = "retried"; return m }
+	out := mustAppend(t, s,
+		ax,           // new: 2
+		bx,           // new, same id as ax: 3
+		retry(ax),    // retry of ax: 2
+		retry(early), // retry of the earlier call's message: 1
+		ox,           // same user and id as bx, another room: other 1
+		ay,           // new: 4
+		retry(bx),    // retry of bx: 3
+		retry(ox),    // retry of ox: other 1
+	)
+	equalMessages(t, "Append result", out, []chat.Message{
+		stored(ax, 2), stored(bx, 3), stored(ax, 2), stored(early, 1),
+		stored(ox, 1), stored(ay, 4), stored(bx, 3), stored(ox, 1),
+	})
+	equalMessages(t, "history of general", history(t, s, "general"),
+		[]chat.Message{stored(early, 1), stored(ax, 2), stored(bx, 3), stored(ay, 4)})
+	equalMessages(t, "history of other", history(t, s, "other"), []chat.Message{stored(ox, 1)})
+}
+
+// testRejectsEmptyKeys: a message without room, user or id cannot be keyed,
+// and a batch holding one stores nothing.
+func testRejectsEmptyKeys(t *testing.T, s chat.Store) {
+	for name, bad := range map[string]chat.Message{
+		"empty room": userMsg("", "alice", "a"),
+		"empty user": userMsg("general", "", "a"),
+		"empty id":   userMsg("general", "alice", ""),
+	} {
+		if _, err := s.Append(t.Context(), []chat.Message{bad, msg("general", "ok")}); err == nil {
+			t.Errorf("Append of a batch with a message with %s succeeded", name)
+		}
+	}
+	if got := mustLastSeq(t, s, "general"); got != 0 {
+		t.Fatalf("LastSeq after rejected batches = %d, want 0", got)
+	}
+	if got := mustRooms(t, s); len(got) != 0 {
+		t.Fatalf("Rooms after rejected batches = %+v, want none", got)
+	}
 }
 
 func testUnknownRoom(t *testing.T, s chat.Store) {
@@ -538,6 +676,130 @@ func testRoomsSorted(t *testing.T, s chat.Store) {
 	}
 }
 
+// testRoomsByteOrder: names sort by their bytes, not by any collation:
+// upper case before lower case, punctuation by its code, non-ASCII last.
+func testRoomsByteOrder(t *testing.T, s chat.Store) {
+	names := []string{"ab", "été", "a.b", "Zulu", "a_b", "a", "~", "B", "a-b", "10", "9", "Ab", "ärger", "z"}
+	for _, n := range names {
+		mustEnsureRoom(t, s, n)
+	}
+	want := slices.Clone(names)
+	slices.Sort(want) // Go compares strings bytewise
+	var got []string
+	for _, r := range mustRooms(t, s) {
+		got = append(got, r.Room)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Rooms = %q, want byte order %q", got, want)
+	}
+	// Paging follows the same order: after "a-b" comes "a.b", after "Zulu" "a".
+	for after, next := range map[string]string{"a-b": "a.b", "Zulu": "a", "9": "Ab", "z": "~", "~": "ärger"} {
+		p := mustRoomPage(t, s, chat.RoomQuery{After: after, Limit: 1})
+		if len(p.Rooms) != 1 || p.Rooms[0].Room != next || !p.More {
+			t.Errorf("Rooms(After %q, Limit 1) = %+v, want %q and more", after, p, next)
+		}
+	}
+}
+
+// testRoomsPage: a page is at most Limit rooms after After, and More says
+// whether any follow it.
+func testRoomsPage(t *testing.T, s chat.Store) {
+	for _, r := range []string{"e", "b", "d"} {
+		mustEnsureRoom(t, s, r)
+	}
+	mustAppend(t, s, msg("a", "1"), msg("c", "1"), msg("c", "2"))
+	info := map[string]chat.RoomInfo{
+		"a": {Room: "a", LastSeq: 1}, "b": {Room: "b"}, "c": {Room: "c", LastSeq: 2}, "d": {Room: "d"}, "e": {Room: "e"},
+	}
+	for _, c := range []struct {
+		after string
+		limit int
+		want  string // the page's rooms, one letter each
+		more  bool
+	}{
+		{"", 1, "a", true},
+		{"", 2, "ab", true},
+		{"", 4, "abcd", true},
+		{"", 5, "abcde", false},
+		{"", 100, "abcde", false},
+		{"a", 2, "bc", true},
+		{"b", 2, "cd", true},
+		{"c", 2, "de", false}, // exactly the rest: nothing follows
+		{"d", 2, "e", false},
+		{"d", 1, "e", false},
+		{"e", 2, "", false},
+		{"zzz", 5, "", false},
+		{"bb", 2, "cd", true}, // After need not be a room
+		{"0", 1, "a", true},
+		{"A", 3, "abc", true},
+	} {
+		q := chat.RoomQuery{After: c.after, Limit: c.limit}
+		p := mustRoomPage(t, s, q)
+		want := []chat.RoomInfo{}
+		for _, r := range c.want {
+			want = append(want, info[string(r)])
+		}
+		if !slices.Equal(p.Rooms, want) || p.More != c.more {
+			t.Errorf("Rooms(%+v) = %+v more %v, want %+v more %v", q, p.Rooms, p.More, want, c.more)
+		}
+	}
+}
+
+// testRoomsEmptyPage: an empty store answers every page with an empty,
+// non-nil list and no more.
+func testRoomsEmptyPage(t *testing.T, s chat.Store) {
+	for _, q := range []chat.RoomQuery{{Limit: 1}, {Limit: 100}, {After: "general", Limit: 1}} {
+		p := mustRoomPage(t, s, q)
+		if len(p.Rooms) != 0 || p.More {
+			t.Errorf("Rooms(%+v) of an empty store = %+v, want an empty page without more", q, p)
+		}
+	}
+}
+
+// testRoomsWalk pages through 250 rooms 100 at a time, as a client following
+// next_cursor would, and must see each room exactly once, in order.
+func testRoomsWalk(t *testing.T, s chat.Store) {
+	const n, limit = 250, 100
+	var want []chat.RoomInfo
+	var batch []chat.Message
+	for i := range n {
+		// Not zero-padded, so byte order is not numeric order; every third
+		// room has messages, the others only exist.
+		room := fmt.Sprintf("room-%d", i)
+		if i%3 == 0 {
+			batch = append(batch, msg(room, "1"), msg(room, "2"))
+			want = append(want, chat.RoomInfo{Room: room, LastSeq: 2})
+		} else {
+			mustEnsureRoom(t, s, room)
+			want = append(want, chat.RoomInfo{Room: room})
+		}
+	}
+	mustAppend(t, s, batch...)
+	slices.SortFunc(want, func(a, b chat.RoomInfo) int { return strings.Compare(a.Room, b.Room) })
+
+	var got []chat.RoomInfo
+	var sizes []int
+	q := chat.RoomQuery{Limit: limit}
+	for {
+		p := mustRoomPage(t, s, q)
+		got = append(got, p.Rooms...)
+		sizes = append(sizes, len(p.Rooms))
+		if !p.More {
+			break
+		}
+		if len(p.Rooms) == 0 || len(got) > n {
+			t.Fatalf("walking rooms: More still true after %d rooms (pages %v)", len(got), sizes)
+		}
+		q.After = p.Rooms[len(p.Rooms)-1].Room
+	}
+	if !slices.Equal(sizes, []int{100, 100, 50}) {
+		t.Errorf("page sizes %v, want [100 100 50]", sizes)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walking rooms saw %d rooms, want each of %d once in byte order:\n got %+v\nwant %+v", len(got), n, got, want)
+	}
+}
+
 // testConcurrentAppends has several writers append batches of different
 // sizes to one room at once, as the persist stages of several instances do.
 func testConcurrentAppends(t *testing.T, s chat.Store) {
@@ -634,6 +896,68 @@ func testConcurrentDuplicates(t *testing.T, s chat.Store) {
 		for _, m := range out {
 			if m != storedByID[m.ID] {
 				t.Fatalf("writer %d got %+v for %s, stored is %+v", w, m, m.ID, storedByID[m.ID])
+			}
+		}
+	}
+}
+
+// testConcurrentUsersDuplicates has writers of three users send the same ids
+// at once, two writers per user: each user's message under an id is stored
+// once, the users' messages under one id are all stored, and both writers of
+// a user are told that user's one stored message.
+func testConcurrentUsersDuplicates(t *testing.T, s chat.Store) {
+	const writers, users, n = 6, 3, 15
+	ctx := t.Context()
+	results := make([][]chat.Message, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			user := fmt.Sprint("user-", w%users)
+			for i := 0; i < n; i += 3 {
+				// Batches of three, so collisions land inside batches too.
+				var in []chat.Message
+				for k := i; k < i+3; k++ {
+					m := userMsg("general", user, fmt.Sprint("id-", k))
+					m.Text = fmt.Sprintf("from writer %d", w)
+					in = append(in, m)
+				}
+				out, err := s.Append(ctx, in)
+				if err != nil {
+					t.Errorf("writer %d: Append: %v", w, err)
+					return
+				}
+				for k := range in {
+					if out[k].User != in[k].User || out[k].ID != in[k].ID {
+						t.Errorf("writer %d: result %d is %s/%s, want %s/%s", w, k, out[k].User, out[k].ID, in[k].User, in[k].ID)
+						return
+					}
+				}
+				results[w] = append(results[w], out...)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	h := history(t, s, "general")
+	if got := seqs(h); !slices.Equal(got, seqRange(1, users*n)) {
+		t.Fatalf("stored seqs %v, want 1..%d: each (user, id) stored once", got, users*n)
+	}
+	type key struct{ user, id string }
+	storedByKey := map[key]chat.Message{}
+	for _, m := range h {
+		k := key{m.User, m.ID}
+		if _, dup := storedByKey[k]; dup {
+			t.Fatalf("%s's id %s stored twice", m.User, m.ID)
+		}
+		storedByKey[k] = m
+	}
+	for w, out := range results {
+		for _, m := range out {
+			if want := storedByKey[key{m.User, m.ID}]; m != want {
+				t.Fatalf("writer %d got %+v, stored is %+v", w, m, want)
 			}
 		}
 	}
