@@ -6,7 +6,7 @@
 //   sign-in page  POST /api/session, then reload (the server sets an HttpOnly
 //                 cookie, so every later request, the WebSocket and the
 //                 EventSource authenticate by cookie alone).
-//   chat page     rooms (GET /api/rooms), history (GET .../messages), the live
+//   chat page     rooms (GET /api/rooms, paged), history (GET .../messages), the live
 //                 connection (WebSocket /ws, or SSE + POST as a fallback),
 //                 pending sends with retries under the same id.
 //
@@ -15,6 +15,9 @@
 //     Node.append(string)), never as HTML;
 //   - messages of a room are shown in seq order, once each, with no gap: a
 //     jump in seq is filled from history before the later message is shown.
+//   - nothing here needs 'unsafe-inline' or 'unsafe-eval': the server's CSP
+//     (handlers/headers.go) refuses inline script, style attributes, eval
+//     and javascript: URLs, and the browser test fails on any violation.
 'use strict';
 
 /* ------------------------------------------------------------------------ */
@@ -30,6 +33,7 @@ const MAX_TEXT = 4000; // code points
 const PING_EVERY = 25_000;
 const PONG_TIMEOUT = 10_000; // no frame at all this long after a ping: the socket is dead
 const ROOMS_EVERY = 10_000;
+const ROOMS_PAGE = 100; // rooms per GET /api/rooms page (the server allows 1-200)
 const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
 const ACK_TIMEOUT = 8_000; // one send attempt waits this long for its ack
@@ -48,7 +52,10 @@ const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id
 /**
  * el builds an element. Children that are strings become text nodes
  * (Node.append never parses HTML), so user text is safe to pass here.
- * props: class, text (textContent), dataset, on<event>, or any attribute.
+ * props: class, text (textContent), dataset, on<event>, or any attribute
+ * but `style`: the page runs under a CSP without 'unsafe-inline', which
+ * refuses style attributes (CSSOM writes such as el.style.setProperty are
+ * allowed and are the way to style from here).
  */
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -58,6 +65,7 @@ function el(tag, props = {}, ...children) {
     else if (key === 'text') node.textContent = value;
     else if (key === 'dataset') Object.assign(node.dataset, value);
     else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'style') throw new Error('el: no style attributes (CSP); use a class or el.style');
     else node.setAttribute(key, value === true ? '' : String(value));
   }
   for (const child of children) if (child != null) node.append(child);
@@ -184,6 +192,7 @@ function initApp() {
     roomInput: byTestId('room-input'),
     roomError: byTestId('room-error'),
     roomList: byTestId('room-list'),
+    roomsMore: byTestId('rooms-more'),
     roomName: $('.room-title .room-name'),
     pane: byTestId('message-pane'),
     loadOlder: byTestId('load-older'),
@@ -281,10 +290,13 @@ function initApp() {
         el(
           'div',
           { class: 'msg-meta' },
-          el('span', { class: 'msg-user', 'data-testid': 'message-user', text: user }),
+          // dir=auto and unicode-bidi isolation (app.css): a name or text in
+          // another script, or stray bidi controls in it, orders itself and
+          // nothing around it.
+          el('span', { class: 'msg-user', 'data-testid': 'message-user', dir: 'auto', text: user }),
           el('time', { class: 'msg-time', datetime: date.toISOString(), text: timeFmt.format(date) }),
         ),
-        el('div', { class: 'msg-text', 'data-testid': 'message-text', text: m.text }),
+        el('div', { class: 'msg-text', 'data-testid': 'message-text', dir: 'auto', text: m.text }),
       ),
     );
     li.style.setProperty('--hue', hue(user));
@@ -849,7 +861,7 @@ function initApp() {
       this.teardown();
       this.setState('reconnecting');
       try {
-        await api('GET', '/api/rooms');
+        await api('GET', '/api/rooms?limit=1');
       } catch (err) {
         if (err.status === 401) signedOut();
         else this.scheduleReconnect();
@@ -972,7 +984,7 @@ function initApp() {
 
   async function checkSession() {
     try {
-      await api('GET', '/api/rooms');
+      await api('GET', '/api/rooms?limit=1');
     } catch (err) {
       if (err.status === 401) signedOut();
     }
@@ -997,13 +1009,27 @@ function initApp() {
   /* Rooms                                                                   */
   /* ---------------------------------------------------------------------- */
 
-  /** Rooms as the server last listed them: name -> last_seq. */
-  let knownRooms = new Map();
+  /**
+   * Rooms as the server listed them: name -> last_seq. GET /api/rooms is
+   * paged by name and lists only rooms that have had a message. The periodic
+   * refresh reads the first page; "More rooms…" reads the next one from
+   * moreCursor. Pages are merged (rooms are never removed), so what "More"
+   * brought stays listed, with the last_seq of when it was read.
+   */
+  const knownRooms = new Map();
+  let moreCursor = null; // next_cursor of the last page read; null: nothing more
+  let morePages = false; // "More" was used: its cursor, not the first page's, is next
+  let loadingMore = false;
+
+  function mergeRooms(data) {
+    for (const x of data.rooms || []) knownRooms.set(x.room, x.last_seq);
+  }
 
   async function refreshRooms() {
     try {
-      const data = await api('GET', '/api/rooms');
-      knownRooms = new Map((data.rooms || []).map((x) => [x.room, x.last_seq]));
+      const data = await api('GET', `/api/rooms?limit=${ROOMS_PAGE}`);
+      mergeRooms(data);
+      if (!morePages) moreCursor = data.next_cursor ?? null;
       renderRoomList();
     } catch (err) {
       if (err.status === 401) signedOut();
@@ -1011,10 +1037,30 @@ function initApp() {
     }
   }
 
+  async function loadMoreRooms() {
+    if (loadingMore || !moreCursor) return;
+    loadingMore = true;
+    renderRoomList();
+    try {
+      const data = await api('GET', `/api/rooms?limit=${ROOMS_PAGE}&cursor=${encodeURIComponent(moreCursor)}`);
+      mergeRooms(data);
+      morePages = true;
+      moreCursor = data.next_cursor ?? null;
+    } catch (err) {
+      if (err.status === 401) signedOut();
+      else notice(`Could not load more rooms: ${err.message}`, { kind: 'error' });
+    } finally {
+      loadingMore = false;
+      renderRoomList();
+    }
+  }
+
   /** renderRoomList updates the list in place (keyed by room), so focus and hover survive refreshes. */
   function renderRoomList() {
     const names = new Set(knownRooms.keys());
-    if (room) names.add(room.name); // a room just joined may not be listed yet
+    // The open room is always shown: the server lists a room only once it
+    // has a message, and it may be on a page not read yet.
+    if (room) names.add(room.name);
     const sorted = [...names].sort();
     const existing = new Map([...ui.roomList.children].map((li) => [li.dataset.room, li]));
     sorted.forEach((name, i) => {
@@ -1044,6 +1090,9 @@ function initApp() {
       $('.room-badge', li).hidden = current || seen === undefined || last <= seen;
     });
     for (const li of existing.values()) li.remove();
+    ui.roomsMore.hidden = !moreCursor;
+    ui.roomsMore.disabled = loadingMore;
+    ui.roomsMore.textContent = loadingMore ? 'Loading…' : 'More rooms…';
   }
 
   /* ---------------------------------------------------------------------- */
@@ -1124,6 +1173,7 @@ function initApp() {
   }
   ui.input.addEventListener('input', autosize);
 
+  ui.roomsMore.addEventListener('click', () => loadMoreRooms());
   ui.loadOlder.addEventListener('click', () => loadOlder());
   ui.pane.addEventListener('scroll', () => {
     if (ui.pane.scrollTop < 60) loadOlder();

@@ -12,6 +12,10 @@ import templruntime "github.com/a-h/templ/runtime"
 // Index is the one page of Parley: the sign-in form when nobody is signed in,
 // the chat otherwise. Everything dynamic (rooms, messages, connection state)
 // is filled in by /static/app.js; the server renders only what it knows.
+//
+// The page runs under a strict CSP (handlers/headers.go): no inline <script>,
+// no style="" attributes, no on* handlers here; scripts and styles are the
+// files under /static.
 func Index(p IndexProps) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -36,7 +40,7 @@ func Index(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var2 string
 		templ_7745c5c3_Var2, templ_7745c5c3_Err = templruntime.NewAttributeExpression(asset("icon.svg")).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 14, Col: 65}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 18, Col: 65}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var2)
 		if templ_7745c5c3_Err != nil {
@@ -49,7 +53,7 @@ func Index(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var3 string
 		templ_7745c5c3_Var3, templ_7745c5c3_Err = templruntime.NewAttributeExpression(asset("app.css")).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 15, Col: 49}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 19, Col: 49}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var3)
 		if templ_7745c5c3_Err != nil {
@@ -62,7 +66,7 @@ func Index(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var4 string
 		templ_7745c5c3_Var4, templ_7745c5c3_Err = templruntime.NewAttributeExpression(asset("app.js")).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 16, Col: 32}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 20, Col: 32}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var4)
 		if templ_7745c5c3_Err != nil {
@@ -115,7 +119,7 @@ func brand() templ.Component {
 		var templ_7745c5c3_Var6 string
 		templ_7745c5c3_Var6, templ_7745c5c3_Err = templruntime.NewAttributeExpression(asset("icon.svg")).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 28, Col: 49}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 32, Col: 49}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var6)
 		if templ_7745c5c3_Err != nil {
@@ -203,7 +207,7 @@ func chat(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var9 string
 		templ_7745c5c3_Var9, templ_7745c5c3_Err = templruntime.NewAttributeExpression(p.User).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 71, Col: 58}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 75, Col: 58}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var9)
 		if templ_7745c5c3_Err != nil {
@@ -224,20 +228,20 @@ func chat(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var10 string
 		templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(initial(p.User))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 82, Col: 61}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 86, Col: 61}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</span> <span class=\"me-name\" data-testid=\"user-name\" title=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "</span> <span class=\"me-name\" data-testid=\"user-name\" dir=\"auto\" title=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var11 string
 		templ_7745c5c3_Var11, templ_7745c5c3_Err = templruntime.NewAttributeExpression(p.User).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 83, Col: 64}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 87, Col: 75}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var11)
 		if templ_7745c5c3_Err != nil {
@@ -250,13 +254,13 @@ func chat(p IndexProps) templ.Component {
 		var templ_7745c5c3_Var12 string
 		templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(p.User)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 83, Col: 75}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/index.templ`, Line: 87, Col: 86}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "</span> <button type=\"button\" class=\"btn btn-ghost\" data-testid=\"signout-button\">Sign out</button></div></header><div class=\"layout\"><aside id=\"sidebar\" class=\"sidebar\" aria-label=\"Rooms\"><form class=\"room-form\" data-testid=\"room-form\" novalidate><label for=\"room-input\">Create or join a room</label><div class=\"field-row\"><input id=\"room-input\" name=\"room\" data-testid=\"room-input\" placeholder=\"room-name\" autocomplete=\"off\" autocapitalize=\"off\" spellcheck=\"false\" maxlength=\"64\" aria-describedby=\"room-rule room-error\"> <button type=\"submit\" class=\"btn btn-primary\" data-testid=\"room-join\">Join</button></div><p id=\"room-rule\" class=\"hint\">Lowercase letters, digits, <code>-</code> and <code>_</code>, starting with a letter or digit; up to 64.</p><p id=\"room-error\" class=\"form-error\" data-testid=\"room-error\" role=\"alert\" hidden></p></form><h2 class=\"side-title\">Rooms</h2><ul class=\"room-list\" data-testid=\"room-list\"></ul></aside><div class=\"scrim\" data-testid=\"scrim\" hidden></div><main class=\"chat\"><div class=\"chat-head\"><h1 class=\"room-title\" data-testid=\"room-title\"><span class=\"hash\" aria-hidden=\"true\">#</span><span class=\"room-name\"></span></h1></div><div class=\"pane\" data-testid=\"message-pane\" tabindex=\"0\"><button type=\"button\" class=\"load-older\" data-testid=\"load-older\" hidden>Load older messages</button><p class=\"pane-status\" data-testid=\"pane-status\" hidden></p><div class=\"history-start\" data-testid=\"history-start\" hidden><strong><span aria-hidden=\"true\">#</span><span class=\"start-room\"></span></strong> This is the beginning of the room.</div><ol class=\"message-list\" data-testid=\"message-list\" aria-live=\"polite\" aria-relevant=\"additions\"></ol><p class=\"empty\" data-testid=\"empty\" hidden>No messages yet. Say hello!</p></div><form class=\"composer\" data-testid=\"composer\" novalidate><label for=\"message-input\" class=\"visually-hidden\">Message</label> <textarea id=\"message-input\" data-testid=\"message-input\" rows=\"1\" placeholder=\"Write a message…\" enterkeyhint=\"send\"></textarea> <button type=\"submit\" class=\"btn btn-primary send\" data-testid=\"send-button\" aria-label=\"Send\"><svg viewBox=\"0 0 24 24\" width=\"18\" height=\"18\" aria-hidden=\"true\"><path d=\"M3.4 20.4 21 12 3.4 3.6 3.4 10l12.6 2-12.6 2z\" fill=\"currentColor\"></path></svg> <span class=\"send-label\">Send</span></button></form></main></div><div class=\"notice\" data-testid=\"notice\" role=\"status\" aria-live=\"polite\" hidden></div><noscript><p class=\"callout\">Parley needs JavaScript to run in your browser.</p></noscript></body>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "</span> <button type=\"button\" class=\"btn btn-ghost\" data-testid=\"signout-button\">Sign out</button></div></header><div class=\"layout\"><aside id=\"sidebar\" class=\"sidebar\" aria-label=\"Rooms\"><form class=\"room-form\" data-testid=\"room-form\" novalidate><label for=\"room-input\">Create or join a room</label><div class=\"field-row\"><input id=\"room-input\" name=\"room\" data-testid=\"room-input\" placeholder=\"room-name\" autocomplete=\"off\" autocapitalize=\"off\" spellcheck=\"false\" maxlength=\"64\" aria-describedby=\"room-rule room-error\"> <button type=\"submit\" class=\"btn btn-primary\" data-testid=\"room-join\">Join</button></div><p id=\"room-rule\" class=\"hint\">Lowercase letters, digits, <code>-</code> and <code>_</code>, starting with a letter or digit; up to 64.</p><p id=\"room-error\" class=\"form-error\" data-testid=\"room-error\" role=\"alert\" hidden></p></form><h2 class=\"side-title\">Rooms</h2><ul class=\"room-list\" data-testid=\"room-list\"></ul><button type=\"button\" class=\"btn btn-ghost rooms-more\" data-testid=\"rooms-more\" hidden>More rooms…</button></aside><div class=\"scrim\" data-testid=\"scrim\" hidden></div><main class=\"chat\"><div class=\"chat-head\"><h1 class=\"room-title\" data-testid=\"room-title\"><span class=\"hash\" aria-hidden=\"true\">#</span><span class=\"room-name\"></span></h1></div><div class=\"pane\" data-testid=\"message-pane\" tabindex=\"0\"><button type=\"button\" class=\"load-older\" data-testid=\"load-older\" hidden>Load older messages</button><p class=\"pane-status\" data-testid=\"pane-status\" hidden></p><div class=\"history-start\" data-testid=\"history-start\" hidden><strong><span aria-hidden=\"true\">#</span><span class=\"start-room\"></span></strong> This is the beginning of the room.</div><ol class=\"message-list\" data-testid=\"message-list\" aria-live=\"polite\" aria-relevant=\"additions\"></ol><p class=\"empty\" data-testid=\"empty\" hidden>No messages yet. Say hello!</p></div><form class=\"composer\" data-testid=\"composer\" novalidate><label for=\"message-input\" class=\"visually-hidden\">Message</label> <textarea id=\"message-input\" data-testid=\"message-input\" rows=\"1\" dir=\"auto\" placeholder=\"Write a message…\" enterkeyhint=\"send\"></textarea> <button type=\"submit\" class=\"btn btn-primary send\" data-testid=\"send-button\" aria-label=\"Send\"><svg viewBox=\"0 0 24 24\" width=\"18\" height=\"18\" aria-hidden=\"true\"><path d=\"M3.4 20.4 21 12 3.4 3.6 3.4 10l12.6 2-12.6 2z\" fill=\"currentColor\"></path></svg> <span class=\"send-label\">Send</span></button></form></main></div><div class=\"notice\" data-testid=\"notice\" role=\"status\" aria-live=\"polite\" hidden></div><noscript><p class=\"callout\">Parley needs JavaScript to run in your browser.</p></noscript></body>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

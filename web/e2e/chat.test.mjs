@@ -10,6 +10,16 @@
 // Each named check prints one line; the last line is "N passed, M failed".
 // Every wait is bounded; on a failure both pages are screenshotted into the OS
 // temp dir. Exit status is non-zero on any failure.
+//
+// The page must run under the server's Content-Security-Policy without a
+// single violation, and without any console error or warning: every page is
+// watched (watch()) and the last checks fail on anything seen. The only
+// exceptions are the ones a check provokes on purpose, each declared with
+// expecting() in that check and accepted only while it runs:
+//   - the bad sign-in name: the 400 answer of POST /api/session;
+//   - the two retry checks: the POSTs the test aborts (net::ERR_CONNECTION_RESET).
+// The CSP self-test provokes violations too, in a page of its own whose
+// records are checked there and kept out of the shared list.
 
 import { chromium } from 'playwright-core';
 import { randomBytes } from 'node:crypto';
@@ -30,6 +40,7 @@ if (!BASE) {
 const suffix = randomBytes(4).toString('hex');
 const ROOM = `e2e-${suffix}`;
 const PAGED_ROOM = `e2e-${suffix}-paged`;
+const QUIET_ROOM = `e2e-${suffix}-quiet`; // joined, never written to
 const tid = (id) => `[data-testid="${id}"]`;
 
 let passed = 0;
@@ -37,6 +48,10 @@ let failed = 0;
 let browser;
 const pages = {}; // name -> Page, for screenshots
 const pageErrors = []; // uncaught exceptions in the pages
+const problems = []; // console errors/warnings and CSP violations no check expected
+const expectedSeen = []; // those a check did expect (printed, not failed)
+const expectations = []; // active expecting() entries
+let documents = 0; // main-frame document responses seen, each checked for the CSP header
 
 function summary() {
   console.log(`${passed} passed, ${failed} failed`);
@@ -89,6 +104,82 @@ async function check(name, fn) {
 
 function assert(cond, msg) {
   if (!cond) throw new Error(msg);
+}
+
+/**
+ * expecting runs fn while console errors/warnings on page `page` matching
+ * `re` (tested against "text url") are expected: they are listed, not failed.
+ * They stay expected for a second after fn, for a message still in flight.
+ */
+async function expecting(list, fn) {
+  const entries = list.map((e) => ({ ...e, until: Infinity }));
+  expectations.push(...entries);
+  try {
+    return await fn();
+  } finally {
+    const until = Date.now() + 1000;
+    for (const e of entries) e.until = until;
+  }
+}
+
+/** The CSP the server must send; a page response without it is a problem. */
+function cspProblem(headers) {
+  const csp = headers['content-security-policy'];
+  if (!csp) return 'no Content-Security-Policy header';
+  if (!/(^|;)\s*frame-ancestors 'none'\s*(;|$)/.test(csp)) return `CSP lacks frame-ancestors 'none': ${csp}`;
+  if (/unsafe-(inline|eval)/.test(csp)) return `CSP allows unsafe-inline/unsafe-eval: ${csp}`;
+  if (!/(^|;)\s*script-src 'self'\s*(;|$)/.test(csp) || !/(^|;)\s*style-src 'self'\s*(;|$)/.test(csp)) {
+    return `CSP script-src/style-src are not exactly 'self': ${csp}`;
+  }
+  return null;
+}
+
+/** Records every CSP violation in the page into window.__cspViolations and reports it to node. */
+function recordViolations() {
+  window.__cspViolations = [];
+  document.addEventListener(
+    'securitypolicyviolation',
+    (e) => {
+      const v = {
+        directive: e.effectiveDirective || e.violatedDirective,
+        blocked: e.blockedURI,
+        source: e.sourceFile,
+        line: e.lineNumber,
+        sample: e.sample,
+        disposition: e.disposition,
+      };
+      window.__cspViolations.push(v);
+      window.__parleyCSPViolation?.(v);
+    },
+    true,
+  );
+}
+
+/**
+ * watch records, for page `name`: uncaught exceptions (pageErrors), console
+ * errors and warnings and CSP violations (into sink, unless expected), and
+ * checks that every document it loads carries the CSP header.
+ */
+async function watch(name, page, sink = problems) {
+  page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+  page.on('console', (msg) => {
+    const type = msg.type();
+    if (type !== 'error' && type !== 'warning') return;
+    const url = msg.location()?.url || '';
+    const line = `${name}: console.${type}: ${msg.text()}${url ? ` (${url})` : ''}`;
+    const now = Date.now();
+    const e = sink === problems && expectations.find((x) => x.page === name && now <= x.until && x.re.test(`${msg.text()} ${url}`));
+    if (e) expectedSeen.push(`${line} [${e.why}]`);
+    else sink.push(line);
+  });
+  page.on('response', (res) => {
+    if (!res.request().isNavigationRequest() || res.frame() !== page.mainFrame()) return;
+    documents++;
+    const p = cspProblem(res.headers());
+    if (p) sink.push(`${name}: ${res.url()}: ${p}`);
+  });
+  await page.exposeBinding('__parleyCSPViolation', (_source, v) => sink.push(`${name}: CSP violation: ${JSON.stringify(v)}`));
+  await page.addInitScript(recordViolations);
 }
 
 /** waitFor polls fn (in node) until it returns a truthy value, or fails with msg. */
@@ -187,7 +278,7 @@ async function main() {
   const bob = (pages.bob = await ctxB.newPage());
   for (const [name, page] of Object.entries(pages)) {
     page.setDefaultTimeout(WAIT);
-    page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+    await watch(name, page);
   }
 
   // Record every state each message of alice's goes through, so that a
@@ -211,14 +302,70 @@ async function main() {
   const textB1 = `hi alice, bob here ${suffix}`;
   const textHTML = `<b>bold</b> & <i>not italic</i> ${suffix}`;
 
+  let signinResponse;
   await check('sign-in page refuses a bad name with the server message', async () => {
-    await alice.goto(`${BASE}/`);
-    await alice.fill(tid('signin-name'), 'no spaces allowed!');
-    await alice.click(tid('signin-button'));
-    const err = await alice.waitForSelector(`${tid('signin-error')}:not([hidden])`);
-    const text = (await err.textContent()).trim();
-    assert(text.length > 0, 'error message is empty');
-    assert(await alice.$(tid('user-name')) === null, 'signed in with a bad name');
+    signinResponse = await alice.goto(`${BASE}/`);
+    await expecting([{ page: 'alice', re: /status of 400\b.*\/api\/session/, why: 'the refused name' }], async () => {
+      await alice.fill(tid('signin-name'), 'no spaces allowed!');
+      await alice.click(tid('signin-button'));
+      const err = await alice.waitForSelector(`${tid('signin-error')}:not([hidden])`);
+      const text = (await err.textContent()).trim();
+      assert(text.length > 0, 'error message is empty');
+      assert(await alice.$(tid('user-name')) === null, 'signed in with a bad name');
+    });
+  });
+
+  await check("the page carries the security headers (CSP with frame-ancestors 'none')", async () => {
+    assert(signinResponse, 'no response for the sign-in page');
+    const h = signinResponse.headers();
+    const p = cspProblem(h);
+    assert(!p, p);
+    assert(h['x-content-type-options'] === 'nosniff', `X-Content-Type-Options: ${h['x-content-type-options']}`);
+    assert(h['referrer-policy'] === 'no-referrer', `Referrer-Policy: ${h['referrer-policy']}`);
+    assert(/^deny$/i.test(h['x-frame-options'] || ''), `X-Frame-Options: ${h['x-frame-options']}`);
+    // The script and the style sheet are files of this origin, so 'self' covers them.
+    const scripts = await alice.$$eval('script', (ss) => ss.map((x) => ({ src: x.src, inline: !x.src && x.textContent.trim() !== '' })));
+    assert(scripts.length > 0 && scripts.every((x) => !x.inline && new URL(x.src).origin === new URL(BASE).origin), `scripts: ${JSON.stringify(scripts)}`);
+  });
+
+  await check('CSP is enforced, and a violation would be caught', async () => {
+    // A page of its own (its records go to `seen`, not the shared list) that
+    // breaks the policy on purpose three ways: a style attribute, an inline
+    // <script>, an inline event handler.
+    const ctxP = await browser.newContext();
+    const seen = [];
+    try {
+      const probe = await ctxP.newPage();
+      probe.setDefaultTimeout(WAIT);
+      await watch('probe', probe, seen);
+      await probe.goto(`${BASE}/`);
+      const r = await probe.evaluate(() => {
+        const d = document.createElement('div');
+        d.setAttribute('style', 'color: red');
+        document.body.append(d);
+        const s = document.createElement('script');
+        s.textContent = 'window.__inlineRan = true';
+        document.head.append(s);
+        // (eval is not tried here: code the test evaluates through DevTools
+        // is exempt from the policy's eval rule.)
+        const b = document.createElement('button');
+        b.setAttribute('onclick', 'window.__handlerRan = true');
+        document.body.append(b);
+        b.click();
+        return { styled: getComputedStyle(d).color === 'rgb(255, 0, 0)', inlineRan: window.__inlineRan === true, handlerRan: window.__handlerRan === true };
+      });
+      assert(!r.styled, 'an inline style attribute applied');
+      assert(!r.inlineRan, 'an inline <script> ran');
+      assert(!r.handlerRan, 'an inline event handler ran');
+      const violations = () => probe.evaluate(() => window.__cspViolations.map((v) => v.directive));
+      const directives = await waitFor(async () => {
+        const d = await violations();
+        return ['style-src-attr', 'script-src-elem', 'script-src-attr'].every((x) => d.includes(x)) && d;
+      }, 'the three violations recorded');
+      await waitFor(() => seen.filter((x) => x.includes('CSP violation')).length >= 3, `the violations reported to the test (${JSON.stringify(directives)})`);
+    } finally {
+      await ctxP.close().catch(() => {});
+    }
   });
 
   await check('alice signs in (default transport)', async () => {
@@ -277,7 +424,57 @@ async function main() {
     }
   });
 
-  await check('a failed POST is retried with the same id and shown once', async () => {
+  const aborted = [{ page: 'bob', re: /ERR_CONNECTION_RESET.*\/api\/rooms\/[^/]+\/messages/, why: 'a POST the test aborts' }];
+
+  await check('each message is laid out in isolation (RTL text, a 300-character word)', async () => {
+    const text = `שלום עולם 2024 مرحبا بالعالم 123 ${'W'.repeat(300)} ${suffix}`;
+    await send(alice, text);
+    for (const [who, page] of [
+      ['alice', alice],
+      ['bob', bob],
+    ]) {
+      const m = await waitForText(page, text);
+      const box = await page.$eval(`${tid('message')}[data-id="${m.id}"]`, (li) => {
+        const t = li.querySelector('[data-testid="message-text"]');
+        const u = li.querySelector('[data-testid="message-user"]');
+        const list = document.querySelector('[data-testid="message-list"]');
+        const pane = document.querySelector('[data-testid="message-pane"]');
+        const ts = getComputedStyle(t);
+        const tr = t.getBoundingClientRect();
+        const lr = list.getBoundingClientRect();
+        return {
+          textDir: t.getAttribute('dir'),
+          textBidi: ts.unicodeBidi,
+          wrap: ts.overflowWrap,
+          overflow: [ts.overflowX, ts.overflowY],
+          lineHeight: ts.lineHeight,
+          userDir: u.getAttribute('dir'),
+          userBidi: getComputedStyle(u).unicodeBidi,
+          textChildren: [...t.childNodes].map((n) => n.nodeType),
+          text: [t.scrollWidth, t.clientWidth, tr.height],
+          inList: tr.left >= lr.left - 0.5 && tr.right <= lr.right + 0.5,
+          list: [list.scrollWidth, list.clientWidth],
+          pane: [pane.scrollWidth, pane.clientWidth],
+        };
+      });
+      const s = `${who}: ${JSON.stringify(box)}`;
+      assert(box.textDir === 'auto', `message text dir=${box.textDir}, want auto; ${s}`);
+      assert(['isolate', 'plaintext'].includes(box.textBidi), `message text unicode-bidi ${box.textBidi}; ${s}`);
+      assert(box.userDir === 'auto', `author dir=${box.userDir}, want auto; ${s}`);
+      assert(['isolate', 'plaintext'].includes(box.userBidi), `author unicode-bidi ${box.userBidi}; ${s}`);
+      assert(box.wrap === 'anywhere', `overflow-wrap ${box.wrap}; ${s}`);
+      assert(box.overflow.every((o) => o === 'hidden' || o === 'clip'), `text overflow ${box.overflow}; ${s}`);
+      assert(box.lineHeight !== 'normal', `line-height is normal; ${s}`);
+      assert(box.textChildren.every((t) => t === 3), `message text has element children; ${s}`);
+      // The long word wraps (not merely clipped), and nothing widens the list.
+      assert(box.text[0] <= box.text[1] + 1, `text scrolls sideways; ${s}`);
+      assert(box.inList, `text box sticks out of the list; ${s}`);
+      assert(box.list[0] <= box.list[1], `message list overflows its width; ${s}`);
+      assert(box.pane[0] <= box.pane[1], `message pane overflows its width; ${s}`);
+    }
+  });
+
+  await check('a failed POST is retried with the same id and shown once', () => expecting(aborted, async () => {
     const ids = [];
     let first = true;
     await bob.route('**/api/rooms/*/messages', async (route) => {
@@ -304,9 +501,9 @@ async function main() {
       const n = (await messages(page)).filter((m) => m.text === text).length;
       assert(n === 1, `${n} copies shown`);
     }
-  });
+  }));
 
-  await check('a send that fails every attempt is shown failed; Retry sends it once, same id', async () => {
+  await check('a send that fails every attempt is shown failed; Retry sends it once, same id', () => expecting(aborted, async () => {
     const ids = [];
     let refuse = true;
     await bob.route('**/api/rooms/*/messages', async (route) => {
@@ -337,7 +534,7 @@ async function main() {
       const n = (await messages(page)).filter((m) => m.text === text).length;
       assert(n === 1, `${n} copies shown`);
     }
-  });
+  }));
 
   await check('both show the same messages in seq order', async () => {
     const a = await assertOrdered(alice, 'alice');
@@ -383,7 +580,7 @@ async function main() {
   });
   const carol = (pages.carol = await ctxC.newPage());
   carol.setDefaultTimeout(WAIT);
-  carol.on('pageerror', (err) => pageErrors.push(`carol: ${err.message}`));
+  await watch('carol', carol);
 
   await check('a missed message is fetched from history before the next one', async () => {
     await carol.goto(`${BASE}/#room=${ROOM}`);
@@ -446,7 +643,7 @@ async function main() {
   });
   const dave = (pages.dave = await ctxD.newPage());
   dave.setDefaultTimeout(WAIT);
-  dave.on('pageerror', (err) => pageErrors.push(`dave: ${err.message}`));
+  await watch('dave', dave);
 
   await check('WebSocket blocked: falls back to SSE by itself', async () => {
     await dave.goto(`${BASE}/#room=${ROOM}`);
@@ -500,6 +697,66 @@ async function main() {
     assert(await alice.isVisible(tid('history-start')), 'the start of history is not marked');
   });
 
+  await check('the open room is listed though the server has no message in it; More rooms… pages on', async () => {
+    // The server lists a room only once it has a message: QUIET_ROOM is not
+    // on any page of GET /api/rooms however long alice stays in it.
+    const listed = async () => {
+      const names = [];
+      let cursor = null;
+      for (let i = 0; i < 20; i++) {
+        const q = cursor ? `limit=200&cursor=${encodeURIComponent(cursor)}` : 'limit=200';
+        const res = await ctxA.request.get(`${BASE}/api/rooms?${q}`, { timeout: WAIT });
+        assert(res.status() === 200, `GET /api/rooms: ${res.status()}`);
+        const body = await res.json();
+        names.push(...body.rooms.map((x) => x.room));
+        if (!(cursor = body.next_cursor)) return names;
+      }
+      throw new Error('GET /api/rooms: more than 20 pages');
+    };
+    // The page asks for pages of 100; the test serves them a room at a time,
+    // so that the two rooms with messages (ROOM, PAGED_ROOM) take two pages.
+    const asked = [];
+    const isRooms = (url) => url.pathname === '/api/rooms';
+    await alice.route(isRooms, (route) => {
+      const u = new URL(route.request().url());
+      asked.push(Object.fromEntries(u.searchParams));
+      u.searchParams.set('limit', '1');
+      return route.continue({ url: u.toString() });
+    });
+    const item = (room) => `${tid('room-list')} ${tid('room-item')}[data-room="${room}"]`;
+    try {
+      await joinRoom(alice, QUIET_ROOM);
+      await alice.reload(); // start from the first page only
+      await alice.waitForSelector(item(QUIET_ROOM));
+      await alice.waitForSelector(item(ROOM));
+      await alice.waitForSelector(`${tid('rooms-more')}:not([hidden])`);
+      const names = await listed();
+      assert(names.includes(ROOM) && names.includes(PAGED_ROOM), `server lists ${JSON.stringify(names)}`);
+      assert(!names.includes(QUIET_ROOM), `server lists the quiet room: ${JSON.stringify(names)}`);
+      const cur = await alice.$eval(item(QUIET_ROOM), (li) => ({ current: li.classList.contains('current'), aria: li.querySelector('a')?.getAttribute('aria-current') }));
+      assert(cur.current && cur.aria === 'page', `the open room is not marked current: ${JSON.stringify(cur)}`);
+      assert((await alice.$(item(PAGED_ROOM))) === null, 'the second page is shown before More rooms… was pressed');
+      // Press More until the server has no more; PAGED_ROOM comes on the way.
+      for (let i = 0; i < 5 && (await alice.isVisible(tid('rooms-more'))); i++) {
+        const n = asked.length;
+        await alice.click(tid('rooms-more'));
+        await waitFor(async () => asked.length > n && !(await alice.isDisabled(tid('rooms-more'))), 'the next page');
+      }
+      assert(await alice.isHidden(tid('rooms-more')), 'More rooms… still offered after the last page');
+      await alice.waitForSelector(item(PAGED_ROOM));
+      const shown = await alice.$$eval(`${tid('room-list')} ${tid('room-item')}`, (lis) => lis.map((li) => li.dataset.room));
+      for (const r of [ROOM, PAGED_ROOM, QUIET_ROOM]) assert(shown.includes(r), `${r} not in the list ${JSON.stringify(shown)}`);
+      assert(await alice.$eval(item(QUIET_ROOM), (li) => li.classList.contains('current')), 'the open room lost its highlight');
+      const pagedAsks = asked.filter((q) => q.cursor);
+      assert(pagedAsks.length >= 1, `no page was asked with a cursor: ${JSON.stringify(asked)}`);
+      // Session probes may ask for one room; the list itself asks for 100.
+      const listAsks = asked.filter((q) => q.limit !== '1');
+      assert(listAsks.length >= 2 && listAsks.every((q) => q.limit === '100'), `pages asked: ${JSON.stringify(asked)}`);
+    } finally {
+      await alice.unroute(isRooms);
+    }
+  });
+
   await check('sign out returns to the sign-in form', async () => {
     await dave.click(tid('signout-button'));
     await dave.waitForSelector(tid('signin-form'));
@@ -510,6 +767,13 @@ async function main() {
 
   await check('no uncaught errors in the pages', async () => {
     assert(pageErrors.length === 0, pageErrors.join('; '));
+  });
+
+  await check('no CSP violation, no console error or warning, every page with its CSP', async () => {
+    for (const line of expectedSeen) console.log(`      expected: ${line}`);
+    assert(documents >= 10, `only ${documents} page loads were checked for the CSP header`);
+    for (const line of problems.slice(0, 10)) console.log(`      ${line}`);
+    assert(problems.length === 0, `${problems.length} seen, first: ${problems[0]}`);
   });
 }
 
