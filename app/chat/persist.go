@@ -12,7 +12,7 @@ import (
 // shared by every instance, stores each message with its room's next seq and
 // republishes the stored message to the receive topic. It commits only after
 // both the store and the publish succeeded, so a crash in between means the
-// batch is fetched again; the store's idempotency on (room, id) makes that
+// batch is fetched again; the store's idempotency on (room, user, id) makes that
 // redelivery harmless.
 type Persister struct {
 	Bus          Bus

@@ -446,7 +446,7 @@ func (c *Client) Last(room string) int64 {
 // Send sends text to room under id and waits for the ack, sending again
 // under the same id whenever the connection changes, the server answers
 // with a retryable error or AckTimeout passes, until SendBudget runs out
-// (ErrNotAcked) or ctx ends. The server stores a (room, id) once, however
+// (ErrNotAcked) or ctx ends. The server stores a (room, user, id) once, however
 // many times it is sent.
 func (c *Client) Send(ctx context.Context, room, id, text string) error {
 	key := room + "\x00" + id
