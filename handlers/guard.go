@@ -22,9 +22,6 @@ import (
 //     a WebSocket upgrade or an SSE stream whose Origin is not this server's
 //     nor allowed (403), unless it carries only a bearer token.
 
-// errUnsupportedBody is the 415 for a body Parley will not read.
-var errUnsupportedBody = &statusError{status: fiber.StatusUnsupportedMediaType, code: chat.EBadRequest}
-
 // statusError is a client error whose HTTP status is not its code's usual
 // one (415 is bad_request, PROTOCOL.md v2).
 type statusError struct {
@@ -35,8 +32,9 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.code + ": " + e.msg }
 
-func unsupported(format string) error {
-	return &statusError{status: errUnsupportedBody.status, code: errUnsupportedBody.code, msg: format}
+// unsupported is the 415 for a body Parley will not read.
+func unsupported(msg string) error {
+	return &statusError{status: fiber.StatusUnsupportedMediaType, code: chat.EBadRequest, msg: msg}
 }
 
 // guard is the first middleware after the security headers.
