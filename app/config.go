@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -16,26 +17,25 @@ import (
 
 // Config is the whole configuration, read from PARLEY_* environment
 // variables, which flags of the same names (lower case, without the prefix)
-// may override. Zero values mean the defaults in PROTOCOL.md.
+// may override. A zero field means its default: DefaultConfig (with
+// handlers.DefaultLimits) is the one place the defaults are written.
 type Config struct {
 	Addr         string
 	DataDir      string
 	KafkaBrokers []string
 	MongoURI     string
 	MongoDB      string
+	// InstanceID names this instance's fan-out group; its default,
+	// <hostname>-<port>, depends on Addr.
 	InstanceID   string
 	TopicSend    string
 	TopicReceive string
 	Secret       string
-	Guest        bool
+	// NoGuests turns guest sign-in off (PARLEY_GUEST=false).
+	NoGuests bool
 	// KafkaPartitions and KafkaReplication shape topics created at start.
 	KafkaPartitions  int
 	KafkaReplication int
-	// SendRate and SendBurst limit each connection's sends.
-	SendRate  float64
-	SendBurst int
-	// QueueBytes bounds each connection's outgoing queue.
-	QueueBytes int
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	// ShutdownDelay is how long /readyz answers 503 before the listener
@@ -62,21 +62,56 @@ type Config struct {
 	// MetricsAddr serves /metrics on its own listener instead.
 	MetricsToken string
 	MetricsAddr  string
-	// Limits per user and per client IP.
-	MaxConnsPerUser int
-	MaxConnsPerIP   int
-	SignInRate      float64
-	SignInBurst     int
-	HistoryRate     float64
-	HistoryBurst    int
-	RoomRate        float64
-	RoomBurst       int
+	// Limits per user and per client IP, and the per-connection queue.
+	handlers.Limits
 
 	// fanoutGroup, when set, replaces this instance's own fan-out group. Only
 	// tests set it: sharing one group between instances is the bug the
 	// design exists to prevent, and the regression test must be able to show
 	// that it sees it.
 	fanoutGroup string
+}
+
+// DefaultConfig is the configuration of PROTOCOL.md with nothing set: one
+// machine, the embedded bus and store.
+func DefaultConfig() Config {
+	return Config{
+		Addr:             ":8080",
+		DataDir:          "./data",
+		MongoDB:          "parley",
+		TopicSend:        chat.DefaultTopicSend,
+		TopicReceive:     chat.DefaultTopicReceive,
+		KafkaPartitions:  8,
+		KafkaReplication: 1,
+		ShutdownTimeout:  15 * time.Second,
+		ReadTimeout:      10 * time.Second,
+		IdleTimeout:      60 * time.Second,
+		Limits:           handlers.DefaultLimits(),
+	}
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	fillZero(reflect.ValueOf(&c).Elem(), reflect.ValueOf(DefaultConfig()))
+	if c.InstanceID == "" {
+		c.InstanceID = defaultInstanceID(c.Addr)
+	}
+	return c
+}
+
+// fillZero sets each zero exported field of dst (a struct, addressable) to
+// the same field of def, field by field inside embedded structs.
+func fillZero(dst, def reflect.Value) {
+	for i := range dst.NumField() {
+		f := dst.Field(i)
+		switch {
+		case !f.CanSet():
+		case f.Kind() == reflect.Struct:
+			fillZero(f, def.Field(i))
+		case f.IsZero():
+			f.Set(def.Field(i))
+		}
+	}
 }
 
 // FanoutGroup is this instance's fan-out consumer group.
@@ -87,74 +122,93 @@ func (c Config) FanoutGroup() string {
 	return chat.GroupFanoutPrefix + c.InstanceID
 }
 
-// LoadConfig reads the environment through getenv, then flags from args.
+// LoadConfig reads the environment through getenv, then flags from args,
+// over DefaultConfig. Every field is then set, so a zero is one the user
+// wrote, and Validate's "must be positive" refuses it.
 func LoadConfig(getenv func(string) string, args []string) (Config, error) {
+	cfg := DefaultConfig()
+	guest := "true"
+	fs := configFlags(&cfg, &guest, getenv)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	g, err := strconv.ParseBool(guest)
+	if err != nil {
+		return Config{}, fmt.Errorf("PARLEY_GUEST must be true or false, not %q", guest)
+	}
+	cfg.NoGuests = !g
+	cfg.PublicURL = strings.TrimSpace(cfg.PublicURL)
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = defaultInstanceID(cfg.Addr)
+	}
+	return cfg, cfg.check()
+}
+
+// configFlags defines a flag for each setting over cfg (and guest, the one
+// setting that is not a field as it reads), its default what getenv gives
+// or else what the field holds.
+func configFlags(cfg *Config, guest *string, getenv func(string) string) *flag.FlagSet {
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	// Each setting is PARLEY_<NAME> and the flag -<name>; its default is
+	// what the field holds, and a malformed number becomes -1, which
+	// Validate refuses with the setting's name.
 	env := func(name, def string) string {
 		if v := getenv("PARLEY_" + name); v != "" {
 			return v
 		}
 		return def
 	}
-	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
-	addr := fs.String("addr", env("ADDR", ":8080"), "listen address (PARLEY_ADDR)")
-	dataDir := fs.String("data_dir", env("DATA_DIR", "./data"), "embedded store and generated secret (PARLEY_DATA_DIR)")
-	brokers := fs.String("kafka_brokers", env("KAFKA_BROKERS", ""), "comma-separated Kafka bootstrap brokers; unset: embedded bus (PARLEY_KAFKA_BROKERS)")
-	mongoURI := fs.String("mongo_uri", env("MONGO_URI", ""), "MongoDB connection string; unset: embedded store (PARLEY_MONGO_URI)")
-	mongoDB := fs.String("mongo_db", env("MONGO_DB", "parley"), "MongoDB database (PARLEY_MONGO_DB)")
-	instance := fs.String("instance_id", env("INSTANCE_ID", ""), "unique id of this instance; default <hostname>-<port> (PARLEY_INSTANCE_ID)")
-	topicSend := fs.String("topic_send", env("TOPIC_SEND", chat.DefaultTopicSend), "send topic (PARLEY_TOPIC_SEND)")
-	topicRecv := fs.String("topic_receive", env("TOPIC_RECEIVE", chat.DefaultTopicReceive), "receive topic (PARLEY_TOPIC_RECEIVE)")
-	secret := fs.String("secret", env("SECRET", ""), "token signing key; generated in embedded mode (PARLEY_SECRET)")
-	guest := fs.String("guest", env("GUEST", "true"), "allow guest sign-in (PARLEY_GUEST)")
-	partitions := fs.Int("kafka_partitions", envInt(env("KAFKA_PARTITIONS", "8")), "partitions of topics created at start (PARLEY_KAFKA_PARTITIONS)")
-	replication := fs.Int("kafka_replication", envInt(env("KAFKA_REPLICATION", "1")), "replication factor of topics created at start (PARLEY_KAFKA_REPLICATION)")
-	sendRate := fs.Float64("send_rate", envFloat(env("SEND_RATE", "20")), "messages per second one user may send, over all their connections (PARLEY_SEND_RATE)")
-	sendBurst := fs.Int("send_burst", envInt(env("SEND_BURST", "40")), "burst of sends above the rate (PARLEY_SEND_BURST)")
-	queueBytes := fs.Int("queue_bytes", envInt(env("QUEUE_BYTES", "2097152")), "bytes queued for one connection before it is cut off as too slow (PARLEY_QUEUE_BYTES)")
-	shutdown := fs.Duration("shutdown_timeout", envDuration(env("SHUTDOWN_TIMEOUT", "15s")), "graceful shutdown deadline (PARLEY_SHUTDOWN_TIMEOUT)")
-	shutdownDelay := fs.Duration("shutdown_delay", envDuration(env("SHUTDOWN_DELAY", "0s")), "time /readyz answers 503 before the listener closes, within the deadline (PARLEY_SHUTDOWN_DELAY)")
-	pprofAddr := fs.String("pprof_addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address; unset: off (PARLEY_PPROF_ADDR)")
-	readTimeout := fs.Duration("read_timeout", envDuration(env("READ_TIMEOUT", "10s")), "time a request's headers and body may take to arrive (PARLEY_READ_TIMEOUT)")
-	idleTimeout := fs.Duration("idle_timeout", envDuration(env("IDLE_TIMEOUT", "60s")), "idle keep-alive connections close after this (PARLEY_IDLE_TIMEOUT)")
-	publicURL := fs.String("public_url", env("PUBLIC_URL", ""), "the URL clients reach the chat at, behind a reverse proxy (PARLEY_PUBLIC_URL)")
-	allowedOrigins := fs.String("allowed_origins", env("ALLOWED_ORIGINS", ""), "comma-separated further origins whose pages may use the session (PARLEY_ALLOWED_ORIGINS)")
-	trustedProxies := fs.String("trusted_proxies", env("TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs whose X-Forwarded-For/-Proto are believed (PARLEY_TRUSTED_PROXIES)")
-	metricsToken := fs.String("metrics_token", env("METRICS_TOKEN", ""), "bearer token that may read /metrics from anywhere (PARLEY_METRICS_TOKEN)")
-	metricsAddr := fs.String("metrics_addr", env("METRICS_ADDR", ""), "serve /metrics on this address instead of the chat listener (PARLEY_METRICS_ADDR)")
-	connsUser := fs.Int("max_conns_per_user", envInt(env("MAX_CONNS_PER_USER", "20")), "live WebSocket+SSE connections per user (PARLEY_MAX_CONNS_PER_USER)")
-	connsIP := fs.Int("max_conns_per_ip", envInt(env("MAX_CONNS_PER_IP", "200")), "live WebSocket+SSE connections per client IP (PARLEY_MAX_CONNS_PER_IP)")
-	signInRate := fs.Float64("signin_rate", envFloat(env("SIGNIN_RATE", "1")), "sign-ins per second per client IP (PARLEY_SIGNIN_RATE)")
-	signInBurst := fs.Int("signin_burst", envInt(env("SIGNIN_BURST", "20")), "burst of sign-ins per client IP (PARLEY_SIGNIN_BURST)")
-	historyRate := fs.Float64("history_rate", envFloat(env("HISTORY_RATE", "10")), "history pages per second per user (PARLEY_HISTORY_RATE)")
-	historyBurst := fs.Int("history_burst", envInt(env("HISTORY_BURST", "30")), "burst of history pages per user (PARLEY_HISTORY_BURST)")
-	roomRate := fs.Float64("room_rate", envFloat(env("ROOM_RATE", "0.1")), "rooms per second one user may create (PARLEY_ROOM_RATE)")
-	roomBurst := fs.Int("room_burst", envInt(env("ROOM_BURST", "10")), "burst of rooms one user may create (PARLEY_ROOM_BURST)")
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+	flagName := func(name string) string { return strings.ToLower(name) }
+	str := func(p *string, name, usage string) {
+		fs.StringVar(p, flagName(name), env(name, *p), usage+" (PARLEY_"+name+")")
 	}
-	g, err := strconv.ParseBool(*guest)
-	if err != nil {
-		return Config{}, fmt.Errorf("PARLEY_GUEST must be true or false, not %q", *guest)
+	list := func(p *[]string, name, usage string) {
+		fs.Func(flagName(name), usage+" (PARLEY_"+name+")", func(v string) error { *p = splitList(v); return nil })
+		*p = splitList(env(name, strings.Join(*p, ",")))
 	}
-	cfg := Config{
-		Addr: *addr, DataDir: *dataDir, MongoURI: *mongoURI, MongoDB: *mongoDB,
-		InstanceID: *instance, TopicSend: *topicSend, TopicReceive: *topicRecv, Secret: *secret, Guest: g,
-		KafkaPartitions: *partitions, KafkaReplication: *replication,
-		SendRate: *sendRate, SendBurst: *sendBurst, QueueBytes: *queueBytes, ShutdownTimeout: *shutdown,
-		ShutdownDelay: *shutdownDelay,
-		PprofAddr:     *pprofAddr,
-		ReadTimeout:   *readTimeout, IdleTimeout: *idleTimeout, PublicURL: strings.TrimSpace(*publicURL),
-		AllowedOrigins: splitList(*allowedOrigins), TrustedProxies: splitList(*trustedProxies),
-		MetricsToken: *metricsToken, MetricsAddr: *metricsAddr,
-		MaxConnsPerUser: *connsUser, MaxConnsPerIP: *connsIP,
-		SignInRate: *signInRate, SignInBurst: *signInBurst, HistoryRate: *historyRate, HistoryBurst: *historyBurst,
-		RoomRate: *roomRate, RoomBurst: *roomBurst,
+	integer := func(p *int, name, usage string) {
+		fs.IntVar(p, flagName(name), envInt(env(name, strconv.Itoa(*p))), usage+" (PARLEY_"+name+")")
 	}
-	cfg.KafkaBrokers = splitList(*brokers)
-	if cfg.InstanceID == "" {
-		cfg.InstanceID = defaultInstanceID(cfg.Addr)
+	float := func(p *float64, name, usage string) {
+		fs.Float64Var(p, flagName(name), envFloat(env(name, strconv.FormatFloat(*p, 'g', -1, 64))), usage+" (PARLEY_"+name+")")
 	}
-	return cfg, cfg.Validate()
+	duration := func(p *time.Duration, name, usage string) {
+		fs.DurationVar(p, flagName(name), envDuration(env(name, p.String())), usage+" (PARLEY_"+name+")")
+	}
+	str(&cfg.Addr, "ADDR", "listen address")
+	str(&cfg.DataDir, "DATA_DIR", "embedded store and generated secret")
+	list(&cfg.KafkaBrokers, "KAFKA_BROKERS", "comma-separated Kafka bootstrap brokers; unset: embedded bus")
+	str(&cfg.MongoURI, "MONGO_URI", "MongoDB connection string; unset: embedded store")
+	str(&cfg.MongoDB, "MONGO_DB", "MongoDB database")
+	str(&cfg.InstanceID, "INSTANCE_ID", "unique id of this instance; default <hostname>-<port>")
+	str(&cfg.TopicSend, "TOPIC_SEND", "send topic")
+	str(&cfg.TopicReceive, "TOPIC_RECEIVE", "receive topic")
+	str(&cfg.Secret, "SECRET", "token signing key; generated in embedded mode")
+	str(guest, "GUEST", "allow guest sign-in")
+	integer(&cfg.KafkaPartitions, "KAFKA_PARTITIONS", "partitions of topics created at start")
+	integer(&cfg.KafkaReplication, "KAFKA_REPLICATION", "replication factor of topics created at start")
+	float(&cfg.SendRate, "SEND_RATE", "messages per second one user may send, over all their connections")
+	integer(&cfg.SendBurst, "SEND_BURST", "burst of sends above the rate")
+	integer(&cfg.QueueBytes, "QUEUE_BYTES", "bytes queued for one connection before it is cut off as too slow")
+	duration(&cfg.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "graceful shutdown deadline")
+	duration(&cfg.ShutdownDelay, "SHUTDOWN_DELAY", "time /readyz answers 503 before the listener closes, within the deadline")
+	str(&cfg.PprofAddr, "PPROF_ADDR", "serve net/http/pprof on this address; unset: off")
+	duration(&cfg.ReadTimeout, "READ_TIMEOUT", "time a request's headers and body may take to arrive")
+	duration(&cfg.IdleTimeout, "IDLE_TIMEOUT", "idle keep-alive connections close after this")
+	str(&cfg.PublicURL, "PUBLIC_URL", "the URL clients reach the chat at, behind a reverse proxy")
+	list(&cfg.AllowedOrigins, "ALLOWED_ORIGINS", "comma-separated further origins whose pages may use the session")
+	list(&cfg.TrustedProxies, "TRUSTED_PROXIES", "comma-separated IPs or CIDRs whose X-Forwarded-For/-Proto are believed")
+	str(&cfg.MetricsToken, "METRICS_TOKEN", "bearer token that may read /metrics from anywhere")
+	str(&cfg.MetricsAddr, "METRICS_ADDR", "serve /metrics on this address instead of the chat listener")
+	integer(&cfg.MaxConnsPerUser, "MAX_CONNS_PER_USER", "live WebSocket+SSE connections per user")
+	integer(&cfg.MaxConnsPerIP, "MAX_CONNS_PER_IP", "live WebSocket+SSE connections per client IP")
+	float(&cfg.SignInRate, "SIGNIN_RATE", "sign-ins per second per client IP")
+	integer(&cfg.SignInBurst, "SIGNIN_BURST", "burst of sign-ins per client IP")
+	float(&cfg.HistoryRate, "HISTORY_RATE", "history pages per second per user")
+	integer(&cfg.HistoryBurst, "HISTORY_BURST", "burst of history pages per user")
+	float(&cfg.RoomRate, "ROOM_RATE", "rooms per second one user may create")
+	integer(&cfg.RoomBurst, "ROOM_BURST", "burst of rooms one user may create")
+	return fs
 }
 
 // splitList splits a comma-separated list, dropping blanks; nil when empty.
@@ -172,8 +226,12 @@ func splitList(v string) []string {
 // shorter than the hash is guessable offline from one token.
 const MinSecretBytes = 32
 
-// Validate refuses configurations that would run but be wrong.
-func (c Config) Validate() error {
+// Validate refuses configurations that would run but be wrong. Zero fields
+// are read as their defaults: Config{} is valid.
+func (c Config) Validate() error { return c.withDefaults().check() }
+
+// check is Validate for a config whose every field is set.
+func (c Config) check() error {
 	if c.Secret != "" && len(c.Secret) < MinSecretBytes {
 		return fmt.Errorf("PARLEY_SECRET must be at least %d bytes (it is %d): a short HS256 key can be guessed from any token; generate one with: openssl rand -hex 32", MinSecretBytes, len(c.Secret))
 	}

@@ -221,7 +221,7 @@ func TestSessionAndTokens(t *testing.T) {
 }
 
 func TestGuestSignInCanBeTurnedOff(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.Guest = false; c.Secret = testSecret("shared") })
+	s := startServer(t, func(c *Config) { c.NoGuests = true; c.Secret = testSecret("shared") })
 	status, b := s.do("POST", "/api/session", "", `{"name":"alice"}`)
 	apiError(t, status, b, 403, "forbidden")
 	// A token minted elsewhere with the shared secret still works.

@@ -46,6 +46,10 @@ func main() {
 // ready is not nil it receives the listening address once the server accepts
 // connections.
 func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return err
+	}
 	store, bus, err := openBackends(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -66,7 +70,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	_, stopPprof, err := servePprof(cfg.PprofAddr, log)
+	// Every goroutine's failure reaches failed: the first one shuts the
+	// instance down, and run returns it.
+	failed := make(chan error, 4)
+	fail := func(what string, err error) {
+		if err != nil {
+			select {
+			case failed <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+	}
+	_, stopPprof, err := servePprof(cfg.PprofAddr, log, fail)
 	if err != nil {
 		return fmt.Errorf("pprof listen %s: %w", cfg.PprofAddr, err)
 	}
@@ -77,28 +92,22 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	// On shutdown the persist stage drains the in-process bus (not durable)
 	// into the store; on Kafka it finishes its batch in hand and stops, and
 	// the group's other members read on from its commit.
-	drain, stop := make(chan struct{}), make(chan struct{})
+	finishPersist := make(chan struct{})
 	persister := &chat.Persister{Bus: bus, Store: store, TopicSend: cfg.TopicSend, TopicReceive: cfg.TopicReceive,
-		Log: log, Metrics: metrics}
-	finishPersist := drain
-	if len(cfg.KafkaBrokers) > 0 {
-		persister.Stop, finishPersist = stop, stop
-	} else {
-		persister.Drain = drain
-	}
+		Log: log, Metrics: metrics, Finish: finishPersist, Drain: len(cfg.KafkaBrokers) == 0}
 	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: cfg.FanoutGroup(), Hub: hub, Log: log}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
 	defer stopPipe()
 	var pipes sync.WaitGroup
-	pipes.Go(func() { _ = persister.Run(pipeCtx) })
+	pipes.Go(func() { fail("persist stage", persister.Run(pipeCtx)) })
 	fanCtx, stopFanout := context.WithCancel(context.Background())
 	defer stopFanout()
 	var fan sync.WaitGroup
-	fan.Go(func() { _ = fanout.Run(fanCtx) })
+	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
 
 	srv := &handlers.Server{
-		Store: store, Bus: bus, Hub: hub, Metrics: metrics, Log: log, Guest: cfg.Guest,
+		Store: store, Bus: bus, Hub: hub, Metrics: metrics, Log: log, Guest: !cfg.NoGuests, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
 		Auth:   &handlers.Auth{Secret: secret},
 		Ready: func() error {
@@ -107,9 +116,6 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 			}
 			return nil
 		},
-		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, QueueBytes: cfg.QueueBytes,
-		SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst, HistoryRate: cfg.HistoryRate, HistoryBurst: cfg.HistoryBurst,
-		RoomRate: cfg.RoomRate, RoomBurst: cfg.RoomBurst, MaxConnsPerUser: cfg.MaxConnsPerUser, MaxConnsPerIP: cfg.MaxConnsPerIP,
 		AllowedOrigins: cfg.allowedOrigins(), TrustedProxies: proxies,
 		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
 	}
@@ -133,7 +139,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		DisableStartupMessage:        true,
 	})
 	srv.Register(app)
-	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log)
+	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log, fail)
 	if err != nil {
 		return fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
 	}
@@ -147,16 +153,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	ln := &onceCloseListener{Listener: l}
 	log.Info("parley listening", "addr", ln.Addr().String(), "instance", cfg.InstanceID,
 		"bus", backendName(cfg.KafkaBrokers != nil, "kafka", "embedded"), "store", backendName(cfg.MongoURI != "", "mongodb", "embedded"))
-	served := make(chan error, 1)
-	go func() { served <- app.Listener(ln) }()
+	go func() { fail("serve", app.Listener(ln)) }()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 
+	var runErr error
 	select {
 	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
+	case runErr = <-failed:
+		log.Error("shutting down after a failure", "err", runErr)
 	}
 
 	// Graceful shutdown, in this order, under one deadline
@@ -217,12 +223,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	closeWithin(closing, log, "bus", bus.Close)
 	closeWithin(closing, log, "store", store.Close)
 	log.Info("stopped")
-	return nil
+	return runErr
 }
 
 // serveMetrics serves /metrics on addr, its own listener (keep it private),
-// when addr is set.
-func serveMetrics(addr string, srv *handlers.Server, log *slog.Logger) (stop func(), err error) {
+// when addr is set; fail gets the error should serving stop.
+func serveMetrics(addr string, srv *handlers.Server, log *slog.Logger, fail func(string, error)) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -233,7 +239,7 @@ func serveMetrics(addr string, srv *handlers.Server, log *slog.Logger) (stop fun
 	app := fiber.New(fiber.Config{AppName: "parley-metrics", DisableStartupMessage: true,
 		ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorHandler: handlers.ErrorHandler(log)})
 	app.Get("/metrics", srv.MetricsHandler())
-	go func() { _ = app.Listener(l) }()
+	go func() { fail("metrics listener", app.Listener(l)) }()
 	log.Info("metrics listening", "addr", l.Addr().String())
 	return func() { _ = app.Shutdown() }, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -9,8 +10,9 @@ import (
 
 // servePprof serves the Go profiler on addr, apart from the chat's own
 // listener so it is never exposed with it. It returns the address it
-// listens on and a func that stops it. An empty addr serves nothing.
-func servePprof(addr string, log *slog.Logger) (bound string, stop func(), err error) {
+// listens on and a func that stops it; fail gets the error should serving
+// stop by itself. An empty addr serves nothing.
+func servePprof(addr string, log *slog.Logger, fail func(string, error)) (bound string, stop func(), err error) {
 	if addr == "" {
 		return "", func() {}, nil
 	}
@@ -25,7 +27,11 @@ func servePprof(addr string, log *slog.Logger) (bound string, stop func(), err e
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fail("pprof listener", err)
+		}
+	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return ln.Addr().String(), func() { _ = srv.Close() }, nil
 }

@@ -11,12 +11,12 @@ import (
 // only there; unset, nothing is served.
 func TestPprofOnItsOwnAddress(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if addr, stop, err := servePprof("", log); err != nil || addr != "" {
+	if addr, stop, err := servePprof("", log, nil); err != nil || addr != "" {
 		t.Fatalf("empty address: got %q, %v; want nothing served", addr, err)
 	} else {
 		stop()
 	}
-	addr, stop, err := servePprof("127.0.0.1:0", log)
+	addr, stop, err := servePprof("127.0.0.1:0", log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,10 +187,10 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	f.Cleanup(func() { cancel(); <-done; bus.Close(); store.Close() })
 	srv := &Server{
 		Store: store, Bus: bus, Hub: chat.NewHub(store, log, nil), Log: log, Guest: true,
-		Sender:   &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
-		Auth:     &Auth{Secret: []byte("fuzz-secret")},
-		SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,
-		HistoryRate: 1e9, HistoryBurst: 1 << 30, RoomRate: 1e9, RoomBurst: 1 << 30,
+		Sender: &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
+		Auth:   &Auth{Secret: []byte("fuzz-secret")},
+		Limits: Limits{SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,
+			HistoryRate: 1e9, HistoryBurst: 1 << 30, RoomRate: 1e9, RoomBurst: 1 << 30},
 	}
 	app := fiber.New(fiber.Config{BodyLimit: chat.MaxFrameBytes, ErrorHandler: ErrorHandler(log)})
 	srv.Register(app)

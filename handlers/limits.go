@@ -12,6 +12,71 @@ import (
 	"github.com/parley-chat/parley/app/chat"
 )
 
+// Limits are the per-user and per-client-IP limits and the per-connection
+// queue bound. A zero field means its default: DefaultLimits is the one
+// place the defaults are written (app's DefaultConfig reads them there).
+type Limits struct {
+	// SendRate and SendBurst limit each user's sends, over all their
+	// WebSocket connections and POSTs on this instance: messages per second
+	// sustained, and burst.
+	SendRate  float64
+	SendBurst int
+	// SignInRate and SignInBurst limit sign-ins per client IP.
+	SignInRate  float64
+	SignInBurst int
+	// HistoryRate and HistoryBurst limit history pages per user.
+	HistoryRate  float64
+	HistoryBurst int
+	// RoomRate and RoomBurst limit the rooms one user creates (by sending a
+	// room its first message).
+	RoomRate  float64
+	RoomBurst int
+	// MaxConnsPerUser and MaxConnsPerIP bound live connections (WebSocket
+	// and SSE together), checked before the upgrade.
+	MaxConnsPerUser int
+	MaxConnsPerIP   int
+	// QueueBytes bounds each connection's outgoing queue; a client whose
+	// queue would exceed it is cut off as too slow.
+	QueueBytes int
+}
+
+// DefaultLimits are the limits of PROTOCOL.md.
+func DefaultLimits() Limits {
+	return Limits{
+		SendRate: 20, SendBurst: 40,
+		SignInRate: 1, SignInBurst: 20,
+		HistoryRate: 10, HistoryBurst: 30,
+		RoomRate: 0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
+		MaxConnsPerUser: 20, MaxConnsPerIP: 200,
+		QueueBytes: 2 << 20,
+	}
+}
+
+// WithDefaults returns l with every zero field set to its default.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits()
+	orDefault(&l.SendRate, d.SendRate)
+	orDefault(&l.SendBurst, d.SendBurst)
+	orDefault(&l.SignInRate, d.SignInRate)
+	orDefault(&l.SignInBurst, d.SignInBurst)
+	orDefault(&l.HistoryRate, d.HistoryRate)
+	orDefault(&l.HistoryBurst, d.HistoryBurst)
+	orDefault(&l.RoomRate, d.RoomRate)
+	orDefault(&l.RoomBurst, d.RoomBurst)
+	orDefault(&l.MaxConnsPerUser, d.MaxConnsPerUser)
+	orDefault(&l.MaxConnsPerIP, d.MaxConnsPerIP)
+	orDefault(&l.QueueBytes, d.QueueBytes)
+	return l
+}
+
+// orDefault sets *v to def when it is zero.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 // Reasons of parley_refused_total{reason}.
 const (
 	limitSend      = "send_rate"

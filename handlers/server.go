@@ -21,8 +21,8 @@ import (
 	"github.com/parley-chat/parley/app/chat"
 )
 
-// Server holds what the routes need. Fields with zero values get the
-// defaults documented on each.
+// Server holds what the routes need. Fields with zero values get their
+// defaults (see defaults).
 type Server struct {
 	Store   chat.Store
 	Bus     chat.Bus
@@ -36,26 +36,9 @@ type Server struct {
 	Ready func() error
 	// Guest allows POST /api/session.
 	Guest bool
-	// SendRate and SendBurst limit each user's sends, over all their
-	// WebSocket connections and POSTs on this instance: messages per second
-	// sustained, and burst. Zero: 20 and 40.
-	SendRate  float64
-	SendBurst int
-	// SignInRate and SignInBurst limit sign-ins per client IP. Zero: 1 and 20.
-	SignInRate  float64
-	SignInBurst int
-	// HistoryRate and HistoryBurst limit history pages per user. Zero: 10
-	// and 30.
-	HistoryRate  float64
-	HistoryBurst int
-	// RoomRate and RoomBurst limit the rooms one user creates (by sending a
-	// room its first message). Zero: 0.1 (one per 10 s) and 10.
-	RoomRate  float64
-	RoomBurst int
-	// MaxConnsPerUser and MaxConnsPerIP bound live connections (WebSocket
-	// and SSE together), checked before the upgrade. Zero: 20 and 200.
-	MaxConnsPerUser int
-	MaxConnsPerIP   int
+	// Limits are the per-user and per-IP limits; zero fields get
+	// DefaultLimits.
+	Limits
 	// AllowedOrigins are the origins, besides the request's own, whose
 	// pages may use the session cookie here: PARLEY_PUBLIC_URL's and
 	// PARLEY_ALLOWED_ORIGINS, each as NormalizeOrigin gives it.
@@ -69,16 +52,15 @@ type Server struct {
 	// served on PARLEY_METRICS_ADDR, see MetricsHandler).
 	MetricsToken     string
 	MetricsElsewhere bool
-	// QueueBytes bounds each connection's outgoing queue; a client whose
-	// queue would exceed it is cut off as too slow. Zero: 2 MiB.
-	QueueBytes int
-	// MaxRooms bounds the rooms one WebSocket connection joins. Zero: 100.
+	// MaxRooms bounds the rooms one WebSocket connection joins. Zero:
+	// defaultMaxRooms.
 	MaxRooms int
-	// SSEHeartbeat is the interval of ": ping" comments. Zero: 15 s.
+	// SSEHeartbeat is the interval of ": ping" comments. Zero:
+	// defaultSSEHeartbeat.
 	SSEHeartbeat time.Duration
 	// StoreTimeout bounds each /api request's store calls (history, rooms),
 	// so that a store that does not answer is a prompt 503 rather than a
-	// request hanging on the driver's own 30 s. Zero: 5 s.
+	// request hanging on the driver's own 30 s. Zero: defaultStoreTimeout.
 	StoreTimeout time.Duration
 
 	// base ends when Close is called: streams and connections watch it.
@@ -96,49 +78,26 @@ type Server struct {
 	sockets tracker
 }
 
+// Defaults of the Server's own settings (the limits have theirs in
+// DefaultLimits).
+const (
+	defaultMaxRooms     = 100
+	defaultSSEHeartbeat = 15 * time.Second
+	defaultStoreTimeout = 5 * time.Second
+)
+
+// defaults gives zero fields their defaults.
 func (s *Server) defaults() {
-	if s.SendRate <= 0 {
-		s.SendRate = 20
-	}
-	if s.SendBurst <= 0 {
-		s.SendBurst = 40
-	}
-	if s.QueueBytes <= 0 {
-		s.QueueBytes = 2 << 20
-	}
-	if s.MaxRooms <= 0 {
-		s.MaxRooms = 100
-	}
-	if s.SSEHeartbeat <= 0 {
-		s.SSEHeartbeat = 15 * time.Second
-	}
-	if s.StoreTimeout <= 0 {
-		s.StoreTimeout = 5 * time.Second
-	}
-	rateDefault(&s.SignInRate, &s.SignInBurst, 1, 20)
-	rateDefault(&s.HistoryRate, &s.HistoryBurst, 10, 30)
-	rateDefault(&s.RoomRate, &s.RoomBurst, 0.1, 10)
-	if s.MaxConnsPerUser <= 0 {
-		s.MaxConnsPerUser = 20
-	}
-	if s.MaxConnsPerIP <= 0 {
-		s.MaxConnsPerIP = 200
-	}
+	s.Limits = s.Limits.WithDefaults()
+	orDefault(&s.MaxRooms, defaultMaxRooms)
+	orDefault(&s.SSEHeartbeat, defaultSSEHeartbeat)
+	orDefault(&s.StoreTimeout, defaultStoreTimeout)
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.sends = newKeyedLimiter(s.SendRate, s.SendBurst)
 	s.signIns = newKeyedLimiter(s.SignInRate, s.SignInBurst)
 	s.reads = newKeyedLimiter(s.HistoryRate, s.HistoryBurst)
 	s.creates = newKeyedLimiter(s.RoomRate, s.RoomBurst)
 	s.conns = newConnLimiter(s.MaxConnsPerUser, s.MaxConnsPerIP)
-}
-
-func rateDefault(r *float64, b *int, defRate float64, defBurst int) {
-	if *r <= 0 {
-		*r = defRate
-	}
-	if *b <= 0 {
-		*b = defBurst
-	}
 }
 
 // Register installs every route on app.

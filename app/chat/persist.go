@@ -23,15 +23,17 @@ type Persister struct {
 	Metrics      *Metrics
 	// BatchMax bounds the records taken in one fetch (and one store write).
 	BatchMax int
-	// Drain, once closed, makes Run return as soon as the topic has nothing
-	// more to give. Shutdown closes it after the last client send, so that the
-	// in-process bus, which is not durable, is emptied into the store first.
-	Drain <-chan struct{}
-	// Stop, once closed, makes Run return after the batch in hand is stored,
-	// republished and committed (ctx still bounds that). For a durable bus,
-	// whose other group members (or this instance's next start) read on from
-	// the commit: draining it would never end while other instances send.
-	Stop <-chan struct{}
+	// Finish, once closed, makes Run finish and return; how depends on
+	// Drain. Shutdown closes it after the last client send was answered.
+	Finish <-chan struct{}
+	// Drain makes finishing empty the topic into the store first: Run
+	// returns once the topic has nothing more to give. For the in-process
+	// bus, which is not durable. Without it, Run returns after the batch in
+	// hand is stored, republished and committed (ctx still bounds that): for
+	// a durable bus, whose other group members (or this instance's next
+	// start) read on from the commit — draining it would never end while
+	// other instances send.
+	Drain bool
 }
 
 // Run consumes until ctx ends. Store or bus failures pause the stage with
@@ -48,12 +50,12 @@ func (p *Persister) Run(ctx context.Context) error {
 		max = 256
 	}
 	for {
-		if isClosed(p.Stop) {
+		if p.stopping() {
 			return nil
 		}
 		recs, err := p.fetch(ctx, c, max)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errDrained) || isClosed(p.Stop) {
+			if ctx.Err() != nil || errors.Is(err, errDrained) || p.stopping() {
 				return nil
 			}
 			p.Log.Warn("persist: fetch", "err", err)
@@ -71,25 +73,31 @@ func (p *Persister) Run(ctx context.Context) error {
 
 var errDrained = errors.New("drained")
 
-// fetch is Consumer.Fetch that, once Drain is closed, gives up after a short
-// wait for more records, and gives up at once when Stop is closed.
+// stopping reports whether Run is to return before its next fetch: Finish
+// is closed and the topic is not to be drained.
+func (p *Persister) stopping() bool { return !p.Drain && isClosed(p.Finish) }
+
+// draining reports whether Finish is closed and the topic is to be drained.
+func (p *Persister) draining() bool { return p.Drain && isClosed(p.Finish) }
+
+// fetch is Consumer.Fetch that returns early when Finish is closed; once it
+// is, a draining Persister fetches on while records come within a short
+// wait, and reports errDrained when none came.
 func (p *Persister) fetch(ctx context.Context, c Consumer, max int) ([]Record, error) {
-	if !isClosed(p.Drain) {
+	if !p.draining() {
 		fctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		if p.Drain != nil || p.Stop != nil {
+		if p.Finish != nil {
 			go func() {
 				select {
-				case <-p.Drain:
-					cancel()
-				case <-p.Stop:
+				case <-p.Finish:
 					cancel()
 				case <-fctx.Done():
 				}
 			}()
 		}
 		recs, err := c.Fetch(fctx, max)
-		if err == nil || ctx.Err() != nil || !isClosed(p.Drain) {
+		if err == nil || ctx.Err() != nil || !p.draining() {
 			return recs, err
 		}
 	}

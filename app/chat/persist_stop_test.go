@@ -28,7 +28,7 @@ func (s *gateStore) Append(ctx context.Context, m []chat.Message) ([]chat.Messag
 	return s.Store.Append(ctx, m)
 }
 
-// Stop (shutdown on a durable bus) lets the batch in hand be stored,
+// Finish without Drain (shutdown on a durable bus) lets the batch in hand be stored,
 // republished and committed, then Run returns without waiting for the topic
 // to go quiet.
 func TestPersisterStopFinishesTheBatchInHand(t *testing.T) {
@@ -36,7 +36,7 @@ func TestPersisterStopFinishesTheBatchInHand(t *testing.T) {
 	defer bus.Close()
 	st := &gateStore{Store: openStore(t), entered: make(chan struct{}), open: make(chan struct{})}
 	stop := make(chan struct{})
-	p := &chat.Persister{Bus: bus, Store: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog, Stop: stop}
+	p := &chat.Persister{Bus: bus, Store: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog, Finish: stop}
 	done := make(chan struct{})
 	go func() { _ = p.Run(context.Background()); close(done) }()
 	publish(t, bus, "s", 10)
@@ -50,7 +50,7 @@ func TestPersisterStopFinishesTheBatchInHand(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return within 5s of Stop")
+		t.Fatal("Run did not return within 5s of Finish")
 	}
 	last, err := st.LastSeq(context.Background(), "s")
 	if err != nil || last == 0 {
