@@ -87,7 +87,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	}
 	defer stopPprof()
 
-	metrics := chat.NewMetrics()
+	metrics := newPromMetrics()
 	hub := chat.NewHub(store, log, metrics)
 	// On shutdown the persist stage drains the in-process bus (not durable)
 	// into the store; on Kafka it finishes its batch in hand and stops, and
@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
 
 	srv := &handlers.Server{
-		Store: store, Bus: bus, Hub: hub, Metrics: metrics, Log: log, Guest: !cfg.NoGuests, Limits: cfg.Limits,
+		Store: store, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
 		Auth:   &handlers.Auth{Secret: secret},
 		Ready: func() error {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-chat/parley/app/chat"
 )
@@ -64,8 +63,8 @@ func (s *Server) metricsOnListener() fiber.Handler {
 // for the chat listener behind metricsOnListener, and for the operator's own
 // PARLEY_METRICS_ADDR.
 func (s *Server) MetricsHandler() fiber.Handler {
-	if s.Metrics == nil {
+	if s.MetricsHTTP == nil {
 		return func(c *fiber.Ctx) error { return chat.Errorf(chat.ENotFound, "no metrics") }
 	}
-	return adaptor.HTTPHandler(promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	return adaptor.HTTPHandler(s.MetricsHTTP)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,11 @@ type Server struct {
 	Hub     *chat.Hub
 	Sender  *chat.Sender
 	Auth    *Auth
-	Metrics *chat.Metrics
-	Log     *slog.Logger
+	Metrics Metrics
+	// MetricsHTTP serves the metrics in their exposition format (nil: none),
+	// on /metrics or on the operator's own address (see MetricsHandler).
+	MetricsHTTP http.Handler
+	Log         *slog.Logger
 	// Ready reports why the instance cannot serve yet (nil: ready), beyond
 	// the store and bus pings, e.g. the fan-out consumer not yet assigned.
 	Ready func() error
@@ -89,6 +93,9 @@ const (
 // defaults gives zero fields their defaults.
 func (s *Server) defaults() {
 	s.Limits = s.Limits.WithDefaults()
+	if s.Metrics == nil {
+		s.Metrics = nopMetrics{}
+	}
 	orDefault(&s.MaxRooms, defaultMaxRooms)
 	orDefault(&s.SSEHeartbeat, defaultSSEHeartbeat)
 	orDefault(&s.StoreTimeout, defaultStoreTimeout)

@@ -119,12 +119,12 @@ func (sc *sseClient) Joined(context.Context, string, int64) error { return nil }
 
 // Replay implements chat.Sink.
 func (sc *sseClient) Replay(ctx context.Context, ev *chat.Event) error {
-	return sc.out.pushWait(ctx, ev.SSEFrame())
+	return sc.out.pushWait(ctx, ev.Frame(sseMessage))
 }
 
 // Deliver implements chat.Sink: never blocks; a full queue ends the stream.
 func (sc *sseClient) Deliver(ev *chat.Event) bool {
-	if sc.out.push(ev.SSEFrame()) {
+	if sc.out.push(ev.Frame(sseMessage)) {
 		return true
 	}
 	if sc.out.close() {

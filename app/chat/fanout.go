@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -44,7 +43,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 	f.consumer.Store(&consumerBox{c})
 	defer c.Close()
 	// The hub's metrics are the instance's: Fanout has no Metrics of its own.
-	defer f.Hub.metrics.watchLag(f.Group, f.Topic, c)()
+	defer watchLag(f.Hub.metrics, f.Group, f.Topic, c)()
 	for {
 		// A batch reaches a room's connections at once: it must fit in a
 		// healthy reader's queue (PARLEY_QUEUE_BYTES, 2 MiB by default).
@@ -59,16 +58,18 @@ func (f *Fanout) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		msgs := make([]Message, 0, len(recs))
+		evs := make([]*Event, 0, len(recs))
 		for _, r := range recs {
-			var m Message
-			if err := json.Unmarshal(r.Value, &m); err != nil || m.Seq <= 0 {
+			// The record's bytes are the event's: decoded once, not
+			// encoded again.
+			ev, err := DecodeEvent(r.Value)
+			if err != nil || ev.Msg.Seq <= 0 {
 				f.Log.Error("fanout: undecodable record skipped", "offset", r.Offset, "err", err)
 				continue
 			}
-			msgs = append(msgs, m)
+			evs = append(evs, ev)
 		}
-		f.Hub.Deliver(msgs)
+		f.Hub.Deliver(evs)
 		// Delivery is at most once per instance by design (a subscription's
 		// cursor drops repeats and reads skipped seqs from the store), so a
 		// failed commit costs only a redelivery that is dropped.

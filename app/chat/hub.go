@@ -2,54 +2,12 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 )
-
-// Event is one stored message on its way to local connections. It is encoded
-// once per fan-out, lazily per transport, and shared by every receiver.
-type Event struct {
-	Msg     Message
-	json    []byte
-	wsOnce  sync.Once
-	ws      []byte
-	sseOnce sync.Once
-	sse     []byte
-}
-
-// NewEvent encodes m for delivery.
-func NewEvent(m Message) *Event {
-	b, _ := json.Marshal(m) // a Message always encodes
-	return &Event{Msg: m, json: b}
-}
-
-// WSFrame is the WebSocket frame: {"type":"message", ...the message fields}.
-func (e *Event) WSFrame() []byte {
-	e.wsOnce.Do(func() {
-		e.ws = make([]byte, 0, len(e.json)+17)
-		e.ws = append(e.ws, `{"type":"message",`...)
-		e.ws = append(e.ws, e.json[1:]...)
-	})
-	return e.ws
-}
-
-// SSEFrame is the Server-Sent Event, its id the seq so that EventSource's
-// Last-Event-ID is the resume point.
-func (e *Event) SSEFrame() []byte {
-	e.sseOnce.Do(func() {
-		b := make([]byte, 0, len(e.json)+48)
-		b = append(b, "id: "...)
-		b = strconv.AppendInt(b, e.Msg.Seq, 10)
-		b = append(b, "\nevent: message\ndata: "...)
-		b = append(b, e.json...)
-		e.sse = append(b, "\n\n"...)
-	})
-	return e.sse
-}
 
 // Sink is one local connection as the hub sees it. Implementations own a
 // bounded queue drained by exactly one writer goroutine.
@@ -74,7 +32,9 @@ type Sink interface {
 type Hub struct {
 	store   Store
 	log     *slog.Logger
-	metrics *Metrics
+	metrics Metrics
+	// timed: the metrics want end-to-end latency (a ts parse per message).
+	timed bool
 
 	mu    sync.RWMutex
 	rooms map[string]map[*Subscription]struct{}
@@ -182,22 +142,26 @@ func (r *sharedReads) run(key string, q *readQueue, read func(context.Context) (
 }
 
 // NewHub returns a hub that reads missed messages from store.
-func NewHub(store Store, log *slog.Logger, metrics *Metrics) *Hub {
-	return &Hub{store: store, log: log, metrics: metrics, rooms: make(map[string]map[*Subscription]struct{})}
+func NewHub(store Store, log *slog.Logger, metrics Metrics) *Hub {
+	return &Hub{store: store, log: log, metrics: orNop(metrics), timed: metrics != nil, rooms: make(map[string]map[*Subscription]struct{})}
 }
 
 // Deliver hands stored messages from the fan-out stream to every local
 // subscription of their rooms. It never blocks on a connection.
-func (h *Hub) Deliver(msgs []Message) {
+func (h *Hub) Deliver(evs []*Event) {
 	now := time.Now()
-	for i, m := range msgs {
-		if i == 0 || m.Room != msgs[i-1].Room {
+	for i, ev := range evs {
+		m := &ev.Msg
+		if i == 0 || m.Room != evs[i-1].Msg.Room {
 			if _, ok := h.known.Load(m.Room); !ok {
 				h.known.Store(m.Room, struct{}{})
 			}
 		}
-		h.metrics.observeEndToEnd(m.TS, now)
-		ev := NewEvent(m)
+		if h.timed {
+			if t, err := time.Parse(TSLayout, m.TS); err == nil {
+				h.metrics.EndToEnd(now.Sub(t))
+			}
+		}
 		h.mu.RLock()
 		for s := range h.rooms[m.Room] {
 			s.offer(ev)
@@ -345,7 +309,7 @@ func (s *Subscription) offer(ev *Event) {
 	case seq == s.cursor+1:
 		if s.sink.Deliver(ev) {
 			s.cursor = seq
-			s.hub.metrics.delivered(1)
+			s.hub.metrics.Delivered(1)
 		}
 	default:
 		// A gap: the stream skipped messages (a lagging consumer, a restart).
@@ -388,7 +352,7 @@ func (s *Subscription) catchUp(done chan struct{}) {
 				return
 			}
 			cursor = m.Seq
-			s.hub.metrics.delivered(1)
+			s.hub.metrics.Delivered(1)
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -433,7 +397,7 @@ func (s *Subscription) drainPendingLocked() bool {
 				return true // the sink is cutting its client off; nothing more to do
 			}
 			s.cursor = seq
-			s.hub.metrics.delivered(1)
+			s.hub.metrics.Delivered(1)
 		default:
 			s.pending = append(s.pending[:0], s.pending[i:]...)
 			return false

@@ -13,8 +13,14 @@ import (
 // hub, not a consumer.
 type countSink struct{ n int }
 
+// benchFrame frames as the WebSocket transport does (handlers' wsMessage):
+// once per event, shared by its receivers.
+var benchFrame = chat.NewFraming(func(ev *chat.Event) []byte {
+	return append([]byte(`{"type":"message",`), ev.JSON()[1:]...)
+})
+
 func (s *countSink) Joined(context.Context, string, int64) error { return nil }
-func (s *countSink) Deliver(ev *chat.Event) bool                 { _ = ev.WSFrame(); s.n++; return true }
+func (s *countSink) Deliver(ev *chat.Event) bool                 { _ = ev.Frame(benchFrame); s.n++; return true }
 func (s *countSink) Replay(context.Context, *chat.Event) error   { return nil }
 
 // BenchmarkHubFanout delivers one message to 1,000 subscribers of a room;
@@ -39,7 +45,7 @@ func BenchmarkHubFanout(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range msgs {
-		hub.Deliver(msgs[i : i+1])
+		hub.Deliver([]*chat.Event{chat.NewEvent(msgs[i])})
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*receivers)/b.Elapsed().Seconds(), "deliveries/s")
@@ -71,17 +77,17 @@ func BenchmarkHubFanoutRooms(b *testing.B) {
 	}
 	time.Sleep(50 * time.Millisecond) // let every subscription go live
 	seq := make([]int64, rooms)
-	msgs := make([]chat.Message, batch)
+	evs := make([]*chat.Event, batch)
 	ts := chat.Timestamp(time.Now())
 	n := 0
 	for b.Loop() {
-		for i := range msgs {
+		for i := range evs {
 			r := n % rooms
 			seq[r]++
-			msgs[i] = chat.Message{Room: names[r], Seq: seq[r], ID: "m", User: "u", Text: "hello there", TS: ts}
+			evs[i] = chat.NewEvent(chat.Message{Room: names[r], Seq: seq[r], ID: "m", User: "u", Text: "hello there", TS: ts})
 			n++
 		}
-		hub.Deliver(msgs)
+		hub.Deliver(evs)
 	}
 	b.ReportMetric(float64(n*perRoom)/b.Elapsed().Seconds(), "deliveries/s")
 	var got int

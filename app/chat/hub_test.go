@@ -96,6 +96,15 @@ func openStore(t *testing.T) chat.Store {
 	return st
 }
 
+// events are msgs as the fan-out hands them to the hub.
+func events(msgs []chat.Message) []*chat.Event {
+	evs := make([]*chat.Event, len(msgs))
+	for i, m := range msgs {
+		evs[i] = chat.NewEvent(m)
+	}
+	return evs
+}
+
 // appendN stores n messages in room and returns them stored.
 func appendN(t *testing.T, st chat.Store, room string, n int) []chat.Message {
 	t.Helper()
@@ -120,7 +129,7 @@ func TestHubJoinWithoutAfterIsLiveOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	hub.Deliver(appendN(t, st, "r", 2))
+	hub.Deliver(events(appendN(t, st, "r", 2)))
 	s.want(t, 4, 5)
 	if len(s.joined) != 1 || s.joined[0] != 3 {
 		t.Fatalf("joined %v", s.joined)
@@ -137,10 +146,10 @@ func TestHubDropsRepeatsAndFillsGaps(t *testing.T) {
 	}
 	defer sub.Close()
 	msgs := appendN(t, st, "r", 10)
-	hub.Deliver(msgs[:3])
-	hub.Deliver(msgs[1:3]) // repeats: a redelivery from the bus
-	hub.Deliver(msgs[7:])  // a gap: 4..7 come from the store
-	hub.Deliver(msgs[5:6])
+	hub.Deliver(events(msgs[:3]))
+	hub.Deliver(events(msgs[1:3])) // repeats: a redelivery from the bus
+	hub.Deliver(events(msgs[7:]))  // a gap: 4..7 come from the store
+	hub.Deliver(events(msgs[5:6]))
 	s.want(t, 1, 10)
 }
 
@@ -153,7 +162,7 @@ func TestHubSeamUnderConcurrentDelivery(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; i < total/3; i++ {
-			hub.Deliver(appendN(t, st, "r", 3))
+			hub.Deliver(events(appendN(t, st, "r", 3)))
 		}
 	})
 	var sinks []*sink
@@ -190,7 +199,7 @@ func TestHubSlowSinkDoesNotHoldOthers(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 50; i++ {
-			hub.Deliver(appendN(t, st, "r", 2))
+			hub.Deliver(events(appendN(t, st, "r", 2)))
 		}
 		close(done)
 	}()
@@ -210,10 +219,10 @@ func TestHubCloseStopsDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub.Deliver(appendN(t, st, "r", 1))
+	hub.Deliver(events(appendN(t, st, "r", 1)))
 	s.want(t, 1, 1)
 	sub.Close()
-	hub.Deliver(appendN(t, st, "r", 1))
+	hub.Deliver(events(appendN(t, st, "r", 1)))
 	time.Sleep(50 * time.Millisecond)
 	s.want(t, 1, 1)
 	if hub.Rooms() != 0 {

@@ -71,18 +71,3 @@ func TestValidate(t *testing.T) {
 		t.Error("NewID must make distinct valid ids")
 	}
 }
-
-func TestEventFrames(t *testing.T) {
-	ev := NewEvent(Message{Room: "r", Seq: 42, ID: "c1", User: "alice", Text: "<b>\"hi\"</b>", TS: "2026-11-25T10:00:00.123Z"})
-	ws := string(ev.WSFrame())
-	if !strings.HasPrefix(ws, `{"type":"message","room":"r","seq":42,`) || !strings.HasSuffix(ws, `}`) {
-		t.Fatalf("ws frame %s", ws)
-	}
-	sse := string(ev.SSEFrame())
-	if !strings.HasPrefix(sse, "id: 42\nevent: message\ndata: {\"room\":\"r\"") || !strings.HasSuffix(sse, "}\n\n") {
-		t.Fatalf("sse frame %q", sse)
-	}
-	if &ev.WSFrame()[0] != &ev.WSFrame()[0] {
-		t.Fatal("frames must be encoded once")
-	}
-}

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -20,7 +19,7 @@ type Persister struct {
 	TopicSend    string
 	TopicReceive string
 	Log          *slog.Logger
-	Metrics      *Metrics
+	Metrics      Metrics
 	// BatchMax bounds the records taken in one fetch (and one store write).
 	BatchMax int
 	// Finish, once closed, makes Run finish and return; how depends on
@@ -44,7 +43,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	defer p.Metrics.watchLag(GroupPersist, p.TopicSend, c)()
+	defer watchLag(orNop(p.Metrics), GroupPersist, p.TopicSend, c)()
 	max := p.BatchMax
 	if max <= 0 {
 		max = 256
@@ -128,8 +127,8 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	start := time.Now()
 	msgs := make([]Message, 0, len(recs))
 	for _, r := range recs {
-		var m Message
-		if err := json.Unmarshal(r.Value, &m); err != nil || m.Room == "" || m.ID == "" || m.User == "" {
+		m, err := Decode(r.Value)
+		if err != nil || m.Room == "" || m.ID == "" || m.User == "" {
 			// A record no handler of ours could have written: keeping it
 			// would block the partition forever, so it is logged and skipped.
 			p.Log.Error("persist: undecodable record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -149,8 +148,7 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 		}
 		out := make([]Record, len(stored))
 		for i, m := range stored {
-			v, _ := json.Marshal(m)
-			out[i] = Record{Key: []byte(m.Room), Value: v}
+			out[i] = Record{Key: []byte(m.Room), Value: Encode(m)}
 		}
 		if err := retry(ctx, p.Log, "persist: publish", func() error {
 			return p.Bus.Publish(ctx, p.TopicReceive, out...)
@@ -170,7 +168,9 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	}); err != nil {
 		return err
 	}
-	p.Metrics.persisted(len(stored), time.Since(start))
+	if len(stored) > 0 {
+		orNop(p.Metrics).Persisted(len(stored), time.Since(start))
+	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -17,7 +16,7 @@ type Sender struct {
 	Bus     Bus
 	Topic   string
 	Log     *slog.Logger
-	Metrics *Metrics
+	Metrics Metrics
 	// Timeout bounds one publish, so a bus that does not answer turns into an
 	// "unavailable" answer instead of a hung client. Zero means 5 s.
 	Timeout time.Duration
@@ -52,7 +51,7 @@ type busHealth struct {
 // unavailable when the bus did not take the message (safe to retry with the
 // same id).
 func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message, error) {
-	s.Metrics.received()
+	orNop(s.Metrics).Received()
 	if err := ValidateRoom(room); err != nil {
 		return Message{}, err
 	}
@@ -67,10 +66,7 @@ func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message
 		now = s.Now
 	}
 	m := Message{Room: room, ID: id, User: user, Text: text, TS: Timestamp(now())}
-	v, err := json.Marshal(m)
-	if err != nil {
-		return Message{}, err
-	}
+	v := Encode(m)
 	timeout := s.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -83,7 +79,7 @@ func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message
 		return Message{}, errUnavailable
 	}
 	start := time.Now()
-	err = s.Bus.Publish(ctx, s.Topic, Record{Key: []byte(room), Value: v})
+	err := s.Bus.Publish(ctx, s.Topic, Record{Key: []byte(room), Value: v})
 	if !errors.Is(parent.Err(), context.Canceled) {
 		s.report(err)
 	}
@@ -91,7 +87,7 @@ func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message
 		s.Log.Warn("send: publish failed", "room", room, "id", id, "err", err)
 		return Message{}, errUnavailable
 	}
-	s.Metrics.acked(time.Since(start))
+	orNop(s.Metrics).Acked(time.Since(start))
 	return m, nil
 }
 

@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// A WebSocket connection's way out: its bounded queue, what the hub and the
+// reader put in it, and the one writer goroutine that drains it.
+
+// sendError answers with an error frame.
+func (w *wsClient) sendError(err error, id, room string) {
+	w.send(newErrorFrame(err, id, room))
+}
+
+// send queues a control frame, waiting for room: a client that floods us with
+// frames while not reading is slowed to its own pace. It waits even during
+// shutdown (an answer must not be lost): the writer's write deadline bounds
+// the wait, since a failed write closes the queue.
+func (w *wsClient) send(v any) bool {
+	b, _ := json.Marshal(v)
+	return w.out.pushWait(context.Background(), b) == nil
+}
+
+// Joined implements chat.Sink.
+func (w *wsClient) Joined(ctx context.Context, room string, lastSeq int64) error {
+	return w.enqueue(ctx, joinedFrame(room, lastSeq))
+}
+
+// Replay implements chat.Sink.
+func (w *wsClient) Replay(ctx context.Context, ev *chat.Event) error {
+	return w.enqueue(ctx, ev.Frame(wsMessage))
+}
+
+func (w *wsClient) enqueue(ctx context.Context, b []byte) error {
+	return w.out.pushWait(ctx, b)
+}
+
+// Deliver implements chat.Sink: never blocks; a full queue cuts the client off.
+func (w *wsClient) Deliver(ev *chat.Event) bool {
+	if w.out.push(ev.Frame(wsMessage)) {
+		return true
+	}
+	if w.kill(closeTryLater, "client too slow to read its messages") {
+		w.srv.Metrics.SlowClient()
+	}
+	return false
+}
+
+// kill ends the connection with a close code, which the writer sends. It
+// reports whether this call was the one that ended it.
+func (w *wsClient) kill(code int, text string) bool {
+	first := false
+	w.killOnce.Do(func() {
+		first = true
+		w.closeCode, w.closeText = code, text
+		if code != closeRestart {
+			// Nothing more is queued; a restart still flushes what is.
+			w.out.close()
+		}
+		close(w.quit)
+	})
+	return first
+}
+
+// writeLoop is the connection's only writer.
+func (w *wsClient) writeLoop() {
+	ping := time.NewTicker(wsPingPeriod)
+	defer ping.Stop()
+	// The hijacked connection is closed only when the handler returns (its
+	// Close is a no-op), so end the reader, and with it the handler.
+	defer w.conn.SetReadDeadline(time.Now())
+	var batch [][]byte
+	for {
+		select {
+		case <-w.quit:
+			w.writeClose()
+			return
+		case <-w.out.ready:
+			batch = w.out.take(batch)
+			if !w.write(batch) {
+				return
+			}
+		case <-ping.C:
+			if err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				w.kill(closeAbnormal, "")
+				return
+			}
+		}
+	}
+}
+
+// write sends frames with as few syscalls as it can: it lays out the
+// WebSocket frames itself (a server's frames are unmasked, and compression is
+// off) and gives the socket everything queued in one Write of up to
+// writeChunk bytes, instead of one write per frame. The library still writes
+// control frames (pong, close) from the reader goroutine; a net.Conn Write is
+// atomic (the poll descriptor holds its write lock for the whole call), so
+// whole frames from the two never interleave. A pending kill wins over the
+// rest of the frames.
+func (w *wsClient) write(frames [][]byte) bool {
+	nc := w.conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(wsWriteWait))
+	bp := writeBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 4*writeChunk {
+			writeBufs.Put(bp)
+		}
+	}()
+	for len(frames) > 0 {
+		select {
+		case <-w.quit:
+			if w.closeCode != closeRestart {
+				return true
+			}
+		default:
+		}
+		buf := (*bp)[:0]
+		for len(frames) > 0 && (len(buf) == 0 || len(buf)+len(frames[0]) <= writeChunk) {
+			buf = appendTextFrame(buf, frames[0])
+			frames = frames[1:]
+		}
+		*bp = buf
+		if _, err := nc.Write(buf); err != nil {
+			w.kill(closeAbnormal, "")
+			return false
+		}
+	}
+	return true
+}
+
+// writeChunk bounds one Write; writeBufs holds the buffers writers lay
+// frames out in, shared by all connections so that an idle one holds none.
+const writeChunk = 64 << 10
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeChunk); return &b }}
+
+// appendTextFrame appends payload as one final, unmasked text frame (RFC
+// 6455 section 5.2).
+func appendTextFrame(dst, payload []byte) []byte {
+	const finText = 0x81
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, finText, byte(n))
+	case n <= 0xFFFF:
+		dst = binary.BigEndian.AppendUint16(append(dst, finText, 126), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint64(append(dst, finText, 127), uint64(n))
+	}
+	return append(dst, payload...)
+}
+
+func (w *wsClient) writeClose() {
+	if w.closeCode == closeAbnormal {
+		return
+	}
+	if w.closeCode == closeRestart {
+		// Graceful shutdown: what is already queued still goes out.
+		w.out.close()
+		_ = w.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		for _, b := range w.out.take(nil) {
+			if w.conn.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		}
+	}
+	msg := websocket.FormatCloseMessage(w.closeCode, w.closeText)
+	// A reader cut off as too slow may have a full socket: the close frame
+	// gets a few seconds, then the connection goes without it.
+	_ = w.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(5*time.Second))
+	if w.closeCode != closeNormal {
+		// Give the peer a moment to read the close frame before the socket goes.
+		time.Sleep(50 * time.Millisecond)
+	}
+}
