@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -154,8 +153,8 @@ func rebuildIDs(room *bbolt.Bucket) error {
 		return err
 	}
 	return msgs.ForEach(func(k, v []byte) error {
-		var m chat.Message
-		if err := json.Unmarshal(v, &m); err != nil {
+		m, err := chat.Decode(v)
+		if err != nil {
 			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
 		}
 		key := idKey(m.User, m.ID)
@@ -218,8 +217,8 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	msgs, ids := room.Bucket(bucketMsgs), room.Bucket(bucketIDs)
 	idk := idKey(m.User, m.ID)
 	if key := ids.Get(idk); key != nil {
-		var stored chat.Message
-		if err := json.Unmarshal(msgs.Get(key), &stored); err != nil {
+		stored, err := chat.Decode(msgs.Get(key))
+		if err != nil {
 			return chat.Message{}, fmt.Errorf("decode message %s: %w", m.ID, err)
 		}
 		return stored, nil
@@ -231,12 +230,8 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 		return chat.Message{}, err
 	}
 	m.Seq = int64(seq)
-	val, err := json.Marshal(m)
-	if err != nil {
-		return chat.Message{}, fmt.Errorf("encode message %s: %w", m.ID, err)
-	}
 	key := seqKey(m.Seq)
-	if err := msgs.Put(key, val); err != nil {
+	if err := msgs.Put(key, chat.Encode(m)); err != nil {
 		return chat.Message{}, err
 	}
 	if err := ids.Put(idk, key); err != nil {
@@ -391,8 +386,8 @@ func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.P
 // step, then sets HasMore if one more key lies in that direction.
 func readPage(page *chat.Page, k, v []byte, step func() ([]byte, []byte), limit int) error {
 	for ; k != nil && len(page.Messages) < limit; k, v = step() {
-		var m chat.Message
-		if err := json.Unmarshal(v, &m); err != nil {
+		m, err := chat.Decode(v)
+		if err != nil {
 			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
 		}
 		page.Messages = append(page.Messages, m)
