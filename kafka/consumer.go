@@ -29,7 +29,8 @@ const recsBuffer = 256
 //   - each generation (one group membership between two rebalances) gets the
 //     member's partitions with the group's committed offsets;
 //   - a partition the group never committed gets a concrete start offset
-//     (the log's end with StartAtLatest, else its start), looked up and
+//     (the log's end with chat.StartNewAtEnd or chat.StartAtEnd, else its
+//     start), looked up and
 //     committed before the consumer reports Ready. So Ready means "a record
 //     published from now on will be delivered", and a rebalance before the
 //     group's first real commit does not look up "latest" again and skip
@@ -102,7 +103,7 @@ func (g *generation) over() bool {
 
 func newConsumer(b *Bus, cfg chat.ConsumerConfig) (*consumer, error) {
 	start := kafkago.FirstOffset
-	if cfg.StartAtLatest {
+	if cfg.Start != chat.StartCommitted {
 		start = kafkago.LastOffset
 	}
 	log := b.log.With("topic", cfg.Topic, "group", cfg.Group)
@@ -164,7 +165,7 @@ func (c *consumer) run() {
 		for _, a := range g.Assignments[c.cfg.Topic] {
 			gen.partitions = append(gen.partitions, a.ID)
 			gen.committed[a.ID] = a.Offset
-			if c.cfg.SkipBacklog && !c.assigned {
+			if c.cfg.Start == chat.StartAtEnd && !c.assigned {
 				// First assignment: start at the log's end, past whatever
 				// the group committed before this consumer existed.
 				gen.committed[a.ID] = kafkago.LastOffset
