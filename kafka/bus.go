@@ -311,6 +311,9 @@ func (b *Bus) Consume(ctx context.Context, cfg chat.ConsumerConfig) (chat.Consum
 	if cfg.Topic == "" || cfg.Group == "" {
 		return nil, errors.New("consume: a consumer needs a topic and a group")
 	}
+	if !cfg.Start.Valid() {
+		return nil, fmt.Errorf("consume: unknown start %d", cfg.Start)
+	}
 	if b.closed() {
 		return nil, ErrClosed
 	}

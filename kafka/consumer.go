@@ -1,10 +1,13 @@
 package kafka
 
+// This file is the consumer-group member: it follows the group's generations,
+// fixes where a new group starts, and hands out and commits the records the
+// partition readers (partition.go) fetch. Its retry helpers are in retry.go.
+
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -20,24 +23,21 @@ import (
 // of one fetch response besides).
 const recsBuffer = 256
 
-// fetchMaxBytes bounds one Fetch response for one partition. A record larger
-// than this is still returned whole (brokers always return at least one
-// batch).
-const fetchMaxBytes = 1 << 20
-
 // consumer is one member of a consumer group, built on kafka-go's
 // ConsumerGroup and driven generation by generation:
 //
 //   - each generation (one group membership between two rebalances) gets the
 //     member's partitions with the group's committed offsets;
 //   - a partition the group never committed gets a concrete start offset
-//     (the log's end with StartAtLatest, else its start), looked up and
+//     (the log's end with chat.StartNewAtEnd or chat.StartAtEnd, else its
+//     start), looked up and
 //     committed before the consumer reports Ready. So Ready means "a record
 //     published from now on will be delivered", and a rebalance before the
 //     group's first real commit does not look up "latest" again and skip
 //     what was published in between (as Kafka's own clients would);
 //   - one goroutine per assigned partition long-polls it from that offset
-//     and feeds a shared channel that Fetch drains;
+//     (readPartition, in partition.go) and feeds a shared channel that
+//     Fetch drains;
 //   - records of an ended generation are dropped by Fetch, since the next
 //     generation delivers them again from the committed offset (perhaps to
 //     another member); commits go to the current generation and only for
@@ -103,7 +103,7 @@ func (g *generation) over() bool {
 
 func newConsumer(b *Bus, cfg chat.ConsumerConfig) (*consumer, error) {
 	start := kafkago.FirstOffset
-	if cfg.StartAtLatest {
+	if cfg.Start != chat.StartCommitted {
 		start = kafkago.LastOffset
 	}
 	log := b.log.With("topic", cfg.Topic, "group", cfg.Group)
@@ -165,7 +165,7 @@ func (c *consumer) run() {
 		for _, a := range g.Assignments[c.cfg.Topic] {
 			gen.partitions = append(gen.partitions, a.ID)
 			gen.committed[a.ID] = a.Offset
-			if c.cfg.SkipBacklog && !c.assigned {
+			if c.cfg.Start == chat.StartAtEnd && !c.assigned {
 				// First assignment: start at the log's end, past whatever
 				// the group committed before this consumer existed.
 				gen.committed[a.ID] = kafkago.LastOffset
@@ -246,173 +246,6 @@ func (c *consumer) fixStartOffsets(ctx context.Context, gen *generation) bool {
 		}
 		c.warn.log(c.log, "kafka: fixing the group's start offsets failed; retrying", "err", err)
 	}
-}
-
-func (c *consumer) listOffsets(ctx context.Context, reqs []kafkago.OffsetRequest) (map[int]int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.bus.cfg.DialTimeout)
-	defer cancel()
-	res, err := c.bus.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
-		Topics: map[string][]kafkago.OffsetRequest{c.cfg.Topic: reqs},
-	})
-	if err != nil {
-		return nil, err
-	}
-	byPartition := map[int]kafkago.PartitionOffsets{}
-	for _, po := range res.Topics[c.cfg.Topic] {
-		byPartition[po.Partition] = po
-	}
-	offsets := map[int]int64{}
-	for _, r := range reqs {
-		po, ok := byPartition[r.Partition]
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("list offsets: no answer for partition %d", r.Partition)
-		case po.Error != nil:
-			return nil, fmt.Errorf("list offsets of partition %d: %w", r.Partition, po.Error)
-		case r.Timestamp == kafkago.LastOffset:
-			offsets[r.Partition] = po.LastOffset
-		default:
-			offsets[r.Partition] = po.FirstOffset
-		}
-		if offsets[r.Partition] < 0 {
-			return nil, fmt.Errorf("list offsets: partition %d has no offset yet", r.Partition)
-		}
-	}
-	return offsets, nil
-}
-
-// readPartition delivers partition p's records from offset on, until the
-// generation ends. It long-polls with Fetch requests through the Bus's
-// transport rather than running a kafka-go Reader: a Reader's Close waits for
-// its fetch in flight, and its read deadline leaves a short MaxWait so little
-// slack that fetches time out and reconnect on a busy machine. A request here
-// is abandoned the moment the generation ends (the transport finishes it in
-// the background), so rebalances and Close do not wait for MaxWait.
-func (c *consumer) readPartition(ctx context.Context, gen *generation, p int, offset int64) {
-	for attempt := 0; ; {
-		next, behind, err := c.fetchPartition(ctx, gen, p, offset)
-		// Records before next were delivered, even when err is not nil.
-		progress := next > offset
-		offset = next
-		if err == nil {
-			attempt = 0
-			if !progress && behind {
-				// The broker has records past offset but returned none this
-				// consumer can use (control records of transactions, which
-				// Parley never writes): do not spin on the same answer.
-				if !sleep(ctx, 100*time.Millisecond) {
-					return
-				}
-			}
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, kafkago.OffsetOutOfRange) {
-			// Retention dropped the records from offset on (or the log was
-			// truncated): resume at the nearest offset that exists, as
-			// Kafka's clients do with auto.offset.reset.
-			if fixed, ferr := c.clampOffset(ctx, p, offset); ferr == nil {
-				c.log.Warn("kafka: offset out of range; skipping", "partition", p, "from", offset, "to", fixed)
-				offset = fixed
-				continue
-			}
-		}
-		attempt++
-		c.warn.log(c.log, "kafka: fetch failed; retrying", "partition", p, "offset", offset, "err", err)
-		if !sleep(ctx, backoff(attempt, 100*time.Millisecond, 2*time.Second)) {
-			return
-		}
-	}
-}
-
-// fetchPartition sends one Fetch for partition p at offset and delivers
-// what it returns. It returns the offset to fetch next (past every record
-// delivered, even on error) and whether the partition holds records beyond
-// it.
-func (c *consumer) fetchPartition(ctx context.Context, gen *generation, p int, offset int64) (next int64, behind bool, err error) {
-	res, err := c.bus.client.Fetch(ctx, &kafkago.FetchRequest{
-		Topic:     c.cfg.Topic,
-		Partition: p,
-		Offset:    offset,
-		MinBytes:  1,
-		MaxBytes:  fetchMaxBytes,
-		MaxWait:   c.bus.cfg.MaxWait,
-	})
-	if err != nil {
-		return offset, false, err
-	}
-	if res.Error != nil {
-		return offset, false, res.Error
-	}
-	c.noteHighWatermark(p, res.HighWatermark)
-	for {
-		r, err := res.Records.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return offset, res.HighWatermark > offset, nil
-		}
-		if err != nil {
-			return offset, false, fmt.Errorf("decode records: %w", err)
-		}
-		// A fetch returns whole record batches; the first may begin before
-		// the offset asked for.
-		if r.Offset < offset {
-			continue
-		}
-		key, err := readBytes(r.Key)
-		if err != nil {
-			return offset, false, fmt.Errorf("decode record key: %w", err)
-		}
-		value, err := readBytes(r.Value)
-		if err != nil {
-			return offset, false, fmt.Errorf("decode record value: %w", err)
-		}
-		d := delivery{gen: gen, rec: chat.Record{
-			Topic:     c.cfg.Topic,
-			Partition: p,
-			Offset:    r.Offset,
-			Key:       key,
-			Value:     value,
-		}}
-		select {
-		case c.recs <- d:
-		case <-ctx.Done():
-			return offset, false, ctx.Err()
-		}
-		offset = r.Offset + 1
-	}
-}
-
-// clampOffset returns the offset nearest to offset that partition p holds.
-func (c *consumer) clampOffset(ctx context.Context, p int, offset int64) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.bus.cfg.DialTimeout)
-	defer cancel()
-	res, err := c.bus.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{
-		Topics: map[string][]kafkago.OffsetRequest{c.cfg.Topic: {kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p)}},
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, po := range res.Topics[c.cfg.Topic] {
-		if po.Partition != p {
-			continue
-		}
-		if po.Error != nil {
-			return 0, po.Error
-		}
-		return min(max(offset, po.FirstOffset), po.LastOffset), nil
-	}
-	return 0, fmt.Errorf("list offsets: no answer for partition %d", p)
-}
-
-// readBytes reads a record's key or value; nil stays nil.
-func readBytes(b kafkago.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	defer b.Close()
-	return io.ReadAll(b)
 }
 
 // Fetch blocks until a record is available, then returns it with the others
@@ -582,58 +415,4 @@ func (c *consumer) closed() bool {
 	default:
 		return false
 	}
-}
-
-// backoff grows quadratically from min to max with the attempt number.
-func backoff(attempt int, min, max time.Duration) time.Duration {
-	d := time.Duration(attempt*attempt) * min
-	if d > max || d <= 0 {
-		d = max
-	}
-	return d
-}
-
-// sleep waits for d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// rateLimit passes one warning per period and turns the rest into debug
-// logs, so that a broker outage logs a line every few seconds, not one per
-// retry per partition.
-type rateLimit struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  time.Time
-}
-
-func newRateLimit(every time.Duration) *rateLimit { return &rateLimit{every: every} }
-
-func (r *rateLimit) log(l *slog.Logger, msg string, args ...any) {
-	r.mu.Lock()
-	now := time.Now()
-	pass := now.Sub(r.last) >= r.every
-	if pass {
-		r.last = now
-	}
-	r.mu.Unlock()
-	if pass {
-		l.Warn(msg, args...)
-	} else {
-		l.Debug(msg, args...)
-	}
-}
-
-// logger adapts r to kafka-go's Printf-style error logger.
-func (r *rateLimit) logger(l *slog.Logger) kafkago.Logger {
-	return kafkago.LoggerFunc(func(format string, args ...any) {
-		r.log(l, "kafka-go: "+fmt.Sprintf(format, args...))
-	})
 }

@@ -288,7 +288,7 @@ func TestConsumerTimings(t *testing.T) {
 	}
 
 	start := time.Now()
-	c, err := bus.Consume(ctx, chat.ConsumerConfig{Topic: topic, Group: unique("g"), StartAtLatest: true})
+	c, err := bus.Consume(ctx, chat.ConsumerConfig{Topic: topic, Group: unique("g"), Start: chat.StartNewAtEnd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +506,7 @@ func TestReadyMeansPositionsFixed(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
-			c, err := bus.Consume(ctx, chat.ConsumerConfig{Topic: topic, Group: unique("g"), StartAtLatest: true})
+			c, err := bus.Consume(ctx, chat.ConsumerConfig{Topic: topic, Group: unique("g"), Start: chat.StartNewAtEnd})
 			if err != nil {
 				t.Error(err)
 				return

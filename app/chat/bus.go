@@ -40,20 +40,43 @@ type Bus interface {
 	Close() error
 }
 
-// ConsumerConfig says what to consume. The zero StartAtLatest means a group
-// with no committed offset starts at the earliest retained record.
+// ConsumerConfig says what to consume. The zero Start, StartCommitted, resumes
+// from the group's commit and starts a new group at the oldest retained record.
 type ConsumerConfig struct {
 	Topic string
 	Group string
-	// StartAtLatest makes a group with no committed offset start at the end of
-	// the log: a new fan-out consumer must not replay the retained backlog.
-	StartAtLatest bool
-	// SkipBacklog makes the consumer start at the end of the log when it is
-	// first assigned, whatever the group committed before: records that lose
-	// their worth with age (the fan-out's: clients close gaps from the store)
-	// are not read again after a restart. Only for a group of one member.
-	SkipBacklog bool
+	// Start says where the consumer begins reading.
+	Start Start
 }
+
+// Start says where a consumer begins reading: what it gets of the records
+// published before it was Ready. Whatever the value, a record published once
+// the consumer is Ready reaches it, and after a rebalance the group resumes
+// from its commit.
+type Start int
+
+const (
+	// StartCommitted resumes from the group's committed offset; a group that
+	// never committed starts at the oldest retained record. Nothing retained
+	// is skipped: the persist stage stores what was published while it was
+	// down, or before it first ran.
+	StartCommitted Start = iota
+	// StartNewAtEnd resumes from the group's committed offset too, but a
+	// group that never committed starts at the end of the log: a new group
+	// gets only what is published once it is Ready, not the retained backlog.
+	StartNewAtEnd
+	// StartAtEnd starts at the end of the log when the consumer is first
+	// assigned, whatever the group committed before: the consumer gets only
+	// what is published once it is Ready, even when it restarts an old
+	// group. For records that lose their worth with age: the fan-out's
+	// (clients close gaps from the store) are not read again after a
+	// restart. Only for a group of one member, whose first assignment is
+	// every partition.
+	StartAtEnd
+)
+
+// Valid reports whether s is one of the Start values above.
+func (s Start) Valid() bool { return s >= StartCommitted && s <= StartAtEnd }
 
 // Consumer reads one group's share of a topic. Records of one partition come
 // in offset order. A record not committed is delivered again after a

@@ -31,7 +31,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 	var c Consumer
 	for {
 		var err error
-		c, err = f.Bus.Consume(ctx, ConsumerConfig{Topic: f.Topic, Group: f.Group, StartAtLatest: true, SkipBacklog: true})
+		c, err = f.Bus.Consume(ctx, ConsumerConfig{Topic: f.Topic, Group: f.Group, Start: StartAtEnd})
 		if err == nil {
 			break
 		}

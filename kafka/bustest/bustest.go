@@ -43,7 +43,7 @@ const (
 // Two things the interface implies are relied on: topics have at least two
 // partitions (so two members of a group can both be assigned), and Ready
 // reports true only once the read positions are fixed (a record published
-// after Ready is true reaches the consumer, even with StartAtLatest).
+// after Ready is true reaches the consumer, even with chat.StartNewAtEnd).
 func Run(t *testing.T, newBus func(t *testing.T) chat.Bus) {
 	tests := []struct {
 		name string
@@ -53,11 +53,11 @@ func Run(t *testing.T, newBus func(t *testing.T) chat.Bus) {
 		{"Ready", testReady},
 		{"NewGroupGetsEverythingInOrder", testNewGroupGetsEverything},
 		{"PublishSeveral", testPublishSeveral},
-		{"StartAtLatest", testStartAtLatest},
+		{"StartNewAtEnd", testStartNewAtEnd},
 		{"OneGroupSharesRecords", testOneGroupShares},
 		{"GroupsAreIndependent", testGroupsIndependent},
 		{"CommitResumes", testCommitResumes},
-		{"SkipBacklog", testSkipBacklog},
+		{"StartAtEnd", testStartAtEnd},
 		{"UncommittedRedelivered", testUncommittedRedelivered},
 		{"FetchHonoursMax", testFetchMax},
 		{"FetchCancelled", testFetchCancelled},
@@ -87,7 +87,7 @@ func testPing(t *testing.T, bus chat.Bus) {
 func testReady(t *testing.T, bus chat.Bus) {
 	topic := unique("ready")
 	publish(t, bus, topic, batch("r", 1, 1)...)
-	c := consume(t, bus, topic, unique("g"), false)
+	c := consume(t, bus, topic, unique("g"), chat.StartCommitted)
 	waitReady(t, c)
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -97,10 +97,9 @@ func testReady(t *testing.T, bus chat.Bus) {
 	}
 }
 
-// A new group that does not start at the latest offset gets every record,
-// each with the fields it was published with and its place in the log, and
-// one key's records in the order they were published — within one Publish
-// call and across calls.
+// A new group with StartCommitted gets every record, each with the fields it
+// was published with and its place in the log, and one key's records in the
+// order they were published — within one Publish call and across calls.
 func testNewGroupGetsEverything(t *testing.T, bus chat.Bus) {
 	topic := unique("all")
 	recs := batch("a", 40, 5)
@@ -108,7 +107,7 @@ func testNewGroupGetsEverything(t *testing.T, bus chat.Bus) {
 	for _, r := range recs[20:] {
 		publish(t, bus, topic, r)
 	}
-	c := consume(t, bus, topic, unique("g"), false)
+	c := consume(t, bus, topic, unique("g"), chat.StartCommitted)
 	got := fetchN(t, c, len(recs), true)
 	expectRecords(t, topic, got, recs)
 }
@@ -122,18 +121,18 @@ func testPublishSeveral(t *testing.T, bus chat.Bus) {
 	}
 	recs := batch("s", 6, 6)
 	publish(t, bus, topic, recs...)
-	c := consume(t, bus, topic, unique("g"), false)
+	c := consume(t, bus, topic, unique("g"), chat.StartCommitted)
 	expectRecords(t, topic, fetchN(t, c, len(recs), true), recs)
 }
 
-// A new group with StartAtLatest skips the backlog: it gets exactly what is
+// A new group with StartNewAtEnd skips the backlog: it gets exactly what is
 // published after it is Ready. The later records share the earlier ones'
 // keys, so any earlier record delivered by mistake would come first in its
 // partition and be caught.
-func testStartAtLatest(t *testing.T, bus chat.Bus) {
+func testStartNewAtEnd(t *testing.T, bus chat.Bus) {
 	topic := unique("latest")
 	publish(t, bus, topic, batch("before", 20, 4)...)
-	c := consume(t, bus, topic, unique("g"), true)
+	c := consume(t, bus, topic, unique("g"), chat.StartNewAtEnd)
 	waitReady(t, c)
 	after := batch("after", 20, 4)
 	publish(t, bus, topic, after...)
@@ -147,8 +146,8 @@ func testOneGroupShares(t *testing.T, bus chat.Bus) {
 	group := unique("g")
 	publish(t, bus, topic, batch("warm-up", 1, 1)...) // so the topic exists
 	members := []chat.Consumer{
-		consume(t, bus, topic, group, true),
-		consume(t, bus, topic, group, true),
+		consume(t, bus, topic, group, chat.StartNewAtEnd),
+		consume(t, bus, topic, group, chat.StartNewAtEnd),
 	}
 	// Publishing only once both are assigned keeps a rebalance from
 	// redelivering records legitimately.
@@ -236,8 +235,8 @@ func testGroupsIndependent(t *testing.T, bus chat.Bus) {
 	topic := unique("groups")
 	recs := batch("g", 30, 5)
 	publish(t, bus, topic, recs...)
-	a := consume(t, bus, topic, unique("ga"), false)
-	b := consume(t, bus, topic, unique("gb"), false)
+	a := consume(t, bus, topic, unique("ga"), chat.StartCommitted)
+	b := consume(t, bus, topic, unique("gb"), chat.StartCommitted)
 	expectRecords(t, topic, fetchN(t, a, len(recs), true), recs)
 	expectRecords(t, topic, fetchN(t, b, len(recs), true), recs)
 }
@@ -251,7 +250,7 @@ func testCommitResumes(t *testing.T, bus chat.Bus) {
 	group := unique("g")
 	old := batch("old", 20, 4)
 	publish(t, bus, topic, old...)
-	first := consume(t, bus, topic, group, false)
+	first := consume(t, bus, topic, group, chat.StartCommitted)
 	expectRecords(t, topic, fetchN(t, first, len(old), true), old)
 	if err := first.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -259,18 +258,18 @@ func testCommitResumes(t *testing.T, bus chat.Bus) {
 
 	newer := batch("new", 20, 4)
 	publish(t, bus, topic, newer...)
-	second := consume(t, bus, topic, group, false)
+	second := consume(t, bus, topic, group, chat.StartCommitted)
 	expectRecords(t, topic, fetchN(t, second, len(newer), true), newer)
 }
 
-// A SkipBacklog consumer of a group that committed before starts at the end
+// A StartAtEnd consumer of a group that committed before starts at the end
 // of the log: what was published while the group had no member is skipped
 // (a restarted fan-out does not replay the backlog). The later records share
 // the skipped ones' keys, so a skipped record delivered would come first in
 // its partition and be caught.
-func testSkipBacklog(t *testing.T, bus chat.Bus) {
+func testStartAtEnd(t *testing.T, bus chat.Bus) {
 	topic := unique("skip")
-	cfg := chat.ConsumerConfig{Topic: topic, Group: unique("g"), StartAtLatest: true, SkipBacklog: true}
+	cfg := chat.ConsumerConfig{Topic: topic, Group: unique("g"), Start: chat.StartAtEnd}
 	first := consumeWith(t, bus, cfg)
 	waitReady(t, first)
 	early := batch("early", 20, 4)
@@ -297,7 +296,7 @@ func testUncommittedRedelivered(t *testing.T, bus chat.Bus) {
 	group := unique("g")
 	recs := batch("r", 20, 4)
 	publish(t, bus, topic, recs...)
-	first := consume(t, bus, topic, group, false)
+	first := consume(t, bus, topic, group, chat.StartCommitted)
 	got := fetchN(t, first, len(recs), false)
 	expectRecords(t, topic, got, recs)
 
@@ -319,7 +318,7 @@ func testUncommittedRedelivered(t *testing.T, bus chat.Bus) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	second := consume(t, bus, topic, group, false)
+	second := consume(t, bus, topic, group, chat.StartCommitted)
 	expectRecords(t, topic, fetchN(t, second, len(recs)-half, true), recs[half:])
 }
 
@@ -327,7 +326,7 @@ func testFetchMax(t *testing.T, bus chat.Bus) {
 	topic := unique("max")
 	recs := batch("m", 10, 2)
 	publish(t, bus, topic, recs...)
-	c := consume(t, bus, topic, unique("g"), false)
+	c := consume(t, bus, topic, unique("g"), chat.StartCommitted)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var got []chat.Record
@@ -349,7 +348,7 @@ func testFetchMax(t *testing.T, bus chat.Bus) {
 func testFetchCancelled(t *testing.T, bus chat.Bus) {
 	topic := unique("cancel")
 	publish(t, bus, topic, batch("warm-up", 1, 1)...) // so the topic exists
-	c := consume(t, bus, topic, unique("g"), true)
+	c := consume(t, bus, topic, unique("g"), chat.StartNewAtEnd)
 	waitReady(t, c)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -447,9 +446,9 @@ func (m *member) Close() error {
 }
 
 // consume joins group on topic; the consumer is closed when the test ends.
-func consume(t *testing.T, bus chat.Bus, topic, group string, latest bool) chat.Consumer {
+func consume(t *testing.T, bus chat.Bus, topic, group string, start chat.Start) chat.Consumer {
 	t.Helper()
-	return consumeWith(t, bus, chat.ConsumerConfig{Topic: topic, Group: group, StartAtLatest: latest})
+	return consumeWith(t, bus, chat.ConsumerConfig{Topic: topic, Group: group, Start: start})
 }
 
 func consumeWith(t *testing.T, bus chat.Bus, cfg chat.ConsumerConfig) chat.Consumer {

@@ -18,7 +18,7 @@ func RunLag(t *testing.T, newBus func(t *testing.T) chat.Bus) {
 	t.Cleanup(func() { bus.Close() })
 	topic := unique("lag")
 	publish(t, bus, topic, batch("a", 10, 3)...)
-	c := consume(t, bus, topic, unique("g"), false)
+	c := consume(t, bus, topic, unique("g"), chat.StartCommitted)
 	l, ok := c.(*member).Consumer.(chat.Lagger)
 	if !ok {
 		t.Fatalf("%T does not implement chat.Lagger", c.(*member).Consumer)

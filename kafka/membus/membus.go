@@ -57,7 +57,7 @@ var (
 //
 // Memory stays bounded by trimming: a partition keeps only the records at or
 // after the lowest committed offset of all groups that ever consumed its
-// topic. The price is that a brand-new group with StartAtLatest false starts
+// topic. The price is that a brand-new group with chat.StartCommitted starts
 // at the oldest record retained, not the first ever published; and that a
 // group which stops committing, or whose members all left, keeps the records
 // after its last commit in memory for as long as the Bus lives (as does a
@@ -129,6 +129,9 @@ func (b *Bus) Consume(ctx context.Context, cfg chat.ConsumerConfig) (chat.Consum
 	if cfg.Topic == "" || cfg.Group == "" {
 		return nil, errors.New("membus: a consumer needs a topic and a group")
 	}
+	if !cfg.Start.Valid() {
+		return nil, fmt.Errorf("membus: unknown start %d", cfg.Start)
+	}
 	if b.closed() {
 		return nil, ErrClosed
 	}
@@ -138,10 +141,12 @@ func (b *Bus) Consume(ctx context.Context, cfg chat.ConsumerConfig) (chat.Consum
 	defer t.mu.Unlock()
 	g := t.groups[cfg.Group]
 	if g == nil {
-		g = t.newGroup(cfg.StartAtLatest)
+		g = t.newGroup(cfg.Start != chat.StartCommitted)
 		t.groups[cfg.Group] = g
 	}
-	if cfg.SkipBacklog {
+	if cfg.Start == chat.StartAtEnd {
+		// This consumer's first assignment: past whatever the group
+		// committed before it existed.
 		for p := range t.parts {
 			g.committed[p] = max(g.committed[p], t.parts[p].end())
 		}
@@ -232,15 +237,15 @@ func (t *topic) wakeOwners(p int) {
 }
 
 // newGroup starts a group where it first reads: at the end of each partition
-// with startAtLatest, else at the oldest retained record. These offsets count
+// with atEnd, else at the oldest retained record. These offsets count
 // as committed from the start, so that a rebalance before the group's first
 // commit does not skip records (Kafka would look up "latest" again), and
 // trimming never drops records the group has not read.
-func (t *topic) newGroup(startAtLatest bool) *group {
+func (t *topic) newGroup(atEnd bool) *group {
 	n := len(t.parts)
 	g := &group{owner: make([]*consumer, n), committed: make([]int64, n), next: make([]int64, n)}
 	for p := range t.parts {
-		if startAtLatest {
+		if atEnd {
 			g.committed[p] = t.parts[p].end()
 		} else {
 			g.committed[p] = t.parts[p].base

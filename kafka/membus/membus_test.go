@@ -33,8 +33,8 @@ func (b *Bus) retained(topic string) int {
 
 func TestTrimKeepsMemoryBounded(t *testing.T) {
 	bus := newBus(t, Options{})
-	fast := consume(t, bus, "t", "fast", false)
-	slow := consume(t, bus, "t", "slow", false)
+	fast := consume(t, bus, "t", "fast", chat.StartCommitted)
+	slow := consume(t, bus, "t", "slow", chat.StartCommitted)
 
 	// The slow group does not commit yet, so everything stays.
 	for round := 0; round < 100; round++ {
@@ -68,21 +68,21 @@ func TestTrimKeepsMemoryBounded(t *testing.T) {
 // what is retained, not what was trimmed.
 func TestNewGroupGetsOnlyRetained(t *testing.T) {
 	bus := newBus(t, Options{})
-	old := consume(t, bus, "t", "old", false)
+	old := consume(t, bus, "t", "old", chat.StartCommitted)
 	publish(t, bus, "t", records("gone", 10, 3)...)
 	fetchCommit(t, old, 10)
 	kept := records("kept", 10, 3)
 	publish(t, bus, "t", kept...)
 
-	late := consume(t, bus, "t", "late", false)
+	late := consume(t, bus, "t", "late", chat.StartCommitted)
 	got := fetchCommit(t, late, len(kept))
 	expectValues(t, got, kept)
 }
 
 func TestPublishNeverBlocks(t *testing.T) {
 	bus := newBus(t, Options{})
-	consume(t, bus, "t", "never-fetches", false)
-	waiting := consume(t, bus, "other", "blocked-in-fetch", false)
+	consume(t, bus, "t", "never-fetches", chat.StartCommitted)
+	waiting := consume(t, bus, "other", "blocked-in-fetch", chat.StartCommitted)
 	go waiting.Fetch(t.Context(), 1)
 
 	done := make(chan error, 1)
@@ -117,10 +117,10 @@ func TestRebalanceRedelivers(t *testing.T) {
 	bus := newBus(t, Options{Partitions: 2})
 	recs := records("r", 20, 10)
 	publish(t, bus, "t", recs...)
-	a := consume(t, bus, "t", "g", false)
+	a := consume(t, bus, "t", "g", chat.StartCommitted)
 	fetchCommitN(t, a, len(recs), false)
 
-	b := consume(t, bus, "t", "g", false)
+	b := consume(t, bus, "t", "g", chat.StartCommitted)
 	fromA, fromB := fetchAll(t, a), fetchAll(t, b)
 	if len(fromA) == 0 || len(fromB) == 0 {
 		t.Fatalf("after the rebalance a got %d, b got %d records; want both some", len(fromA), len(fromB))
@@ -134,10 +134,10 @@ func TestCommitAfterRebalance(t *testing.T) {
 	bus := newBus(t, Options{Partitions: 2})
 	recs := records("r", 20, 10)
 	publish(t, bus, "t", recs...)
-	a := consume(t, bus, "t", "g", false)
+	a := consume(t, bus, "t", "g", chat.StartCommitted)
 	fetched := fetchCommitN(t, a, len(recs), false)
 
-	b := consume(t, bus, "t", "g", false)
+	b := consume(t, bus, "t", "g", chat.StartCommitted)
 	if err := a.Commit(t.Context(), fetched); !errors.Is(err, ErrNotAssigned) {
 		t.Fatalf("Commit after losing a partition: err = %v, want ErrNotAssigned", err)
 	}
@@ -162,8 +162,8 @@ func TestIdleMemberTakesOver(t *testing.T) {
 	bus := newBus(t, Options{Partitions: 1})
 	recs := records("r", 10, 2)
 	publish(t, bus, "t", recs...)
-	a := consume(t, bus, "t", "g", false)
-	b := consume(t, bus, "t", "g", false)
+	a := consume(t, bus, "t", "g", chat.StartCommitted)
+	b := consume(t, bus, "t", "g", chat.StartCommitted)
 	if !a.Ready() || b.Ready() {
 		t.Fatalf("Ready: a %v, b %v; want a only", a.Ready(), b.Ready())
 	}
@@ -177,11 +177,11 @@ func TestIdleMemberTakesOver(t *testing.T) {
 	expectValues(t, fetchCommit(t, b, len(recs)), recs)
 }
 
-// A group with a commit resumes from it, whatever StartAtLatest says:
-// StartAtLatest only places a group that has none.
-func TestStartAtLatestOnlyForNewGroup(t *testing.T) {
+// A group with a commit resumes from it with StartNewAtEnd: the option only
+// places a group that has none.
+func TestStartNewAtEndOnlyForNewGroup(t *testing.T) {
 	bus := newBus(t, Options{})
-	a := consume(t, bus, "t", "g", true)
+	a := consume(t, bus, "t", "g", chat.StartNewAtEnd)
 	first := records("first", 10, 3)
 	publish(t, bus, "t", first...)
 	fetchCommit(t, a, len(first))
@@ -190,13 +190,23 @@ func TestStartAtLatestOnlyForNewGroup(t *testing.T) {
 	}
 	missed := records("missed", 10, 3)
 	publish(t, bus, "t", missed...)
-	b := consume(t, bus, "t", "g", true)
+	b := consume(t, bus, "t", "g", chat.StartNewAtEnd)
 	expectValues(t, fetchCommit(t, b, len(missed)), missed)
+}
+
+// A Start that names none of chat's values is refused, not read as one of
+// them.
+func TestUnknownStartRefused(t *testing.T) {
+	bus := newBus(t, Options{})
+	_, err := bus.Consume(t.Context(), chat.ConsumerConfig{Topic: "t", Group: "g", Start: chat.StartAtEnd + 1})
+	if err == nil {
+		t.Fatal("Consume with an unknown Start: err = nil")
+	}
 }
 
 func TestCloseWakesFetch(t *testing.T) {
 	bus := newBus(t, Options{})
-	c := consume(t, bus, "t", "g", false)
+	c := consume(t, bus, "t", "g", chat.StartCommitted)
 	errc := make(chan error, 1)
 	go func() { _, err := c.Fetch(context.Background(), 1); errc <- err }()
 	time.Sleep(20 * time.Millisecond) // let it block; passes either way
@@ -205,7 +215,7 @@ func TestCloseWakesFetch(t *testing.T) {
 		t.Fatalf("Fetch on a consumer closed meanwhile: err = %v, want ErrClosed", err)
 	}
 
-	c = consume(t, bus, "t", "g", false)
+	c = consume(t, bus, "t", "g", chat.StartCommitted)
 	go func() { _, err := c.Fetch(context.Background(), 1); errc <- err }()
 	time.Sleep(20 * time.Millisecond)
 	bus.Close()
@@ -227,7 +237,7 @@ func TestCloseWakesFetch(t *testing.T) {
 // request bodies.
 func TestPublishCopies(t *testing.T) {
 	bus := newBus(t, Options{})
-	c := consume(t, bus, "t", "g", false)
+	c := consume(t, bus, "t", "g", chat.StartCommitted)
 	key, value := []byte("room"), []byte("hello")
 	publish(t, bus, "t", chat.Record{Key: key, Value: value})
 	copy(key, "xxxx")
@@ -282,9 +292,9 @@ func newBus(t *testing.T, opts Options) *Bus {
 	return bus
 }
 
-func consume(t *testing.T, bus *Bus, topic, group string, latest bool) chat.Consumer {
+func consume(t *testing.T, bus *Bus, topic, group string, start chat.Start) chat.Consumer {
 	t.Helper()
-	c, err := bus.Consume(t.Context(), chat.ConsumerConfig{Topic: topic, Group: group, StartAtLatest: latest})
+	c, err := bus.Consume(t.Context(), chat.ConsumerConfig{Topic: topic, Group: group, Start: start})
 	if err != nil {
 		t.Fatal(err)
 	}
