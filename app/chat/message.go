@@ -124,24 +124,6 @@ func IsVisible(r rune) bool {
 	return !unicode.In(r, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) && r != 0x2800
 }
 
-// ValidateName checks a user name: 1-32 letters of any script, digits, _ - .
-func ValidateName(name string) error {
-	if !utf8.ValidString(name) {
-		return Errorf(EBadRequest, "name must be valid UTF-8")
-	}
-	n := 0
-	for _, r := range name {
-		n++
-		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.') {
-			return Errorf(EBadRequest, "name may contain only letters, digits, _ - and .")
-		}
-	}
-	if n < 1 || n > MaxNameRunes {
-		return Errorf(EBadRequest, "name must be 1-%d characters", MaxNameRunes)
-	}
-	return nil
-}
-
 // NewID makes a message id for a client that sent none: 128 random bits, hex.
 func NewID() string {
 	var b [16]byte
