@@ -76,6 +76,8 @@ type Store struct {
 	client   *mongo.Client
 	messages *mongo.Collection
 	rooms    *mongo.Collection
+	names    *mongo.Collection // see people.go
+	revoked  *mongo.Collection
 
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
@@ -145,6 +147,8 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		client:   client,
 		messages: client.Database(db).Collection(messagesColl),
 		rooms:    client.Database(db).Collection(roomsColl),
+		names:    client.Database(db).Collection(namesColl),
+		revoked:  client.Database(db).Collection(revokedColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -178,6 +182,11 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		if _, err := s.messages.Indexes().CreateOne(ctx, m); err != nil {
 			return fmt.Errorf("create indexes on %s: %w", messagesColl, err)
 		}
+	}
+	if _, err := s.revoked.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "at", Value: 1}}, Options: options.Index().SetName(revokedAtIndex),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", revokedColl, err)
 	}
 	return s.dropLegacyIndex(ctx)
 }

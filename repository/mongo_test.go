@@ -84,6 +84,10 @@ func TestMongoStoreContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) chat.Store { return newStore(t) })
 }
 
+func TestMongoPeopleContract(t *testing.T) {
+	storetest.RunPeople(t, func(t *testing.T) chat.People { return newStore(t) })
+}
+
 func TestOpenRejectsEmptyArguments(t *testing.T) {
 	if _, err := Open(t.Context(), "", "parley"); err == nil {
 		t.Error("Open with an empty uri succeeded")

@@ -12,6 +12,7 @@ const (
 	EUnauthorized = "unauthorized"
 	EForbidden    = "forbidden"
 	ENotFound     = "not_found"
+	EConflict     = "conflict"
 	ETooLarge     = "too_large"
 	ERateLimited  = "rate_limited"
 	EUnavailable  = "unavailable"

@@ -35,6 +35,8 @@ import (
 //	                         that byte order is seq order
 //	rooms/<room>/ids/<key>   8-byte seq of the message with that user and id:
 //	                         the idempotency index (see idKey)
+//	names/<canonical>        the name's holder, JSON (chat.Holder)
+//	revoked/<sid>            an ended session, JSON (chat.Revocation)
 //
 // Format 1 keyed ids by the id alone, so that a message of one user under an
 // id another user had sent first was taken for a retry of it: acknowledged,
@@ -98,6 +100,13 @@ func migrate(tx *bbolt.Tx) error {
 	rooms, err := tx.CreateBucketIfNotExists(bucketRooms)
 	if err != nil {
 		return err
+	}
+	// People's buckets came later without a new format: an older Parley
+	// never opens them.
+	for _, b := range [][]byte{bucketNames, bucketRevoked} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
 	}
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {

@@ -23,6 +23,12 @@ func TestStore(t *testing.T) {
 	})
 }
 
+func TestPeople(t *testing.T) {
+	storetest.RunPeople(t, func(t *testing.T) chat.People {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
 // openTemp opens the store at path and closes it when the test ends.
 func openTemp(t testing.TB, path string) *Store {
 	t.Helper()
