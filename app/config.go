@@ -33,6 +33,14 @@ type Config struct {
 	Secret       string
 	// NoGuests turns guest sign-in off (PARLEY_GUEST=false).
 	NoGuests bool
+	// NoAccounts turns password accounts off (PARLEY_ACCOUNTS=false).
+	NoAccounts bool
+	// TokenTTL is the lifetime of the tokens Parley issues.
+	TokenTTL time.Duration
+	// JWTIssuer and JWTAudience, when set, go into every token Parley
+	// issues and are required of every token it accepts.
+	JWTIssuer   string
+	JWTAudience string
 	// KafkaPartitions and KafkaReplication shape topics created at start.
 	KafkaPartitions  int
 	KafkaReplication int
@@ -84,6 +92,7 @@ func DefaultConfig() Config {
 		KafkaPartitions:  8,
 		KafkaReplication: 1,
 		ShutdownTimeout:  15 * time.Second,
+		TokenTTL:         handlers.DefaultTokenTTL,
 		ReadTimeout:      10 * time.Second,
 		IdleTimeout:      60 * time.Second,
 		Limits:           handlers.DefaultLimits(),
@@ -127,16 +136,20 @@ func (c Config) FanoutGroup() string {
 // wrote, and Validate's "must be positive" refuses it.
 func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 	cfg := DefaultConfig()
-	guest := "true"
-	fs := configFlags(&cfg, &guest, getenv)
+	sw := switchesOn()
+	fs := configFlags(&cfg, &sw, getenv)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	g, err := strconv.ParseBool(guest)
+	g, err := strconv.ParseBool(sw.Guest)
 	if err != nil {
-		return Config{}, fmt.Errorf("PARLEY_GUEST must be true or false, not %q", guest)
+		return Config{}, fmt.Errorf("PARLEY_GUEST must be true or false, not %q", sw.Guest)
 	}
-	cfg.NoGuests = !g
+	a, err := strconv.ParseBool(sw.Accounts)
+	if err != nil {
+		return Config{}, fmt.Errorf("PARLEY_ACCOUNTS must be true or false, not %q", sw.Accounts)
+	}
+	cfg.NoGuests, cfg.NoAccounts = !g, !a
 	cfg.PublicURL = strings.TrimSpace(cfg.PublicURL)
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = defaultInstanceID(cfg.Addr)
@@ -144,10 +157,16 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 	return cfg, cfg.check()
 }
 
-// configFlags defines a flag for each setting over cfg (and guest, the one
-// setting that is not a field as it reads), its default what getenv gives
+// switches are the settings that read as "on" while their fields say
+// "off" (so that the zero Config has them on).
+type switches struct{ Guest, Accounts string }
+
+func switchesOn() switches { return switches{Guest: "true", Accounts: "true"} }
+
+// configFlags defines a flag for each setting over cfg (and sw, the
+// settings that are not fields as they read), its default what getenv gives
 // or else what the field holds.
-func configFlags(cfg *Config, guest *string, getenv func(string) string) *flag.FlagSet {
+func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.FlagSet {
 	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
 	// Each setting is PARLEY_<NAME> and the flag -<name>; its default is
 	// what the field holds, and a malformed number becomes -1, which
@@ -184,7 +203,11 @@ func configFlags(cfg *Config, guest *string, getenv func(string) string) *flag.F
 	str(&cfg.TopicSend, "TOPIC_SEND", "send topic")
 	str(&cfg.TopicReceive, "TOPIC_RECEIVE", "receive topic")
 	str(&cfg.Secret, "SECRET", "token signing key; generated in embedded mode")
-	str(guest, "GUEST", "allow guest sign-in")
+	str(&sw.Guest, "GUEST", "allow guest sign-in")
+	str(&sw.Accounts, "ACCOUNTS", "allow password accounts (POST /api/accounts)")
+	duration(&cfg.TokenTTL, "TOKEN_TTL", "lifetime of the tokens Parley issues")
+	str(&cfg.JWTIssuer, "JWT_ISSUER", "iss of issued tokens, required of accepted ones")
+	str(&cfg.JWTAudience, "JWT_AUDIENCE", "aud of issued tokens, required of accepted ones")
 	integer(&cfg.KafkaPartitions, "KAFKA_PARTITIONS", "partitions of topics created at start")
 	integer(&cfg.KafkaReplication, "KAFKA_REPLICATION", "replication factor of topics created at start")
 	float(&cfg.SendRate, "SEND_RATE", "messages per second one user may send, over all their connections")
@@ -204,6 +227,8 @@ func configFlags(cfg *Config, guest *string, getenv func(string) string) *flag.F
 	integer(&cfg.MaxConnsPerIP, "MAX_CONNS_PER_IP", "live WebSocket+SSE connections per client IP")
 	float(&cfg.SignInRate, "SIGNIN_RATE", "sign-ins per second per client IP")
 	integer(&cfg.SignInBurst, "SIGNIN_BURST", "burst of sign-ins per client IP")
+	float(&cfg.PasswordRate, "PASSWORD_RATE", "password sign-in attempts per second per name")
+	integer(&cfg.PasswordBurst, "PASSWORD_BURST", "burst of password sign-in attempts per name")
 	float(&cfg.HistoryRate, "HISTORY_RATE", "history pages per second per user")
 	integer(&cfg.HistoryBurst, "HISTORY_BURST", "burst of history pages per user")
 	float(&cfg.RoomRate, "ROOM_RATE", "rooms per second one user may create")
@@ -240,6 +265,12 @@ func (c Config) check() error {
 	}
 	if c.MaxConnsPerUser <= 0 || c.MaxConnsPerIP <= 0 {
 		return errors.New("PARLEY_MAX_CONNS_PER_USER and PARLEY_MAX_CONNS_PER_IP must be positive")
+	}
+	if c.TokenTTL <= 0 {
+		return errors.New("PARLEY_TOKEN_TTL must be a positive duration")
+	}
+	if c.PasswordRate <= 0 || c.PasswordBurst <= 0 {
+		return errors.New("PARLEY_PASSWORD_RATE and PARLEY_PASSWORD_BURST must be positive")
 	}
 	if c.SignInRate <= 0 || c.SignInBurst <= 0 || c.HistoryRate <= 0 || c.HistoryBurst <= 0 || c.RoomRate <= 0 || c.RoomBurst <= 0 {
 		return errors.New("PARLEY_SIGNIN_RATE/_BURST, PARLEY_HISTORY_RATE/_BURST and PARLEY_ROOM_RATE/_BURST must be positive")

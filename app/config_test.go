@@ -89,9 +89,9 @@ func TestReadmeConfigTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, guest := DefaultConfig(), "true"
+	cfg, sw := DefaultConfig(), switchesOn()
 	defaults := map[string]string{}
-	configFlags(&cfg, &guest, noEnv).VisitAll(func(f *flag.Flag) {
+	configFlags(&cfg, &sw, noEnv).VisitAll(func(f *flag.Flag) {
 		defaults["PARLEY_"+strings.ToUpper(f.Name)] = f.DefValue
 	})
 	row := regexp.MustCompile("^\\| ((?:`PARLEY_[A-Z_]+`(?: / )?)+) \\| ([^|]*) \\|")

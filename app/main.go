@@ -62,6 +62,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 			store.Close()
 		}
 	}()
+	people, ok := store.(chat.People)
+	if !ok {
+		return fmt.Errorf("store %T keeps no accounts (chat.People)", store)
+	}
 	secret, err := loadSecret(cfg)
 	if err != nil {
 		return err
@@ -107,9 +111,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
 
 	srv := &handlers.Server{
-		Store: store, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Limits: cfg.Limits,
+		Store: store, People: people, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
-		Auth:   &handlers.Auth{Secret: secret},
+		Auth:   &handlers.Auth{Secret: secret, TTL: cfg.TokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
 		Ready: func() error {
 			if !fanout.Ready() {
 				return errors.New("fan-out consumer not yet assigned")
@@ -139,6 +143,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		DisableStartupMessage:        true,
 	})
 	srv.Register(app)
+	// Every instance learns of sessions ended anywhere from the store.
+	revCtx, stopRevocations := context.WithCancel(context.Background())
+	defer stopRevocations()
+	var revs sync.WaitGroup
+	revs.Go(func() { srv.WatchRevocations(revCtx) })
 	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log, fail)
 	if err != nil {
 		return fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
@@ -218,6 +227,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	stopFanout()
 	if !waitCtx(closing, &fan) {
 		log.Warn("fan-out did not stop")
+	}
+	stopRevocations()
+	if !waitCtx(closing, &revs) {
+		log.Warn("revocation watcher did not stop")
 	}
 	closed = true
 	closeWithin(closing, log, "bus", bus.Close)

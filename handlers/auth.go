@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -14,43 +16,93 @@ import (
 // CookieName is the session cookie.
 const CookieName = "parley_session"
 
-// Auth issues and checks HS256 tokens with sub = user. Any system holding
-// the secret can mint them, so an existing login can front Parley.
+// DefaultTokenTTL is a token's lifetime when Auth.TTL is zero.
+const DefaultTokenTTL = 24 * time.Hour
+
+// Auth issues and checks HS256 tokens: sub is the user, sid the session,
+// guest marks a guest. Any system holding the secret can mint them, so an
+// existing login can front Parley.
 type Auth struct {
 	Secret []byte
-	// TTL is a token's lifetime; zero means 7 days.
+	// TTL is a token's lifetime; zero means DefaultTokenTTL.
 	TTL time.Duration
+	// Issuer and Audience, when set, are written into every token issued
+	// and required of every token checked (PARLEY_JWT_ISSUER,
+	// PARLEY_JWT_AUDIENCE).
+	Issuer   string
+	Audience string
+}
+
+// Session is who a valid token speaks for.
+type Session struct {
+	User string
+	// SID is the session id; a token minted elsewhere may have none, and
+	// then cannot be revoked by itself (it expires).
+	SID   string
+	Guest bool
+	// Expires is the token's expiry: live connections end then.
+	Expires time.Time
+}
+
+// claims are a Parley token's claims.
+type claims struct {
+	jwt.RegisteredClaims
+	SID   string `json:"sid,omitempty"`
+	Guest bool   `json:"guest,omitempty"`
 }
 
 func (a *Auth) ttl() time.Duration {
 	if a.TTL <= 0 {
-		return 7 * 24 * time.Hour
+		return DefaultTokenTTL
 	}
 	return a.TTL
 }
 
-// Issue signs a token for user.
-func (a *Auth) Issue(user string) (string, error) {
-	now := time.Now()
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject:   user,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(a.ttl())),
-	}).SignedString(a.Secret)
+// NewSID makes a session id: 128 random bits, hex.
+func NewSID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
-// Verify checks token and returns its user.
-func (a *Auth) Verify(token string) (string, error) {
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.Secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
-	if err != nil {
-		return "", err
+// Issue signs a token for a session of user, valid from now for the TTL.
+func (a *Auth) Issue(user, sid string, guest bool) (string, Session, error) {
+	now := time.Now()
+	exp := now.Add(a.ttl()).Truncate(time.Second) // exp is whole seconds
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			Issuer:    a.Issuer,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+		},
+		SID: sid, Guest: guest,
 	}
-	if chat.ValidateName(claims.Subject) != nil {
-		return "", errors.New("token subject is not a valid user name")
+	if a.Audience != "" {
+		c.Audience = jwt.ClaimStrings{a.Audience}
 	}
-	return claims.Subject, nil
+	t, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.Secret)
+	return t, Session{User: user, SID: sid, Guest: guest, Expires: exp}, err
+}
+
+// Verify checks token: HS256 with the secret, a numeric exp in the future,
+// iss and aud when configured, and a sub that is a valid name.
+func (a *Auth) Verify(token string) (Session, error) {
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()}
+	if a.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.Issuer))
+	}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	var c claims
+	if _, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.Secret, nil }, opts...); err != nil {
+		return Session{}, err
+	}
+	if chat.ValidateName(c.Subject) != nil {
+		return Session{}, errors.New("token subject is not a valid user name")
+	}
+	return Session{User: c.Subject, SID: c.SID, Guest: c.Guest, Expires: c.ExpiresAt.Time}, nil
 }
 
 // token returns the credential the request presents, in the contract's order:
@@ -69,64 +121,42 @@ func token(c *fiber.Ctx) (string, bool) {
 	return "", false
 }
 
-// user authenticates the request, answering 401 before any upgrade or stream.
-func (s *Server) requireUser(c *fiber.Ctx) error {
+// session authenticates the request: a valid token whose session has not
+// been revoked.
+func (s *Server) session(c *fiber.Ctx) (Session, error) {
 	t, ok := token(c)
 	if !ok {
-		return chat.Errorf(chat.EUnauthorized, "sign in first: send a token as Bearer header, cookie or ?token=")
+		return Session{}, chat.Errorf(chat.EUnauthorized, "sign in first: send a token as Bearer header, cookie or ?token=")
 	}
-	user, err := s.Auth.Verify(t)
+	sess, err := s.Auth.Verify(t)
 	if err != nil {
-		return chat.Errorf(chat.EUnauthorized, "invalid or expired token")
+		return Session{}, chat.Errorf(chat.EUnauthorized, "invalid or expired token")
 	}
-	c.Locals(localUser, user)
+	if s.revoked.has(sess.SID) {
+		return Session{}, chat.Errorf(chat.EUnauthorized, "the session has ended; sign in again")
+	}
+	return sess, nil
+}
+
+// requireUser authenticates the request, answering 401 before any upgrade
+// or stream.
+func (s *Server) requireUser(c *fiber.Ctx) error {
+	sess, err := s.session(c)
+	if err != nil {
+		return err
+	}
+	c.Locals(localSession, sess)
 	return c.Next()
 }
 
-const localUser = "user"
+const localSession = "session"
 
-func userOf(c *fiber.Ctx) string {
-	u, _ := c.Locals(localUser).(string)
-	return u
+func sessionOf(c *fiber.Ctx) Session {
+	sess, _ := c.Locals(localSession).(Session)
+	return sess
 }
 
-// signIn is POST /api/session: a guest picks a name.
-func (s *Server) signIn(c *fiber.Ctx) error {
-	if !s.Guest {
-		return chat.Errorf(chat.EForbidden, "guest sign-in is turned off on this server")
-	}
-	if err := s.allowSignIn(s.clientIP(c)); err != nil {
-		return err
-	}
-	var req struct {
-		Name string `json:"name"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
-		return err
-	}
-	if err := chat.ValidateName(req.Name); err != nil {
-		return err
-	}
-	t, err := s.Auth.Issue(req.Name)
-	if err != nil {
-		return err
-	}
-	c.Cookie(&fiber.Cookie{
-		Name:     CookieName,
-		Value:    t,
-		Path:     "/",
-		HTTPOnly: true,
-		SameSite: fiber.CookieSameSiteLaxMode,
-		Secure:   s.scheme(c) == "https",
-		Expires:  time.Now().Add(s.Auth.ttl()),
-	})
-	return c.JSON(fiber.Map{"user": req.Name, "token": t})
-}
+// author is who the session's messages are from.
+func (s Session) author() chat.Author { return chat.Author{Name: s.User, Guest: s.Guest} }
 
-// signOut is DELETE /api/session (an extension): it clears the cookie.
-func (s *Server) signOut(c *fiber.Ctx) error {
-	c.ClearCookie(CookieName)
-	c.Cookie(&fiber.Cookie{Name: CookieName, Value: "", Path: "/", HTTPOnly: true,
-		SameSite: fiber.CookieSameSiteLaxMode, Expires: time.Unix(0, 0), MaxAge: -1})
-	return c.SendStatus(fiber.StatusNoContent)
-}
+func userOf(c *fiber.Ctx) string { return sessionOf(c).User }

@@ -186,7 +186,7 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	go func() { _ = p.Run(ctx); close(done) }()
 	f.Cleanup(func() { cancel(); <-done; bus.Close(); store.Close() })
 	srv := &Server{
-		Store: store, Bus: bus, Hub: chat.NewHub(store, log, nil), Log: log, Guest: true,
+		Store: store, People: store, Bus: bus, Hub: chat.NewHub(store, log, nil), Log: log, Guest: true, Accounts: true,
 		Sender: &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
 		Auth:   &Auth{Secret: []byte("fuzz-secret")},
 		Limits: Limits{SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,
@@ -194,7 +194,7 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	}
 	app := fiber.New(fiber.Config{BodyLimit: chat.MaxFrameBytes, ErrorHandler: ErrorHandler(log)})
 	srv.Register(app)
-	tok, err := srv.Auth.Issue("fuzzer")
+	tok, _, err := srv.Auth.Issue("fuzzer", NewSID(), false)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -24,6 +24,10 @@ type Limits struct {
 	// SignInRate and SignInBurst limit sign-ins per client IP.
 	SignInRate  float64
 	SignInBurst int
+	// PasswordRate and PasswordBurst limit password sign-in attempts per
+	// name, from any IP.
+	PasswordRate  float64
+	PasswordBurst int
 	// HistoryRate and HistoryBurst limit history pages per user.
 	HistoryRate  float64
 	HistoryBurst int
@@ -45,6 +49,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		SendRate: 20, SendBurst: 40,
 		SignInRate: 1, SignInBurst: 20,
+		PasswordRate: 0.05, PasswordBurst: 10, // one try per 20 s after a burst of 10
 		HistoryRate: 10, HistoryBurst: 30,
 		RoomRate: 0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
 		MaxConnsPerUser: 20, MaxConnsPerIP: 200,
@@ -59,6 +64,8 @@ func (l Limits) WithDefaults() Limits {
 	orDefault(&l.SendBurst, d.SendBurst)
 	orDefault(&l.SignInRate, d.SignInRate)
 	orDefault(&l.SignInBurst, d.SignInBurst)
+	orDefault(&l.PasswordRate, d.PasswordRate)
+	orDefault(&l.PasswordBurst, d.PasswordBurst)
 	orDefault(&l.HistoryRate, d.HistoryRate)
 	orDefault(&l.HistoryBurst, d.HistoryBurst)
 	orDefault(&l.RoomRate, d.RoomRate)
@@ -81,6 +88,7 @@ func orDefault[T comparable](v *T, def T) {
 const (
 	limitSend      = "send_rate"
 	limitSignIn    = "signin_rate"
+	limitPassword  = "password_rate"
 	limitHistory   = "history_rate"
 	limitRoom      = "room_rate"
 	limitUserConns = "user_connections"

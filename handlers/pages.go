@@ -23,8 +23,8 @@ func (s *Server) registerPages(app *fiber.App) {
 func (s *Server) index(c *fiber.Ctx) error {
 	user := ""
 	if t := c.Cookies(CookieName); t != "" {
-		if u, err := s.Auth.Verify(t); err == nil {
-			user = u
+		if sess, err := s.Auth.Verify(t); err == nil && !s.revoked.has(sess.SID) {
+			user = sess.User
 		}
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)

@@ -121,7 +121,7 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if req.Text != nil {
 		text = *req.Text
 	}
-	if _, err := s.Sender.Send(c.UserContext(), userOf(c), room, id, text); err != nil {
+	if _, err := s.Sender.Send(c.UserContext(), sessionOf(c).author(), room, id, text); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"room": room, "id": id})

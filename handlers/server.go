@@ -26,6 +26,8 @@ import (
 // defaults (see defaults).
 type Server struct {
 	Store   chat.Store
+	// People holds names and ended sessions (both stores implement it).
+	People  chat.People
 	Bus     chat.Bus
 	Hub     *chat.Hub
 	Sender  *chat.Sender
@@ -38,8 +40,10 @@ type Server struct {
 	// Ready reports why the instance cannot serve yet (nil: ready), beyond
 	// the store and bus pings, e.g. the fan-out consumer not yet assigned.
 	Ready func() error
-	// Guest allows POST /api/session.
+	// Guest allows guest sign-in (POST /api/session with a name alone).
 	Guest bool
+	// Accounts allows POST /api/accounts (password accounts).
+	Accounts bool
 	// Limits are the per-user and per-IP limits; zero fields get
 	// DefaultLimits.
 	Limits
@@ -71,9 +75,14 @@ type Server struct {
 	base context.Context
 	stop context.CancelFunc
 	// The limits: per user (sends, history reads, room creation), per
-	// client IP (sign-ins), and live connections per user and IP.
-	sends, signIns, reads, creates *keyedLimiter
-	conns                          *connLimiter
+	// client IP (sign-ins), per name (password attempts), and live
+	// connections per user and IP.
+	sends, signIns, reads, creates, passwordTries *keyedLimiter
+	conns                                         *connLimiter
+	// revoked are the ended sessions this instance knows of, live their
+	// connections (see sessions.go).
+	revoked revokedSet
+	live    liveSessions
 	// draining is set by Drain: /readyz answers 503 from then on.
 	draining atomic.Bool
 	// sockets counts WebSocket connections whose handler runs. Fiber's
@@ -102,6 +111,7 @@ func (s *Server) defaults() {
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.sends = newKeyedLimiter(s.SendRate, s.SendBurst)
 	s.signIns = newKeyedLimiter(s.SignInRate, s.SignInBurst)
+	s.passwordTries = newKeyedLimiter(s.PasswordRate, s.PasswordBurst)
 	s.reads = newKeyedLimiter(s.HistoryRate, s.HistoryBurst)
 	s.creates = newKeyedLimiter(s.RoomRate, s.RoomBurst)
 	s.conns = newConnLimiter(s.MaxConnsPerUser, s.MaxConnsPerIP)
@@ -119,9 +129,11 @@ func (s *Server) Register(app *fiber.App) {
 	s.registerPages(app)
 
 	api := app.Group("/api")
-	api.Post("/session", s.signIn)
-	api.Delete("/session", s.signOut)
+	api.Post("/session", s.bounded, s.signIn)
+	api.Delete("/session", s.bounded, s.signOut)
+	api.Post("/accounts", s.bounded, s.createAccount)
 	authed := api.Group("", s.requireUser, s.bounded)
+	authed.Post("/session/refresh", s.refresh)
 	authed.Get("/rooms", s.listRooms)
 	authed.Get("/rooms/:room/messages", s.history)
 	authed.Post("/rooms/:room/messages", s.postMessage)

@@ -53,8 +53,11 @@ func (s *Server) events(c *fiber.Ctx) error {
 	s.Metrics.Conn("sse", 1)
 	// fasthttp runs the stream writer at once, in a goroutine of its own,
 	// and ends it when the connection goes: the slot is released there.
+	sess := sessionOf(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
+		// Revocation and expiry end the stream.
+		defer s.live.add(sess, func() { sc.out.close() })()
 		defer s.Metrics.Conn("sse", -1)
 		defer sub.Close()
 		defer sc.out.close()

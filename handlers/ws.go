@@ -29,6 +29,7 @@ const (
 // (1009 for an oversized frame is sent by the WebSocket library itself.)
 const (
 	closeNormal   = 1000
+	closePolicy   = 1008 // the session ended: revoked or expired
 	closeAbnormal = 1006 // never sent: marks a connection whose socket failed
 	closeRestart  = 1012
 	closeTryLater = 1013
@@ -99,7 +100,7 @@ func (sl *wsSlot) watch(d time.Duration) {
 
 func (s *Server) websocket() fiber.Handler {
 	return websocket.New(func(conn *websocket.Conn) {
-		user, _ := conn.Locals(localUser).(string)
+		sess, _ := conn.Locals(localSession).(Session)
 		if slot, ok := conn.Locals(localSlot).(*wsSlot); ok {
 			slot.start()
 			defer slot.release()
@@ -107,13 +108,16 @@ func (s *Server) websocket() fiber.Handler {
 		wc := &wsClient{
 			srv:  s,
 			conn: conn,
-			user: user,
+			user: sess.User,
+			sess: sess,
 			out:  newQueue(s.QueueBytes),
 			quit: make(chan struct{}),
 			subs: make(map[string]*chat.Subscription),
 		}
 		s.sockets.add()
 		defer s.sockets.done()
+		// Revocation and expiry end the connection with 1008.
+		defer s.live.add(sess, func() { wc.kill(closePolicy, "session ended") })()
 		s.Metrics.Conn("websocket", 1)
 		defer s.Metrics.Conn("websocket", -1)
 		wc.serve()
@@ -134,6 +138,7 @@ type wsClient struct {
 	srv  *Server
 	conn *websocket.Conn
 	user string
+	sess Session
 	out  *queue
 	quit chan struct{}                 // closed by kill: the writer sends the close frame and ends
 	subs map[string]*chat.Subscription // used by the reader goroutine only
@@ -340,7 +345,7 @@ func (w *wsClient) sendMessage(f frame) {
 	// messages keep their order.
 	// Not the server's context: a send under way during shutdown finishes
 	// and is answered.
-	if _, err := w.srv.Sender.Send(context.Background(), w.user, f.Room, id, text); err != nil {
+	if _, err := w.srv.Sender.Send(context.Background(), w.sess.author(), f.Room, id, text); err != nil {
 		w.sendError(err, id, f.Room)
 		return
 	}

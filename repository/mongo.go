@@ -108,10 +108,12 @@ type messageDoc struct {
 	User string `bson:"user"`
 	Text string `bson:"text"`
 	TS   string `bson:"ts"`
+	// Guest is stored only when true.
+	Guest bool `bson:"guest,omitempty"`
 }
 
 func (d messageDoc) message() chat.Message {
-	return chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, TS: d.TS}
+	return chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, TS: d.TS, Guest: d.Guest}
 }
 
 // messageFields reads back a message without the _id nobody needs.
@@ -354,7 +356,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		docs := make([]any, len(chunk))
 		for k, i := range chunk {
 			m := msgs[i]
-			docs[k] = messageDoc{Room: room, Seq: last + 1 + int64(k), ID: m.ID, User: m.User, Text: m.Text, TS: m.TS}
+			docs[k] = messageDoc{Room: room, Seq: last + 1 + int64(k), ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest}
 		}
 		placed := len(chunk)
 		if s.beforeInsert != nil {

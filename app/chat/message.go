@@ -23,6 +23,14 @@ type Message struct {
 	User string `json:"user"`
 	Text string `json:"text"`
 	TS   string `json:"ts"`
+	// Guest marks a message sent by a guest (v2).
+	Guest bool `json:"guest,omitempty"`
+}
+
+// Author is who sends a message: a user, and whether a guest.
+type Author struct {
+	Name  string
+	Guest bool
 }
 
 // Limits of the contract.

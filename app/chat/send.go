@@ -46,11 +46,11 @@ type busHealth struct {
 	probing chan struct{} // not nil while a ping runs; closed when it ends
 }
 
-// Send accepts text from user for room under the client's id. The returned
+// Send accepts text from an author for room under the client's id. The returned
 // message has no seq yet. Errors are *Error: bad_request for invalid input,
 // unavailable when the bus did not take the message (safe to retry with the
 // same id).
-func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message, error) {
+func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (Message, error) {
 	orNop(s.Metrics).Received()
 	if err := ValidateRoom(room); err != nil {
 		return Message{}, err
@@ -65,7 +65,7 @@ func (s *Sender) Send(ctx context.Context, user, room, id, text string) (Message
 	if s.Now != nil {
 		now = s.Now
 	}
-	m := Message{Room: room, ID: id, User: user, Text: text, TS: Timestamp(now())}
+	m := Message{Room: room, ID: id, User: from.Name, Guest: from.Guest, Text: text, TS: Timestamp(now())}
 	v := Encode(m)
 	timeout := s.Timeout
 	if timeout <= 0 {

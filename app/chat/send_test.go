@@ -45,7 +45,7 @@ func TestSenderFailsFastWhileTheBusIsDown(t *testing.T) {
 	s := &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: quietLog, Timeout: 300 * time.Millisecond}
 	send := func(id string) (time.Duration, error) {
 		start := time.Now()
-		_, err := s.Send(context.Background(), "alice", "general", id, "hello")
+		_, err := s.Send(context.Background(), chat.Author{Name: "alice"}, "general", id, "hello")
 		return time.Since(start), err
 	}
 	if _, err := send("up"); err != nil {
@@ -109,11 +109,11 @@ func TestSenderIgnoresCallersThatLeave(t *testing.T) {
 	bus.down.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	if _, err := s.Send(ctx, "alice", "general", "left", "hello"); chat.ErrorCode(err) != chat.EUnavailable {
+	if _, err := s.Send(ctx, chat.Author{Name: "alice"}, "general", "left", "hello"); chat.ErrorCode(err) != chat.EUnavailable {
 		t.Fatalf("send whose caller left: %v", err)
 	}
 	bus.down.Store(false)
-	if _, err := s.Send(context.Background(), "alice", "general", "next", "hello"); err != nil {
+	if _, err := s.Send(context.Background(), chat.Author{Name: "alice"}, "general", "next", "hello"); err != nil {
 		t.Fatalf("send after a caller left: %v", err)
 	}
 	if p := bus.pings.Load(); p != 0 {

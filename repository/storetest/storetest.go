@@ -302,6 +302,7 @@ func testRoundTrip(t *testing.T, s chat.Store) {
 		{Room: "general", ID: "emoji", User: "名前", Text: "👋🏽 family: 👨‍👩‍👧‍👦 flag: 🇳🇿 heart: ❤️", TS: ts},
 		{Room: "general", ID: "rtl_and_combining", User: "مريم", Text: "שלום עולם — e\u0301 a\u0308", TS: ts},
 		{Room: "general", ID: "markup", User: "bob.b-b_b", Text: "<script>alert(\"x\")</script> & 'quotes' \\ back\\slash\n\tnew line, tab", TS: ts},
+		{Room: "general", ID: "guest", User: "dana", Guest: true, Text: "a guest's message keeps its mark", TS: ts},
 		{Room: "general", ID: "longest", User: "carol", Text: strings.Repeat("😀", chat.MaxTextRunes), TS: chat.Timestamp(time.Date(2027, 1, 2, 3, 4, 5, 6e6, time.UTC))},
 	}
 	want := make([]chat.Message, len(in))
