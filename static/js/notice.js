@@ -17,6 +17,6 @@ export function notice(text, { kind = 'info', sticky = false, action = null } = 
   if (!sticky) noticeTimer = setTimeout(hideNotice, NOTICE_MS);
 }
 
-export function hideNotice() {
+function hideNotice() {
   ui.notice.hidden = true;
 }
