@@ -181,11 +181,24 @@ export const conn = {
     // A socket still opening joins whatever room is open when it opens.
   },
 
-  /** loadFailed: history for the join could not be loaded; say so and try again later. */
-  loadFailed(err) {
-    if (err.status === 401) return this.on.signedOut();
-    notice(`Could not load messages: ${err.message}`, { kind: 'error' });
-    this.scheduleReconnect();
+  /**
+   * prepareJoin loads room r's history before a join. True when the join
+   * may go ahead: history is there, the attempt is still current() and r
+   * still open. A failure of a current attempt is said, then retried later.
+   */
+  async prepareJoin(r, current) {
+    try {
+      await this.on.prepare(r);
+    } catch (err) {
+      if (!current()) return false;
+      if (err.status === 401) this.on.signedOut();
+      else {
+        notice(`Could not load messages: ${err.message}`, { kind: 'error' });
+        this.scheduleReconnect();
+      }
+      return false;
+    }
+    return current() && r === state.room; // false: superseded meanwhile
   },
 
   /* ---- WebSocket ---- */
@@ -251,14 +264,7 @@ export const conn = {
   /** joinWS joins the open room after its history is loaded, asking for everything after the last seq shown. */
   async joinWS(ws) {
     const r = state.room;
-    try {
-      await this.on.prepare(r);
-    } catch (err) {
-      if (this.ws !== ws) return;
-      this.loadFailed(err);
-      return;
-    }
-    if (this.ws !== ws || r !== state.room) return; // superseded meanwhile
+    if (!(await this.prepareJoin(r, () => this.ws === ws))) return;
     this.frame({ type: 'join', room: r.name, after: r.lastSeq });
   },
 
@@ -310,14 +316,7 @@ export const conn = {
     const r = state.room;
     const marker = {}; // identifies this attempt across the await
     this.sseAttempt = marker;
-    try {
-      await this.on.prepare(r);
-    } catch (err) {
-      if (this.sseAttempt !== marker) return;
-      this.loadFailed(err);
-      return;
-    }
-    if (this.sseAttempt !== marker || r !== state.room || this.stopped) return;
+    if (!(await this.prepareJoin(r, () => this.sseAttempt === marker)) || this.stopped) return;
     // EventSource reconnects by itself and then sends Last-Event-ID, which
     // the server prefers to ?after=; we only build a new one when it gives
     // up (readyState CLOSED) or the room changes.
