@@ -13,7 +13,7 @@ import (
 func (s *Server) registerPages(app *fiber.App) {
 	app.Get("/", s.index)
 	app.Use("/static", filesystem.New(filesystem.Config{
-		Root:   http.FS(static.FS),
+		Root:   http.FS(static.Served),
 		MaxAge: 3600,
 	}))
 }

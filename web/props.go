@@ -26,7 +26,8 @@ type IndexProps struct {
 // asset returns the URL of a file of package static with a short content hash
 // as its query, so a browser never runs a stale app.js against a newer server
 // while the files themselves can still be cached. The hash is computed once
-// per file, at start, from the embedded bytes.
+// per file, at start, from the embedded bytes; app.js's covers the modules
+// under js/ too, since it imports them from a path carrying its own hash.
 func asset(name string) string {
 	if u, ok := assetURLs[name]; ok {
 		return u
@@ -40,12 +41,24 @@ var assetURLs = func() map[string]string {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(static.FS, path)
-		if err != nil {
-			return err
+		names := []string{path}
+		if path == "app.js" {
+			modules, err := fs.Glob(static.FS, "js/*.js")
+			if err != nil {
+				return err
+			}
+			names = append(names, modules...)
 		}
-		sum := sha256.Sum256(b)
-		m[path] = "/static/" + path + "?v=" + hex.EncodeToString(sum[:4])
+		h := sha256.New()
+		for _, name := range names {
+			b, err := fs.ReadFile(static.FS, name)
+			if err != nil {
+				return err
+			}
+			h.Write([]byte(name + "\x00"))
+			h.Write(b)
+		}
+		m[path] = "/static/" + path + "?v=" + hex.EncodeToString(h.Sum(nil)[:4])
 		return nil
 	})
 	return m

@@ -1,0 +1,45 @@
+// The JSON API of shared/PROTOCOL.md: one fetch wrapper and its error type.
+
+/** An error answer of /api/*: {"error":{"code","message"}}; status 0 = no answer at all. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+  /** Worth trying again later: no answer, rate limited, or the server's fault. */
+  get transient() {
+    return this.status === 0 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** api calls a JSON endpoint and returns its parsed body (null for 204). */
+export async function api(method, path, body) {
+  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  if (typeof AbortSignal.timeout === 'function') init.signal = AbortSignal.timeout(15_000);
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'network', 'The server could not be reached.');
+  }
+  let data = null;
+  if (res.status !== 204) {
+    try {
+      data = await res.json();
+    } catch {
+      /* not JSON: fall through with data = null */
+    }
+  }
+  if (!res.ok) {
+    const e = data && data.error;
+    throw new ApiError(res.status, e?.code || `http_${res.status}`, e?.message || `${res.status} ${res.statusText}`.trim());
+  }
+  return data;
+}
+
+export const roomPath = (room) => `/api/rooms/${encodeURIComponent(room)}`;

@@ -1,0 +1,105 @@
+// History: GET /api/rooms/{room}/messages, for the first page of a room, for
+// older pages as the reader scrolls up, and to fill a gap in the live stream.
+
+import { api, roomPath } from './api.js';
+import { insertSequenced, showLive } from './messages.js';
+import { notice } from './notice.js';
+import { renderRoomList } from './rooms.js';
+import { markSeen, state } from './state.js';
+import { ui } from './ui.js';
+import { scrollToBottom, setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
+
+const PAGE_SIZE = 50; // history page when opening a room or scrolling up
+const GAP_PAGE = 200; // history page when filling a gap (the contract's max)
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** ensureHistory loads the latest page once per room visit; the live connection joins after it. */
+export function ensureHistory(r) {
+  r.history ??= loadLatest(r).catch((err) => {
+    r.history = null; // try again on the next connect
+    if (r === state.room) setPaneStatus(`Could not load messages (${err.message}); retrying…`);
+    throw err;
+  });
+  return r.history;
+}
+
+async function loadLatest(r) {
+  setPaneStatus('Loading messages…');
+  const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}`);
+  if (r !== state.room) return;
+  setPaneStatus('');
+  for (const m of page.messages) insertSequenced(r, m);
+  const last = page.messages.at(-1);
+  r.lastSeq = Math.max(r.lastSeq ?? 0, last ? last.seq : 0);
+  r.hasMore = page.has_more;
+  markSeen(r.name, r.lastSeq);
+  updateOlderButton();
+  updateEmpty();
+  scrollToBottom();
+  renderRoomList();
+  fillViewport(r);
+}
+
+/** Keep loading older pages while the pane has no scroll bar to pull on. */
+async function fillViewport(r) {
+  for (let i = 0; i < 5 && r === state.room && r.hasMore && ui.pane.scrollHeight <= ui.pane.clientHeight; i++) {
+    if (!(await loadOlder())) break;
+  }
+}
+
+/** loadOlder prepends the page just before the oldest shown message, keeping what the reader sees in place. */
+export async function loadOlder() {
+  const r = state.room;
+  if (!r || !r.hasMore || r.loadingOlder || r.oldestSeq === null) return false;
+  r.loadingOlder = true;
+  updateOlderButton();
+  try {
+    const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&before=${r.oldestSeq}`);
+    if (r !== state.room) return false;
+    const height = ui.pane.scrollHeight;
+    const top = ui.pane.scrollTop;
+    for (const m of page.messages) insertSequenced(r, m);
+    r.hasMore = page.has_more && page.messages.length > 0;
+    updateEmpty();
+    ui.pane.scrollTop = top + (ui.pane.scrollHeight - height);
+    return true;
+  } catch (err) {
+    notice(`Could not load older messages: ${err.message}`, { kind: 'error' });
+    return false;
+  } finally {
+    r.loadingOlder = false;
+    if (r === state.room) updateOlderButton();
+  }
+}
+
+/**
+ * fillGap fetches, from history, the messages between lastSeq and `upto`
+ * and shows them. False when it could not (network, or history does not
+ * have them yet); the caller then reconnects, and the join's replay brings
+ * them.
+ */
+export async function fillGap(r, upto) {
+  let failures = 0;
+  for (let pages = 0; r === state.room && r.lastSeq < upto && pages < 50; ) {
+    let page;
+    try {
+      page = await api('GET', `${roomPath(r.name)}/messages?after=${r.lastSeq}&limit=${GAP_PAGE}`);
+    } catch (err) {
+      if (!err.transient || ++failures > 2) return false;
+      await sleep(1000 * failures);
+      continue;
+    }
+    if (r !== state.room) return false;
+    pages++;
+    let progressed = false;
+    for (const m of page.messages) {
+      if (m.seq === r.lastSeq + 1) {
+        showLive(r, m);
+        progressed = true;
+      }
+    }
+    if (!progressed || (!page.has_more && r.lastSeq < upto)) return r.lastSeq >= upto;
+  }
+  return r === state.room && r.lastSeq >= upto;
+}

@@ -1,0 +1,82 @@
+// Parley browser client: plain JavaScript modules, no build step, no
+// framework. The page is rendered by the server (web/index.templ); this
+// module finds it by data-page and brings it to life:
+//
+//   sign-in page  signin.js: POST /api/session, then reload.
+//   chat page     rooms.js (GET /api/rooms, paged), history.js (GET
+//                 .../messages), transport.js (WebSocket /ws, or SSE + POST
+//                 as a fallback), outbox.js (pending sends with retries
+//                 under the same id), live.js (seq order, gaps filled),
+//                 view.js and messages.js (the DOM), nav.js (#room=),
+//                 composer.js; this file wires them together.
+//
+// The wire contract is shared/PROTOCOL.md. Rules that hold throughout:
+//   - user text and user names reach the DOM only as text nodes (textContent,
+//     Node.append(string)), never as HTML;
+//   - messages of a room are shown in seq order, once each, with no gap: a
+//     jump in seq is filled from history before the later message is shown;
+//   - nothing here needs 'unsafe-inline' or 'unsafe-eval': the server's CSP
+//     (handlers/headers.go) refuses inline script, style attributes, eval
+//     and javascript: URLs, and the browser test fails on any violation.
+
+import { bindComposer } from './composer.js';
+import { ensureHistory, loadOlder } from './history.js';
+import { onIncoming, synced } from './live.js';
+import { bindNav, openRoom, roomFromHash } from './nav.js';
+import { flushPending, onAck, onErrorFrame, onSendError } from './outbox.js';
+import { loadMoreRooms, refreshRooms } from './rooms.js';
+import { signOut, signedOut } from './session.js';
+import { initSignIn } from './signin.js';
+import { state } from './state.js';
+import { conn } from './transport.js';
+import { bindUI, ui } from './ui.js';
+
+const ROOMS_EVERY = 10_000;
+
+function initApp() {
+  state.me = document.body.dataset.user;
+  bindUI();
+
+  conn.on = {
+    prepare: ensureHistory,
+    message: onIncoming,
+    ack: onAck,
+    sendError: onSendError,
+    errorFrame: onErrorFrame,
+    live(r) {
+      synced(r);
+      flushPending();
+      refreshRooms();
+    },
+    signedOut,
+  };
+
+  window.addEventListener('offline', () => {
+    conn.teardown();
+    conn.setState('offline');
+  });
+  window.addEventListener('online', () => {
+    conn.attempt = 0;
+    if (!conn.stopped) conn.connect();
+  });
+
+  bindNav();
+  bindComposer();
+  ui.roomsMore.addEventListener('click', () => loadMoreRooms());
+  ui.loadOlder.addEventListener('click', () => loadOlder());
+  ui.pane.addEventListener('scroll', () => {
+    if (ui.pane.scrollTop < 60) loadOlder();
+  });
+  ui.signout.addEventListener('click', () => signOut(ui.signout));
+
+  const first = roomFromHash();
+  history.replaceState(null, '', `${location.pathname}${location.search}#room=${first}`);
+  conn.render();
+  openRoom(first); // connects (history first, then join)
+  conn.start();
+  refreshRooms();
+  setInterval(refreshRooms, ROOMS_EVERY);
+}
+
+if (document.body.dataset.page === 'signin') initSignIn();
+else if (document.body.dataset.page === 'app') initApp();

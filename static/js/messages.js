@@ -1,0 +1,28 @@
+// The open room's messages on the page: in seq order, once each.
+
+import { resolvePending } from './outbox.js';
+import { markSeen, state } from './state.js';
+import { messageNode, nearBottom, placeBySeq, regroup, scrollToBottom, updateEmpty } from './view.js';
+
+/** insertSequenced places a sequenced message of room r by seq; false if it is shown already. */
+export function insertSequenced(r, m) {
+  if (r.nodes.has(m.seq)) return false;
+  const li = messageNode(m, 'delivered');
+  placeBySeq(li, m.seq);
+  r.nodes.set(m.seq, li);
+  if (r.oldestSeq === null || m.seq < r.oldestSeq) r.oldestSeq = m.seq;
+  resolvePending(m);
+  regroup(li);
+  regroup(li.nextElementSibling);
+  return true;
+}
+
+/** showLive adds the next message of the room at the bottom (seq = lastSeq + 1). */
+export function showLive(r, m) {
+  const stick = nearBottom() || m.user === state.me;
+  insertSequenced(r, m);
+  r.lastSeq = m.seq;
+  markSeen(r.name, m.seq);
+  updateEmpty();
+  if (stick) scrollToBottom();
+}

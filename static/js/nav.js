@@ -1,0 +1,74 @@
+// Navigation: the open room is #room=<name>; the room form and the room
+// drawer (narrow screens) lead there.
+
+import { notice } from './notice.js';
+import { attachPending } from './outbox.js';
+import { renderRoomList } from './rooms.js';
+import { newRoom, pending, state } from './state.js';
+import { conn } from './transport.js';
+import { ui } from './ui.js';
+import { updateEmpty, updateOlderButton } from './view.js';
+
+const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const ROOM_RULE = 'A room name is 1–64 lowercase letters, digits, “-” or “_”, and starts with a letter or digit.';
+const DEFAULT_ROOM = 'general';
+
+export function roomFromHash() {
+  const name = new URLSearchParams(location.hash.slice(1)).get('room');
+  if (name && ROOM_RE.test(name)) return name;
+  if (name) notice(`“${name}” is not a room name. ${ROOM_RULE}`, { kind: 'error' });
+  return DEFAULT_ROOM;
+}
+
+export function openRoom(name) {
+  if (state.room?.name === name) return;
+  const from = state.room?.name;
+  state.room = newRoom(name);
+  ui.list.replaceChildren();
+  ui.roomName.textContent = name;
+  ui.startRoom.textContent = name;
+  ui.input.placeholder = `Message #${name}`;
+  document.title = `#${name} · Parley`;
+  updateOlderButton();
+  updateEmpty();
+  // Sends to this room still waiting for their seq are shown again.
+  for (const entry of pending.values()) if (entry.room === name) attachPending(entry);
+  renderRoomList();
+  closeSidebar();
+  conn.roomChanged(from);
+}
+
+// Narrow screens: the room list is a drawer.
+function closeSidebar() {
+  document.body.classList.remove('rooms-open');
+  ui.roomsToggle.setAttribute('aria-expanded', 'false');
+  ui.scrim.hidden = true;
+}
+
+export function bindNav() {
+  window.addEventListener('hashchange', () => openRoom(roomFromHash()));
+
+  ui.roomForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = ui.roomInput.value.trim();
+    const ok = ROOM_RE.test(name);
+    ui.roomError.textContent = ok ? '' : name ? `“${name}” is not a valid room name. ${ROOM_RULE}` : 'Type a room name to create or join it.';
+    ui.roomError.hidden = ok;
+    ui.roomInput.setAttribute('aria-invalid', ok ? 'false' : 'true');
+    if (!ok) return;
+    ui.roomInput.value = '';
+    location.hash = `room=${name}`; // hashchange opens it; a new room comes into being on join
+  });
+  ui.roomInput.addEventListener('input', () => {
+    ui.roomError.hidden = true;
+    ui.roomInput.removeAttribute('aria-invalid');
+  });
+
+  ui.roomsToggle.addEventListener('click', () => {
+    const open = !document.body.classList.contains('rooms-open');
+    document.body.classList.toggle('rooms-open', open);
+    ui.roomsToggle.setAttribute('aria-expanded', String(open));
+    ui.scrim.hidden = !open;
+  });
+  ui.scrim.addEventListener('click', closeSidebar);
+}

@@ -1,0 +1,37 @@
+// What the chat page knows: who I am, the open room, what I have seen and
+// what I have sent that has no seq yet. Plain data; the modules that change
+// it are named after what they do (history, live, outbox, rooms).
+
+export const state = {
+  me: '', // the signed-in user (body data-user)
+  /**
+   * The open room. Only one room is open at a time; switching rooms replaces
+   * this object, and every async step checks `r === state.room` before
+   * touching the page, so a late answer for a room already left is dropped.
+   */
+  room: null,
+};
+
+export function newRoom(name) {
+  return {
+    name,
+    lastSeq: null, // highest seq shown with nothing missing below it; null until history is loaded
+    oldestSeq: null, // lowest seq shown, for ?before=
+    hasMore: false, // history has older messages than oldestSeq
+    loadingOlder: false,
+    nodes: new Map(), // seq -> <li>, to drop duplicates
+    history: null, // promise of the first history page (memoized, reset on failure)
+    queue: Promise.resolve(), // incoming messages are applied one at a time, in arrival order
+    broken: false, // a gap could not be filled: drop live messages until the next (re)join replays them
+  };
+}
+
+/** Highest seq seen per room this session, for the unread marks in the room list. */
+export const seenSeq = new Map();
+
+export function markSeen(name, seq) {
+  seenSeq.set(name, Math.max(seenSeq.get(name) || 0, seq));
+}
+
+/** Messages sent but not yet seen come back with a seq: id -> entry. */
+export const pending = new Map();
