@@ -25,7 +25,7 @@ import (
 // Server holds what the routes need. Fields with zero values get their
 // defaults (see defaults).
 type Server struct {
-	Store   chat.Store
+	Store chat.Store
 	// People holds names and ended sessions (both stores implement it).
 	People  chat.People
 	Bus     chat.Bus
