@@ -29,5 +29,5 @@ func (s *Server) index(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return web.Index(web.IndexProps{User: user, Guest: s.Guest}).Render(c.UserContext(), c.Response().BodyWriter())
+	return web.Index(web.IndexProps{User: user, Guest: s.Guest, Accounts: s.Accounts, OIDCName: s.OIDCName}).Render(c.UserContext(), c.Response().BodyWriter())
 }

@@ -44,6 +44,9 @@ type Server struct {
 	Guest bool
 	// Accounts allows POST /api/accounts (password accounts).
 	Accounts bool
+	// OIDCName, when set, names the operator's identity provider on the
+	// sign-in page; the OIDC routes are registered with it (see oidc.go).
+	OIDCName string
 	// Limits are the per-user and per-IP limits; zero fields get
 	// DefaultLimits.
 	Limits

@@ -21,6 +21,15 @@ type IndexProps struct {
 	// this server. When it is off and nobody is signed in, the page says so
 	// instead of offering a form that would only be refused.
 	Guest bool
+	// Accounts tells whether password accounts (POST /api/accounts and
+	// password sign-in) are enabled.
+	Accounts bool
+	// OIDCName, when set, is the operator's identity provider: the page
+	// offers "Sign in with <OIDCName>" (GET /auth/oidc/login).
+	OIDCName string
+	// Notice is a plain message for the sign-in page, e.g. why the last
+	// session ended or why an OIDC sign-in failed.
+	Notice string
 }
 
 // asset returns the URL of a file of package static with a short content hash
