@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -99,10 +101,37 @@ func (a *Auth) Verify(token string) (Session, error) {
 	if _, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.Secret, nil }, opts...); err != nil {
 		return Session{}, err
 	}
+	if err := numericExp(token); err != nil {
+		return Session{}, err
+	}
 	if chat.ValidateName(c.Subject) != nil {
 		return Session{}, errors.New("token subject is not a valid user name")
 	}
 	return Session{User: c.Subject, SID: c.SID, Guest: c.Guest, Expires: c.ExpiresAt.Time}, nil
+}
+
+// numericExp refuses a token whose exp is not a JSON number: golang-jwt
+// also reads "exp":"1700000000", which the contract refuses. The token's
+// signature is checked before this runs.
+func numericExp(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("malformed token")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return err
+	}
+	var raw struct {
+		Exp json.RawMessage `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		return err
+	}
+	if len(raw.Exp) == 0 || !(raw.Exp[0] >= '0' && raw.Exp[0] <= '9') {
+		return errors.New("exp must be a number")
+	}
+	return nil
 }
 
 // token returns the credential the request presents, in the contract's order:
