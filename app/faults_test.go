@@ -1087,7 +1087,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 
 	// Both clients move to the new instance and resume where they were:
 	// they get the rest of the room, gapless, nothing twice.
-	token2 := s2.login("alice")
+	token2 := token // the same session: it outlives the restart (v2: alice holds her name)
 	var lastWS int64
 	for _, m := range tl.msgs {
 		if m.Room == room {
