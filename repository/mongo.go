@@ -119,7 +119,7 @@ func (d messageDoc) message() chat.Message {
 // messageFields reads back a message without the _id nobody needs.
 var messageFields = bson.D{
 	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
-	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1},
+	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1}, {Key: "guest", Value: 1},
 }
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
