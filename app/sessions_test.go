@@ -390,3 +390,42 @@ func waitSSEEnd(t *testing.T, st *sseStream, within time.Duration) {
 		}
 	}
 }
+
+// TestSessionRoutesAreHardened: the v2 session routes get the origin check
+// and the JSON-only body rule like every route.
+func TestSessionRoutesAreHardened(t *testing.T) {
+	s := startServer(t, nil)
+	_, a, _ := s.signIn("/api/session", map[string]string{"name": "lena"})
+	cookie := "parley_session=" + a.Token
+	evil := "https://evil.example"
+	json := map[string]string{"Content-Type": "application/json"}
+	with := func(extra map[string]string) map[string]string {
+		h := map[string]string{"Content-Type": "application/json"}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	for _, c := range []struct {
+		why, method, path string
+		header            map[string]string
+		body              string
+		want              int
+		code              string
+	}{
+		{"account creation from another origin", "POST", "/api/accounts", with(map[string]string{"Origin": evil}), `{"name":"mallory","password":"long enough pw"}`, 403, "forbidden"},
+		{"refresh as the victim", "POST", "/api/session/refresh", map[string]string{"Origin": evil, "Cookie": cookie}, "", 403, "forbidden"},
+		{"password sign-in from another origin", "POST", "/api/session", with(map[string]string{"Origin": evil}), `{"name":"lena","password":"long enough pw"}`, 403, "forbidden"},
+		{"account as a form", "POST", "/api/accounts", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, `name=x&password=long+enough+pw`, 415, "bad_request"},
+		{"account not JSON", "POST", "/api/accounts", json, `{"name":`, 400, "bad_request"},
+		{"account with unknown field types", "POST", "/api/accounts", json, `{"name":1,"password":2}`, 400, "bad_request"},
+		{"password not a string", "POST", "/api/session", json, `{"name":"lena","password":12345678901}`, 400, "bad_request"},
+		{"refresh without a token", "POST", "/api/session/refresh", nil, "", 401, "unauthorized"},
+		{"refresh with a body of another type", "POST", "/api/session/refresh", map[string]string{"Content-Type": "text/plain", "Cookie": cookie}, "hello", 415, "bad_request"},
+	} {
+		status, _, b := s.req(c.method, c.path, c.header, []byte(c.body))
+		if status != c.want || !strings.Contains(string(b), `"code":"`+c.code+`"`) {
+			t.Errorf("%s: %d %s, want %d %s", c.why, status, b, c.want, c.code)
+		}
+	}
+}
