@@ -15,7 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/parley-chat/parley/app/localcluster"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 	"io"
 	"math"
 	"net"
@@ -911,7 +911,7 @@ func moduleRoot() (string, error) {
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return "", errors.New("--mode=embedded must run inside the parley module (go run ./app/loadgen from the repository)")
+		return "", errors.New("--mode=embedded must run inside the parley module (go run ./app/tools/loadgen from the repository)")
 	}
 	return filepath.Dir(mod), nil
 }

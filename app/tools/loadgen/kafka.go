@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-chat/parley/app/localcluster"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 )
 
 // Ports of the generator's own services in --mode kafka: apart from those of

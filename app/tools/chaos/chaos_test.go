@@ -11,7 +11,7 @@ import (
 )
 
 // The short variants of go tool task chaos, run by go tool task test
-// (test:all runs go test -tags chaos ./app/chaos). They start Kafka and
+// (test:all runs go test -tags chaos ./app/tools/chaos). They start Kafka and
 // FerretDB of their own on ports 19492, 19493 and 27418, apart from the
 // suite's (19092, 27018), the fault tests' (19292, 27218), the load
 // generator's (19392, 27318) and go tool task chaos's (19192, 27118).
@@ -26,7 +26,7 @@ func shortOptions(t *testing.T) Options {
 		}
 	}
 	o := defaultOptions()
-	o.Root = "../.."
+	o.Root = "../../.."
 	o.KafkaPort, o.KafkaControllerPort, o.MongoPort = 19492, 19493, 27418
 	o.Clients, o.Rooms, o.Rate = 300, 10, 60
 	o.Settle = 60 * time.Second
