@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/tools/testenv"
 	"github.com/parley-chat/parley/kafka"
 	"github.com/parley-chat/parley/repository"
 )
@@ -29,12 +28,8 @@ import (
 // skips, or fails under CI=true.
 func needCluster(t *testing.T) (brokers []string, mongo string) {
 	t.Helper()
-	b, m := os.Getenv("PARLEY_TEST_KAFKA"), os.Getenv("PARLEY_TEST_MONGO")
-	var err error
-	if b == "" || m == "" {
-		err = errors.New("PARLEY_TEST_KAFKA and PARLEY_TEST_MONGO are unset (start them with go tool task services:up)")
-	}
-	need(t, "real Kafka and MongoDB", err)
+	b := testenv.Service(t, testenv.Kafka, "Kafka")
+	m := testenv.Service(t, testenv.Mongo, "MongoDB")
 	return strings.Split(b, ","), m
 }
 

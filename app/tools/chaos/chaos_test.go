@@ -4,10 +4,11 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/app/tools/testenv"
 )
 
 // The short variants of go tool task chaos, run by go tool task test
@@ -18,12 +19,8 @@ import (
 
 func shortOptions(t *testing.T) Options {
 	for _, tool := range []string{"java", "mvn", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is missing under CI=true: %v", tool, err)
-			}
-			t.Skipf("%s is missing: %v", tool, err)
-		}
+		_, err := exec.LookPath(tool)
+		testenv.Need(t, tool, err)
 	}
 	o := defaultOptions()
 	o.Root = "../../.."
