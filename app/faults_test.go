@@ -189,52 +189,16 @@ func waitReadyz(t *testing.T, s *testServer, status int, within time.Duration) (
 	}
 }
 
-// tally is what one WebSocket connection was answered, by message id.
-type tally struct {
-	acks   map[string]int
-	errs   map[string][]string // id -> codes
-	msgs   []message
-	others []map[string]any
-}
-
-func newTally() *tally {
-	return &tally{acks: map[string]int{}, errs: map[string][]string{}}
-}
-
-func (tl *tally) add(f map[string]any) {
-	id, _ := f["id"].(string)
-	switch f["type"] {
-	case "ack":
-		tl.acks[id]++
-	case "error":
-		code, _ := f["code"].(string)
-		tl.errs[id] = append(tl.errs[id], code)
-	case "message":
-		tl.msgs = append(tl.msgs, toMessage(f))
-	default:
-		tl.others = append(tl.others, f)
-	}
-}
-
-// answered reports whether id got an ack or an error.
-func (tl *tally) answered(id string) bool { return tl.acks[id] > 0 || len(tl.errs[id]) > 0 }
-
 // awaitAnswer reads c's frames into tl until id is answered, failing after
 // within; it returns how long the answer took.
 func awaitAnswer(t *testing.T, c *wsClient, tl *tally, id string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	for !tl.answered(id) {
-		select {
-		case f := <-c.frames:
-			tl.add(f)
-		case <-c.closed:
-			t.Fatalf("connection closed (code %d) while waiting for the answer to %s", c.closeCode, id)
-		case <-timer.C:
-			t.Fatalf("send %s: no answer within %v (a hung handler)", id, within)
-		}
+	switch err := c.collect(within, tl.add, func() bool { return tl.answered(id) }); {
+	case errors.Is(err, errClosed):
+		t.Fatalf("connection closed (code %d) while waiting for the answer to %s", c.closeCode, id)
+	case err != nil:
+		t.Fatalf("send %s: no answer within %v (a hung handler)", id, within)
 	}
 	return time.Since(start)
 }
@@ -242,10 +206,8 @@ func awaitAnswer(t *testing.T, c *wsClient, tl *tally, id string, within time.Du
 // drainFrames reads c's frames into tl until none came for quiet.
 func drainFrames(c *wsClient, tl *tally, quiet time.Duration) {
 	for {
-		select {
-		case f := <-c.frames:
-			tl.add(f)
-		case <-time.After(quiet):
+		got := false
+		if c.collect(quiet, func(f map[string]any) { tl.add(f); got = true }, func() bool { return got }) != nil {
 			return
 		}
 	}
@@ -254,29 +216,7 @@ func drainFrames(c *wsClient, tl *tally, quiet time.Duration) {
 // collectUntil reads c's frames into tl until a message of every id of ids
 // arrived or within passed.
 func collectUntil(c *wsClient, tl *tally, ids map[string]bool, within time.Duration) {
-	deadline := time.After(within)
-	for {
-		got := map[string]bool{}
-		for _, m := range tl.msgs {
-			got[m.ID] = true
-		}
-		missing := false
-		for id := range ids {
-			if !got[id] {
-				missing = true
-				break
-			}
-		}
-		if !missing {
-			return
-		}
-		select {
-		case f := <-c.frames:
-			tl.add(f)
-		case <-deadline:
-			return
-		}
-	}
+	_ = c.collect(within, tl.add, func() bool { return missing(tl.msgs, ids) == 0 })
 }
 
 // postTimed POSTs one message and returns the status, the error code of a
@@ -365,38 +305,21 @@ func sameAsStored(t *testing.T, who string, got, stored []message) {
 // sseCollect reads st's message events into got until a message of every
 // id of ids arrived or within passed.
 func sseCollect(st *sseStream, got *[]message, ids map[string]bool, within time.Duration) error {
-	deadline := time.After(within)
-	for {
-		have := map[string]bool{}
-		for _, m := range *got {
-			have[m.ID] = true
+	var bad error
+	err := st.collect(within, func(_ sseEvent, m message, err error) {
+		if err != nil {
+			bad = err
+			return
 		}
-		missing := 0
-		for id := range ids {
-			if !have[id] {
-				missing++
-			}
-		}
-		if missing == 0 {
-			return nil
-		}
-		select {
-		case ev, ok := <-st.events:
-			if !ok {
-				return errors.New("SSE stream ended")
-			}
-			if ev.Event != "message" {
-				continue
-			}
-			var m message
-			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
-				return err
-			}
-			*got = append(*got, m)
-		case <-deadline:
-			return fmt.Errorf("%d messages missing after %v", missing, within)
-		}
+		*got = append(*got, m)
+	}, func() bool { return bad != nil || missing(*got, ids) == 0 })
+	switch {
+	case bad != nil:
+		return bad
+	case errors.As(err, new(timeout)):
+		return fmt.Errorf("%d messages missing after %v", missing(*got, ids), within)
 	}
+	return err
 }
 
 func durations(ds []time.Duration) string {

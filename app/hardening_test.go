@@ -683,4 +683,3 @@ func TestShortSecretRefused(t *testing.T) {
 		t.Fatalf("32-byte secret: %v", err)
 	}
 }
-

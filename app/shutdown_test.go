@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -161,28 +162,10 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	<-pollDone
 
 	// Every frame written is answered before the close, exactly once.
-	closeCode := -1
-	closedAt := time.Time{}
-	deadline := time.After(15 * time.Second)
-	for closeCode < 0 {
-		select {
-		case f := <-c.frames:
-			tl.add(f)
-		case <-c.closed:
-			for {
-				select {
-				case f := <-c.frames:
-					tl.add(f)
-					continue
-				default:
-				}
-				break
-			}
-			closeCode, closedAt = c.closeCode, time.Now()
-		case <-deadline:
-			t.Fatal("the WebSocket was not closed within 15s of shutdown")
-		}
+	if err := c.collect(15*time.Second, tl.add, nil); !errors.Is(err, errClosed) {
+		t.Fatal("the WebSocket was not closed within 15s of shutdown")
 	}
+	closeCode, closedAt := c.closeCode, time.Now()
 	if closeCode != 1012 {
 		t.Errorf("close code %d, want 1012", closeCode)
 	}
@@ -240,22 +223,14 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 
 	// The SSE stream ends.
 	var sseGot []message
-	sseEnded := false
-	for timeout := time.After(10 * time.Second); !sseEnded; {
-		select {
-		case ev, ok := <-st.events:
-			if !ok {
-				sseEnded = true
-				break
-			}
-			if ev.Event == "message" {
-				var m message
-				mustJSON(t, []byte(ev.Data), &m)
-				sseGot = append(sseGot, m)
-			}
-		case <-timeout:
-			t.Fatal("the SSE stream did not end within 10s of shutdown")
+	err := st.collect(10*time.Second, func(ev sseEvent, m message, err error) {
+		if err != nil {
+			t.Fatalf("decode %q: %v", ev.Data, err)
 		}
+		sseGot = append(sseGot, m)
+	}, nil)
+	if !errors.Is(err, errStreamEnded) {
+		t.Fatal("the SSE stream did not end within 10s of shutdown")
 	}
 
 	<-postsDone
