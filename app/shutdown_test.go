@@ -68,19 +68,23 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		inFlight := 0
 		answers := 0
 		acked := false
+		// take counts one frame (frames are read by this goroutine only).
+		take := func(f map[string]any) {
+			tl.add(f)
+			if f["type"] == "ack" || f["type"] == "error" {
+				answers++
+				if f["type"] == "ack" && !acked {
+					acked = true
+					close(firstAck)
+				}
+			}
+		}
 		for i := 0; ; i++ {
-			// Count answers so far (frames are read by this goroutine only).
+			// Count answers so far.
 			for {
 				select {
 				case f := <-c.frames:
-					tl.add(f)
-					if f["type"] == "ack" || f["type"] == "error" {
-						answers++
-						if f["type"] == "ack" && !acked {
-							acked = true
-							close(firstAck)
-						}
-					}
+					take(f)
 					continue
 				default:
 				}
@@ -95,14 +99,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 			if inFlight >= 100 {
 				select {
 				case f := <-c.frames:
-					tl.add(f)
-					if f["type"] == "ack" || f["type"] == "error" {
-						answers++
-						if f["type"] == "ack" && !acked {
-							acked = true
-							close(firstAck)
-						}
-					}
+					take(f)
 				case <-stopWriting:
 					return
 				case <-c.closed:
