@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/parley-chat/parley/app/tools/client"
 )
 
 // These tests run the real program (run, as main calls it) on a free port
@@ -179,14 +181,9 @@ func (s *testServer) do(method, path, token, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-type message struct {
-	Room string `json:"room"`
-	Seq  int64  `json:"seq"`
-	ID   string `json:"id"`
-	User string `json:"user"`
-	Text string `json:"text"`
-	TS   string `json:"ts"`
-}
+// message is a chat message as the server sends it: the recovering
+// client's, so that the black-box tests and the client read it alike.
+type message = client.Message
 
 type page struct {
 	Messages []message `json:"messages"`
