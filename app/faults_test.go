@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 	"github.com/parley-chat/parley/app/tools/testenv"
 )
 
@@ -49,10 +51,10 @@ const (
 	knownDownBound   = 2 * time.Second
 )
 
-// faultServices are a Kafka broker and a FerretDB that the test owns.
+// faultServices are a Kafka broker and a FerretDB that the test owns, run
+// by their scripts through localcluster on the test's own ports.
 type faultServices struct {
-	root    string // the module root, where the scripts live
-	env     []string
+	localcluster.Services
 	brokers []string
 	mongo   string
 }
@@ -69,30 +71,11 @@ func startFaultServices(t *testing.T) *faultServices {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := os.TempDir()
-	svc := &faultServices{
-		root:    root,
-		brokers: []string{"127.0.0.1:" + faultKafkaPort},
-		mongo:   "mongodb://127.0.0.1:" + faultMongoPort + "/",
-	}
-	// Everything the scripts read is set here, whatever the environment
-	// says: the Taskfile exports the shared services' ports, and a data dir
-	// pointing at theirs would be wiped by start.
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR", "PARLEY_FERRETDB_PORT", "PARLEY_FERRETDB_DATA_DIR":
-			continue
-		}
-		svc.env = append(svc.env, kv)
-	}
-	svc.env = append(svc.env,
-		"KAFKA_PORT="+faultKafkaPort,
-		"KAFKA_CONTROLLER_PORT="+faultControllerPort,
-		"KAFKA_DATA_DIR="+filepath.Join(tmp, "parley-kafka-"+faultKafkaPort),
-		"PARLEY_FERRETDB_PORT="+faultMongoPort,
-		"PARLEY_FERRETDB_DATA_DIR="+filepath.Join(tmp, "parley-ferretdb-"+faultMongoPort),
-	)
+	port := func(p string) int { n, _ := strconv.Atoi(p); return n }
+	svc := &faultServices{Services: localcluster.Services{
+		Root: root, KafkaPort: port(faultKafkaPort), KafkaControllerPort: port(faultControllerPort), MongoPort: port(faultMongoPort),
+	}}
+	svc.brokers, svc.mongo = svc.Brokers(), svc.MongoURI()
 	t.Cleanup(func() {
 		// Best effort: the test may have stopped them already.
 		_, _ = svc.script("kafka", "stop")
@@ -103,21 +86,22 @@ func startFaultServices(t *testing.T) *faultServices {
 	return svc
 }
 
-// script runs broker.sh or ferretdb.sh with verb and returns how long it took.
+// script runs broker.sh or ferretdb.sh with verb and returns how long it
+// took; the error holds the script's output.
 func (svc *faultServices) script(which, verb string) (time.Duration, error) {
-	path := filepath.Join(svc.root, "kafka", "broker", "broker.sh")
-	if which == "ferretdb" {
-		path = filepath.Join(svc.root, "repository", "ferretdb", "ferretdb.sh")
+	var out bytes.Buffer
+	s := svc.Services
+	s.Out = &out
+	run := map[string]func() error{
+		"kafka start": s.StartKafka, "kafka stop": s.StopKafka, "kafka resume": s.ResumeKafka,
+		"ferretdb start": s.StartStore, "ferretdb stop": s.StopStore, "ferretdb resume": s.ResumeStore,
+	}[which+" "+verb]
+	if run == nil {
+		return 0, fmt.Errorf("no script verb %s %s", which, verb)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, verb)
-	cmd.Dir = svc.root
-	cmd.Env = svc.env
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return time.Since(start), fmt.Errorf("%s %s: %v\n%s", filepath.Base(path), verb, err, out)
+	if err := run(); err != nil {
+		return time.Since(start), fmt.Errorf("%v\n%s", err, out.Bytes())
 	}
 	return time.Since(start), nil
 }

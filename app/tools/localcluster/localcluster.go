@@ -99,7 +99,17 @@ func (s Services) StoreRunning() bool { return s.quiet(StoreScript, "status") ==
 
 func (s Services) command(script, verb string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(def(s.Root, "."), script), verb)
-	cmd.Env = append(os.Environ(),
+	// Everything the scripts read is set here, whatever the environment
+	// says: a data dir inherited from the shell (or a Taskfile) may be the
+	// shared services', and start would wipe it. Without one each script
+	// keeps its data under the temp dir, named after its port.
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "KAFKA_DATA_DIR" && k != "PARLEY_FERRETDB_DATA_DIR" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
 		"KAFKA_PORT="+strconv.Itoa(s.kafkaPort()),
 		"KAFKA_CONTROLLER_PORT="+strconv.Itoa(def(s.KafkaControllerPort, 19093)),
 		"PARLEY_FERRETDB_PORT="+strconv.Itoa(s.mongoPort()),
