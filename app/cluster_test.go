@@ -520,7 +520,7 @@ func TestClusterRestartNoReplay(t *testing.T) {
 	}
 	// Whatever the fan-out reads on start, no client may see an old message.
 	c.quiet(2 * time.Second)
-	// Nor does the fan-out read the backlog (SkipBacklog): it hands its hub
+	// Nor does the fan-out read the backlog (chat.StartAtEnd): it hands its hub
 	// nothing of what was sent while the instance was down.
 	if hubIn := a2.metric("parley_end_to_end_seconds_count"); hubIn != 0 {
 		t.Fatalf("restarted instance's fan-out replayed %v backlog messages to its hub", hubIn)
