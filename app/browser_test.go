@@ -7,20 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-// need skips a test whose tool is missing, except under CI=true, where a
-// missing tool is a failure: CI must never pass by skipping.
-func need(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing under CI=true: %v", what, err)
-	}
-	t.Skipf("%s is missing: %v", what, err)
-}
+	"github.com/parley-chat/parley/app/tools/testenv"
+)
 
 // TestBrowser runs web/e2e/chat.test.mjs, two users in real headless
 // Chromium (one forced onto SSE), against the real server.
@@ -30,11 +19,11 @@ func TestBrowser(t *testing.T) {
 		chromium = "/usr/bin/chromium"
 	}
 	_, err := os.Stat(chromium)
-	need(t, "chromium (apt-get install chromium)", err)
+	testenv.Need(t, "chromium (apt-get install chromium)", err)
 	_, err = exec.LookPath("node")
-	need(t, "node", err)
+	testenv.Need(t, "node", err)
 	_, err = os.Stat(filepath.Join("..", "web", "e2e", "node_modules", "playwright-core"))
-	need(t, "playwright-core (npm ci --prefix web/e2e)", err)
+	testenv.Need(t, "playwright-core (npm ci --prefix web/e2e)", err)
 
 	s := startServer(t, func(c *Config) { c.SendRate, c.SendBurst = 20, 40 })
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

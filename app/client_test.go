@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/app/client"
+	"github.com/parley-chat/parley/app/tools/client"
 )
 
-// These tests run the recovering client (app/client) against the real
+// These tests run the recovering client (app/tools/client) against the real
 // server through a rcProxy, a TCP proxy the test can cut, take down, or
 // have drop and repeat the server's WebSocket frames: the faults the client
 // must mend.

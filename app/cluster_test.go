@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/tools/testenv"
 	"github.com/parley-chat/parley/kafka"
 	"github.com/parley-chat/parley/repository"
 )
@@ -29,12 +29,8 @@ import (
 // skips, or fails under CI=true.
 func needCluster(t *testing.T) (brokers []string, mongo string) {
 	t.Helper()
-	b, m := os.Getenv("PARLEY_TEST_KAFKA"), os.Getenv("PARLEY_TEST_MONGO")
-	var err error
-	if b == "" || m == "" {
-		err = errors.New("PARLEY_TEST_KAFKA and PARLEY_TEST_MONGO are unset (start them with go tool task services:up)")
-	}
-	need(t, "real Kafka and MongoDB", err)
+	b := testenv.Service(t, testenv.Kafka, "Kafka")
+	m := testenv.Service(t, testenv.Mongo, "MongoDB")
 	return strings.Split(b, ","), m
 }
 
@@ -96,44 +92,29 @@ func post(s *testServer, token, room, id, text string) error {
 // collectWS reads message frames from c until want have arrived or the
 // deadline passes. Other frames are reported as problems.
 func collectWS(c *wsClient, want int, deadline time.Time) (msgs []message, problems []string) {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for len(msgs) < want {
-		select {
-		case f := <-c.frames:
-			if f["type"] != "message" {
-				problems = append(problems, fmt.Sprintf("unexpected frame %v", f))
-				continue
-			}
-			msgs = append(msgs, toMessage(f))
-		case <-timer.C:
-			return msgs, problems
+	_ = c.collect(time.Until(deadline), func(f map[string]any) {
+		if f["type"] != "message" {
+			problems = append(problems, fmt.Sprintf("unexpected frame %v", f))
+			return
 		}
-	}
+		msgs = append(msgs, toMessage(f))
+	}, func() bool { return len(msgs) >= want })
 	return msgs, problems
 }
 
+// collectSSE reads message events from st until want have arrived, the
+// stream ends or the deadline passes. Undecodable data is reported as a
+// problem.
 func collectSSE(st *sseStream, want int, deadline time.Time) (msgs []message, problems []string) {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for len(msgs) < want {
-		select {
-		case ev, ok := <-st.events:
-			if !ok {
-				return msgs, append(problems, "SSE stream ended")
-			}
-			if ev.Event != "message" {
-				continue
-			}
-			var m message
-			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
-				problems = append(problems, fmt.Sprintf("bad SSE data %q", ev.Data))
-				continue
-			}
-			msgs = append(msgs, m)
-		case <-timer.C:
-			return msgs, problems
+	err := st.collect(time.Until(deadline), func(ev sseEvent, m message, err error) {
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("bad SSE data %q", ev.Data))
+			return
 		}
+		msgs = append(msgs, m)
+	}, func() bool { return len(msgs) >= want })
+	if errors.Is(err, errStreamEnded) {
+		problems = append(problems, "SSE stream ended")
 	}
 	return msgs, problems
 }
@@ -539,7 +520,7 @@ func TestClusterRestartNoReplay(t *testing.T) {
 	}
 	// Whatever the fan-out reads on start, no client may see an old message.
 	c.quiet(2 * time.Second)
-	// Nor does the fan-out read the backlog (SkipBacklog): it hands its hub
+	// Nor does the fan-out read the backlog (chat.StartAtEnd): it hands its hub
 	// nothing of what was sent while the instance was down.
 	if hubIn := a2.metric("parley_end_to_end_seconds_count"); hubIn != 0 {
 		t.Fatalf("restarted instance's fan-out replayed %v backlog messages to its hub", hubIn)

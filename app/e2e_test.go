@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -349,15 +350,7 @@ func TestGracefulShutdownClosesWith1012(t *testing.T) {
 	if code := c.waitClose(5 * time.Second); code != 1012 {
 		t.Fatalf("close code %d, want 1012", code)
 	}
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case _, ok := <-st.events:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			t.Fatal("SSE stream did not end on shutdown")
-		}
+	if err := st.collect(5*time.Second, func(sseEvent, message, error) {}, nil); !errors.Is(err, errStreamEnded) {
+		t.Fatal("SSE stream did not end on shutdown")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/parley-chat/parley/app/tools/client"
 )
 
 // These tests run the real program (run, as main calls it) on a free port
@@ -178,14 +181,9 @@ func (s *testServer) do(method, path, token, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-type message struct {
-	Room string `json:"room"`
-	Seq  int64  `json:"seq"`
-	ID   string `json:"id"`
-	User string `json:"user"`
-	Text string `json:"text"`
-	TS   string `json:"ts"`
-}
+// message is a chat message as the server sends it: the recovering
+// client's, so that the black-box tests and the client read it alike.
+type message = client.Message
 
 type page struct {
 	Messages []message `json:"messages"`
@@ -312,25 +310,14 @@ func (c *wsClient) write(v any) {
 // next returns the next frame, failing after timeout.
 func (c *wsClient) next(timeout time.Duration) map[string]any {
 	c.t.Helper()
-	if len(c.held) > 0 {
-		f := c.held[0]
-		c.held = c.held[1:]
-		return f
-	}
-	select {
-	case f := <-c.frames:
-		return f
-	case <-c.closed:
-		select {
-		case f := <-c.frames:
-			return f
-		default:
-		}
+	var f map[string]any
+	switch err := c.collect(timeout, func(g map[string]any) { f = g }, func() bool { return f != nil }); {
+	case errors.Is(err, errClosed):
 		c.t.Fatalf("connection closed (code %d) while waiting for a frame", c.closeCode)
-	case <-time.After(timeout):
+	case err != nil:
 		c.t.Fatal("no frame within", timeout)
 	}
-	return nil
+	return f
 }
 
 // expect returns the next frame, which must have the given type.
@@ -416,17 +403,10 @@ func (c *wsClient) sendAcked(room, id, text string) {
 
 func (c *wsClient) waitClose(timeout time.Duration) int {
 	c.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case <-c.frames:
-		case <-c.closed:
-			return c.closeCode
-		case <-deadline:
-			c.t.Fatal("connection not closed within", timeout)
-			return 0
-		}
+	if err := c.collect(timeout, func(map[string]any) {}, nil); !errors.Is(err, errClosed) {
+		c.t.Fatal("connection not closed within", timeout)
 	}
+	return c.closeCode
 }
 
 // sseStream is a test SSE client.
@@ -500,25 +480,20 @@ func (st *sseStream) readLoop() {
 func (st *sseStream) messages(n int) []message {
 	st.t.Helper()
 	var out []message
-	timeout := time.After(5 * time.Second)
-	for len(out) < n {
-		select {
-		case ev, ok := <-st.events:
-			if !ok {
-				st.t.Fatalf("stream ended after %d of %d messages", len(out), n)
-			}
-			if ev.Event != "message" {
-				continue
-			}
-			var m message
-			mustJSON(st.t, []byte(ev.Data), &m)
-			if ev.ID != strconv.FormatInt(m.Seq, 10) {
-				st.t.Fatalf("event id %q for seq %d", ev.ID, m.Seq)
-			}
-			out = append(out, m)
-		case <-timeout:
-			st.t.Fatalf("got %d of %d SSE messages in 5s", len(out), n)
+	err := st.collect(5*time.Second, func(ev sseEvent, m message, err error) {
+		if err != nil {
+			st.t.Fatalf("decode %q: %v", ev.Data, err)
 		}
+		if ev.ID != strconv.FormatInt(m.Seq, 10) {
+			st.t.Fatalf("event id %q for seq %d", ev.ID, m.Seq)
+		}
+		out = append(out, m)
+	}, func() bool { return len(out) >= n })
+	switch {
+	case errors.Is(err, errStreamEnded):
+		st.t.Fatalf("stream ended after %d of %d messages", len(out), n)
+	case err != nil:
+		st.t.Fatalf("got %d of %d SSE messages in 5s", len(out), n)
 	}
 	return out
 }

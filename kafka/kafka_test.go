@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/tools/testenv"
 	"github.com/parley-chat/parley/kafka/bustest"
 )
 
@@ -25,14 +25,7 @@ import (
 // rather than pass it silently.
 func testBrokers(t *testing.T) []string {
 	t.Helper()
-	addr := os.Getenv("PARLEY_TEST_KAFKA")
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PARLEY_TEST_KAFKA is not set, and under CI the Kafka tests must run: start kafka/broker/broker.sh and set PARLEY_TEST_KAFKA=127.0.0.1:19092")
-		}
-		t.Skip("PARLEY_TEST_KAFKA not set: no Kafka broker to test against (kafka/broker/broker.sh start)")
-	}
-	return strings.Split(addr, ",")
+	return strings.Split(testenv.Service(t, testenv.Kafka, "Kafka"), ",")
 }
 
 func newTestBus(t *testing.T, cfg Config) *Bus {

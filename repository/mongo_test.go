@@ -16,27 +16,20 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/tools/testenv"
 	"github.com/parley-chat/parley/repository/storetest"
 )
 
 // These tests need a MongoDB wire server: PARLEY_TEST_MONGO names it, e.g.
 //
-//	repository/ferretdb/ferretdb.sh start
+//	go tool task services:up
 //	PARLEY_TEST_MONGO=mongodb://127.0.0.1:27018/ go test ./repository/
 //
 // Without it they skip, except under CI (CI=true), where a missing service
 // must fail the run instead of letting it pass having tested nothing.
 func testURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("PARLEY_TEST_MONGO")
-	if uri == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PARLEY_TEST_MONGO is unset but CI=true: the MongoDB tests must run under CI " +
-				"(start a server with repository/ferretdb/ferretdb.sh start)")
-		}
-		t.Skip("PARLEY_TEST_MONGO unset: start a server with repository/ferretdb/ferretdb.sh start and set it to mongodb://127.0.0.1:27018/")
-	}
-	return uri
+	return testenv.Service(t, testenv.Mongo, "MongoDB")
 }
 
 // testDB returns a database name no other test uses.

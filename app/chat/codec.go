@@ -74,8 +74,8 @@ type Framing struct {
 }
 
 // maxFramings is how many framings a process may declare: one per
-// transport.
-const maxFramings = 4
+// transport (WebSocket and SSE today). Each is a slot in every event.
+const maxFramings = 2
 
 var framings atomic.Int32
 

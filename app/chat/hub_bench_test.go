@@ -16,7 +16,10 @@ type countSink struct{ n int }
 // benchFrame frames as the WebSocket transport does (handlers' wsMessage):
 // once per event, shared by its receivers.
 var benchFrame = chat.NewFraming(func(ev *chat.Event) []byte {
-	return append([]byte(`{"type":"message",`), ev.JSON()[1:]...)
+	j := ev.JSON()
+	b := make([]byte, 0, len(j)+17)
+	b = append(b, `{"type":"message",`...)
+	return append(b, j[1:]...)
 })
 
 func (s *countSink) Joined(context.Context, string, int64) error { return nil }
@@ -44,8 +47,10 @@ func BenchmarkHubFanout(b *testing.B) {
 		msgs[i] = chat.Message{Room: "r", Seq: int64(i + 1), ID: "m", User: "u", Text: "hello there", TS: chat.Timestamp(time.Now())}
 	}
 	b.ResetTimer()
+	one := make([]*chat.Event, 1)
 	for i := range msgs {
-		hub.Deliver([]*chat.Event{chat.NewEvent(msgs[i])})
+		one[0] = chat.NewEvent(msgs[i])
+		hub.Deliver(one)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*receivers)/b.Elapsed().Seconds(), "deliveries/s")

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/parley-chat/parley/app/localcluster"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 )
 
 const secret = "parley-local-cluster-secret-0123456789abcdef"

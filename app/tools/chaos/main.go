@@ -1,5 +1,5 @@
 // Command chaos runs a local Parley cluster (three instances, the real Kafka
-// broker, FerretDB) under load from recovering clients (app/client) and
+// broker, FerretDB) under load from recovering clients (app/tools/client) and
 // breaks it while they send: it kill -9's an instance every few seconds and
 // restarts it, kills the instance doing the most persisting, restarts the
 // Kafka broker once and stops the store for 10 s. With --scenario=rolling it

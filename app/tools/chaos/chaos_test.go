@@ -4,29 +4,26 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/app/tools/testenv"
 )
 
 // The short variants of go tool task chaos, run by go tool task test
-// (test:all runs go test -tags chaos ./app/chaos). They start Kafka and
+// (test:all runs go test -tags chaos ./app/tools/chaos). They start Kafka and
 // FerretDB of their own on ports 19492, 19493 and 27418, apart from the
 // suite's (19092, 27018), the fault tests' (19292, 27218), the load
 // generator's (19392, 27318) and go tool task chaos's (19192, 27118).
 
 func shortOptions(t *testing.T) Options {
 	for _, tool := range []string{"java", "mvn", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is missing under CI=true: %v", tool, err)
-			}
-			t.Skipf("%s is missing: %v", tool, err)
-		}
+		_, err := exec.LookPath(tool)
+		testenv.Need(t, tool, err)
 	}
 	o := defaultOptions()
-	o.Root = "../.."
+	o.Root = "../../.."
 	o.KafkaPort, o.KafkaControllerPort, o.MongoPort = 19492, 19493, 27418
 	o.Clients, o.Rooms, o.Rate = 300, 10, 60
 	o.Settle = 60 * time.Second

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-chat/parley/app/localcluster"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 )
 
 // Ports of the generator's own services in --mode kafka: apart from those of
@@ -23,8 +23,9 @@ const (
 	defaultMongoPort           = 27318
 )
 
-// cluster is what --mode kafka started: the services (unless they were
-// already running) and the instances.
+// cluster is the servers this run started, all through localcluster: in
+// --mode embedded one instance on the embedded bus and store, in --mode
+// kafka the services (unless they were already running) and the instances.
 type cluster struct {
 	svc       localcluster.Services
 	stopSvc   []func() error // in start order; stopped in reverse
@@ -34,19 +35,22 @@ type cluster struct {
 	log       io.Writer
 }
 
-// startCluster starts Kafka and FerretDB on the generator's ports (a broker
-// or FerretDB a previous run left there with --keep-services is reused), builds
-// the server and runs cfg.Instances instances on free ports, and waits until
-// every one is ready. On error it stops what it started.
+// startCluster builds the server and starts cfg.Instances instances on
+// free ports, and waits until every one is ready. In --mode kafka it first
+// starts Kafka and FerretDB on the generator's ports (a broker or FerretDB
+// a previous run left there with --keep-services is reused); in --mode
+// embedded the one instance needs no services. On error it stops what it
+// started.
 func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, err error) {
-	root, err := moduleRoot()
+	root, err := localcluster.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "parley-loadgen-kafka-")
+	dir, err := os.MkdirTemp("", "parley-loadgen-"+cfg.Mode+"-")
 	if err != nil {
 		return nil, err
 	}
+	kafka := cfg.Mode == "kafka"
 	c := &cluster{dir: dir, log: log, svc: localcluster.Services{
 		Root: root, KafkaPort: cfg.KafkaPort, KafkaControllerPort: cfg.KafkaControllerPort,
 		MongoPort: cfg.MongoPort, Out: log,
@@ -56,24 +60,9 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 			c.stop(false)
 		}
 	}()
-	for _, s := range []struct {
-		name        string
-		running     func() bool
-		start, stop func() error
-	}{
-		{fmt.Sprintf("Kafka on 127.0.0.1:%d", cfg.KafkaPort), c.svc.KafkaRunning, c.svc.StartKafka, c.svc.StopKafka},
-		{fmt.Sprintf("FerretDB on 127.0.0.1:%d", cfg.MongoPort), c.svc.StoreRunning, c.svc.StartStore, c.svc.StopStore},
-	} {
-		if s.running() {
-			fmt.Fprintf(log, "loadgen: %s already runs (a previous --keep-services run): using it, leaving it running\n", s.name)
-			continue
-		}
-		fmt.Fprintf(log, "loadgen: starting %s\n", s.name)
-		if err := s.start(); err != nil {
+	if kafka {
+		if err := c.startServices(cfg); err != nil {
 			return nil, err
-		}
-		if !cfg.KeepServices {
-			c.stopSvc = append(c.stopSvc, s.stop)
 		}
 	}
 	if ctx.Err() != nil {
@@ -96,13 +85,17 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 			return nil, err
 		}
 		id := "loadgen-" + runID + "-" + strconv.Itoa(k)
-		inst, err := localcluster.Start(bin, localcluster.InstanceConfig{
-			ID: id, Port: port, Secret: hex.EncodeToString(secret[:]),
-			Brokers: c.svc.Brokers(), MongoURI: c.svc.MongoURI(),
-			DataDir: filepath.Join(dir, id),
-			Env:     []string{"PARLEY_SEND_RATE=100000", "PARLEY_SEND_BURST=100000"},
-			Log:     c.logf,
-		})
+		ic := localcluster.InstanceConfig{
+			ID: id, Port: port, DataDir: filepath.Join(dir, id),
+			Env:      []string{"PARLEY_SEND_RATE=100000", "PARLEY_SEND_BURST=100000"},
+			Log:      c.logf,
+			CleanEnv: true,
+		}
+		if kafka {
+			ic.Secret = hex.EncodeToString(secret[:])
+			ic.Brokers, ic.MongoURI = c.svc.Brokers(), c.svc.MongoURI()
+		}
+		inst, err := localcluster.Start(bin, ic)
 		if err != nil {
 			return nil, err
 		}
@@ -117,6 +110,32 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 		}
 	}
 	return c, nil
+}
+
+// startServices starts Kafka and FerretDB unless they already run; those it
+// started are stopped by stop, unless --keep-services.
+func (c *cluster) startServices(cfg Config) error {
+	for _, s := range []struct {
+		name        string
+		running     func() bool
+		start, stop func() error
+	}{
+		{fmt.Sprintf("Kafka on 127.0.0.1:%d", cfg.KafkaPort), c.svc.KafkaRunning, c.svc.StartKafka, c.svc.StopKafka},
+		{fmt.Sprintf("FerretDB on 127.0.0.1:%d", cfg.MongoPort), c.svc.StoreRunning, c.svc.StartStore, c.svc.StopStore},
+	} {
+		if s.running() {
+			fmt.Fprintf(c.log, "loadgen: %s already runs (a previous --keep-services run): using it, leaving it running\n", s.name)
+			continue
+		}
+		fmt.Fprintf(c.log, "loadgen: starting %s\n", s.name)
+		if err := s.start(); err != nil {
+			return err
+		}
+		if !cfg.KeepServices {
+			c.stopSvc = append(c.stopSvc, s.stop)
+		}
+	}
+	return nil
 }
 
 func (c *cluster) urls() []string {

@@ -15,16 +15,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/parley-chat/parley/app/localcluster"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +31,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/parley-chat/parley/app/tools/localcluster"
 )
 
 func main() {
@@ -170,16 +169,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		// The servers this run starts allow any rate; running ones may not.
 		fmt.Fprintf(log, "loadgen: note: each sender sends %.0f msg/s; servers at the default PARLEY_SEND_RATE=20 refuse the excess (rate_limited): raise it or add --senders\n", per)
 	}
-	switch cfg.Mode {
-	case "embedded":
-		srv, err := startServer(ctx, log)
-		if err != nil {
-			return nil, err
-		}
-		defer srv.stop(log)
-		targets = []string{srv.base}
-		r.serverPIDs = []int{srv.cmd.Process.Pid}
-	case "kafka":
+	if cfg.Mode != "target" {
 		cl, cerr := startCluster(ctx, cfg, log)
 		if cerr != nil {
 			return nil, cerr
@@ -194,7 +184,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	}}
 	defer r.http.CloseIdleConnections()
 	for _, t := range targets {
-		if err := waitReady(ctx, r.http, t, 30*time.Second); err != nil {
+		if err := localcluster.WaitURL(ctx, t, 30*time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -771,28 +761,6 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 	}
 }
 
-func waitReady(ctx context.Context, hc *http.Client, base string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/readyz", nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s/readyz not 200 within %s (last error: %v)", base, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // rss is the VmRSS in KiB of the servers this run started, summed, or 0
 // when not known (--target; Kafka's and FerretDB's are not counted).
 func (r *runner) rss() int64 {
@@ -821,108 +789,6 @@ func readRSS(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// server is the embedded Parley process.
-type server struct {
-	cmd  *exec.Cmd
-	base string
-	dir  string
-	logf *os.File
-	done chan struct{}
-}
-
-// startServer builds ./app once and runs it on a free loopback port.
-func startServer(ctx context.Context, log io.Writer) (*server, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "parley-loadgen-")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "parley")
-	fmt.Fprintln(log, "loadgen: building ./app")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./app")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("go build ./app: %v\n%s", err, out)
-	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	cmd := exec.Command(bin)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PARLEY_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env,
-		"PARLEY_ADDR="+addr,
-		"PARLEY_DATA_DIR="+filepath.Join(dir, "data"),
-		"PARLEY_SEND_RATE=100000",
-		"PARLEY_SEND_BURST=100000",
-		"PARLEY_INSTANCE_ID=loadgen-"+strconv.Itoa(port),
-	)
-	cmd.Env = append(cmd.Env, localcluster.LoadTestLimits...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	s := &server{cmd: cmd, base: "http://" + addr, dir: dir, logf: logf, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(s.done) }()
-	fmt.Fprintf(log, "loadgen: server pid %d on %s (log %s)\n", cmd.Process.Pid, addr, logf.Name())
-	return s, nil
-}
-
-func (s *server) stop(log io.Writer) {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		fmt.Fprintln(log, "loadgen: server did not stop in 20s after SIGTERM: killing it")
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.logf.Close()
-	if st := s.cmd.ProcessState; st != nil && !st.Success() {
-		fmt.Fprintf(log, "loadgen: server exited with %v; log kept in %s\n", st, s.logf.Name())
-		return
-	}
-	os.RemoveAll(s.dir)
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("--mode=embedded must run inside the parley module (go run ./app/loadgen from the repository)")
-	}
-	return filepath.Dir(mod), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func countNonNil(cs []*client) int {

@@ -21,8 +21,8 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/parley-chat/parley/app/client"
-	"github.com/parley-chat/parley/app/localcluster"
+	"github.com/parley-chat/parley/app/tools/client"
+	"github.com/parley-chat/parley/app/tools/localcluster"
 )
 
 // cluster is the running system under test.

@@ -12,7 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/parley-chat/parley/app/client"
+	"github.com/parley-chat/parley/app/tools/client"
 )
 
 // storedMsg is one document of the store's messages collection, read

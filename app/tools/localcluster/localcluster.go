@@ -1,7 +1,8 @@
 // Package localcluster runs Parley's distributed mode on one machine: the real
 // Kafka broker and FerretDB (a MongoDB-wire server) through their scripts,
 // and server instances as child processes of one binary built once. It is
-// shared by go tool task cluster, the chaos command and the load generator.
+// shared by go tool task cluster, the chaos command and the load generator
+// (which also runs a single embedded-mode instance through it).
 //
 // A typical use, from the repository root:
 //
@@ -32,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -97,7 +99,17 @@ func (s Services) StoreRunning() bool { return s.quiet(StoreScript, "status") ==
 
 func (s Services) command(script, verb string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(def(s.Root, "."), script), verb)
-	cmd.Env = append(os.Environ(),
+	// Everything the scripts read is set here, whatever the environment
+	// says: a data dir inherited from the shell (or a Taskfile) may be the
+	// shared services', and start would wipe it. Without one each script
+	// keeps its data under the temp dir, named after its port.
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "KAFKA_DATA_DIR" && k != "PARLEY_FERRETDB_DATA_DIR" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
 		"KAFKA_PORT="+strconv.Itoa(s.kafkaPort()),
 		"KAFKA_CONTROLLER_PORT="+strconv.Itoa(def(s.KafkaControllerPort, 19093)),
 		"PARLEY_FERRETDB_PORT="+strconv.Itoa(s.mongoPort()),
@@ -123,6 +135,21 @@ func (s Services) run(script, verb string) error {
 
 func (s Services) quiet(script, verb string) error { return s.command(script, verb).Run() }
 
+// ModuleRoot is the root of the module the go command runs in (the
+// directory of go env GOMOD), for tools started with go run from anywhere in
+// the repository.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the parley module: run the tool with go run ./app/tools/... from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
 // Build compiles the server (./app under root) into dir and returns the
 // binary's path. Build once, start many.
 func Build(root, dir string) (string, error) {
@@ -141,8 +168,11 @@ type InstanceConfig struct {
 	// group is parley-fanout-<ID>). A restart keeps it.
 	ID string
 	// Port is the listen port on 127.0.0.1 (FreePort finds one).
-	Port     int
-	Secret   string
+	Port   int
+	Secret string
+	// Brokers and MongoURI are the distributed mode's services; both empty
+	// (and no Secret) run the embedded mode: in-process bus, embedded store
+	// under DataDir.
 	Brokers  []string
 	MongoURI string
 	// MongoDB is the database name; empty means the server's default (parley).
@@ -155,6 +185,9 @@ type InstanceConfig struct {
 	// Log receives the instance's output, each line prefixed with
 	// "[ID] "; nil discards it.
 	Log io.Writer
+	// CleanEnv drops the parent's PARLEY_ settings, so that a benchmark
+	// measures what this configuration says and not the caller's shell.
+	CleanEnv bool
 }
 
 func (c InstanceConfig) env() []string {
@@ -169,7 +202,13 @@ func (c InstanceConfig) env() []string {
 		}
 		brokers += b
 	}
-	env := append(os.Environ(),
+	var env []string
+	for _, kv := range os.Environ() {
+		if !c.CleanEnv || !strings.HasPrefix(kv, "PARLEY_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		fmt.Sprintf("PARLEY_ADDR=127.0.0.1:%d", c.Port),
 		"PARLEY_INSTANCE_ID="+c.ID,
 		"PARLEY_DATA_DIR="+dataDir,
@@ -344,6 +383,26 @@ func (i *Instance) WaitReady(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("instance %s not ready: %w", i.cfg.ID, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitURL polls url's /readyz until it answers 200, or fails once timeout
+// passed or ctx ended: the wait for a server this package did not start.
+func WaitURL(ctx context.Context, url string, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if Ready(wctx, url) {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%s/readyz not 200 within %s", url, timeout)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
