@@ -108,7 +108,9 @@ func (o *OIDC) discover(ctx context.Context) (*oidc.Provider, error) {
 	return p, nil
 }
 
-func (o *OIDC) ctx(ctx context.Context) context.Context { return oidc.ClientContext(ctx, o.opts.Client) }
+func (o *OIDC) ctx(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, o.opts.Client)
+}
 
 func (o *OIDC) oauth2(p *oidc.Provider) *oauth2.Config {
 	return &oauth2.Config{ClientID: o.opts.ClientID, ClientSecret: o.opts.ClientSecret, RedirectURL: o.opts.RedirectURL,
