@@ -35,7 +35,8 @@ const (
 	OIDCBadState    = "bad_state"            // no, an expired or a forged state cookie, or another state
 	OIDCProvider    = "provider_error"       // the provider answered with an error (e.g. the user declined)
 	OIDCMissingCode = "missing_code"         // the callback has no code
-	OIDCUnavailable = "provider_unavailable" // discovery or the code exchange failed
+	OIDCUnavailable = "provider_unavailable" // the provider's discovery document could not be read
+	OIDCExchange    = "exchange_failed"      // the provider refused the code (or did not answer)
 	OIDCBadToken    = "bad_id_token"         // no ID token, or one that fails verification or the nonce
 	OIDCBadName     = "bad_name"             // the provider's name for the user is not a valid name here
 	OIDCNameTaken   = "name_taken"           // the name is an account's, a guest's or another identity's
@@ -222,7 +223,7 @@ func (s *Server) oidcCallback(o *OIDC) fiber.Handler {
 		tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 		if err != nil {
 			s.Log.Warn("oidc code exchange", "err", err)
-			return oidcFail(c, OIDCUnavailable)
+			return oidcFail(c, OIDCExchange)
 		}
 		raw, _ := tok.Extra("id_token").(string)
 		if raw == "" {
