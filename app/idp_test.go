@@ -1,18 +1,24 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 )
@@ -325,4 +331,57 @@ func TestIDPConfigChecks(t *testing.T) {
 	if cfg.oidcRedirectURL() != "https://chat.test/auth/oidc/callback" || cfg.OIDCName != "SSO" || cfg.JWTNameClaim != "preferred_username" {
 		t.Errorf("config %+v", cfg)
 	}
+}
+
+// TestIDPJWKSTokens: with PARLEY_JWKS_URL, a provider's EdDSA token works
+// on REST and WebSocket like a Parley token, its name is held (a guest gets
+// 409), and an HS256 token signed with the provider's public key is 401.
+func TestIDPJWKSTokens(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{"kty": "OKP", "crv": "Ed25519",
+			"kid": "k1", "alg": "EdDSA", "use": "sig", "x": base64.RawURLEncoding.EncodeToString(pub)}}})
+	}))
+	t.Cleanup(jwks.Close)
+	s := startServer(t, func(c *Config) { c.JWKSURL, c.JWTIssuer = jwks.URL, "https://idp.test" })
+	sign := func(method jwt.SigningMethod, key any, c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(method, c)
+		tok.Header["kid"] = "k1"
+		v, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	claims := jwt.MapClaims{"iss": "https://idp.test", "sub": "u-jay", "preferred_username": "jwks-jay",
+		"sid": "jay-session-1", "exp": time.Now().Add(time.Hour).Unix()}
+	tok := sign(jwt.SigningMethodEdDSA, priv, claims)
+	if status, body := s.do("GET", "/api/rooms", tok, ""); status != 200 {
+		t.Fatalf("provider token: %d %s", status, body)
+	}
+	ws := s.dial(tok)
+	room := uniqueRoom(t)
+	ws.join(room)
+	ws.sendAcked(room, "j1", "hello from the provider")
+	ws.ack("j1")
+	if msgs := ws.messages(1); msgs[0].User != "jwks-jay" {
+		t.Errorf("message from %q, want jwks-jay", msgs[0].User)
+	}
+	status, body := s.do("POST", "/api/session", "", `{"name":"jwks-jay"}`)
+	apiError(t, status, body, 409, "conflict")
+	status, body = s.do("GET", "/api/rooms", sign(jwt.SigningMethodHS256, []byte(pub), claims), "")
+	apiError(t, status, body, 401, "unauthorized")
+	claims["iss"] = "https://evil.test"
+	status, body = s.do("GET", "/api/rooms", sign(jwt.SigningMethodEdDSA, priv, claims), "")
+	apiError(t, status, body, 401, "unauthorized")
+	// Signing out revokes the provider session (its sid).
+	if status, body := s.do("DELETE", "/api/session", tok, ""); status != 204 {
+		t.Fatalf("sign out: %d %s", status, body)
+	}
+	status, body = s.do("GET", "/api/rooms", tok, "")
+	apiError(t, status, body, 401, "unauthorized")
 }
