@@ -260,6 +260,11 @@ func TestOIDCCallbackBadInput(t *testing.T) {
 		if resp.StatusCode != 302 {
 			t.Fatalf("callback?%s: %d, want a redirect", query, resp.StatusCode)
 		}
+		for _, c := range b.Jar.Cookies(resp.Request.URL) {
+			if c.Name == "parley_oidc" {
+				t.Errorf("callback?%s left the state cookie", query)
+			}
+		}
 		loc, _ := url.Parse(resp.Header.Get("Location"))
 		if loc.Path != "/" {
 			t.Fatalf("callback?%s redirects to %s, want /", query, loc)

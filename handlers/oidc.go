@@ -163,9 +163,16 @@ func (o *OIDC) open(v string, now time.Time) (oidcState, bool) {
 	return st, true
 }
 
+// setOIDCState sets the state cookie for maxAge seconds; a negative
+// maxAge deletes it (fasthttp writes no Max-Age below 1: an Expires in the
+// past does it).
 func (s *Server) setOIDCState(c *fiber.Ctx, value string, maxAge int) {
-	c.Cookie(&fiber.Cookie{Name: oidcStateCookie, Value: value, Path: oidcStatePath, MaxAge: maxAge,
-		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.scheme(c) == "https"})
+	ck := &fiber.Cookie{Name: oidcStateCookie, Value: value, Path: oidcStatePath, MaxAge: maxAge,
+		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.scheme(c) == "https"}
+	if maxAge < 0 {
+		ck.Expires = time.Unix(0, 0)
+	}
+	c.Cookie(ck)
 }
 
 // oidcFail sends the browser to the sign-in page with the error's code.
