@@ -113,17 +113,6 @@ func (a *Auth) Verify(token string) (Session, error) {
 	return Session{User: c.Subject, SID: c.SID, Guest: c.Guest, Expires: c.ExpiresAt.Time}, nil
 }
 
-// tokenAlg is the alg of token's header, unverified: it only chooses which
-// check the token gets.
-func tokenAlg(token string) string {
-	t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
-	if err != nil {
-		return ""
-	}
-	alg, _ := t.Header["alg"].(string)
-	return alg
-}
-
 // token returns the credential the request presents, in the contract's order:
 // Bearer header, cookie, ?token=. The first present is the one checked.
 func token(c *fiber.Ctx) (string, bool) {

@@ -137,6 +137,17 @@ func (j *JWKS) verify(token, issuer, audience string) (Session, error) {
 	return Session{User: name, SID: sid, Expires: exp.Time}, nil
 }
 
+// tokenAlg is the alg of token's header, unverified: it only chooses which
+// check the token gets.
+func tokenAlg(token string) string {
+	t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	if err != nil {
+		return ""
+	}
+	alg, _ := t.Header["alg"].(string)
+	return alg
+}
+
 // hold makes the identity subject the holder of name, through the cache.
 func (j *JWKS) hold(ctx context.Context, name, subject string) error {
 	canonical := chat.CanonicalName(name)
