@@ -44,6 +44,33 @@ const (
 	OIDCInternal    = "internal"             // the store or the session could not be written
 )
 
+// oidcNotices are the sign-in page's plain words for each error code.
+var oidcNotices = map[string]string{
+	OIDCBadState:    "The sign-in took too long or was started elsewhere; please try again.",
+	OIDCProvider:    "The identity provider did not sign you in.",
+	OIDCMissingCode: "The identity provider's answer was incomplete; please try again.",
+	OIDCUnavailable: "The identity provider cannot be reached right now; try again later.",
+	OIDCExchange:    "The identity provider did not confirm the sign-in; please try again.",
+	OIDCBadToken:    "The identity provider's answer could not be verified.",
+	OIDCBadName:     "Your name at the identity provider is not a valid name here.",
+	OIDCNameTaken:   "Your name at the identity provider already belongs to someone else here.",
+	OIDCRateLimited: "Too many sign-ins from your address; wait a moment.",
+	OIDCInternal:    "The sign-in could not be completed; try again later.",
+}
+
+// OIDCNotice is the sign-in page's message for "/?oidc_error=<code>"
+// (web.IndexProps.Notice): empty for no code, a general one for a code it
+// does not know, never the query's own text.
+func OIDCNotice(code string) string {
+	if code == "" {
+		return ""
+	}
+	if n, ok := oidcNotices[code]; ok {
+		return n
+	}
+	return oidcNotices[OIDCInternal]
+}
+
 // oidcStateCookie carries state, nonce and PKCE verifier from login to
 // callback: short-lived, HttpOnly, SameSite=Lax (the callback is a
 // top-level navigation from the provider), and MAC'd with the secret.

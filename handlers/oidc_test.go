@@ -94,3 +94,18 @@ func TestOIDCRoutesGuardedAndNeverFail(t *testing.T) {
 		t.Errorf("gzip body on /auth/oidc/login: %v %v, want 415", resp.StatusCode, err)
 	}
 }
+
+func TestOIDCNotice(t *testing.T) {
+	if OIDCNotice("") != "" {
+		t.Error("a notice without an error")
+	}
+	for _, code := range []string{OIDCBadState, OIDCProvider, OIDCMissingCode, OIDCUnavailable, OIDCExchange,
+		OIDCBadToken, OIDCBadName, OIDCNameTaken, OIDCRateLimited, OIDCInternal} {
+		if OIDCNotice(code) == "" || OIDCNotice(code) == code {
+			t.Errorf("%s: no plain message", code)
+		}
+	}
+	if n := OIDCNotice("<script>"); n != OIDCNotice(OIDCInternal) {
+		t.Errorf("unknown code: %q", n)
+	}
+}
