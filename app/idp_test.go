@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -13,7 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // The OIDC sign-in end to end, through a real OpenID provider on
@@ -38,19 +40,24 @@ const (
 // idpUsers are the provider's users: id -> username (preferred_username).
 var idpUsers = map[string]string{"u-alice": "oidc-alice", "u-bob": "oidc-bob", "u-carl": "oidc-carl"}
 
-// registerClient is once: the example storage keeps clients in a package
-// variable, and each test's Parley registers its own redirect URL.
-var registerClient sync.Mutex
+// testIDP is a provider started by startIDP.
+type testIDP struct {
+	issuer string
+	// userinfo counts the requests to its UserInfo endpoint.
+	userinfo atomic.Int32
+}
 
-// startIDP starts the provider for a Parley at publicURL and returns its
-// issuer URL.
-func startIDP(t *testing.T, publicURL string) string {
+// startIDP starts the provider for a Parley at publicURL. With
+// claimsInIDToken its ID tokens carry the profile claims (as many
+// providers' do); without, as the example client has it, only the
+// UserInfo endpoint tells the user's name.
+func startIDP(t *testing.T, publicURL string, claimsInIDToken bool) *testIDP {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := "http://" + l.Addr().String() + "/"
+	idp := &testIDP{issuer: "http://" + l.Addr().String() + "/"}
 	users := map[string]*storage.User{}
 	for id, name := range idpUsers {
 		users[id] = &storage.User{ID: id, Username: name, Password: idpPassword, FirstName: name, LastName: "Test",
@@ -65,15 +72,38 @@ func startIDP(t *testing.T, publicURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registerClient.Lock()
-	storage.RegisterClients(storage.WebClient(idpClientID, idpClientSecret, publicURL+"/auth/oidc/callback"))
-	st := storage.NewStorage(us)
-	registerClient.Unlock()
-	srv := &http.Server{Handler: exampleop.SetupServer(issuer, st, nil, false)}
+	clients := map[string]*storage.Client{idpClientID: storage.WebClient(idpClientID, idpClientSecret, publicURL+"/auth/oidc/callback")}
+	var st exampleop.Storage = storage.NewStorageWithClients(us, clients)
+	if claimsInIDToken {
+		st = assertingStorage{storage.NewStorageWithClients(us, clients)}
+	}
+	provider := exampleop.SetupServer(idp.issuer, st, nil, false)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/userinfo" {
+			idp.userinfo.Add(1)
+		}
+		provider.ServeHTTP(w, r)
+	})}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return issuer
+	return idp
 }
+
+// assertingStorage is the example storage whose clients get the profile
+// claims in their ID tokens.
+type assertingStorage struct{ *storage.Storage }
+
+func (s assertingStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return assertingClient{c}, nil
+}
+
+type assertingClient struct{ op.Client }
+
+func (assertingClient) IDTokenUserinfoClaimsAssertion() bool { return true }
 
 // freeAddr is a loopback address with a free port: Parley must know its
 // public URL (the redirect URL registered at the provider) before it
@@ -89,16 +119,16 @@ func freeAddr(t *testing.T) string {
 }
 
 // startOIDC runs Parley with sign-in at a fresh provider.
-func startOIDC(t *testing.T) (*testServer, string) {
+func startOIDC(t *testing.T, claimsInIDToken bool) (*testServer, *testIDP) {
 	t.Helper()
 	addr := freeAddr(t)
 	public := "http://" + addr
-	issuer := startIDP(t, public)
+	idp := startIDP(t, public, claimsInIDToken)
 	s := startServer(t, func(c *Config) {
 		c.Addr, c.PublicURL = addr, public
-		c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecret, c.OIDCName = issuer, idpClientID, idpClientSecret, "Test IdP"
+		c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecret, c.OIDCName = idp.issuer, idpClientID, idpClientSecret, "Test IdP"
 	})
-	return s, issuer
+	return s, idp
 }
 
 // browser is a client with a cookie jar; follow says whether it follows
@@ -159,7 +189,7 @@ func (s *testServer) get(b *http.Client, path string) (int, []byte) {
 }
 
 func TestOIDCSignInEndToEnd(t *testing.T) {
-	s, _ := startOIDC(t)
+	s, idp := startOIDC(t, false)
 
 	b := browser(t, true)
 	end := oidcSignIn(t, b, s, "oidc-alice")
@@ -168,6 +198,9 @@ func TestOIDCSignInEndToEnd(t *testing.T) {
 	}
 	if status, body := s.get(b, "/api/rooms"); status != 200 {
 		t.Fatalf("GET /api/rooms with the session cookie: %d %s", status, body)
+	}
+	if idp.userinfo.Load() == 0 {
+		t.Error("the name was not read from UserInfo, the only place this provider says it")
 	}
 	u, _ := url.Parse(s.base)
 	var tok string
@@ -215,10 +248,28 @@ func TestOIDCSignInEndToEnd(t *testing.T) {
 	}
 }
 
+// TestOIDCNameInIDToken: a provider whose ID token names the user is not
+// asked again at UserInfo.
+func TestOIDCNameInIDToken(t *testing.T) {
+	s, idp := startOIDC(t, true)
+	b := browser(t, true)
+	if end := oidcSignIn(t, b, s, "oidc-carl"); end.String() != s.base+"/" {
+		t.Fatalf("sign-in ended at %s", end)
+	}
+	if status, body := s.get(b, "/api/rooms"); status != 200 {
+		t.Fatalf("GET /api/rooms with the session cookie: %d %s", status, body)
+	}
+	if n := idp.userinfo.Load(); n != 0 {
+		t.Errorf("%d UserInfo requests, want none: the ID token names the user", n)
+	}
+	status, body := s.do("POST", "/api/session", "", `{"name":"oidc-carl"}`)
+	apiError(t, status, body, 409, "conflict")
+}
+
 // TestOIDCNameTaken: a provider user whose name is an account's is sent
 // back to the sign-in page with the reason.
 func TestOIDCNameTaken(t *testing.T) {
-	s, _ := startOIDC(t)
+	s, _ := startOIDC(t, false)
 	if status, body := s.do("POST", "/api/accounts", "", `{"name":"oidc-bob","password":"a long enough password"}`); status != 201 {
 		t.Fatalf("account: %d %s", status, body)
 	}
@@ -232,7 +283,7 @@ func TestOIDCNameTaken(t *testing.T) {
 // provider's answer to this browser's own login is a redirect to the
 // sign-in page with a short code, never an error page.
 func TestOIDCCallbackBadInput(t *testing.T) {
-	s, _ := startOIDC(t)
+	s, _ := startOIDC(t, false)
 	// A browser that has begun a login: its state cookie and the state.
 	begin := func() (*http.Client, string) {
 		b := browser(t, false)
