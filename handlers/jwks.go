@@ -40,7 +40,8 @@ type JWKSOptions struct {
 	// People holds the names: such a user holds its name like an account.
 	People chat.People
 	// RefreshUnknownEvery bounds refetches for an unknown kid; one a
-	// minute by default.
+	// minute by default. Keep it above Timeout: a look-up waits for the
+	// limiter when its next refetch is due within Timeout.
 	RefreshUnknownEvery time.Duration
 	// Client fetches the set; http.DefaultClient's transport with a 10 s
 	// timeout by default.
@@ -84,10 +85,11 @@ func NewJWKS(ctx context.Context, o JWKSOptions) (*JWKS, error) {
 	keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{o.URL}, keyfunc.Override{
 		Client:      o.Client,
 		HTTPTimeout: o.Client.Timeout,
-		// A kid refetch waits for the limiter no longer than this: a
-		// rate-limited look-up fails at once (401) instead of holding the
-		// request for keyfunc's default minute.
-		RateLimitWaitMax:  time.Millisecond,
+		// This bounds the limiter's wait and the refetch together. The
+		// limiter fails at once when its next refetch lies beyond the
+		// deadline, so a rate-limited look-up is a prompt 401 rather than a
+		// request held for keyfunc's default minute.
+		RateLimitWaitMax:  o.Timeout,
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(o.RefreshUnknownEvery), 1),
 	})
 	if err != nil {
