@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -41,6 +42,18 @@ type Config struct {
 	// issues and are required of every token it accepts.
 	JWTIssuer   string
 	JWTAudience string
+	// JWKSURL, when set, is the operator's identity provider's JWK Set:
+	// tokens signed by its keys are accepted beside Parley's own, their
+	// user named by the claim JWTNameClaim (else sub).
+	JWKSURL      string
+	JWTNameClaim string
+	// OIDCIssuer, OIDCClientID and OIDCClientSecret, when set, offer
+	// browser sign-in at that OpenID provider (redirect URL PublicURL +
+	// /auth/oidc/callback); OIDCName labels it on the sign-in page.
+	OIDCIssuer       string
+	OIDCClientID     string
+	OIDCClientSecret string
+	OIDCName         string
 	// KafkaPartitions and KafkaReplication shape topics created at start.
 	KafkaPartitions  int
 	KafkaReplication int
@@ -93,6 +106,8 @@ func DefaultConfig() Config {
 		KafkaReplication: 1,
 		ShutdownTimeout:  15 * time.Second,
 		TokenTTL:         handlers.DefaultTokenTTL,
+		JWTNameClaim:     handlers.DefaultJWTNameClaim,
+		OIDCName:         "SSO",
 		ReadTimeout:      10 * time.Second,
 		IdleTimeout:      60 * time.Second,
 		Limits:           handlers.DefaultLimits(),
@@ -208,6 +223,12 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 	duration(&cfg.TokenTTL, "TOKEN_TTL", "lifetime of the tokens Parley issues")
 	str(&cfg.JWTIssuer, "JWT_ISSUER", "iss of issued tokens, required of accepted ones")
 	str(&cfg.JWTAudience, "JWT_AUDIENCE", "aud of issued tokens, required of accepted ones")
+	str(&cfg.JWKSURL, "JWKS_URL", "JWK Set URL of an identity provider whose RS256/ES256/EdDSA tokens are accepted; unset: off")
+	str(&cfg.JWTNameClaim, "JWT_NAME_CLAIM", "claim of a JWKS token that names its user (else sub)")
+	str(&cfg.OIDCIssuer, "OIDC_ISSUER", "OpenID provider for browser sign-in (issuer URL); unset: off")
+	str(&cfg.OIDCClientID, "OIDC_CLIENT_ID", "client id registered at the OpenID provider")
+	str(&cfg.OIDCClientSecret, "OIDC_CLIENT_SECRET", "client secret registered at the OpenID provider")
+	str(&cfg.OIDCName, "OIDC_NAME", "the OpenID provider's name on the sign-in page")
 	integer(&cfg.KafkaPartitions, "KAFKA_PARTITIONS", "partitions of topics created at start")
 	integer(&cfg.KafkaReplication, "KAFKA_REPLICATION", "replication factor of topics created at start")
 	float(&cfg.SendRate, "SEND_RATE", "messages per second one user may send, over all their connections")
@@ -280,6 +301,9 @@ func (c Config) check() error {
 			return fmt.Errorf("PARLEY_PUBLIC_URL %q must be an http or https URL", c.PublicURL)
 		}
 	}
+	if err := c.checkIDP(); err != nil {
+		return err
+	}
 	for _, o := range c.AllowedOrigins {
 		if _, ok := handlers.NormalizeOrigin(o); !ok {
 			return fmt.Errorf("PARLEY_ALLOWED_ORIGINS: %q is not an origin (scheme://host[:port])", o)
@@ -313,6 +337,40 @@ func (c Config) check() error {
 		return errors.New("PARLEY_TOPIC_SEND and PARLEY_TOPIC_RECEIVE must be set and differ")
 	}
 	return nil
+}
+
+// checkIDP checks the identity-provider settings: URLs that are http(s),
+// and OIDC complete (issuer, client id and the public URL the provider
+// redirects back to) or not set at all.
+func (c Config) checkIDP() error {
+	isURL := func(v string) bool {
+		u, err := url.Parse(v)
+		return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	}
+	if c.JWKSURL != "" && !isURL(c.JWKSURL) {
+		return fmt.Errorf("PARLEY_JWKS_URL %q must be an http or https URL", c.JWKSURL)
+	}
+	if c.OIDCIssuer == "" {
+		if c.OIDCClientID != "" || c.OIDCClientSecret != "" {
+			return errors.New("PARLEY_OIDC_CLIENT_ID / PARLEY_OIDC_CLIENT_SECRET are set but PARLEY_OIDC_ISSUER is not")
+		}
+		return nil
+	}
+	if !isURL(c.OIDCIssuer) {
+		return fmt.Errorf("PARLEY_OIDC_ISSUER %q must be an http or https URL", c.OIDCIssuer)
+	}
+	if c.OIDCClientID == "" {
+		return errors.New("PARLEY_OIDC_ISSUER needs PARLEY_OIDC_CLIENT_ID")
+	}
+	if c.PublicURL == "" {
+		return errors.New("PARLEY_OIDC_ISSUER needs PARLEY_PUBLIC_URL: the provider redirects the browser back to PARLEY_PUBLIC_URL/auth/oidc/callback")
+	}
+	return nil
+}
+
+// oidcRedirectURL is where the OpenID provider sends the browser back.
+func (c Config) oidcRedirectURL() string {
+	return strings.TrimRight(c.PublicURL, "/") + "/auth/oidc/callback"
 }
 
 // parseProxies reads PARLEY_TRUSTED_PROXIES: IPs (a host each) or CIDRs.

@@ -110,10 +110,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	var fan sync.WaitGroup
 	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
 
+	auth := &handlers.Auth{Secret: secret, TTL: cfg.TokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	idpCtx, stopIDP := context.WithCancel(context.Background())
+	defer stopIDP()
+	if auth.JWKS, err = newJWKS(idpCtx, cfg, people); err != nil {
+		return err
+	}
 	srv := &handlers.Server{
 		Store: store, People: people, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
-		Auth:   &handlers.Auth{Secret: secret, TTL: cfg.TokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience},
+		Auth:   auth,
 		Ready: func() error {
 			if !fanout.Ready() {
 				return errors.New("fan-out consumer not yet assigned")
@@ -143,6 +149,15 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		DisableStartupMessage:        true,
 	})
 	srv.Register(app)
+	if cfg.OIDCIssuer != "" {
+		o, err := handlers.NewOIDC(handlers.OIDCOptions{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID,
+			ClientSecret: cfg.OIDCClientSecret, RedirectURL: cfg.oidcRedirectURL(), Secret: secret})
+		if err != nil {
+			return err
+		}
+		srv.OIDCName = cfg.OIDCName
+		srv.RegisterOIDC(app, o)
+	}
 	// Every instance learns of sessions ended anywhere from the store.
 	revCtx, stopRevocations := context.WithCancel(context.Background())
 	defer stopRevocations()
@@ -237,6 +252,15 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	closeWithin(closing, log, "store", store.Close)
 	log.Info("stopped")
 	return runErr
+}
+
+// newJWKS is the operator's identity provider's key set when
+// PARLEY_JWKS_URL is set (nil otherwise); its refreshes end with ctx.
+func newJWKS(ctx context.Context, cfg Config, people chat.People) (*handlers.JWKS, error) {
+	if cfg.JWKSURL == "" {
+		return nil, nil
+	}
+	return handlers.NewJWKS(ctx, handlers.JWKSOptions{URL: cfg.JWKSURL, NameClaim: cfg.JWTNameClaim, People: people})
 }
 
 // serveMetrics serves /metrics on addr, its own listener (keep it private),

@@ -33,6 +33,9 @@ type Auth struct {
 	// PARLEY_JWT_AUDIENCE).
 	Issuer   string
 	Audience string
+	// JWKS, when set, also accepts the operator's identity provider's
+	// tokens (PARLEY_JWKS_URL, see jwks.go).
+	JWKS *JWKS
 }
 
 // Session is who a valid token speaks for.
@@ -88,8 +91,13 @@ func (a *Auth) Issue(user, sid string, guest bool) (string, Session, error) {
 }
 
 // Verify checks token: HS256 with the secret, a numeric exp in the future,
-// iss and aud when configured, and a sub that is a valid name.
+// iss and aud when configured, and a sub that is a valid name. With JWKS
+// set, a token of any other alg is the identity provider's (see jwks.go);
+// an HS256 token is only ever checked against the secret.
 func (a *Auth) Verify(token string) (Session, error) {
+	if a.JWKS != nil && tokenAlg(token) != "HS256" {
+		return a.JWKS.verify(token, a.Issuer, a.Audience)
+	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()}
 	if a.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(a.Issuer))
@@ -159,6 +167,9 @@ func (s *Server) session(c *fiber.Ctx) (Session, error) {
 	}
 	sess, err := s.Auth.Verify(t)
 	if err != nil {
+		if chat.ErrorCode(err) != chat.EInternal {
+			return Session{}, err // e.g. an identity provider's name taken here
+		}
 		return Session{}, chat.Errorf(chat.EUnauthorized, "invalid or expired token")
 	}
 	if s.revoked.has(sess.SID) {
