@@ -29,5 +29,9 @@ func (s *Server) index(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return web.Index(web.IndexProps{User: user, Guest: s.Guest, Accounts: s.Accounts, OIDCName: s.OIDCName}).Render(c.UserContext(), c.Response().BodyWriter())
+	props := web.IndexProps{User: user, Guest: s.Guest, Accounts: s.Accounts, OIDCName: s.OIDCName}
+	if code := c.Query("oidc_error"); code != "" {
+		props.Notice = OIDCNotice(code)
+	}
+	return web.Index(props).Render(c.UserContext(), c.Response().BodyWriter())
 }
