@@ -92,6 +92,9 @@ function bindForm(testId, make) {
   if (!form) return; // that way to sign in is off on this server
   const button = $('button[type="submit"]', form);
   const run = make(form);
+  // The page renders the button disabled: a click before this module has
+  // bound the form would submit it as a plain GET and lose the name.
+  button.disabled = false;
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     button.disabled = true;
