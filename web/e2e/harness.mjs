@@ -259,9 +259,13 @@ export async function launch() {
   return browser;
 }
 
-/** newPage opens a watched page named `name` in a new context (options as browser.newContext's). */
-export async function newPage(name, options = {}) {
-  const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options });
+/**
+ * newPage opens a watched page named `name`: in `context` when given (a
+ * tab of the same browser profile), else in a new context (options as
+ * browser.newContext's).
+ */
+export async function newPage(name, { context, ...options } = {}) {
+  const ctx = context || (await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options }));
   const page = (pages[name] = await ctx.newPage());
   page.setDefaultTimeout(WAIT);
   await watch(name, page);
