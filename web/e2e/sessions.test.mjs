@@ -233,6 +233,11 @@ async function main() {
       await ann.waitForSelector(tid('signin-form'));
       for (const tab of Object.values(tabs)) await endedPage(tab);
     });
+    // Signing in from there opens the chat and drops the notice's ?ended=1.
+    await passwordSignIn(tabs.ann2, ACCOUNT, PASSWORD);
+    await signedInAs(tabs.ann2, ACCOUNT);
+    assert(!new URL(tabs.ann2.url()).searchParams.has('ended'), `still ${tabs.ann2.url()}`);
+    await waitForText(tabs.ann2, annText);
     for (const tab of Object.values(tabs)) await tab.close();
   });
 
