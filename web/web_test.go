@@ -215,7 +215,7 @@ func TestSignInTabs(t *testing.T) {
 			t.Errorf("%s is not described by its error line %s", input, errID)
 		}
 	}
-	for _, id := range []string{"password-form-error", "account-form-error"} {
+	for _, id := range []string{"signin-form-error", "password-form-error", "account-form-error"} {
 		if n := count(doc, testID(id)); n != 1 {
 			t.Errorf("%s: %d elements, want 1", id, n)
 		}

@@ -84,8 +84,8 @@ function fields(form, spec) {
 
 /**
  * bindForm runs `make(form)` for the form with that test id, if the page
- * has it: make returns submit(), which validates what it can, calls the
- * server, and throws (or returns a field and message) on refusal.
+ * has it. make returns the submit step: it checks what it can, calls the
+ * server, and resolves true once signed in; otherwise it has shown why.
  */
 function bindForm(testId, make) {
   const form = byTestId(testId);
@@ -117,8 +117,7 @@ function enter() {
 }
 
 function guestForm(form) {
-  // One field: every answer is about the name.
-  const { f, show, clear } = fields(form, { name: ['signin-name', 'signin-error'] });
+  const { f, show, clear } = fields(form, { name: ['signin-name', 'signin-error'], form: [null, 'signin-form-error'] });
   return async () => {
     clear();
     const name = f.name.input.value.trim();
@@ -129,7 +128,7 @@ function guestForm(form) {
       await api('POST', '/api/session', { name });
       return true;
     } catch (err) {
-      return show('name', err.message); // the server's own words, e.g. why a name is refused
+      return show(fieldOf(err, 'name'), err.message); // the server's own words, e.g. why a name is refused
     }
   };
 }
