@@ -11,7 +11,7 @@
 //
 // No CSP violation, console error or warning may be seen (harness.mjs) but
 // the refusals the checks provoke, each declared with expecting(): the 409
-// of a taken name, the 401 of a wrong password, and the 401s (and the
+// of a taken name, the 401 of a wrong password, the 429 of too many, and the 401s (and the
 // refused WebSocket or EventSource) of the tabs whose session was ended.
 
 import {
@@ -205,6 +205,29 @@ async function main() {
       assert(/wrong name or password/i.test(err), `the error says ${JSON.stringify(err)}`);
       assert((await shown(eve, 'password-name-error')) === null, 'the refusal is shown under the name');
       assert((await eve.$(tid('user-name'))) === null, 'signed in with a wrong password');
+    }),
+  );
+
+  await check('too many attempts for a name: 429 under the form, not under a field', () =>
+    expecting([{ page: 'eve', re: /status of (401|429)\b.*\/api\/session/, why: 'wrong passwords, then too many' }], async () => {
+      // Tries are limited per name whether or not it is an account's; this
+      // one is nobody's, so the account's own tries are left alone.
+      const name = `nobody-${suffix}`;
+      await eve.goto(`${BASE}/`);
+      await openTab(eve, 'password');
+      await eve.fill(tid('password-name'), name);
+      let status = 0;
+      for (let i = 0; i < 20 && status !== 429; i++) {
+        await eve.fill(tid('signin-password'), `guess number ${i}`);
+        const answer = eve.waitForResponse((r) => r.url().endsWith('/api/session') && r.request().method() === 'POST');
+        await eve.click(tid('password-button'));
+        status = (await answer).status();
+        assert(status === 401 || status === 429, `attempt ${i + 1}: ${status}`);
+      }
+      assert(status === 429, 'never limited');
+      const err = await waitShown(eve, 'password-form-error', 'the limit');
+      assert(/too many/i.test(err), `the form error says ${JSON.stringify(err)}`);
+      assert((await shown(eve, 'password-error')) === null, 'the limit is shown under the password');
     }),
   );
 
