@@ -77,9 +77,10 @@ async function initApp() {
   openRoom(first); // shows the room; connects once conn.start() has run (history first, then join)
   // The first refresh comes first: connections opened after it run on the
   // new token, whose expiry the refresh timer knows.
-  await startSession((s) => {
+  const live = await startSession((s) => {
     ui.userGuest.hidden = !s.guest;
   });
+  if (!live) return;
   conn.start();
   refreshRooms();
   setInterval(refreshRooms, ROOMS_EVERY);

@@ -59,7 +59,8 @@ export async function signOut(button) {
  * loaded with a cookie cannot read the HttpOnly cookie), and keeps it fresh
  * from then on. It resolves once the cookie holds the new token, so that
  * connections opened after it use that one; `onSession` gets each answer
- * ({user, guest, expires}).
+ * ({user, guest, expires}). False when the session turned out to be over
+ * (the page is on its way to sign-in).
  */
 export async function startSession(onSession) {
   onFresh = onSession;
@@ -70,6 +71,7 @@ export async function startSession(onSession) {
     if (document.visibilityState === 'visible' && refreshAt && Date.now() >= refreshAt) refresh();
   });
   await refresh({ renew: false });
+  return !ended;
 }
 
 /**
