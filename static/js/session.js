@@ -1,7 +1,7 @@
 // The session: kept fresh before its token expires, ended by the server
 // (signedOut) or by the user (signOut).
 
-import { api, onUnauthorized } from './api.js';
+import { api, call, onUnauthorized } from './api.js';
 import { notice } from './notice.js';
 import { conn } from './transport.js';
 
@@ -83,9 +83,9 @@ export async function startSession(onSession) {
 async function refresh({ renew = true, retry = RETRY_MIN } = {}) {
   clearTimeout(refreshTimer);
   refreshAt = 0;
-  let s;
+  let s, res;
   try {
-    s = await api('POST', '/api/session/refresh');
+    ({ data: s, res } = await call('POST', '/api/session/refresh'));
   } catch (err) {
     if (err.status === 401 || ended) return; // a 401 has taken us to sign-in already
     console.warn('parley: refreshing the session:', err.message);
@@ -97,8 +97,12 @@ async function refresh({ renew = true, retry = RETRY_MIN } = {}) {
   onFresh?.(s);
   if (renew) conn.renew();
   // Due a margin before expiry: 5 minutes, or a tenth of the lifetime when
-  // that is shorter.
-  const left = s.expires * 1000 - Date.now();
+  // that is shorter. The lifetime is counted on the server's clock (its
+  // Date header, whole seconds: read as the end of its second), so a
+  // client clock that is off does not make it late.
+  const date = Date.parse(res.headers.get('Date'));
+  const serverNow = Number.isNaN(date) ? Date.now() : date + 1000;
+  const left = s.expires * 1000 - serverNow;
   plan(Date.now() + Math.max(1000, left - Math.min(MARGIN_MAX, left * MARGIN_SHARE)));
 }
 
