@@ -110,8 +110,9 @@ function recordRefreshes(page) {
   const seen = [];
   page.on('response', async (res) => {
     if (!res.url().endsWith('/api/session/refresh') || res.status() !== 200) return;
+    const at = Date.now(); // before the body is read: the page may act on it first
     try {
-      seen.push({ at: Date.now(), expires: (await res.json()).expires * 1000 });
+      seen.push({ at, expires: (await res.json()).expires * 1000 });
     } catch {
       /* the page went away */
     }
@@ -265,7 +266,8 @@ async function main() {
   });
 
   await check('the session is refreshed before it expires; the live connection carries on', async () => {
-    // gus signed in at the refresh of his page load; wait past that token's expiry.
+    // The token of gus's page load (its refresh at start): the page must
+    // refresh it before it expires, and carry on past that expiry.
     const first = await waitFor(() => gusRefreshes[0], 'the refresh at start');
     const next = await waitFor(() => gusRefreshes[1], 'a refresh before expiry', first.expires - Date.now() + 5_000);
     assert(next.at < first.expires, `refreshed ${next.at - first.expires} ms after the token expired`);
