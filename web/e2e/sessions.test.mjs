@@ -103,16 +103,21 @@ async function guestMark(page, text) {
 }
 
 /**
- * refreshes records, per page, each answer of POST /api/session/refresh:
- * when it came and the expiry it gave.
+ * recordRefreshes records each POST /api/session/refresh of page that was
+ * answered 200: when it was sent, and the expiry it gave. (The time of the
+ * request, not of the response: Playwright may report a response after the
+ * page has already acted on it.)
  */
 function recordRefreshes(page) {
+  const sent = new Map(); // Request -> ms
   const seen = [];
+  page.on('request', (req) => {
+    if (req.url().endsWith('/api/session/refresh')) sent.set(req, Date.now());
+  });
   page.on('response', async (res) => {
-    if (!res.url().endsWith('/api/session/refresh') || res.status() !== 200) return;
-    const at = Date.now(); // before the body is read: the page may act on it first
+    if (!sent.has(res.request()) || res.status() !== 200) return;
     try {
-      seen.push({ at, expires: (await res.json()).expires * 1000 });
+      seen.push({ at: sent.get(res.request()), expires: (await res.json()).expires * 1000 });
     } catch {
       /* the page went away */
     }
@@ -270,12 +275,12 @@ async function main() {
     // refresh it before it expires, and carry on past that expiry.
     const first = await waitFor(() => gusRefreshes[0], 'the refresh at start');
     const next = await waitFor(() => gusRefreshes[1], 'a refresh before expiry', first.expires - Date.now() + 5_000);
-    assert(next.at < first.expires, `refreshed ${next.at - first.expires} ms after the token expired`);
+    assert(next.at < first.expires, `refresh sent ${next.at - first.expires} ms after the token expired`);
     assert(next.at > first.expires - Math.max(TTL * 0.1, 1000) - 3_000, `refreshed ${first.expires - next.at} ms before expiry: too early`);
     assert(next.expires > first.expires, 'the new token expires no later than the old one');
     // The page reopened its connection on the new token: the server ends
     // one at the expiry of the token it was opened with.
-    assert(gusSockets.some((at) => at >= next.at), 'no WebSocket opened after the refresh');
+    assert(gusSockets.some((at) => at >= next.at && at < first.expires), 'no WebSocket opened after the refresh, before the old token expired');
     await waitFor(() => Date.now() > first.expires + 2_000, 'the old token to expire', TTL);
     await waitLive(gus, 'ws');
     assert(!new URL(gus.url()).searchParams.has('ended'), 'sent to sign-in');
