@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +15,21 @@ import (
 // TestBrowser runs web/e2e/chat.test.mjs, two users in real headless
 // Chromium (one forced onto SSE), against the real server.
 func TestBrowser(t *testing.T) {
+	browserScript(t, "chat.test.mjs", func(c *Config) { c.SendRate, c.SendBurst = 20, 40 })
+}
+
+// TestBrowserSessions runs web/e2e/sessions.test.mjs: accounts, guests'
+// names and marks, sign-out ending other tabs, and a session refreshed
+// before its token expires, which takes a server whose tokens live 30 s.
+func TestBrowserSessions(t *testing.T) {
+	const ttl = 30 * time.Second
+	browserScript(t, "sessions.test.mjs", func(c *Config) { c.TokenTTL = ttl },
+		"PARLEY_TOKEN_TTL_S="+strconv.Itoa(int(ttl/time.Second)))
+}
+
+// browserScript runs one script of web/e2e against a server configured by
+// edit, with env added to the script's environment.
+func browserScript(t *testing.T, script string, edit func(*Config), env ...string) {
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -25,11 +41,11 @@ func TestBrowser(t *testing.T) {
 	_, err = os.Stat(filepath.Join("..", "web", "e2e", "node_modules", "playwright-core"))
 	testenv.Need(t, "playwright-core (npm ci --prefix web/e2e)", err)
 
-	s := startServer(t, func(c *Config) { c.SendRate, c.SendBurst = 20, 40 })
+	s := startServer(t, edit)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("..", "web", "e2e", "chat.test.mjs"))
-	cmd.Env = append(os.Environ(), "PARLEY_URL="+s.base, "CHROMIUM="+chromium)
+	cmd := exec.CommandContext(ctx, "node", filepath.Join("..", "web", "e2e", script))
+	cmd.Env = append(append(os.Environ(), "PARLEY_URL="+s.base, "CHROMIUM="+chromium), env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

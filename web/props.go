@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/a-h/templ"
+
 	"github.com/parley-chat/parley/static"
 )
 
@@ -79,4 +81,42 @@ func initial(user string) string {
 		return strings.ToUpper(string(r))
 	}
 	return "?"
+}
+
+// tabs counts the ways to sign in that the page offers as tabs: a guest's
+// name, and an account's two (sign in, create). One way needs no tabs.
+func tabs(p IndexProps) int {
+	n := 0
+	if p.Guest {
+		n++
+	}
+	if p.Accounts {
+		n += 2
+	}
+	return n
+}
+
+// panel is the ARIA of sign-in form name: a tab panel labelled by its tab,
+// when there are tabs; nothing otherwise.
+func panel(p IndexProps, name string) templ.Attributes {
+	if tabs(p) < 2 {
+		return nil
+	}
+	return templ.Attributes{"role": "tabpanel", "aria-labelledby": "tab-" + name}
+}
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// tabIndex keeps only the selected tab in the Tab order (the arrow keys
+// move between tabs, as WAI-ARIA's tabs pattern says).
+func tabIndex(selected bool) string {
+	if selected {
+		return "0"
+	}
+	return "-1"
 }

@@ -160,3 +160,143 @@ func TestInitial(t *testing.T) {
 		}
 	}
 }
+
+// With guests and accounts on, the page offers three ways to sign in, one
+// tab each, the guest's shown first; every field has a label and an error
+// line of its own, tied to it by aria-describedby.
+func TestSignInTabs(t *testing.T) {
+	doc := render(t, IndexProps{Guest: true, Accounts: true})
+
+	tabs := doc.Find(`[role="tablist"] [role="tab"]`)
+	if tabs.Length() != 3 {
+		t.Fatalf("%d tabs, want 3", tabs.Length())
+	}
+	forms := map[string]string{"guest": "signin-form", "password": "password-form", "account": "account-form"}
+	tabs.Each(func(_ int, tab *goquery.Selection) {
+		name := tab.AttrOr("data-panel", "")
+		form := doc.Find(testID(forms[name]))
+		if form.Length() != 1 || form.AttrOr("id", "") != tab.AttrOr("aria-controls", "") {
+			t.Errorf("tab %q controls %q, want the form %s", name, tab.AttrOr("aria-controls", ""), forms[name])
+		}
+		if form.AttrOr("aria-labelledby", "") != tab.AttrOr("id", "-") || form.AttrOr("role", "") != "tabpanel" {
+			t.Errorf("form %s is not the tab panel of %q", forms[name], name)
+		}
+		selected := name == "guest"
+		if got := tab.AttrOr("aria-selected", ""); got != map[bool]string{true: "true", false: "false"}[selected] {
+			t.Errorf("tab %q aria-selected=%q", name, got)
+		}
+		if _, hidden := form.Attr("hidden"); hidden == selected {
+			t.Errorf("form %s hidden=%v, want %v", forms[name], hidden, !selected)
+		}
+	})
+	fields := map[string]string{
+		"signin-name":      "signin-error",
+		"password-name":    "password-name-error",
+		"signin-password":  "password-error",
+		"account-name":     "account-name-error",
+		"account-password": "account-password-error",
+		"account-confirm":  "account-confirm-error",
+	}
+	for input, errID := range fields {
+		in := doc.Find(testID(input))
+		if in.Length() != 1 {
+			t.Errorf("%s: %d inputs, want 1", input, in.Length())
+			continue
+		}
+		id := in.AttrOr("id", "")
+		if doc.Find(`label[for="`+id+`"]`).Length() != 1 {
+			t.Errorf("%s has no label", input)
+		}
+		e := doc.Find(testID(errID))
+		if e.Length() != 1 || e.AttrOr("role", "") != "alert" {
+			t.Errorf("%s: error line %s missing or not an alert", input, errID)
+		}
+		if !strings.Contains(" "+in.AttrOr("aria-describedby", "")+" ", " "+e.AttrOr("id", "-")+" ") {
+			t.Errorf("%s is not described by its error line %s", input, errID)
+		}
+	}
+	for _, id := range []string{"signin-form-error", "password-form-error", "account-form-error"} {
+		if n := count(doc, testID(id)); n != 1 {
+			t.Errorf("%s: %d elements, want 1", id, n)
+		}
+	}
+	for _, pw := range []string{"signin-password", "account-password", "account-confirm"} {
+		if got := doc.Find(testID(pw)).AttrOr("type", ""); got != "password" {
+			t.Errorf("%s type=%q, want password", pw, got)
+		}
+	}
+	// The buttons wait for static/js/signin.js: a form submitted before
+	// it runs would go out as a plain GET.
+	doc.Find(`button[type="submit"]`).Each(func(_ int, b *goquery.Selection) {
+		if _, ok := b.Attr("disabled"); !ok {
+			t.Errorf("%s is enabled before the script runs", b.AttrOr("data-testid", "a submit button"))
+		}
+	})
+}
+
+// With accounts only, the password sign-in is what the page shows first,
+// and it says that guests are turned off; one way alone needs no tabs.
+func TestSignInWithoutGuests(t *testing.T) {
+	doc := render(t, IndexProps{Accounts: true})
+	if n := count(doc, testID("signin-form")); n != 0 {
+		t.Error("the guest form is offered while guests are off")
+	}
+	if _, hidden := doc.Find(testID("password-form")).Attr("hidden"); hidden {
+		t.Error("the password form is hidden though it is the first way to sign in")
+	}
+	if n := count(doc, `[role="tab"]`); n != 2 {
+		t.Errorf("%d tabs, want 2 (sign in, create account)", n)
+	}
+	if msg := doc.Find(testID("guest-disabled")).Text(); !strings.Contains(strings.ToLower(msg), "guest sign-in is turned off") {
+		t.Errorf("guest-disabled = %q", msg)
+	}
+
+	doc = render(t, IndexProps{Guest: true})
+	if n := count(doc, `[role="tab"], [role="tabpanel"]`); n != 0 {
+		t.Errorf("%d tab elements for the one way to sign in", n)
+	}
+	if n := count(doc, testID("account-form")); n != 0 {
+		t.Error("the account form is offered while accounts are off")
+	}
+}
+
+func TestSignInWithOIDC(t *testing.T) {
+	doc := render(t, IndexProps{Guest: true, OIDCName: `Acme <SSO>`})
+	link := doc.Find(testID("oidc-link"))
+	if link.Length() != 1 || link.AttrOr("href", "") != "/auth/oidc/login" {
+		t.Fatalf("oidc-link: %d, href %q", link.Length(), link.AttrOr("href", ""))
+	}
+	if got := strings.TrimSpace(link.Text()); got != "Sign in with Acme <SSO>" {
+		t.Errorf("oidc-link says %q", got)
+	}
+	if n := count(render(t, IndexProps{Guest: true}), testID("oidc-link")); n != 0 {
+		t.Error("oidc-link shown without an identity provider")
+	}
+	// Only the identity provider: the page says guests are off and offers the link.
+	doc = render(t, IndexProps{OIDCName: "Acme"})
+	if count(doc, "form") != 0 || count(doc, testID("oidc-link")) != 1 || count(doc, testID("guest-disabled")) != 1 {
+		t.Error("an identity-provider-only page lacks the link or the note, or offers a form")
+	}
+}
+
+func TestSignInNotice(t *testing.T) {
+	note := render(t, IndexProps{Guest: true, Notice: "The sign-in was cancelled."}).Find(testID("signin-notice"))
+	if _, hidden := note.Attr("hidden"); hidden || strings.TrimSpace(note.Text()) != "The sign-in was cancelled." {
+		t.Errorf("notice hidden=%v text=%q", hidden, note.Text())
+	}
+	// The element is there without a notice too (hidden), for signin.js to
+	// say that a session ended (/?ended=1).
+	note = render(t, IndexProps{Guest: true}).Find(testID("signin-notice"))
+	if _, hidden := note.Attr("hidden"); note.Length() != 1 || !hidden {
+		t.Errorf("empty notice: %d elements, hidden=%v", note.Length(), hidden)
+	}
+}
+
+// The header's guest mark is filled in by the client (the refresh at start
+// tells whether the session is a guest's); the server renders it hidden.
+func TestGuestMarkStartsHidden(t *testing.T) {
+	mark := render(t, IndexProps{User: "alice", Guest: true}).Find(testID("user-guest"))
+	if _, hidden := mark.Attr("hidden"); mark.Length() != 1 || !hidden {
+		t.Errorf("user-guest: %d elements, hidden=%v", mark.Length(), hidden)
+	}
+}

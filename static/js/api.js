@@ -13,8 +13,23 @@ export class ApiError extends Error {
   }
 }
 
+let unauthorized = null;
+
+/**
+ * onUnauthorized sets what a 401 from any call does (the chat page: back to
+ * sign-in). The sign-in page sets nothing: there a 401 is a wrong password.
+ */
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
 /** api calls a JSON endpoint and returns its parsed body (null for 204). */
 export async function api(method, path, body) {
+  return (await call(method, path, body)).data;
+}
+
+/** call is api with the response too: {data, res} (res for its headers). */
+export async function call(method, path, body) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -37,9 +52,10 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const e = data && data.error;
+    if (res.status === 401) unauthorized?.();
     throw new ApiError(res.status, e?.code || `http_${res.status}`, e?.message || `${res.status} ${res.statusText}`.trim());
   }
-  return data;
+  return { data, res };
 }
 
 export const roomPath = (room) => `/api/rooms/${encodeURIComponent(room)}`;

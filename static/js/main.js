@@ -2,13 +2,15 @@
 // framework. The page is rendered by the server (web/index.templ); this
 // module finds it by data-page and brings it to life:
 //
-//   sign-in page  signin.js: POST /api/session, then reload.
+//   sign-in page  signin.js: guest, password or new account, then reload.
 //   chat page     rooms.js (GET /api/rooms, paged), history.js (GET
 //                 .../messages), transport.js (WebSocket /ws, or SSE + POST
 //                 as a fallback), outbox.js (pending sends with retries
 //                 under the same id), live.js (seq order, gaps filled),
 //                 view.js and messages.js (the DOM), nav.js (#room=),
-//                 composer.js; this file wires them together.
+//                 composer.js, session.js (refresh before expiry, back
+//                 to sign-in when the session ends); this file wires them
+//                 together.
 //
 // The wire contract is shared/PROTOCOL.md. Rules that hold throughout:
 //   - user text and user names reach the DOM only as text nodes (textContent,
@@ -25,7 +27,7 @@ import { onIncoming, synced } from './live.js';
 import { bindNav, openRoom, roomFromHash } from './nav.js';
 import { flushPending, onAck, onErrorFrame, onSendError } from './outbox.js';
 import { loadMoreRooms, refreshRooms } from './rooms.js';
-import { signOut, signedOut } from './session.js';
+import { signOut, signedOut, startSession } from './session.js';
 import { initSignIn } from './signin.js';
 import { state } from './state.js';
 import { conn } from './transport.js';
@@ -33,7 +35,7 @@ import { bindUI, ui } from './ui.js';
 
 const ROOMS_EVERY = 10_000;
 
-function initApp() {
+async function initApp() {
   state.me = document.body.dataset.user;
   bindUI();
 
@@ -72,11 +74,17 @@ function initApp() {
   const first = roomFromHash();
   history.replaceState(null, '', `${location.pathname}${location.search}#room=${first}`);
   conn.render();
-  openRoom(first); // connects (history first, then join)
+  openRoom(first); // shows the room; connects once conn.start() has run (history first, then join)
+  // The first refresh comes first: connections opened after it run on the
+  // new token, whose expiry the refresh timer knows.
+  const live = await startSession((s) => {
+    ui.userGuest.hidden = !s.guest;
+  });
+  if (!live) return;
   conn.start();
   refreshRooms();
   setInterval(refreshRooms, ROOMS_EVERY);
 }
 
 if (document.body.dataset.page === 'signin') initSignIn();
-else if (document.body.dataset.page === 'app') initApp();
+else if (document.body.dataset.page === 'app') initApp().catch((err) => console.error('parley: starting', err));

@@ -98,6 +98,13 @@ export const conn = {
     }
   },
 
+  /** renew reopens a live connection at once, so it runs on the session's new token (cookie). */
+  renew() {
+    if (this.stopped) return;
+    this.attempt = 0;
+    this.connect();
+  },
+
   /** restart reconnects now (after backoff if failures pile up); the new join replays from lastSeq. */
   restart(reason) {
     console.warn('parley: reconnecting:', reason);
@@ -232,7 +239,17 @@ export const conn = {
         this.wsFailedBeforeOpen();
         return;
       }
-      if (ev.code === 1008 || ev.code === 1009) notice(`Connection closed by the server: ${ev.reason || `code ${ev.code}`}`, { kind: 'error' });
+      // 1008: the session ended (signed out elsewhere, or its token
+      // expired). Ask the API: a 401 takes the page back to sign-in; an
+      // answer means only the token this socket was opened with expired
+      // (it was refreshed since), so come back at once on the new one.
+      if (ev.code === 1008) {
+        this.attempt = 0;
+        this.checkSession();
+        this.scheduleReconnect({ prompt: true });
+        return;
+      }
+      if (ev.code === 1009) notice(`Connection closed by the server: ${ev.reason || `code ${ev.code}`}`, { kind: 'error' });
       // 1012: the server is restarting; another instance (or this one, soon)
       // takes over, so come back right away and resume with `after`.
       if (ev.code === 1012) this.attempt = 0;
@@ -332,7 +349,12 @@ export const conn = {
     };
     es.onerror = () => {
       if (this.es !== es) return;
-      if (es.readyState === EventSource.CLOSED) this.scheduleReconnect();
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up: the server answered other than 200, which
+        // is a 401 when the session ended. Find out now, not after backoff.
+        this.checkSession();
+        this.scheduleReconnect();
+      }
       else this.setState('reconnecting'); // the browser retries on its own
     };
   },

@@ -11,6 +11,7 @@ export function bindUI() {
     conn: byTestId('conn-state'),
     connText: $('.conn-text'),
     signout: byTestId('signout-button'),
+    userGuest: byTestId('user-guest'),
     roomsToggle: byTestId('rooms-toggle'),
     scrim: byTestId('scrim'),
     roomForm: byTestId('room-form'),

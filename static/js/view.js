@@ -43,6 +43,8 @@ export function messageNode(m, msgState) {
         // another script, or stray bidi controls in it, orders itself and
         // nothing around it.
         el('span', { class: 'msg-user', 'data-testid': 'message-user', dir: 'auto', text: user }),
+        // A guest holds its name only while signed in: the mark tells it from an account.
+        m.guest === true ? el('span', { class: 'guest-mark', 'data-testid': 'message-guest', title: 'Signed in as a guest', text: 'guest' }) : null,
         el('time', { class: 'msg-time', datetime: date.toISOString(), text: timeFmt.format(date) }),
       ),
       el('div', { class: 'msg-text', 'data-testid': 'message-text', dir: 'auto', text: m.text }),

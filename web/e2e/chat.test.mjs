@@ -2,276 +2,50 @@
 //
 //   PARLEY_URL=http://127.0.0.1:8080 node web/e2e/chat.test.mjs
 //
-// Env: PARLEY_URL (required) is a running server with guest sign-in on;
-// CHROMIUM (default /usr/bin/chromium) is the browser; nothing is downloaded.
+// Env and output as harness.mjs says.
 //
 // Two users in two browser contexts: alice on the default transport
 // (WebSocket) and bob on ?transport=sse (EventSource + POST), in a fresh room.
-// Each named check prints one line; the last line is "N passed, M failed".
-// Every wait is bounded; on a failure both pages are screenshotted into the OS
-// temp dir. Exit status is non-zero on any failure.
+// Every wait is bounded; on a failure the pages are screenshotted.
 //
-// The page must run under the server's Content-Security-Policy without a
-// single violation, and without any console error or warning: every page is
-// watched (watch()) and the last checks fail on anything seen. The only
-// exceptions are the ones a check provokes on purpose, each declared with
-// expecting() in that check and accepted only while it runs:
+// No CSP violation, console error or warning may be seen (harness.mjs). The
+// only exceptions are the ones a check provokes on purpose, each declared
+// with expecting() in that check:
 //   - the bad sign-in name: the 400 answer of POST /api/session;
 //   - the two retry checks: the POSTs the test aborts (net::ERR_CONNECTION_RESET).
 // The CSP self-test provokes violations too, in a page of its own whose
 // records are checked there and kept out of the shared list.
 
-import { chromium } from 'playwright-core';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import {
+  BASE,
+  WAIT,
+  assert,
+  assertOrdered,
+  check,
+  cspProblem,
+  expecting,
+  finalChecks,
+  joinRoom,
+  launch,
+  messages,
+  pages,
+  send,
+  signIn,
+  suffix,
+  tid,
+  waitFor,
+  waitForText,
+  run,
+  waitLive,
+  watch,
+} from './harness.mjs';
 
-const BASE = (process.env.PARLEY_URL || '').replace(/\/+$/, '');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WAIT = 10_000; // any single wait
-const CHECK_LIMIT = 30_000; // any single check
-const TOTAL_LIMIT = 240_000; // the whole run
-
-if (!BASE) {
-  console.error('PARLEY_URL is required (the base URL of a running Parley server)');
-  process.exit(2);
-}
-
-const suffix = randomBytes(4).toString('hex');
 const ROOM = `e2e-${suffix}`;
 const PAGED_ROOM = `e2e-${suffix}-paged`;
 const QUIET_ROOM = `e2e-${suffix}-quiet`; // joined, never written to
-const tid = (id) => `[data-testid="${id}"]`;
-
-let passed = 0;
-let failed = 0;
-let browser;
-const pages = {}; // name -> Page, for screenshots
-const pageErrors = []; // uncaught exceptions in the pages
-const problems = []; // console errors/warnings and CSP violations no check expected
-const expectedSeen = []; // those a check did expect (printed, not failed)
-const expectations = []; // active expecting() entries
-let documents = 0; // main-frame document responses seen, each checked for the CSP header
-
-function summary() {
-  console.log(`${passed} passed, ${failed} failed`);
-}
-
-// A hard stop: whatever hangs, the run ends, reports and fails.
-const watchdog = setTimeout(async () => {
-  console.log(`FAIL  run: did not finish within ${TOTAL_LIMIT / 1000}s`);
-  failed++;
-  await screenshots('timeout');
-  summary();
-  process.exit(1);
-}, TOTAL_LIMIT);
-
-async function screenshots(label) {
-  for (const [name, page] of Object.entries(pages)) {
-    const file = join(tmpdir(), `parley-e2e-${suffix}-${label.replace(/[^a-z0-9]+/gi, '-')}-${name}.png`);
-    try {
-      await page.screenshot({ path: file, timeout: 5_000 });
-      console.log(`      screenshot: ${file}`);
-    } catch (err) {
-      console.log(`      (no screenshot of ${name}: ${err.message.split('\n')[0]})`);
-    }
-  }
-}
-
-/** check runs one named step, bounded in time, and prints its line. */
-async function check(name, fn) {
-  const t0 = Date.now();
-  let timer;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${CHECK_LIMIT / 1000}s`)), CHECK_LIMIT);
-      }),
-    ]);
-    passed++;
-    console.log(`ok    ${name} (${Date.now() - t0} ms)`);
-    return true;
-  } catch (err) {
-    failed++;
-    console.log(`FAIL  ${name}: ${String(err.message || err).split('\n')[0]}`);
-    await screenshots(name);
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-/**
- * expecting runs fn while console errors/warnings on page `page` matching
- * `re` (tested against "text url") are expected: they are listed, not failed.
- * They stay expected for a second after fn, for a message still in flight.
- */
-async function expecting(list, fn) {
-  const entries = list.map((e) => ({ ...e, until: Infinity }));
-  expectations.push(...entries);
-  try {
-    return await fn();
-  } finally {
-    const until = Date.now() + 1000;
-    for (const e of entries) e.until = until;
-  }
-}
-
-/** The CSP the server must send; a page response without it is a problem. */
-function cspProblem(headers) {
-  const csp = headers['content-security-policy'];
-  if (!csp) return 'no Content-Security-Policy header';
-  if (!/(^|;)\s*frame-ancestors 'none'\s*(;|$)/.test(csp)) return `CSP lacks frame-ancestors 'none': ${csp}`;
-  if (/unsafe-(inline|eval)/.test(csp)) return `CSP allows unsafe-inline/unsafe-eval: ${csp}`;
-  if (!/(^|;)\s*script-src 'self'\s*(;|$)/.test(csp) || !/(^|;)\s*style-src 'self'\s*(;|$)/.test(csp)) {
-    return `CSP script-src/style-src are not exactly 'self': ${csp}`;
-  }
-  return null;
-}
-
-/** Records every CSP violation in the page into window.__cspViolations and reports it to node. */
-function recordViolations() {
-  window.__cspViolations = [];
-  document.addEventListener(
-    'securitypolicyviolation',
-    (e) => {
-      const v = {
-        directive: e.effectiveDirective || e.violatedDirective,
-        blocked: e.blockedURI,
-        source: e.sourceFile,
-        line: e.lineNumber,
-        sample: e.sample,
-        disposition: e.disposition,
-      };
-      window.__cspViolations.push(v);
-      window.__parleyCSPViolation?.(v);
-    },
-    true,
-  );
-}
-
-/**
- * watch records, for page `name`: uncaught exceptions (pageErrors), console
- * errors and warnings and CSP violations (into sink, unless expected), and
- * checks that every document it loads carries the CSP header.
- */
-async function watch(name, page, sink = problems) {
-  page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
-  page.on('console', (msg) => {
-    const type = msg.type();
-    if (type !== 'error' && type !== 'warning') return;
-    const url = msg.location()?.url || '';
-    const line = `${name}: console.${type}: ${msg.text()}${url ? ` (${url})` : ''}`;
-    const now = Date.now();
-    const e = sink === problems && expectations.find((x) => x.page === name && now <= x.until && x.re.test(`${msg.text()} ${url}`));
-    if (e) expectedSeen.push(`${line} [${e.why}]`);
-    else sink.push(line);
-  });
-  page.on('response', (res) => {
-    if (!res.request().isNavigationRequest() || res.frame() !== page.mainFrame()) return;
-    documents++;
-    const p = cspProblem(res.headers());
-    if (p) sink.push(`${name}: ${res.url()}: ${p}`);
-  });
-  await page.exposeBinding('__parleyCSPViolation', (_source, v) => sink.push(`${name}: CSP violation: ${JSON.stringify(v)}`));
-  await page.addInitScript(recordViolations);
-}
-
-/** waitFor polls fn (in node) until it returns a truthy value, or fails with msg. */
-async function waitFor(fn, msg, timeout = WAIT) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err.message;
-    }
-    if (Date.now() > end) throw new Error(`${msg} (waited ${timeout / 1000}s; last: ${JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Messages as the page shows them, in DOM order. */
-function messages(page) {
-  return page.$$eval(tid('message'), (lis) =>
-    lis.map((li) => ({
-      id: li.dataset.id,
-      seq: li.dataset.seq ? Number(li.dataset.seq) : null,
-      state: li.dataset.state,
-      user: li.querySelector('[data-testid="message-user"]')?.textContent,
-      text: li.querySelector('[data-testid="message-text"]')?.textContent,
-    })),
-  );
-}
-
-async function waitForText(page, text, { state = 'delivered' } = {}, timeout = WAIT) {
-  return waitFor(async () => (await messages(page)).find((m) => m.text === text && m.state === state), `message ${JSON.stringify(text)} (${state})`, timeout);
-}
-
-async function connState(page) {
-  return page.$eval(tid('conn-state'), (e) => ({ state: e.dataset.state, transport: e.dataset.transport, text: e.textContent.trim() }));
-}
-
-async function waitLive(page, transport) {
-  return waitFor(async () => {
-    const s = await connState(page);
-    return s.state === 'live' && s.transport === transport && s;
-  }, `connection live over ${transport}`);
-}
-
-async function signIn(page, name) {
-  await page.fill(tid('signin-name'), name);
-  await page.click(tid('signin-button'));
-  await page.waitForSelector(tid('user-name'), { timeout: WAIT });
-  const shown = (await page.textContent(tid('user-name'))).trim();
-  assert(shown === name, `header shows ${JSON.stringify(shown)}, want ${name}`);
-}
-
-async function joinRoom(page, room) {
-  await page.fill(tid('room-input'), room);
-  await page.click(tid('room-join'));
-  await waitFor(async () => (await page.textContent(tid('room-title'))).includes(room), `room title shows ${room}`);
-  await page.waitForSelector(`${tid('room-item')}[data-room="${room}"]`, { timeout: WAIT });
-  assert(new URL(page.url()).hash === `#room=${room}`, `URL hash is ${new URL(page.url()).hash}`);
-}
-
-async function send(page, text, { enter = false } = {}) {
-  await page.fill(tid('message-input'), text);
-  if (enter) await page.press(tid('message-input'), 'Enter');
-  else await page.click(tid('send-button'));
-}
-
-/** Seqs shown are strictly increasing (order kept, no duplicates). */
-async function assertOrdered(page, who) {
-  const seqs = (await messages(page)).filter((m) => m.seq !== null).map((m) => m.seq);
-  for (let i = 1; i < seqs.length; i++) assert(seqs[i] > seqs[i - 1], `${who}: seq ${seqs[i]} after ${seqs[i - 1]}`);
-  return seqs;
-}
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: WAIT * 3,
-    // The background-networking flags matter: without them Chromium's own
-    // connections are refused by this machine's closed network.
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  const browser = await launch();
   const ctxA = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const ctxB = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const alice = (pages.alice = await ctxA.newPage());
@@ -765,27 +539,7 @@ async function main() {
     assert((await dave.$(tid('user-name'))) === null, 'still signed in after reload');
   });
 
-  await check('no uncaught errors in the pages', async () => {
-    assert(pageErrors.length === 0, pageErrors.join('; '));
-  });
-
-  await check('no CSP violation, no console error or warning, every page with its CSP', async () => {
-    for (const line of expectedSeen) console.log(`      expected: ${line}`);
-    assert(documents >= 10, `only ${documents} page loads were checked for the CSP header`);
-    for (const line of problems.slice(0, 10)) console.log(`      ${line}`);
-    assert(problems.length === 0, `${problems.length} seen, first: ${problems[0]}`);
-  });
+  await finalChecks(10);
 }
 
-try {
-  await main();
-} catch (err) {
-  failed++;
-  console.log(`FAIL  setup: ${String(err.message || err).split('\n')[0]}`);
-  await screenshots('setup');
-} finally {
-  clearTimeout(watchdog);
-  await browser?.close().catch(() => {});
-}
-summary();
-process.exit(failed > 0 ? 1 : 0);
+await run(main, 240_000);
