@@ -27,9 +27,25 @@ func TestBrowserSessions(t *testing.T) {
 		"PARLEY_TOKEN_TTL_S="+strconv.Itoa(int(ttl/time.Second)))
 }
 
+// TestBrowserOIDC runs web/e2e/oidc.test.mjs: "Sign in with Test IdP" in
+// Chromium, through the login form of the real OIDC provider the test
+// starts (zitadel/oidc, see idp_test.go), back into the chat.
+func TestBrowserOIDC(t *testing.T) {
+	needBrowser(t)
+	s, _ := startOIDC(t, false)
+	runScript(t, s, "oidc.test.mjs", "PARLEY_OIDC_USER=oidc-bob", "PARLEY_OIDC_PASSWORD="+idpPassword, "PARLEY_OIDC_LABEL=Test IdP")
+}
+
 // browserScript runs one script of web/e2e against a server configured by
 // edit, with env added to the script's environment.
 func browserScript(t *testing.T, script string, edit func(*Config), env ...string) {
+	needBrowser(t)
+	runScript(t, startServer(t, edit), script, env...)
+}
+
+// needBrowser checks for Chromium, node and playwright-core: without them
+// the test skips, under CI=true it fails.
+func needBrowser(t *testing.T) {
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -40,8 +56,15 @@ func browserScript(t *testing.T, script string, edit func(*Config), env ...strin
 	testenv.Need(t, "node", err)
 	_, err = os.Stat(filepath.Join("..", "web", "e2e", "node_modules", "playwright-core"))
 	testenv.Need(t, "playwright-core (npm ci --prefix web/e2e)", err)
+}
 
-	s := startServer(t, edit)
+// runScript runs one script of web/e2e against s, with env added to the
+// script's environment.
+func runScript(t *testing.T, s *testServer, script string, env ...string) {
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", filepath.Join("..", "web", "e2e", script))

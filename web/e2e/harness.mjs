@@ -149,6 +149,9 @@ export async function watch(name, page, sink = problems) {
     const type = msg.type();
     if (type !== 'error' && type !== 'warning') return;
     const url = msg.location()?.url || '';
+    // While the page is at an identity provider, its console is the
+    // provider's business.
+    if (!page.url().startsWith(`${BASE}/`) || (url && !url.startsWith(`${BASE}/`) && !url.startsWith(BASE.replace(/^http/, 'ws')))) return;
     const line = `${name}: console.${type}: ${msg.text()}${url ? ` (${url})` : ''}`;
     const now = Date.now();
     const e = sink === problems && expectations.find((x) => x.page === name && now <= x.until && x.re.test(`${msg.text()} ${url}`));
@@ -157,6 +160,8 @@ export async function watch(name, page, sink = problems) {
   });
   page.on('response', (res) => {
     if (!res.request().isNavigationRequest() || res.frame() !== page.mainFrame()) return;
+    // Parley's pages only: an identity provider's are its own business.
+    if (!res.url().startsWith(`${BASE}/`)) return;
     documents++;
     const p = cspProblem(res.headers());
     if (p) sink.push(`${name}: ${res.url()}: ${p}`);
