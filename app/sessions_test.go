@@ -198,15 +198,7 @@ func TestSignOutEndsTheSession(t *testing.T) {
 		t.Fatalf("WebSocket closed with %d %q, want 1008 \"session ended\"", code, text)
 	}
 	waitSSEEnd(t, st, 5*time.Second)
-	for _, path := range []string{"/api/rooms", "/api/rooms/lobby/messages"} {
-		status, b := s.do("GET", path, a.Token, "")
-		apiError(t, status, b, 401, "unauthorized")
-	}
-	status, b := s.do("POST", "/api/session/refresh", a.Token, "")
-	apiError(t, status, b, 401, "unauthorized")
-	if _, resp, err := s.dialRaw(a.Token, nil); err == nil || resp == nil || resp.StatusCode != 401 {
-		t.Fatalf("a revoked token's WebSocket: %v %v, want 401", err, resp)
-	}
+	refusedEverywhere(t, s, a.Token)
 	// The other session of the same account is untouched.
 	if status, b := s.do("GET", "/api/rooms", other.Token, ""); status != 200 {
 		t.Fatalf("the other session: %d %s", status, b)
@@ -234,8 +226,7 @@ func TestExpiryEndsConnections(t *testing.T) {
 	if time.Unix(a.Expires, 0).After(time.Now()) {
 		t.Fatalf("closed %v after connecting, before the token's expiry", time.Since(start))
 	}
-	status, b := s.do("GET", "/api/rooms", a.Token, "")
-	apiError(t, status, b, 401, "unauthorized")
+	refusedEverywhere(t, s, a.Token)
 	// The guest's hold ended with the token: the name is free.
 	if status, _, b := s.signIn("/api/session", map[string]string{"name": "gina"}); status != 200 {
 		t.Fatalf("the name after expiry: %d %s", status, b)
@@ -341,6 +332,27 @@ func TestRevocationReachesEveryInstance(t *testing.T) {
 	// And the name is free on both.
 	if status, _, out := b.signIn("/api/session", map[string]string{"name": "kim"}); status != 200 {
 		t.Fatalf("the name on b after sign-out: %d %s", status, out)
+	}
+}
+
+// refusedEverywhere checks that every authenticated route answers token
+// 401, the WebSocket before its upgrade.
+func refusedEverywhere(t *testing.T, s *testServer, token string) {
+	t.Helper()
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/rooms", ""},
+		{"GET", "/api/rooms/lobby/messages", ""},
+		{"POST", "/api/rooms/lobby/messages", `{"id":"late","text":"after the end"}`},
+		{"GET", "/api/rooms/lobby/events", ""},
+		{"POST", "/api/session/refresh", ""},
+	} {
+		status, b := s.do(r.method, r.path, token, r.body)
+		if status != 401 || !strings.Contains(string(b), `"code":"unauthorized"`) {
+			t.Errorf("%s %s with an ended session's token: %d %s, want 401 unauthorized", r.method, r.path, status, b)
+		}
+	}
+	if _, resp, err := s.dialRaw(token, nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Errorf("WebSocket with an ended session's token: %v %v, want 401", err, resp)
 	}
 }
 
