@@ -9,7 +9,8 @@ import { conn } from './transport.js';
 export const ENDED_PARAM = 'ended';
 
 const MARGIN_MAX = 5 * 60_000; // refresh this long before expiry at most...
-const MARGIN_SHARE = 0.1; // ...or this share of the token's lifetime, whichever is smaller
+const MARGIN_SHARE = 0.1; // ...or this share of the token's lifetime, whichever is smaller...
+const MARGIN_MIN = 5_000; // ...but never less than this: a busy machine's timers run late
 const RETRY_MIN = 5_000; // a failed refresh is tried again after this, doubling
 const RETRY_MAX = 60_000;
 
@@ -103,7 +104,12 @@ async function refresh({ renew = true, retry = RETRY_MIN } = {}) {
   const date = Date.parse(res.headers.get('Date'));
   const serverNow = Number.isNaN(date) ? Date.now() : date + 1000;
   const left = s.expires * 1000 - serverNow;
-  plan(Date.now() + Math.max(1000, left - Math.min(MARGIN_MAX, left * MARGIN_SHARE)));
+  plan(Date.now() + Math.max(1000, left - refreshMargin(left)));
+}
+
+/** refreshMargin is how long before expiry a token with `left` ms to live is refreshed. */
+export function refreshMargin(left) {
+  return Math.min(MARGIN_MAX, Math.max(MARGIN_MIN, left * MARGIN_SHARE));
 }
 
 function plan(at) {
