@@ -24,7 +24,7 @@ import (
 //
 // The parameters are OWASP's first recommendation for argon2id: 19 MiB of
 // memory, 2 passes, 1 lane; a 16-byte random salt and a 32-byte key. One
-// hash takes about 30 ms on one core of the machine in BENCHMARKS.md.
+// hash takes about 20 ms on one core of the machine in BENCHMARKS.md.
 const (
 	argonMemory  = 19 * 1024 // KiB
 	argonTime    = 2
@@ -40,7 +40,7 @@ const (
 )
 
 // hashSlots bounds the hashes computed at once: each takes 19 MiB and a
-// core for ~30 ms, so a burst of sign-ins waits for a slot rather than
+// core for ~20 ms, so a burst of sign-ins waits for a slot rather than
 // exhausting memory.
 var hashSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 
