@@ -441,3 +441,17 @@ func TestSessionRoutesAreHardened(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshIsLimited: refreshes count against the client IP's sign-in
+// limit.
+func TestRefreshIsLimited(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.SignInRate, c.SignInBurst = 0.001, 3 })
+	_, a, _ := s.signIn("/api/session", map[string]string{"name": "mona"}) // 1 of 3
+	for range 2 {
+		if status, b := s.do("POST", "/api/session/refresh", a.Token, ""); status != 200 {
+			t.Fatalf("refresh: %d %s", status, b)
+		}
+	}
+	status, b := s.do("POST", "/api/session/refresh", a.Token, "")
+	apiError(t, status, b, 429, "rate_limited")
+}

@@ -120,6 +120,10 @@ func (s *Server) createAccount(c *fiber.Ctx) error {
 // refresh is POST /api/session/refresh: a valid token is traded for a new
 // one of the same session (a guest's hold moves with it).
 func (s *Server) refresh(c *fiber.Ctx) error {
+	// Each refresh of a guest writes its hold: limited like a sign-in.
+	if err := s.allowSignIn(s.clientIP(c)); err != nil {
+		return err
+	}
 	old := sessionOf(c)
 	sid := old.SID
 	if sid == "" {
