@@ -193,11 +193,7 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	if status, b := s.do("DELETE", "/api/session", a.Token, ""); status != 204 {
 		t.Fatalf("sign out: %d %s", status, b)
 	}
-	code, text := waitClosed(t, ws, 5*time.Second)
-	if code != 1008 || text != "session ended" {
-		t.Fatalf("WebSocket closed with %d %q, want 1008 \"session ended\"", code, text)
-	}
-	waitSSEEnd(t, st, 5*time.Second)
+	sessionEnded(t, ws, st, 5*time.Second)
 	refusedEverywhere(t, s, a.Token)
 	// The other session of the same account is untouched.
 	if status, b := s.do("GET", "/api/rooms", other.Token, ""); status != 200 {
@@ -218,11 +214,7 @@ func TestExpiryEndsConnections(t *testing.T) {
 	ws := dialSession(t, s, a.Token)
 	st := s.sse(a.Token, "lobby", "", nil)
 	start := time.Now()
-	code, text := waitClosed(t, ws, 10*time.Second)
-	if code != 1008 || text != "session ended" {
-		t.Fatalf("WebSocket closed with %d %q, want 1008 \"session ended\"", code, text)
-	}
-	waitSSEEnd(t, st, 5*time.Second)
+	sessionEnded(t, ws, st, 10*time.Second)
 	if time.Unix(a.Expires, 0).After(time.Now()) {
 		t.Fatalf("closed %v after connecting, before the token's expiry", time.Since(start))
 	}
@@ -321,11 +313,7 @@ func TestRevocationReachesEveryInstance(t *testing.T) {
 	if status, out := a.do("DELETE", "/api/session", sess.Token, ""); status != 204 {
 		t.Fatalf("sign out on a: %d %s", status, out)
 	}
-	code, text := waitClosed(t, ws, 5*time.Second)
-	if code != 1008 || text != "session ended" {
-		t.Fatalf("WebSocket on b closed with %d %q, want 1008 \"session ended\"", code, text)
-	}
-	waitSSEEnd(t, st, 5*time.Second)
+	sessionEnded(t, ws, st, 5*time.Second)
 	t.Logf("instance b ended the session %v after a revoked it", time.Since(start).Round(time.Millisecond))
 	status, out = b.do("GET", "/api/rooms", sess.Token, "")
 	apiError(t, status, out, 401, "unauthorized")
@@ -385,6 +373,16 @@ func waitClosed(t *testing.T, conn *websocket.Conn, within time.Duration) (int, 
 		}
 		t.Fatalf("WebSocket not closed by the server within %v: %v", within, err)
 	}
+}
+
+// sessionEnded checks that the server ends a session's WebSocket with
+// 1008 "session ended" and its SSE stream, within.
+func sessionEnded(t *testing.T, ws *websocket.Conn, st *sseStream, within time.Duration) {
+	t.Helper()
+	if code, text := waitClosed(t, ws, within); code != 1008 || text != "session ended" {
+		t.Fatalf("WebSocket closed with %d %q, want 1008 \"session ended\"", code, text)
+	}
+	waitSSEEnd(t, st, within)
 }
 
 // waitSSEEnd waits for the server to end the stream.
