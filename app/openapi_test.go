@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/parley-chat/parley/handlers"
+)
+
+// The black-box side of the API documents: real answers of the running
+// server validate against handlers/openapi.json (kin-openapi's
+// openapi3filter), and real frames and events against the payload schemas
+// of handlers/asyncapi.yaml (asyncapi_test.go in this package's sense: see
+// TestAsyncAPIFrames).
+
+// apiCheck validates requests and responses against the OpenAPI document.
+type apiCheck struct {
+	t      *testing.T
+	s      *testServer
+	router routers.Router
+	opts   *openapi3filter.Options
+}
+
+func newAPICheck(t *testing.T, s *testServer) *apiCheck {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(handlers.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The document's server is relative ("/"); the router matches this one.
+	doc.Servers = openapi3.Servers{{URL: s.base}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &apiCheck{t: t, s: s, router: router, opts: &openapi3filter.Options{
+		AuthenticationFunc: credentialPresent,
+		// An answer whose status the route does not list fails.
+		IncludeResponseStatus: true,
+		MultiError:            true,
+	}}
+}
+
+// credentialPresent is the document's part of authentication: the
+// credential a security scheme names is present. Whether it is valid is the
+// server's to say (a 401 with a credential is a valid request).
+func credentialPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	req, sch := in.RequestValidationInput.Request, in.SecurityScheme
+	present := false
+	switch {
+	case sch.Type == "http" && sch.Scheme == "bearer":
+		present = strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ")
+	case sch.Type == "apiKey" && sch.In == "cookie":
+		_, err := req.Cookie(sch.Name)
+		present = err == nil
+	case sch.Type == "apiKey" && sch.In == "query":
+		present = req.URL.Query().Has(sch.Name)
+	case sch.Type == "apiKey" && sch.In == "header":
+		present = req.Header.Get(sch.Name) != ""
+	}
+	if !present {
+		return fmt.Errorf("no %s credential", in.SecuritySchemeName)
+	}
+	return nil
+}
+
+func init() {
+	// The page: kin-openapi has no decoder for HTML; its schema is a string.
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+}
+
+// call is one request of the suite: what is sent, the status it must get,
+// and whether the document must refuse the request itself (a request the
+// schema forbids, which the server refuses too).
+type call struct {
+	name        string
+	method      string
+	path        string
+	header      map[string]string
+	body        string
+	status      int
+	badRequest  bool // the document refuses the request
+	stream      bool // an SSE stream: headers only
+	noRedirects bool
+}
+
+// do sends c to the server and validates the request and the answer. It
+// returns the answer's body.
+func (a *apiCheck) do(c call) []byte {
+	a.t.Helper()
+	build := func() *http.Request {
+		var body io.Reader
+		if c.body != "" {
+			body = strings.NewReader(c.body)
+		}
+		req, err := http.NewRequest(c.method, a.s.base+c.path, body)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		if c.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range c.header {
+			req.Header.Set(k, v)
+		}
+		return req
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if c.noRedirects {
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	resp, err := client.Do(build())
+	if err != nil {
+		a.t.Fatalf("%s: %v", c.name, err)
+	}
+	var got []byte
+	if c.stream && resp.StatusCode == 200 {
+		resp.Body.Close() // the stream would not end
+	} else {
+		got, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if resp.StatusCode != c.status {
+		a.t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, got, c.status)
+	}
+	a.validate(c, build(), resp.StatusCode, resp.Header, got)
+	return got
+}
+
+func (a *apiCheck) validate(c call, req *http.Request, status int, header http.Header, body []byte) {
+	a.t.Helper()
+	route, params, err := a.router.FindRoute(req)
+	if err != nil {
+		a.t.Errorf("%s: %s %s not in the document: %v", c.name, c.method, c.path, err)
+		return
+	}
+	ctx := context.Background()
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: a.opts}
+	reqErr := openapi3filter.ValidateRequest(ctx, in)
+	switch {
+	case c.badRequest && reqErr == nil:
+		a.t.Errorf("%s: the document allows the request the server refuses", c.name)
+	case !c.badRequest && reqErr != nil:
+		a.t.Errorf("%s: the document refuses the request: %v", c.name, reqErr)
+	}
+	opts := *a.opts
+	opts.ExcludeResponseBody = c.stream && status == 200
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: header,
+		Body: io.NopCloser(bytes.NewReader(body)), Options: &opts}
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		a.t.Errorf("%s: %d answer does not match the document: %v\n%s", c.name, status, err, body)
+	}
+}
+
+// TestOpenAPIResponsesValidate runs a representative request of every route,
+// successes and refusals, against the real server (with OIDC configured, at a
+// provider that is down), and validates each request and answer against
+// handlers/openapi.json.
+func TestOpenAPIResponsesValidate(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(down.Close)
+	s := startServer(t, func(cfg *Config) {
+		cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = down.URL, "parley", "client-secret"
+		cfg.PublicURL = "http://chat.test"
+	})
+	a := newAPICheck(t, s)
+	room := uniqueRoom(t)
+	guest := "oa" + room[2:10]
+	acct := "ob" + room[2:10]
+	json := func(v string) string { return v }
+
+	a.do(call{name: "healthz", method: "GET", path: "/healthz", status: 200})
+	a.do(call{name: "readyz", method: "GET", path: "/readyz", status: 200})
+	a.do(call{name: "metrics", method: "GET", path: "/metrics", status: 200})
+	a.do(call{name: "page", method: "GET", path: "/", status: 200})
+	a.do(call{name: "openapi", method: "GET", path: "/api/openapi.json", status: 200})
+
+	// Sessions and accounts.
+	var sess struct{ Token string }
+	mustJSON(t, a.do(call{name: "guest sign-in", method: "POST", path: "/api/session", body: json(`{"name":"` + guest + `"}`), status: 200}), &sess)
+	tok := sess.Token
+	bearer := map[string]string{"Authorization": "Bearer " + tok}
+	a.do(call{name: "guest sign-in, name held", method: "POST", path: "/api/session", body: `{"name":"` + guest + `"}`, status: 409})
+	a.do(call{name: "guest sign-in, empty name", method: "POST", path: "/api/session", body: `{"name":""}`, status: 400, badRequest: true})
+	a.do(call{name: "guest sign-in, reserved name", method: "POST", path: "/api/session", body: `{"name":"admin"}`, status: 400})
+	a.do(call{name: "sign-in, not JSON", method: "POST", path: "/api/session", body: `{"name":"x"}`,
+		header: map[string]string{"Content-Type": "text/plain"}, status: 415, badRequest: true})
+	a.do(call{name: "sign-in, foreign origin", method: "POST", path: "/api/session", body: `{"name":"x"}`,
+		header: map[string]string{"Origin": "http://evil.test", "Cookie": "parley_session=" + tok}, status: 403})
+	a.do(call{name: "account", method: "POST", path: "/api/accounts", body: `{"name":"` + acct + `","password":"correct horse battery"}`, status: 201})
+	a.do(call{name: "account, name held", method: "POST", path: "/api/accounts", body: `{"name":"` + acct + `","password":"correct horse battery"}`, status: 409})
+	a.do(call{name: "account, short password", method: "POST", path: "/api/accounts", body: `{"name":"oc` + room[2:10] + `","password":"short"}`, status: 400, badRequest: true})
+	a.do(call{name: "account sign-in", method: "POST", path: "/api/session", body: `{"name":"` + acct + `","password":"correct horse battery"}`, status: 200})
+	a.do(call{name: "account sign-in, wrong password", method: "POST", path: "/api/session", body: `{"name":"` + acct + `","password":"wrong horse battery"}`, status: 401})
+	mustJSON(t, a.do(call{name: "refresh", method: "POST", path: "/api/session/refresh", header: bearer, status: 200}), &sess)
+	tok = sess.Token
+	bearer = map[string]string{"Authorization": "Bearer " + tok}
+	a.do(call{name: "refresh, no token", method: "POST", path: "/api/session/refresh", status: 401, badRequest: true})
+
+	// Messages and rooms.
+	msgs := "/api/rooms/" + room + "/messages"
+	a.do(call{name: "post", method: "POST", path: msgs, header: bearer, body: `{"id":"oa-1","text":"hello"}`, status: 202})
+	a.do(call{name: "post, no id", method: "POST", path: msgs, header: bearer, body: `{"text":"hello again"}`, status: 202})
+	a.do(call{name: "post, blank text", method: "POST", path: msgs, header: bearer, body: `{"id":"oa-2","text":"   "}`, status: 400})
+	a.do(call{name: "post, empty id", method: "POST", path: msgs, header: bearer, body: `{"id":"","text":"x"}`, status: 400, badRequest: true})
+	a.do(call{name: "post, no token", method: "POST", path: msgs, body: `{"id":"oa-3","text":"x"}`, status: 401, badRequest: true})
+	s.waitHistory(tok, room, 2)
+	a.do(call{name: "history", method: "GET", path: msgs, header: bearer, status: 200})
+	a.do(call{name: "history, after", method: "GET", path: msgs + "?after=0&limit=1", header: bearer, status: 200})
+	a.do(call{name: "history, limit 500", method: "GET", path: msgs + "?limit=500", header: bearer, status: 400, badRequest: true})
+	a.do(call{name: "history, before and after", method: "GET", path: msgs + "?before=5&after=1", header: bearer, status: 400})
+	a.do(call{name: "history, bad room", method: "GET", path: "/api/rooms/Bad_Room/messages", header: bearer, status: 400, badRequest: true})
+	a.do(call{name: "history, no token", method: "GET", path: msgs, status: 401, badRequest: true})
+	a.do(call{name: "rooms", method: "GET", path: "/api/rooms", header: bearer, status: 200})
+	a.do(call{name: "rooms, paged", method: "GET", path: "/api/rooms?limit=1", header: bearer, status: 200})
+	a.do(call{name: "rooms, bad cursor", method: "GET", path: "/api/rooms?cursor=!!", header: bearer, status: 400})
+	a.do(call{name: "rooms, limit 0", method: "GET", path: "/api/rooms?limit=0", header: bearer, status: 400, badRequest: true})
+	events := "/api/rooms/" + room + "/events"
+	a.do(call{name: "events", method: "GET", path: events + "?after=0", header: bearer, status: 200, stream: true})
+	a.do(call{name: "events, no token", method: "GET", path: events, status: 401, badRequest: true})
+	a.do(call{name: "events, bad Last-Event-ID", method: "GET", path: events, header: map[string]string{"Authorization": "Bearer " + tok, "Last-Event-ID": "x"}, status: 400, badRequest: true})
+
+	// The WebSocket route, before and at the upgrade.
+	a.do(call{name: "ws, no token", method: "GET", path: "/ws", status: 401, badRequest: true})
+	a.do(call{name: "ws, not an upgrade", method: "GET", path: "/ws", header: bearer, status: 426})
+	conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.base, "http")+"/ws?token="+tok, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	conn.Close()
+	req, _ := http.NewRequest("GET", s.base+"/ws?token="+tok, nil)
+	a.validate(call{name: "ws upgrade"}, req, resp.StatusCode, resp.Header, nil)
+
+	// OIDC, at a provider that is down: a redirect back to the page.
+	a.do(call{name: "oidc login", method: "GET", path: "/auth/oidc/login", status: 302, noRedirects: true})
+	a.do(call{name: "oidc callback", method: "GET", path: "/auth/oidc/callback?state=x&code=y", status: 302, noRedirects: true})
+
+	// Sign-out last: the token is then refused.
+	a.do(call{name: "sign-out", method: "DELETE", path: "/api/session", header: bearer, status: 204})
+	a.do(call{name: "refresh, ended session", method: "POST", path: "/api/session/refresh", header: bearer, status: 401})
+	a.do(call{name: "sign-out, no token", method: "DELETE", path: "/api/session", status: 204})
+}
