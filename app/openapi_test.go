@@ -477,3 +477,30 @@ func TestAsyncAPIFrames(t *testing.T) {
 		t.Errorf("ended session: close %s, want the documented 1008", code)
 	}
 }
+
+// TestOpenAPIOperationsRefusals: the operations answers the main walk cannot
+// reach validate too: /metrics on the chat listener when PARLEY_METRICS_ADDR
+// serves it (404), and /readyz while shutting down (503).
+func TestOpenAPIOperationsRefusals(t *testing.T) {
+	s := startServer(t, func(cfg *Config) {
+		cfg.MetricsAddr = "127.0.0.1:0"
+		cfg.ShutdownDelay = 2 * time.Second
+	})
+	a := newAPICheck(t, s)
+	a.do(call{name: "metrics elsewhere", method: "GET", path: "/metrics", status: 404})
+	s.stop() // the cleanup waits for the end (s.shutdown)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 503 {
+			a.do(call{name: "readyz, shutting down", method: "GET", path: "/readyz", status: 503})
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("/readyz never answered 503 during the shutdown delay")
+}
