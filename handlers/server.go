@@ -132,6 +132,7 @@ func (s *Server) Register(app *fiber.App) {
 	s.registerPages(app)
 
 	api := app.Group("/api")
+	api.Get("/openapi.json", openAPI)
 	api.Post("/session", s.bounded, s.signIn)
 	api.Delete("/session", s.bounded, s.signOut)
 	api.Post("/accounts", s.bounded, s.createAccount)

@@ -1,0 +1,314 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/gofiber/fiber/v2"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// loadOpenAPI loads and validates the embedded document with kin-openapi.
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
+	if err != nil {
+		t.Fatalf("load openapi.json: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI document: %v", err)
+	}
+	if !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi: %s, want 3.1", doc.OpenAPI)
+	}
+	return doc
+}
+
+// allRoutes is every route a Server registers, the OIDC ones included.
+func allRoutes(t *testing.T) []fiber.Route {
+	t.Helper()
+	store := testStore(t)
+	srv := &Server{Store: store, People: store, Auth: &Auth{Secret: []byte("openapi-test-secret-0123456789abcdef")}}
+	app := fiber.New()
+	srv.Register(app)
+	srv.RegisterOIDC(app, testOIDC(t, "http://idp.test"))
+	// true: without the middleware-only entries (app.Use: the security
+	// layer, the static files under /static, the /api catch-all 404).
+	return app.GetRoutes(true)
+}
+
+var fiberParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+// undescribed lists the routes doc does not describe, as "METHOD path".
+// Ignored: HEAD (Fiber adds one to every GET), and CONNECT and TRACE,
+// which no handler of Parley's registers.
+func undescribed(doc *openapi3.T, routes []fiber.Route) []string {
+	var missing []string
+	for _, r := range routes {
+		switch r.Method {
+		case fiber.MethodHead, fiber.MethodConnect, fiber.MethodTrace:
+			continue
+		}
+		path := fiberParam.ReplaceAllString(r.Path, "{$1}")
+		item := doc.Paths.Find(path)
+		if item == nil || item.GetOperation(r.Method) == nil {
+			missing = append(missing, r.Method+" "+r.Path)
+		}
+	}
+	slices.Sort(missing)
+	return slices.Compact(missing)
+}
+
+// TestOpenAPIDescribesEveryRoute walks the router: a route registered
+// without its OpenAPI description fails here.
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	doc := loadOpenAPI(t)
+	routes := allRoutes(t)
+	if len(routes) < 12 {
+		t.Fatalf("only %d routes registered", len(routes))
+	}
+	if missing := undescribed(doc, routes); len(missing) > 0 {
+		t.Errorf("routes not in handlers/openapi.json: %s", strings.Join(missing, ", "))
+	}
+	// And the other way: every described operation is a route.
+	registered := map[string]bool{}
+	for _, r := range routes {
+		registered[r.Method+" "+fiberParam.ReplaceAllString(r.Path, "{$1}")] = true
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !registered[method+" "+path] {
+				t.Errorf("openapi.json describes %s %s, which no route serves", method, path)
+			}
+		}
+	}
+}
+
+// TestOpenAPIWalkCatchesAnUndescribedRoute is the walk's mutation test: a
+// document without one route, or without one method of a path, fails it.
+func TestOpenAPIWalkCatchesAnUndescribedRoute(t *testing.T) {
+	routes := allRoutes(t)
+	doc := loadOpenAPI(t)
+	doc.Paths.Delete("/api/rooms/{room}/events")
+	if got := undescribed(doc, routes); !slices.Equal(got, []string{"GET /api/rooms/:room/events"}) {
+		t.Errorf("without the events path: %v", got)
+	}
+	doc = loadOpenAPI(t)
+	doc.Paths.Value("/api/session").Delete = nil
+	if got := undescribed(doc, routes); !slices.Equal(got, []string{"DELETE /api/session"}) {
+		t.Errorf("without DELETE /api/session: %v", got)
+	}
+}
+
+// TestOpenAPIServed: the document is served as it is kept, without a
+// session, through the security layer.
+func TestOpenAPIServed(t *testing.T) {
+	app, _, _ := fuzzServer(t)
+	resp, err := app.Test(httptest.NewRequest("GET", "http://parley.test/api/openapi.json", nil), 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /api/openapi.json: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if string(b) != string(OpenAPI) {
+		t.Error("the served document is not the embedded one")
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("served without the security headers")
+	}
+}
+
+// asyncDoc is asyncapi.yaml as JSON values, and its payload schemas
+// compiled with santhosh-tekuri/jsonschema (draft-07, AsyncAPI's default
+// schema format being a superset of it).
+func asyncDoc(t *testing.T) (map[string]any, *jsonschema.Compiler) {
+	t.Helper()
+	var y any
+	if err := yaml.Unmarshal(AsyncAPI, &y); err != nil {
+		t.Fatalf("asyncapi.yaml: %v", err)
+	}
+	j, err := json.Marshal(y)
+	if err != nil {
+		t.Fatalf("asyncapi.yaml is not JSON-compatible: %v", err)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft7)
+	if err := c.AddResource("asyncapi.json", v); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := v.(map[string]any)
+	return doc, c
+}
+
+// pointer resolves a local $ref ("#/a/b") in doc.
+func pointer(doc map[string]any, ref string) (any, bool) {
+	if !strings.HasPrefix(ref, "#/") {
+		return nil, false
+	}
+	var cur any = doc
+	for _, part := range strings.Split(ref[2:], "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[strings.NewReplacer("~1", "/", "~0", "~").Replace(part)]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func refOf(v any) string {
+	m, _ := v.(map[string]any)
+	s, _ := m["$ref"].(string)
+	return s
+}
+
+func mapOf(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+// TestAsyncAPIDocument checks what no Go AsyncAPI validator checks for us:
+// the version, that every $ref resolves, the AsyncAPI 3 rules tying
+// operations to channels (an operation's messages are its channel's), the
+// frames of each direction, the close codes, and that every payload (and
+// SSE header) schema compiles; then real frames of this package validate.
+func TestAsyncAPIDocument(t *testing.T) {
+	doc, c := asyncDoc(t)
+	if v, _ := doc["asyncapi"].(string); !strings.HasPrefix(v, "3.") {
+		t.Fatalf("asyncapi: %q, want 3.x", v)
+	}
+	info := mapOf(doc["info"])
+	if info["title"] == nil || info["version"] == nil {
+		t.Error("info needs title and version")
+	}
+	// Every $ref resolves.
+	var walk func(v any, at string)
+	walk = func(v any, at string) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				if _, ok := pointer(doc, ref); !ok {
+					t.Errorf("%s: $ref %s does not resolve", at, ref)
+				}
+			}
+			for k, e := range v {
+				walk(e, at+"/"+k)
+			}
+		case []any:
+			for i, e := range v {
+				walk(e, fmt.Sprint(at, "/", i))
+			}
+		}
+	}
+	walk(doc, "#")
+
+	channels := mapOf(doc["channels"])
+	for name, ch := range channels {
+		if mapOf(ch)["address"] == nil {
+			t.Errorf("channel %s has no address", name)
+		}
+	}
+	ws := "#/channels/websocket/messages/"
+	directions := map[string][]string{}
+	for name, o := range mapOf(doc["operations"]) {
+		op := mapOf(o)
+		action, _ := op["action"].(string)
+		if action != "send" && action != "receive" {
+			t.Errorf("operation %s: action %q", name, action)
+		}
+		chRef := refOf(op["channel"])
+		if !strings.HasPrefix(chRef, "#/channels/") {
+			t.Errorf("operation %s: channel %q", name, chRef)
+		}
+		msgs, _ := op["messages"].([]any)
+		if len(msgs) == 0 {
+			t.Errorf("operation %s has no messages", name)
+		}
+		for _, m := range msgs {
+			ref := refOf(m)
+			if !strings.HasPrefix(ref, chRef+"/messages/") {
+				t.Errorf("operation %s: message %s is not of its channel %s", name, ref, chRef)
+			}
+			if chRef == "#/channels/websocket" {
+				directions[action] = append(directions[action], strings.TrimPrefix(ref, ws))
+			}
+		}
+	}
+	for action, want := range map[string][]string{
+		"receive": {"join", "leave", "ping", "send"},
+		"send":    {"ack", "error", "joined", "left", "message", "pong"},
+	} {
+		got := directions[action]
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("WebSocket %s frames: %v, want %v", action, got, want)
+		}
+	}
+	codes := mapOf(mapOf(channels["websocket"])["x-parley-close-codes"])
+	for _, code := range []string{"1000", "1008", "1009", "1012", "1013"} {
+		if codes[code] == nil {
+			t.Errorf("close code %s not documented", code)
+		}
+	}
+	// Every message's payload and headers compile.
+	for name, m := range mapOf(mapOf(doc["components"])["messages"]) {
+		for _, part := range []string{"payload", "headers"} {
+			ref := refOf(mapOf(m)[part])
+			if ref == "" {
+				if part == "payload" {
+					t.Errorf("message %s has no payload $ref", name)
+				}
+				continue
+			}
+			if _, err := c.Compile("asyncapi.json" + ref); err != nil {
+				t.Errorf("message %s %s: %v", name, part, err)
+			}
+		}
+	}
+
+	// Frames as this package lays them out.
+	check := func(schema string, frame []byte) {
+		t.Helper()
+		s, err := c.Compile("asyncapi.json#/components/schemas/" + schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(frame))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(v); err != nil {
+			t.Errorf("%s %s: %v", schema, frame, err)
+		}
+	}
+	check("Joined", joinedFrame("general", 57))
+	e, _ := json.Marshal(newErrorFrame(chat.Errorf(chat.ERateLimited, "slow down"), "c1", "general"))
+	check("ErrorFrame", e)
+	e, _ = json.Marshal(newErrorFrame(chat.Errorf(chat.EBadRequest, "frame needs a type"), "", ""))
+	check("ErrorFrame", e)
+	// And a mutation: a frame that breaks the schema is refused.
+	s, _ := c.Compile("asyncapi.json#/components/schemas/Joined")
+	bad, _ := jsonschema.UnmarshalJSON(strings.NewReader(`{"type":"joined","room":"General"}`))
+	if s.Validate(bad) == nil {
+		t.Error("Joined accepts a bad room and no last_seq")
+	}
+}
