@@ -519,9 +519,19 @@ func TestServer(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	baseEnv := append(os.Environ(), "PARLEY_ADDR=127.0.0.1:0", "PARLEY_DATA_DIR="+filepath.Join(dir, "data"),
+		"PARLEY_KAFKA_BROKERS=", "PARLEY_MONGO_URI=")
+
+	// A format it does not know is refused at start (exit 2), not ignored.
+	bad := exec.Command(bin)
+	bad.Env = append(baseEnv, "PARLEY_LOG_FORMAT=xml")
+	if out, err := bad.CombinedOutput(); bad.ProcessState == nil || bad.ProcessState.ExitCode() != 2 ||
+		!strings.Contains(string(out), "PARLEY_LOG_FORMAT") {
+		t.Errorf("PARLEY_LOG_FORMAT=xml: %v, %q; want exit 2 naming the setting", err, out)
+	}
+
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "PARLEY_ADDR=127.0.0.1:0", "PARLEY_DATA_DIR="+filepath.Join(dir, "data"),
-		"PARLEY_LOG_FORMAT=json", "PARLEY_KAFKA_BROKERS=", "PARLEY_MONGO_URI=")
+	cmd.Env = append(baseEnv, "PARLEY_LOG_FORMAT=json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
