@@ -524,14 +524,14 @@ func TestServer(t *testing.T) {
 
 	// A format it does not know is refused at start (exit 2), not ignored.
 	bad := exec.Command(bin)
-	bad.Env = append(baseEnv, "PARLEY_LOG_FORMAT=xml")
+	bad.Env = slices.Concat(baseEnv, []string{"PARLEY_LOG_FORMAT=xml"})
 	if out, err := bad.CombinedOutput(); bad.ProcessState == nil || bad.ProcessState.ExitCode() != 2 ||
 		!strings.Contains(string(out), "PARLEY_LOG_FORMAT") {
 		t.Errorf("PARLEY_LOG_FORMAT=xml: %v, %q; want exit 2 naming the setting", err, out)
 	}
 
 	cmd := exec.Command(bin)
-	cmd.Env = append(baseEnv, "PARLEY_LOG_FORMAT=json")
+	cmd.Env = slices.Concat(baseEnv, []string{"PARLEY_LOG_FORMAT=json"})
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
