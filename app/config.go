@@ -65,6 +65,9 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof there (profiling; keep it
 	// on a loopback or otherwise private address).
 	PprofAddr string
+	// LogFormat is text (the default) or json: slog's JSON handler, one
+	// object per line, for log collectors.
+	LogFormat string
 
 	// Hardening (PROTOCOL.md v2).
 	// ReadTimeout bounds the arrival of a request's headers and body;
@@ -108,6 +111,7 @@ func DefaultConfig() Config {
 		TokenTTL:         handlers.DefaultTokenTTL,
 		JWTNameClaim:     handlers.DefaultJWTNameClaim,
 		OIDCName:         "SSO",
+		LogFormat:        "text",
 		ReadTimeout:      10 * time.Second,
 		IdleTimeout:      60 * time.Second,
 		Limits:           handlers.DefaultLimits(),
@@ -210,6 +214,7 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 		fs.DurationVar(p, flagName(name), envDuration(env(name, p.String())), usage+" (PARLEY_"+name+")")
 	}
 	str(&cfg.Addr, "ADDR", "listen address")
+	str(&cfg.LogFormat, "LOG_FORMAT", "log format: text or json")
 	str(&cfg.DataDir, "DATA_DIR", "embedded store and generated secret")
 	list(&cfg.KafkaBrokers, "KAFKA_BROKERS", "comma-separated Kafka bootstrap brokers; unset: embedded bus")
 	str(&cfg.MongoURI, "MONGO_URI", "MongoDB connection string; unset: embedded store")
@@ -332,6 +337,9 @@ func (c Config) check() error {
 	}
 	if c.ShutdownDelay < 0 || c.ShutdownDelay >= c.ShutdownTimeout {
 		return errors.New("PARLEY_SHUTDOWN_DELAY must be at least 0 and below PARLEY_SHUTDOWN_TIMEOUT")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("PARLEY_LOG_FORMAT must be text or json, not %q", c.LogFormat)
 	}
 	if c.TopicSend == "" || c.TopicReceive == "" || c.TopicSend == c.TopicReceive {
 		return errors.New("PARLEY_TOPIC_SEND and PARLEY_TOPIC_RECEIVE must be set and differ")

@@ -28,12 +28,17 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := LoadConfig(os.Getenv, os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "parley:", err)
 		os.Exit(2)
 	}
+	// PARLEY_LOG_FORMAT=json: one JSON object per line, for log collectors.
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	}
+	log := slog.New(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, nil); err != nil {

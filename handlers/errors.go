@@ -91,10 +91,10 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		}
 		switch code {
 		case chat.EInternal:
-			log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+			log.Error("request failed", "method", c.Method(), "path", c.Path(), "request_id", RequestID(c), "err", err)
 			msg = "internal error"
 		case chat.EUnavailable:
-			log.Warn("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+			log.Warn("request failed", "method", c.Method(), "path", c.Path(), "request_id", RequestID(c), "err", err)
 		}
 		if status == 0 {
 			status = statusOf[code]

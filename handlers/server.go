@@ -125,6 +125,7 @@ func (s *Server) Register(app *fiber.App) {
 	s.defaults()
 	// The security layer comes first, so that every route registered below
 	// (and later) is covered: TestEveryRouteIsGuarded walks the router.
+	app.Use(requestID)
 	app.Use(securityHeaders, s.guard)
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
