@@ -189,3 +189,34 @@ func TestSweepRecordsLastBeforeDeleting(t *testing.T) {
 		t.Fatalf("room document %v, want last 2", room)
 	}
 }
+
+// TestSweepBatches: Sweep goes on batch after batch until nothing old is
+// left, over several rooms, and leaves newer messages and string-ts ones.
+func TestSweepBatches(t *testing.T) {
+	defer func(b int64) { migrateBatch = b }(migrateBatch)
+	migrateBatch = 7
+	s := newStore(t)
+	ctx := t.Context()
+	old := chat.Timestamp(time.Now().Add(-72 * time.Hour))
+	var in []chat.Message
+	for i := range 30 {
+		m := message(fmt.Sprint("room", i%3), fmt.Sprint("old", i), "old")
+		m.TS = old
+		in = append(in, m)
+	}
+	in = append(in, message("room0", "new", "new"), chat.Message{Room: "room1", ID: "odd", User: "alice", Text: "odd", TS: "yesterday"})
+	in[len(in)-2].TS = chat.Timestamp(time.Now())
+	mustAppend(t, s, ctx, in)
+	n, err := s.Sweep(ctx, time.Now().Add(-time.Hour))
+	if err != nil || n != 30 {
+		t.Fatalf("Sweep = %d, %v; want 30", n, err)
+	}
+	if left := countMessages(t, s); left != 2 {
+		t.Fatalf("%d messages left, want 2", left)
+	}
+	for room, want := range map[string]int64{"room0": 11, "room1": 11, "room2": 10} {
+		if got, err := s.LastSeq(ctx, room); err != nil || got != want {
+			t.Fatalf("LastSeq(%s) = %d, %v; want %d", room, got, err, want)
+		}
+	}
+}
