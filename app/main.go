@@ -263,8 +263,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 }
 
 // sweepInterval is how often the retention sweeper runs, as MongoDB's TTL
-// monitor does.
-const sweepInterval = time.Minute
+// monitor does. (A variable for the tests.)
+var sweepInterval = time.Minute
 
 // setRetention applies PARLEY_RETENTION to the store and returns what the
 // sweeper is to sweep: nil when retention is off or the store cannot delete.
