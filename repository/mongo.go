@@ -268,8 +268,8 @@ func (s *Store) createIndexes(ctx context.Context) error {
 //   - At no moment is there no idempotency index. Dropping first would open a
 //     window in which a redelivery, by an instance of either version, is
 //     stored a second time under a new seq; that duplicate would stay (seqs
-//     are never reused or deleted) and make every later creation of the new
-//     index fail, so no new instance could start.
+//     are never reused, and only retention deletes) and make every later
+//     creation of the new index fail, so no new instance could start.
 //   - While both exist (between the two steps of one Open), the old one is
 //     the stricter: an older instance works as it always did; a new one
 //     storing another user's message under a stored id collides on it, finds
