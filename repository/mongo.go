@@ -79,10 +79,6 @@ type Store struct {
 	names    *mongo.Collection // see people.go
 	revoked  *mongo.Collection
 
-	// noTTL is set once the server refused a TTL index (FerretDB): only
-	// Sweep deletes old messages then.
-	noTTL atomic.Bool
-
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
 	lostRaces atomic.Int64

@@ -132,7 +132,6 @@ func (s *Store) SetRetention(ctx context.Context, d time.Duration) (ttl bool, er
 	})
 	var ce mongo.CommandError
 	if errors.As(err, &ce) && ce.Code == notImplementedCode {
-		s.noTTL.Store(true)
 		_, err = s.messages.Indexes().CreateOne(ctx, mongo.IndexModel{
 			Keys: bson.D{{Key: "ts", Value: 1}}, Options: options.Index().SetName(tsIndex),
 		})
