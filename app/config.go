@@ -62,6 +62,9 @@ type Config struct {
 	// ShutdownDelay is how long /readyz answers 503 before the listener
 	// closes, for a load balancer's health check to take the instance out.
 	ShutdownDelay time.Duration
+	// Retention, when positive, is how long messages are kept: older ones
+	// are deleted (PARLEY_RETENTION, e.g. 90d; zero keeps them for ever).
+	Retention time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (profiling; keep it
 	// on a loopback or otherwise private address).
 	PprofAddr string
@@ -241,6 +244,8 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 	integer(&cfg.QueueBytes, "QUEUE_BYTES", "bytes queued for one connection before it is cut off as too slow")
 	duration(&cfg.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "graceful shutdown deadline")
 	duration(&cfg.ShutdownDelay, "SHUTDOWN_DELAY", "time /readyz answers 503 before the listener closes, within the deadline")
+	cfg.Retention = envRetention(env("RETENTION", retentionValue{&cfg.Retention}.String()))
+	fs.Var(retentionValue{&cfg.Retention}, flagName("RETENTION"), "delete messages older than this (e.g. 90d, 720h); unset: keep for ever (PARLEY_RETENTION)")
 	str(&cfg.PprofAddr, "PPROF_ADDR", "serve net/http/pprof on this address; unset: off")
 	duration(&cfg.ReadTimeout, "READ_TIMEOUT", "time a request's headers and body may take to arrive")
 	duration(&cfg.IdleTimeout, "IDLE_TIMEOUT", "idle keep-alive connections close after this")
@@ -291,6 +296,9 @@ func (c Config) check() error {
 	}
 	if c.MaxConnsPerUser <= 0 || c.MaxConnsPerIP <= 0 {
 		return errors.New("PARLEY_MAX_CONNS_PER_USER and PARLEY_MAX_CONNS_PER_IP must be positive")
+	}
+	if c.Retention < 0 {
+		return errors.New("PARLEY_RETENTION must be a duration such as 90d or 720h, or unset (keep for ever)")
 	}
 	if c.TokenTTL <= 0 {
 		return errors.New("PARLEY_TOKEN_TTL must be a positive duration")
@@ -451,6 +459,65 @@ func envFloat(v string) float64 {
 
 func envDuration(v string) time.Duration {
 	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1
+	}
+	return d
+}
+
+// retentionValue is the flag of PARLEY_RETENTION: a Go duration, or a whole
+// number of days with a d suffix (90d), the unit retention is thought in.
+type retentionValue struct{ p *time.Duration }
+
+func (r retentionValue) String() string {
+	if r.p == nil || *r.p == 0 {
+		return ""
+	}
+	if d := *r.p; d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return r.p.String()
+}
+
+func (r retentionValue) Set(v string) error {
+	d, err := parseRetention(v)
+	if err != nil {
+		return err
+	}
+	*r.p = d
+	return nil
+}
+
+// parseRetention reads "" or "0" as off, "<n>d" as n days, else a Go
+// duration; a negative one is an error.
+func parseRetention(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("retention %q: want a whole number of days before d, or a duration such as 720h", v)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("retention %q: want a duration such as 90d or 720h", v)
+		}
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("retention %q is negative", v)
+	}
+	return d, nil
+}
+
+// envRetention is parseRetention for an environment value: -1 when it does
+// not parse, which check refuses.
+func envRetention(v string) time.Duration {
+	d, err := parseRetention(v)
 	if err != nil {
 		return -1
 	}

@@ -71,6 +71,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	if !ok {
 		return fmt.Errorf("store %T keeps no accounts (chat.People)", store)
 	}
+	sweeper, err := setRetention(ctx, cfg, store, log)
+	if err != nil {
+		return err
+	}
 	secret, err := loadSecret(cfg)
 	if err != nil {
 		return err
@@ -168,6 +172,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	defer stopRevocations()
 	var revs sync.WaitGroup
 	revs.Go(func() { srv.WatchRevocations(revCtx) })
+	// Retention's sweeper runs beside them and stops with them.
+	if sweeper != nil {
+		revs.Go(func() { chat.SweepEvery(revCtx, sweeper, cfg.Retention, sweepInterval, log) })
+	}
 	stopMetrics, err := serveMetrics(cfg.MetricsAddr, srv, log, fail)
 	if err != nil {
 		return fmt.Errorf("metrics listen %s: %w", cfg.MetricsAddr, err)
@@ -250,13 +258,45 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	}
 	stopRevocations()
 	if !waitCtx(closing, &revs) {
-		log.Warn("revocation watcher did not stop")
+		log.Warn("revocation watcher or retention sweeper did not stop")
 	}
 	closed = true
 	closeWithin(closing, log, "bus", bus.Close)
 	closeWithin(closing, log, "store", store.Close)
 	log.Info("stopped")
 	return runErr
+}
+
+// sweepInterval is how often the retention sweeper runs, as MongoDB's TTL
+// monitor does. (A variable for the tests.)
+var sweepInterval = time.Minute
+
+// setRetention applies PARLEY_RETENTION to the store and returns what the
+// sweeper is to sweep: nil when retention is off or the store cannot delete.
+// On MongoDB it also sets the TTL index (dropping it when retention is off);
+// the sweeper runs there too, for servers without TTL deletion (FerretDB)
+// and for rooms' last seqs (see repository.Store.Sweep).
+func setRetention(ctx context.Context, cfg Config, store chat.Store, log *slog.Logger) (chat.Sweeper, error) {
+	if r, ok := store.(interface {
+		SetRetention(context.Context, time.Duration) (bool, error)
+	}); ok {
+		ttl, err := r.SetRetention(ctx, cfg.Retention)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Retention > 0 && !ttl {
+			log.Info("retention: the store has no TTL indexes; the sweeper alone deletes old messages")
+		}
+	}
+	if cfg.Retention == 0 {
+		return nil, nil
+	}
+	sw, ok := store.(chat.Sweeper)
+	if !ok {
+		return nil, fmt.Errorf("PARLEY_RETENTION is set, but store %T cannot delete messages (chat.Sweeper)", store)
+	}
+	log.Info("retention: messages older than this are deleted", "retention", cfg.Retention)
+	return sw, nil
 }
 
 // newJWKS is the operator's identity provider's key set when

@@ -86,10 +86,10 @@ type Store struct {
 	// lastSeqs remembers, per room, the highest seq this Store stored or
 	// read, so that the next Append to the room inserts at once instead of
 	// first reading the highest stored seq (a sorted read, which FerretDB
-	// answers with a scan of the room). It never runs ahead of the store
-	// (messages are never deleted), so at worst it is stale: another writer
-	// stored more meanwhile, the insert collides on (room, seq) and the
-	// highest seq is read as before.
+	// answers with a scan of the room). It never runs ahead of the room's
+	// last seq (which retention does not lower, see LastSeq), so at worst it
+	// is stale: another writer stored more meanwhile, the insert collides on
+	// (room, seq) and the highest seq is read as before.
 	lastSeqs sync.Map // room -> int64
 
 	// beforeInsert, when set (by tests only), runs right before each
@@ -99,21 +99,77 @@ type Store struct {
 
 var _ chat.Store = (*Store)(nil)
 
-// messageDoc is a message as stored. The driver adds an ObjectID _id; ts
-// stays the string the accepting instance made, so it reads back unchanged.
+// messageDoc is a message as stored. The driver adds an ObjectID _id; ts is
+// a BSON date, so that mongosh date queries and the TTL index of retention
+// can use it. The wire keeps chat.TSLayout strings: the conversion happens
+// here, at the store's edge, and round-trips exactly (both hold
+// milliseconds, in UTC).
 type messageDoc struct {
-	Room string `bson:"room"`
-	Seq  int64  `bson:"seq"`
-	ID   string `bson:"id"`
-	User string `bson:"user"`
-	Text string `bson:"text"`
-	TS   string `bson:"ts"`
+	Room string    `bson:"room"`
+	Seq  int64     `bson:"seq"`
+	ID   string    `bson:"id"`
+	User string    `bson:"user"`
+	Text string    `bson:"text"`
+	TS   time.Time `bson:"ts"`
 	// Guest is stored only when true.
 	Guest bool `bson:"guest,omitempty"`
 }
 
-func (d messageDoc) message() chat.Message {
-	return chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, TS: d.TS, Guest: d.Guest}
+// newMessageDoc converts m for storing under seq. A ts that is no timestamp
+// (the domain always makes one; a record from elsewhere may not) is stored
+// as the string it is, as older versions stored every ts: refusing it would
+// make the persist stage retry the batch forever, and a substitute date
+// would read back differently from what was published. Such a message never
+// expires.
+func newMessageDoc(m chat.Message, seq int64) any {
+	t, err := parseTS(m.TS)
+	if err != nil {
+		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest}
+	}
+	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest}
+}
+
+// stringTSDoc is the document of older versions, whose ts was a string.
+type stringTSDoc struct {
+	Room  string `bson:"room"`
+	Seq   int64  `bson:"seq"`
+	ID    string `bson:"id"`
+	User  string `bson:"user"`
+	Text  string `bson:"text"`
+	TS    string `bson:"ts"`
+	Guest bool   `bson:"guest,omitempty"`
+}
+
+// parseTS reads a wire timestamp: chat.TSLayout, or any RFC 3339 time
+// (which older versions never wrote, but costs nothing to accept).
+func parseTS(s string) (time.Time, error) {
+	if t, err := time.Parse(chat.TSLayout, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// storedDoc is a message as read back. Its ts may still be a string: a
+// document an older instance wrote after this one's migration ran (a rolling
+// upgrade), which the next Open converts; until then it reads as it was.
+type storedDoc struct {
+	Room  string        `bson:"room"`
+	Seq   int64         `bson:"seq"`
+	ID    string        `bson:"id"`
+	User  string        `bson:"user"`
+	Text  string        `bson:"text"`
+	TS    bson.RawValue `bson:"ts"`
+	Guest bool          `bson:"guest,omitempty"`
+}
+
+func (d storedDoc) message() chat.Message {
+	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest}
+	if ms, ok := d.TS.DateTimeOK(); ok {
+		m.TS = chat.Timestamp(time.UnixMilli(ms))
+	} else if s, ok := d.TS.StringValueOK(); ok {
+		m.TS = s
+	}
+	return m
 }
 
 // messageFields reads back a message without the _id nobody needs.
@@ -124,8 +180,9 @@ var messageFields = bson.D{
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
 // indexes (creating an index that exists is a no-op, so every instance may do
-// it at start), dropping the one an older version used instead. The store
-// uses database db.
+// it at start), dropping the one an older version used instead, and converts
+// the string ts of older versions' documents to dates (see migrateTS). The
+// store uses database db. Retention is set apart, by SetRetention.
 //
 // Writes are acknowledged by a majority unless the uri sets w: a message the
 // persist stage has published must not be rolled back by a primary failover,
@@ -157,6 +214,10 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		return nil, fmt.Errorf("open mongo store: %w", err)
 	}
 	if err := s.createIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("open mongo store: %w", err)
+	}
+	if _, err := s.migrateTS(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open mongo store: %w", err)
 	}
@@ -203,8 +264,8 @@ func (s *Store) createIndexes(ctx context.Context) error {
 //   - At no moment is there no idempotency index. Dropping first would open a
 //     window in which a redelivery, by an instance of either version, is
 //     stored a second time under a new seq; that duplicate would stay (seqs
-//     are never reused or deleted) and make every later creation of the new
-//     index fail, so no new instance could start.
+//     are never reused, and only retention deletes) and make every later
+//     creation of the new index fail, so no new instance could start.
 //   - While both exist (between the two steps of one Open), the old one is
 //     the stricter: an older instance works as it always did; a new one
 //     storing another user's message under a stored id collides on it, finds
@@ -270,9 +331,10 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 //     finds the stored one, which is returned: first text, first seq. That
 //     lookup matches on user and id both, as the index does: another user's
 //     message under the same id is not a redelivery and gets its own seq.
-//   - No gap: a seq s is only ever inserted when s-1 is stored. The first
-//     document of an insert gets (highest stored seq)+1, and messages are
-//     never deleted, so its predecessor exists; every later document of the
+//   - No gap: a seq s is only ever inserted when s-1 is or was stored. The
+//     first document of an insert gets the room's last seq + 1 (LastSeq: the
+//     highest stored seq, or the higher one retention recorded before
+//     deleting it), so its predecessor exists or expired; every later document of the
 //     same ordered insert is only attempted once the one before it, holding
 //     s-1, went in (ordered inserts stop at the first failing document — see
 //     insertChunk for the one FerretDB caveat). A failure therefore leaves a
@@ -355,8 +417,7 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		chunk := pending[:min(len(pending), insertChunk)]
 		docs := make([]any, len(chunk))
 		for k, i := range chunk {
-			m := msgs[i]
-			docs[k] = messageDoc{Room: room, Seq: last + 1 + int64(k), ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest}
+			docs[k] = newMessageDoc(msgs[i], last+1+int64(k))
 		}
 		placed := len(chunk)
 		if s.beforeInsert != nil {
@@ -387,6 +448,11 @@ func (s *Store) appendRoom(ctx context.Context, room string, msgs []chat.Message
 		last += int64(placed)
 		if placed > 0 {
 			s.rememberLast(room, last)
+			// The room keeps its last seq too, for when retention has
+			// deleted every message: LastSeq must not go back to 0.
+			if err := s.recordLast(ctx, room, last); err != nil {
+				return err
+			}
 		}
 
 		if placed > 0 {
@@ -488,7 +554,7 @@ func (s *Store) storedByKey(ctx context.Context, room string, msgs []chat.Messag
 	if err != nil {
 		return nil, fmt.Errorf("look up stored messages: %w", err)
 	}
-	var docs []messageDoc
+	var docs []storedDoc
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, fmt.Errorf("look up stored messages: %w", err)
 	}
@@ -527,7 +593,7 @@ func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.P
 	if err != nil {
 		return chat.Page{}, fmt.Errorf("read history of room %q: %w", room, err)
 	}
-	var docs []messageDoc
+	var docs []storedDoc
 	if err := cur.All(ctx, &docs); err != nil {
 		return chat.Page{}, fmt.Errorf("read history of room %q: %w", room, err)
 	}
@@ -556,9 +622,29 @@ func (s *Store) EnsureRoom(ctx context.Context, room string) error {
 	return nil
 }
 
-// LastSeq reads the room's highest stored seq. It is always derived from the
-// messages themselves, never from a counter that could drift from them.
+// LastSeq reads the room's last seq: the highest of its stored seq and the
+// last seq its room document records (appendRoom raises it after each
+// insert, Sweep before each delete). The messages alone would go back when
+// retention deletes a room's newest ones, and the record alone could lag
+// them (an insert whose record failed), so it takes both.
 func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
+	top, err := s.topSeq(ctx, room)
+	if err != nil {
+		return 0, err
+	}
+	var r struct {
+		Last int64 `bson:"last"`
+	}
+	err = s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: room}},
+		options.FindOne().SetProjection(bson.D{{Key: "last", Value: 1}})).Decode(&r)
+	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, fmt.Errorf("read last seq of room %q: %w", room, err)
+	}
+	return max(top, r.Last), nil
+}
+
+// topSeq reads the room's highest stored seq, 0 if it has no messages.
+func (s *Store) topSeq(ctx context.Context, room string) (int64, error) {
 	var d struct {
 		Seq int64 `bson:"seq"`
 	}
@@ -575,8 +661,8 @@ func (s *Store) LastSeq(ctx context.Context, room string) (int64, error) {
 }
 
 // Rooms lists one page of the rooms collection by name (_id), each with its
-// last seq read from the messages (one index lookup per room, a few at a
-// time). A room that has messages is always listed: appendRoom records the
+// last seq as LastSeq reads it: the room document's record and the messages'
+// highest seq (one index lookup per room, a few at a time). A room that has messages is always listed: appendRoom records the
 // room before its first message.
 func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, error) {
 	if q.Limit < 1 {
@@ -587,7 +673,7 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: q.After}}}}
 	}
 	cur, err := s.rooms.Find(ctx, filter, options.Find().
-		SetProjection(bson.D{{Key: "_id", Value: 1}}).
+		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "last", Value: 1}}).
 		SetSort(bson.D{{Key: "_id", Value: 1}}).
 		SetLimit(int64(q.Limit)+1))
 	if err != nil {
@@ -595,6 +681,7 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 	}
 	var docs []struct {
 		Room string `bson:"_id"`
+		Last int64  `bson:"last"`
 	}
 	if err := cur.All(ctx, &docs); err != nil {
 		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
@@ -602,6 +689,7 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 	// By name, in byte order, whatever collation the server sorts with.
 	slices.SortFunc(docs, func(a, b struct {
 		Room string `bson:"_id"`
+		Last int64  `bson:"last"`
 	}) int {
 		return cmp.Compare(a.Room, b.Room)
 	})
@@ -616,7 +704,9 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			rooms[i].LastSeq, errs[i] = s.LastSeq(ctx, d.Room)
+			var top int64
+			top, errs[i] = s.topSeq(ctx, d.Room)
+			rooms[i].LastSeq = max(top, d.Last)
 		})
 	}
 	wg.Wait()

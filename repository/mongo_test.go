@@ -174,7 +174,8 @@ func TestOpenMigratesLegacyIndex(t *testing.T) {
 			t.Fatalf("create old index: %v", err)
 		}
 	}
-	old := messageDoc{Room: "general", Seq: 1, ID: "x", User: "alice", Text: "old", TS: "2026-11-25T10:00:00.123Z"}
+	// An old document: ts a string, as older versions stored it.
+	old := stringTSDoc{Room: "general", Seq: 1, ID: "x", User: "alice", Text: "old", TS: "2026-11-25T10:00:00.123Z"}
 	if _, err := coll.InsertOne(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,8 @@ func TestOpenMigratesLegacyIndex(t *testing.T) {
 	retry := message("general", "x", "alice's x again")
 	out := mustAppend(t, s, ctx, []chat.Message{retry, bobX, aliceY})
 	bobX.Seq, aliceY.Seq = 2, 3
-	want := []chat.Message{old.message(), bobX, aliceY}
+	oldMsg := chat.Message{Room: old.Room, Seq: old.Seq, ID: old.ID, User: old.User, Text: old.Text, TS: old.TS}
+	want := []chat.Message{oldMsg, bobX, aliceY}
 	if !slices.Equal(out, want) {
 		t.Fatalf("Append after migration =\n %+v\nwant\n %+v", out, want)
 	}
@@ -250,7 +252,7 @@ func allMessages(t *testing.T, s *Store, room string) []chat.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var docs []messageDoc
+	var docs []storedDoc
 	if err := cur.All(t.Context(), &docs); err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +467,7 @@ func TestRaceInsideChunk(t *testing.T) {
 		}
 		struck = true
 		// The seq the 41st document of this chunk is about to take.
-		if _, err := a.messages.InsertOne(ctx, messageDoc{Room: room, Seq: firstSeq + 40, ID: "intruder", User: "bob", Text: "in between", TS: "2026-11-25T10:00:00.000Z"}); err != nil {
+		if _, err := a.messages.InsertOne(ctx, messageDoc{Room: room, Seq: firstSeq + 40, ID: "intruder", User: "bob", Text: "in between", TS: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}); err != nil {
 			t.Errorf("insert intruder: %v", err)
 		}
 	}

@@ -227,6 +227,19 @@ func (h *Hub) joinRoom(ctx context.Context, room string) (int64, error) {
 	return v.(int64), nil
 }
 
+// expiredBelow reports whether the store keeps no message of room below seq:
+// then a hole below seq in a replay is the retention edge (older messages
+// deleted), not a write not yet visible. A failed read answers false, and the
+// replay waits as for any hole.
+func (h *Hub) expiredBelow(ctx context.Context, room string, seq int64) bool {
+	p, err := h.store.Messages(ctx, room, Query{Kind: Before, Seq: seq, Limit: 1})
+	if err != nil {
+		h.log.Warn("hub: retention edge read failed", "room", room, "err", err)
+		return false
+	}
+	return len(p.Messages) == 0
+}
+
 // readPage reads the page of room after cursor, shared with the other
 // subscriptions catching up from the same seq. The page is read-only.
 func (h *Hub) readPage(ctx context.Context, room string, cursor int64) (Page, error) {
@@ -341,6 +354,11 @@ func (s *Subscription) catchUp(done chan struct{}) {
 			continue
 		}
 		more := page.HasMore
+		if len(page.Messages) > 0 && page.Messages[0].Seq > cursor+1 && s.hub.expiredBelow(s.ctx, s.room, page.Messages[0].Seq) {
+			// Retention deleted the messages after the cursor: the replay
+			// starts at the oldest one kept.
+			cursor = page.Messages[0].Seq - 1
+		}
 		for _, m := range page.Messages {
 			if m.Seq != cursor+1 {
 				// The store's seqs are gapless; should a read ever show a hole,

@@ -1,6 +1,10 @@
 package chat
 
-import "context"
+import (
+	"context"
+	"log/slog"
+	"time"
+)
 
 // Store keeps each room's messages in seq order.
 type Store interface {
@@ -75,4 +79,43 @@ type RoomPage struct {
 type RoomInfo struct {
 	Room    string `json:"room"`
 	LastSeq int64  `json:"last_seq"`
+}
+
+// Sweeper is what a store offers for retention (PARLEY_RETENTION): deleting
+// old messages. It is optional: a store without it keeps everything.
+//
+// Deleting never changes what remains: seqs are never reused, so LastSeq,
+// the room list's last seqs and the seq of the next message stay as they
+// were even when every message of a room is gone; a history page simply
+// ends sooner (HasMore false once nothing older is kept), and a join or page
+// after a seq below the oldest kept message starts at the oldest kept one.
+type Sweeper interface {
+	// Sweep deletes messages whose TS is before before and reports how many
+	// it deleted. It may delete less than that (see each store), never more.
+	Sweep(ctx context.Context, before time.Time) (int, error)
+}
+
+// SweepEvery calls s.Sweep with the cutoff now-retention at once and then
+// every interval until ctx ends. A failed sweep is logged and tried again
+// at the next tick: what it missed is still older than the cutoff then.
+func SweepEvery(ctx context.Context, s Sweeper, retention, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		n, err := s.Sweep(ctx, start.Add(-retention))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Warn("retention: sweep failed; trying again at the next tick", "err", err)
+		case n > 0:
+			log.Info("retention: deleted old messages", "messages", n, "took", time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

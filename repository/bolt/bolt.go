@@ -30,7 +30,8 @@ import (
 //	meta/format              the layout's version, 8 bytes big-endian; files
 //	                         of format 1 have no meta bucket
 //	rooms/<room>/            one bucket per room; its bucket sequence is the
-//	                         room's last seq
+//	                         room's last seq, which retention (Sweep) leaves
+//	                         alone: seqs are never reused
 //	rooms/<room>/msgs/<seq>  message JSON, keyed by 8-byte big-endian seq so
 //	                         that byte order is seq order
 //	rooms/<room>/ids/<key>   8-byte seq of the message with that user and id:

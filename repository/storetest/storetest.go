@@ -67,6 +67,21 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 			t.Fatalf("Ping: %v", err)
 		}
 	})
+	t.Run("Retention", func(t *testing.T) {
+		// Only for stores that delete (chat.Sweeper); others keep everything.
+		sweeper := func(t *testing.T) (chat.Store, chat.Sweeper) {
+			st := newStore(t)
+			sw, ok := st.(chat.Sweeper)
+			if !ok {
+				t.Skipf("%T is no chat.Sweeper", st)
+			}
+			return st, sw
+		}
+		t.Run("DeletesOld", func(t *testing.T) { testSweepDeletesOld(t, sweeper) })
+		t.Run("AllExpired", func(t *testing.T) { testSweepAllExpired(t, sweeper) })
+		t.Run("Edge", func(t *testing.T) { testSweepEdge(t, sweeper) })
+		t.Run("Idempotency", func(t *testing.T) { testSweepIdempotency(t, sweeper) })
+	})
 }
 
 // ts is a fixed instant with milliseconds, formatted as the domain formats
@@ -961,5 +976,141 @@ func testConcurrentUsersDuplicates(t *testing.T, s chat.Store) {
 				t.Fatalf("writer %d got %+v, stored is %+v", w, m, want)
 			}
 		}
+	}
+}
+
+// --- retention ---
+
+// Instants of the retention tests: old messages at day 1, new ones at day
+// 10, the cutoff between them.
+var (
+	oldTS  = chat.Timestamp(time.Date(2026, 11, 1, 10, 0, 0, 500e6, time.UTC))
+	newTS  = chat.Timestamp(time.Date(2026, 11, 10, 10, 0, 0, 250e6, time.UTC))
+	cutoff = time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)
+)
+
+// aged makes n messages of room with ids prefix-1 ... prefix-n at ts.
+func aged(room, prefix string, n int, ts string) []chat.Message {
+	out := msgs(room, prefix, n)
+	for i := range out {
+		out[i].TS = ts
+	}
+	return out
+}
+
+func mustSweep(t *testing.T, s chat.Sweeper, before time.Time) int {
+	t.Helper()
+	n, err := s.Sweep(t.Context(), before)
+	if err != nil {
+		t.Fatalf("Sweep(%v): %v", before, err)
+	}
+	return n
+}
+
+type sweeperFactory func(t *testing.T) (chat.Store, chat.Sweeper)
+
+// testSweepDeletesOld: a room's old messages go, its new ones stay as they
+// were, another room's new ones too; the seqs stay.
+func testSweepDeletesOld(t *testing.T, newStore sweeperFactory) {
+	s, sw := newStore(t)
+	old := mustAppend(t, s, aged("general", "old", 5, oldTS)...)
+	kept := mustAppend(t, s, aged("general", "new", 3, newTS)...)
+	other := mustAppend(t, s, aged("other", "new", 2, newTS)...)
+	if got := mustSweep(t, sw, cutoff); got != len(old) {
+		t.Fatalf("Sweep deleted %d messages, want %d", got, len(old))
+	}
+	equalMessages(t, "history of general after the sweep", history(t, s, "general"), kept)
+	equalMessages(t, "history of other after the sweep", history(t, s, "other"), other)
+	if got := mustLastSeq(t, s, "general"); got != 8 {
+		t.Fatalf("LastSeq(general) after the sweep = %d, want 8", got)
+	}
+	// The next message continues the seqs.
+	next := mustAppend(t, s, aged("general", "next", 1, newTS)...)
+	if next[0].Seq != 9 {
+		t.Fatalf("next message after the sweep got seq %d, want 9", next[0].Seq)
+	}
+}
+
+// testSweepAllExpired: when every message of a room is gone, the room stays
+// listed with its last seq, LastSeq does not go back to 0, and the next
+// message gets the next seq, not 1.
+func testSweepAllExpired(t *testing.T, newStore sweeperFactory) {
+	s, sw := newStore(t)
+	mustAppend(t, s, aged("quiet", "old", 4, oldTS)...)
+	if got := mustSweep(t, sw, cutoff); got != 4 {
+		t.Fatalf("Sweep deleted %d messages, want 4", got)
+	}
+	p := mustMessages(t, s, "quiet", chat.Query{Kind: chat.Latest, Limit: 10})
+	if len(p.Messages) != 0 || p.HasMore {
+		t.Fatalf("Latest after every message expired = %v (has_more %v), want none", seqs(p.Messages), p.HasMore)
+	}
+	if got := mustLastSeq(t, s, "quiet"); got != 4 {
+		t.Fatalf("LastSeq after every message expired = %d, want 4", got)
+	}
+	if got, want := mustRooms(t, s), []chat.RoomInfo{{Room: "quiet", LastSeq: 4}}; !slices.Equal(got, want) {
+		t.Fatalf("Rooms after every message expired = %+v, want %+v", got, want)
+	}
+	next := mustAppend(t, s, aged("quiet", "again", 2, newTS)...)
+	if got := seqs(next); !slices.Equal(got, []int64{5, 6}) {
+		t.Fatalf("messages after every message expired got seqs %v, want [5 6]", got)
+	}
+	equalMessages(t, "history after the room came back", history(t, s, "quiet"), next)
+}
+
+// testSweepEdge: history, paging and after-reads at the retention edge.
+// has_more is false when nothing older is kept; a read after a seq below the
+// oldest kept message starts at the oldest kept one.
+func testSweepEdge(t *testing.T, newStore sweeperFactory) {
+	s, sw := newStore(t)
+	mustAppend(t, s, aged("general", "old", 6, oldTS)...)
+	kept := mustAppend(t, s, aged("general", "new", 4, newTS)...) // seqs 7-10
+	mustSweep(t, sw, cutoff)
+
+	check := func(what string, q chat.Query, want []chat.Message, wantMore bool) {
+		t.Helper()
+		p := mustMessages(t, s, "general", q)
+		equalMessages(t, what, p.Messages, want)
+		if p.HasMore != wantMore {
+			t.Fatalf("%s: has_more = %v, want %v", what, p.HasMore, wantMore)
+		}
+	}
+	check("Latest, all that is kept", chat.Query{Kind: chat.Latest, Limit: 4}, kept, false)
+	check("Latest, more than is kept", chat.Query{Kind: chat.Latest, Limit: 10}, kept, false)
+	check("Latest, fewer than kept", chat.Query{Kind: chat.Latest, Limit: 3}, kept[1:], true)
+	check("Before the second kept", chat.Query{Kind: chat.Before, Seq: 8, Limit: 5}, kept[:1], false)
+	check("Before the oldest kept", chat.Query{Kind: chat.Before, Seq: 7, Limit: 5}, []chat.Message{}, false)
+	check("Before an expired seq", chat.Query{Kind: chat.Before, Seq: 4, Limit: 5}, []chat.Message{}, false)
+	check("After 0", chat.Query{Kind: chat.After, Seq: 0, Limit: 10}, kept, false)
+	check("After an expired seq", chat.Query{Kind: chat.After, Seq: 3, Limit: 2}, kept[:2], true)
+	check("After the last expired seq", chat.Query{Kind: chat.After, Seq: 6, Limit: 10}, kept, false)
+
+	// Walking back from the newest page ends at the oldest kept message.
+	var walked []chat.Message
+	q := chat.Query{Kind: chat.Latest, Limit: 3}
+	for range 10 {
+		p := mustMessages(t, s, "general", q)
+		walked = append(slices.Clone(p.Messages), walked...)
+		if !p.HasMore {
+			break
+		}
+		q = chat.Query{Kind: chat.Before, Seq: p.Messages[0].Seq, Limit: 3}
+	}
+	equalMessages(t, "paging back to the retention edge", walked, kept)
+}
+
+// testSweepIdempotency: a second sweep deletes nothing, and the kept
+// messages are still recognised when sent again.
+func testSweepIdempotency(t *testing.T, newStore sweeperFactory) {
+	s, sw := newStore(t)
+	mustAppend(t, s, aged("general", "old", 2, oldTS)...)
+	kept := mustAppend(t, s, aged("general", "new", 2, newTS)...)
+	mustSweep(t, sw, cutoff)
+	if got := mustSweep(t, sw, cutoff); got != 0 {
+		t.Fatalf("second Sweep deleted %d messages, want 0", got)
+	}
+	again := mustAppend(t, s, kept[0], kept[1])
+	equalMessages(t, "kept messages sent again", again, kept)
+	if got := mustLastSeq(t, s, "general"); got != 4 {
+		t.Fatalf("LastSeq = %d, want 4", got)
 	}
 }
