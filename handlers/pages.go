@@ -29,7 +29,10 @@ func (s *Server) index(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	props := web.IndexProps{User: user, Guest: s.Guest, Accounts: s.Accounts, OIDCName: s.OIDCName}
+	props := web.IndexProps{User: user, Guest: s.Guest, Accounts: s.Accounts, OIDCName: s.OIDCName,
+		Lang: web.ChooseLang(c.Cookies(web.LangCookie), c.Get(fiber.HeaderAcceptLanguage))}
+	// The page differs by language as well as by session.
+	c.Vary(fiber.HeaderAcceptLanguage, fiber.HeaderCookie)
 	if code := c.Query("oidc_error"); code != "" {
 		props.Notice = OIDCNotice(code)
 	}

@@ -2,6 +2,10 @@
 // and CSS with no build step, embedded into the binary so one file serves
 // the whole UI. The server mounts Served at /static/ (e.g. /static/app.js,
 // /static/app.css, /static/js/main.js).
+//
+// i18n/<lang>.json are the message catalogues, one per language of the UI
+// (en, ko): the server renders the page with one and embeds the same one in
+// it for the scripts (static/js/i18n.js), so a string lives in one place.
 package static
 
 import (
@@ -13,7 +17,7 @@ import (
 // FS holds the client files. The patterns are explicit so that nothing but
 // the assets (no Go source, no editor leftovers) is ever served.
 //
-//go:embed *.js *.css *.svg js/*.js
+//go:embed *.js *.css *.svg js/*.js i18n/*.json
 var FS embed.FS
 
 // Served is FS as the server mounts it: a top-level folder may also be named

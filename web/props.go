@@ -4,9 +4,13 @@
 package web
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/a-h/templ"
@@ -32,6 +36,10 @@ type IndexProps struct {
 	// Notice is a plain message for the sign-in page, e.g. why the last
 	// session ended or why an OIDC sign-in failed.
 	Notice string
+	// Lang is the page's language, one of Langs (ChooseLang); empty means
+	// the default. The page is rendered in it and carries its catalogue
+	// for the scripts.
+	Lang string
 }
 
 // asset returns the URL of a file of package static with a short content hash
@@ -119,4 +127,90 @@ func tabIndex(selected bool) string {
 		return "0"
 	}
 	return "-1"
+}
+
+// Langs are the languages of the UI, the first being the default; each has
+// its catalogue static/i18n/<lang>.json.
+var Langs = []string{"en", "ko"}
+
+// LangCookie names the cookie in which the page's language switcher keeps
+// the reader's choice (static/js/i18n.js sets it).
+const LangCookie = "parley_lang"
+
+// catalogues holds every language's messages, read once from the embedded
+// files. A catalogue that does not parse is a build mistake: the package
+// test catches it, and the page would show keys instead of text.
+var catalogues = func() map[string]map[string]string {
+	m := map[string]map[string]string{}
+	for _, lang := range Langs {
+		c := map[string]string{}
+		if b, err := fs.ReadFile(static.FS, "i18n/"+lang+".json"); err == nil {
+			_ = json.Unmarshal(b, &c)
+		}
+		m[lang] = c
+	}
+	return m
+}()
+
+// Catalogue returns the messages of lang (the default language's for an
+// unknown one).
+func Catalogue(lang string) map[string]string {
+	if c, ok := catalogues[lang]; ok {
+		return c
+	}
+	return catalogues[Langs[0]]
+}
+
+// ChooseLang picks the page's language: the cookie when it names one of
+// Langs, else the first tag of Accept-Language (by quality, then order)
+// whose primary subtag is one of Langs, else the default.
+func ChooseLang(cookie, acceptLanguage string) string {
+	if slices.Contains(Langs, cookie) {
+		return cookie
+	}
+	type tag struct {
+		lang string
+		q    float64
+	}
+	var tags []tag
+	for _, part := range strings.Split(acceptLanguage, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(name)), "-")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		if q > 0 && slices.Contains(Langs, primary) {
+			tags = append(tags, tag{primary, q})
+		}
+	}
+	slices.SortStableFunc(tags, func(a, b tag) int { return cmp.Compare(b.q, a.q) })
+	if len(tags) > 0 {
+		return tags[0].lang
+	}
+	return Langs[0]
+}
+
+// lang is the page's language, the default when unset.
+func (p IndexProps) lang() string {
+	if slices.Contains(Langs, p.Lang) {
+		return p.Lang
+	}
+	return Langs[0]
+}
+
+// T is the message key in the page's language, each {name} in it replaced
+// by the value following name in args; a missing key shows as itself, which
+// the catalogue test prevents.
+func (p IndexProps) T(key string, args ...string) string {
+	s, ok := Catalogue(p.lang())[key]
+	if !ok {
+		return key
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		s = strings.ReplaceAll(s, "{"+args[i]+"}", args[i+1])
+	}
+	return s
 }
