@@ -1,5 +1,7 @@
 // The JSON API of shared/PROTOCOL.md: one fetch wrapper and its error type.
 
+import { t } from './i18n.js';
+
 /** An error answer of /api/*: {"error":{"code","message"}}; status 0 = no answer at all. */
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -40,7 +42,7 @@ export async function call(method, path, body) {
   try {
     res = await fetch(path, init);
   } catch {
-    throw new ApiError(0, 'network', 'The server could not be reached.');
+    throw new ApiError(0, 'network', t('api.unreachable'));
   }
   let data = null;
   if (res.status !== 204) {

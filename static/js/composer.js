@@ -1,6 +1,7 @@
 // The composer: Enter sends, Shift+Enter is a new line, the box grows with
 // its text.
 
+import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { submit } from './outbox.js';
 import { ui } from './ui.js';
@@ -21,7 +22,7 @@ export function bindComposer() {
     if (!text.trim()) return;
     const n = codePoints(text);
     if (n > MAX_TEXT) {
-      notice(`That message is ${n} characters long; the limit is ${MAX_TEXT}.`, { kind: 'error' });
+      notice(t('composer.tooLong', { n, max: MAX_TEXT }), { kind: 'error' });
       return;
     }
     submit(text);

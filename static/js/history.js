@@ -2,6 +2,7 @@
 // older pages as the reader scrolls up, and to fill a gap in the live stream.
 
 import { api, roomPath } from './api.js';
+import { t } from './i18n.js';
 import { insertSequenced, showLive } from './messages.js';
 import { notice } from './notice.js';
 import { renderRoomList } from './rooms.js';
@@ -18,14 +19,14 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export function ensureHistory(r) {
   r.history ??= loadLatest(r).catch((err) => {
     r.history = null; // try again on the next connect
-    if (r === state.room) setPaneStatus(`Could not load messages (${err.message}); retrying…`);
+    if (r === state.room) setPaneStatus(t('history.retrying', { error: err.message }));
     throw err;
   });
   return r.history;
 }
 
 async function loadLatest(r) {
-  setPaneStatus('Loading messages…');
+  setPaneStatus(t('history.loading'));
   const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}`);
   if (r !== state.room) return;
   setPaneStatus('');
@@ -65,7 +66,7 @@ export async function loadOlder() {
     ui.pane.scrollTop = top + (ui.pane.scrollHeight - height);
     return true;
   } catch (err) {
-    notice(`Could not load older messages: ${err.message}`, { kind: 'error' });
+    notice(t('history.olderFailed', { error: err.message }), { kind: 'error' });
     return false;
   } finally {
     r.loadingOlder = false;

@@ -23,6 +23,7 @@
 
 import { bindComposer } from './composer.js';
 import { ensureHistory, loadOlder } from './history.js';
+import { bindLangSwitch } from './i18n.js';
 import { onIncoming, synced } from './live.js';
 import { bindNav, openRoom, roomFromHash } from './nav.js';
 import { flushPending, onAck, onErrorFrame, onSendError } from './outbox.js';
@@ -86,5 +87,6 @@ async function initApp() {
   setInterval(refreshRooms, ROOMS_EVERY);
 }
 
+bindLangSwitch();
 if (document.body.dataset.page === 'signin') initSignIn();
 else if (document.body.dataset.page === 'app') initApp().catch((err) => console.error('parley: starting', err));

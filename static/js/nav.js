@@ -1,6 +1,7 @@
 // Navigation: the open room is #room=<name>; the room form and the room
 // drawer (narrow screens) lead there.
 
+import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { attachPending } from './outbox.js';
 import { renderRoomList } from './rooms.js';
@@ -10,13 +11,12 @@ import { ui } from './ui.js';
 import { updateEmpty, updateOlderButton } from './view.js';
 
 const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const ROOM_RULE = 'A room name is 1–64 lowercase letters, digits, “-” or “_”, and starts with a letter or digit.';
 const DEFAULT_ROOM = 'general';
 
 export function roomFromHash() {
   const name = new URLSearchParams(location.hash.slice(1)).get('room');
   if (name && ROOM_RE.test(name)) return name;
-  if (name) notice(`“${name}” is not a room name. ${ROOM_RULE}`, { kind: 'error' });
+  if (name) notice(t('nav.notRoom', { name, rule: t('nav.roomRule') }), { kind: 'error' });
   return DEFAULT_ROOM;
 }
 
@@ -27,7 +27,7 @@ export function openRoom(name) {
   ui.list.replaceChildren();
   ui.roomName.textContent = name;
   ui.startRoom.textContent = name;
-  ui.input.placeholder = `Message #${name}`;
+  ui.input.placeholder = t('chat.message.placeholderRoom', { room: name });
   document.title = `#${name} · Parley`;
   updateOlderButton();
   updateEmpty();
@@ -52,7 +52,7 @@ export function bindNav() {
     ev.preventDefault();
     const name = ui.roomInput.value.trim();
     const ok = ROOM_RE.test(name);
-    ui.roomError.textContent = ok ? '' : name ? `“${name}” is not a valid room name. ${ROOM_RULE}` : 'Type a room name to create or join it.';
+    ui.roomError.textContent = ok ? '' : name ? t('nav.invalidRoom', { name, rule: t('nav.roomRule') }) : t('nav.emptyRoom');
     ui.roomError.hidden = ok;
     ui.roomInput.setAttribute('aria-invalid', ok ? 'false' : 'true');
     if (!ok) return;

@@ -3,6 +3,7 @@
 // retries never duplicate a message.
 
 import { ApiError } from './api.js';
+import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { signedOut } from './session.js';
 import { pending, state } from './state.js';
@@ -74,7 +75,7 @@ function transmit(entry) {
   clearTimeout(entry.timer);
   const elapsed = Date.now() - entry.firstAt;
   if (entry.attempts >= SEND_ATTEMPTS || elapsed >= SEND_BUDGET) {
-    fail(entry, entry.error || 'no answer from the server');
+    fail(entry, entry.error || t('message.noAnswer'));
     return;
   }
   if (conn.state !== 'live') {

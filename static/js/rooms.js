@@ -2,6 +2,7 @@
 
 import { api } from './api.js';
 import { $, el } from './dom.js';
+import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { signedOut } from './session.js';
 import { seenSeq, state } from './state.js';
@@ -48,7 +49,7 @@ export async function loadMoreRooms() {
     moreCursor = data.next_cursor ?? null;
   } catch (err) {
     if (err.status === 401) signedOut();
-    else notice(`Could not load more rooms: ${err.message}`, { kind: 'error' });
+    else notice(t('rooms.moreFailed', { error: err.message }), { kind: 'error' });
   } finally {
     loadingMore = false;
     renderRoomList();
@@ -75,7 +76,7 @@ export function renderRoomList() {
           { href: `#room=${encodeURIComponent(name)}` },
           el('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
           el('span', { class: 'room-label', text: name }),
-          el('span', { class: 'room-badge', 'aria-label': 'new messages', hidden: true }),
+          el('span', { class: 'room-badge', 'aria-label': t('rooms.newMessages'), hidden: true }),
         ),
       );
     }
@@ -93,5 +94,5 @@ export function renderRoomList() {
   for (const li of existing.values()) li.remove();
   ui.roomsMore.hidden = !moreCursor;
   ui.roomsMore.disabled = loadingMore;
-  ui.roomsMore.textContent = loadingMore ? 'Loading…' : 'More rooms…';
+  ui.roomsMore.textContent = loadingMore ? t('common.loading') : t('chat.rooms.more');
 }

@@ -11,9 +11,9 @@
 
 import { api } from './api.js';
 import { $, byTestId } from './dom.js';
+import { t } from './i18n.js';
 import { ENDED_PARAM } from './session.js';
 
-const ENDED_TEXT = 'Your session ended; sign in again.';
 const MIN_PASSWORD = 10; // code points, as the server counts (PROTOCOL.md)
 const MAX_PASSWORD = 200;
 
@@ -31,7 +31,7 @@ export function initSignIn() {
 function showEnded() {
   if (!new URLSearchParams(location.search).has(ENDED_PARAM)) return;
   const box = byTestId('signin-notice');
-  box.textContent = ENDED_TEXT;
+  box.textContent = t('signin.ended');
   box.hidden = false;
 }
 
@@ -121,7 +121,7 @@ function guestForm(form) {
   return async () => {
     clear();
     const name = f.name.input.value.trim();
-    if (!name) return show('name', 'Please enter a name.');
+    if (!name) return show('name', t('signin.err.enterName'));
     try {
       // The answer also carries the token, but the HttpOnly cookie the server
       // sets is what this page uses from now on.
@@ -143,8 +143,8 @@ function passwordForm(form) {
     clear();
     const name = f.name.input.value.trim();
     const password = f.password.input.value;
-    if (!name) return show('name', 'Please enter your name.');
-    if (!password) return show('password', 'Please enter your password.');
+    if (!name) return show('name', t('signin.err.yourName'));
+    if (!password) return show('password', t('signin.err.password'));
     try {
       await api('POST', '/api/session', { name, password });
       return true;
@@ -166,11 +166,11 @@ function accountForm(form) {
     const name = f.name.input.value.trim();
     const password = f.password.input.value;
     const n = codePoints(password);
-    if (!name) return show('name', 'Please choose a name.');
+    if (!name) return show('name', t('signin.err.chooseName'));
     if (n < MIN_PASSWORD || n > MAX_PASSWORD) {
-      return show('password', `A password is ${MIN_PASSWORD}–${MAX_PASSWORD} characters; this one is ${n}.`);
+      return show('password', t('signin.err.passwordLength', { min: MIN_PASSWORD, max: MAX_PASSWORD, n }));
     }
-    if (f.confirm.input.value !== password) return show('confirm', 'The two passwords differ.');
+    if (f.confirm.input.value !== password) return show('confirm', t('signin.err.confirm'));
     try {
       await api('POST', '/api/accounts', { name, password });
       return true;

@@ -6,6 +6,7 @@
 // handlers in conn.on, which main.js sets before start().
 
 import { api, roomPath } from './api.js';
+import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { state } from './state.js';
 import { renderConn } from './view.js';
@@ -200,7 +201,7 @@ export const conn = {
       if (!current()) return false;
       if (err.status === 401) this.on.signedOut();
       else {
-        notice(`Could not load messages: ${err.message}`, { kind: 'error' });
+        notice(t('transport.loadFailed', { error: err.message }), { kind: 'error' });
         this.scheduleReconnect();
       }
       return false;
@@ -249,7 +250,7 @@ export const conn = {
         this.scheduleReconnect({ prompt: true });
         return;
       }
-      if (ev.code === 1009) notice(`Connection closed by the server: ${ev.reason || `code ${ev.code}`}`, { kind: 'error' });
+      if (ev.code === 1009) notice(t('transport.closed', { reason: ev.reason || t('transport.closedCode', { code: ev.code }) }), { kind: 'error' });
       // 1012: the server is restarting; another instance (or this one, soon)
       // takes over, so come back right away and resume with `after`.
       if (ev.code === 1012) this.attempt = 0;
@@ -274,7 +275,7 @@ export const conn = {
     }
     if (this.stopped) return;
     this.mode = 'sse';
-    notice('WebSocket is not available here; using Server-Sent Events instead.');
+    notice(t('transport.sseFallback'));
     this.connect();
   },
 

@@ -3,13 +3,14 @@
 // nothing needs 'unsafe-inline' (styles go through classes or CSSOM).
 
 import { $, el } from './dom.js';
+import { lang, t } from './i18n.js';
 import { state } from './state.js';
 import { ui } from './ui.js';
 
 const GROUP_WINDOW = 5 * 60_000; // consecutive messages of one user within this share a header
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const timeFmt = new Intl.DateTimeFormat(lang(), { hour: '2-digit', minute: '2-digit' });
+const fullFmt = new Intl.DateTimeFormat(lang(), { dateStyle: 'medium', timeStyle: 'medium' });
 
 /** A stable hue per user name for the avatar. */
 function hue(name) {
@@ -44,7 +45,7 @@ export function messageNode(m, msgState) {
         // nothing around it.
         el('span', { class: 'msg-user', 'data-testid': 'message-user', dir: 'auto', text: user }),
         // A guest holds its name only while signed in: the mark tells it from an account.
-        m.guest === true ? el('span', { class: 'guest-mark', 'data-testid': 'message-guest', title: 'Signed in as a guest', text: 'guest' }) : null,
+        m.guest === true ? el('span', { class: 'guest-mark', 'data-testid': 'message-guest', title: t('message.guestTitle'), text: t('message.guest') }) : null,
         el('time', { class: 'msg-time', datetime: date.toISOString(), text: timeFmt.format(date) }),
       ),
       el('div', { class: 'msg-text', 'data-testid': 'message-text', dir: 'auto', text: m.text }),
@@ -67,17 +68,17 @@ export function renderPending(entry, onRetry) {
   $('.msg-status', li)?.remove();
   const status = el('div', { class: 'msg-status', 'data-testid': 'message-status' });
   if (entry.state === 'pending') {
-    status.append(el('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Sending…');
-    li.title = 'Sending…';
+    status.append(el('span', { class: 'spinner', 'aria-hidden': 'true' }), t('message.sending'));
+    li.title = t('message.sending');
   } else if (entry.state === 'sent') {
-    status.append('Sent');
-    li.title = 'Accepted by the server, waiting for its sequence number';
+    status.append(t('message.sent'));
+    li.title = t('message.sentTitle');
   } else {
     status.append(
-      el('span', { class: 'msg-error', 'data-testid': 'message-error', text: `Not sent: ${entry.error || 'no answer from the server'}` }),
-      el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'message-retry', text: 'Retry', onclick: () => onRetry(entry) }),
+      el('span', { class: 'msg-error', 'data-testid': 'message-error', text: t('message.notSent', { error: entry.error || t('message.noAnswer') }) }),
+      el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'message-retry', text: t('message.retry'), onclick: () => onRetry(entry) }),
     );
-    li.title = 'Not sent';
+    li.title = t('message.notSentTitle');
   }
   body.append(status);
 }
@@ -126,7 +127,7 @@ export function updateOlderButton() {
   const room = state.room;
   ui.loadOlder.hidden = !room?.hasMore;
   ui.loadOlder.disabled = !!room?.loadingOlder;
-  ui.loadOlder.textContent = room?.loadingOlder ? 'Loading…' : 'Load older messages';
+  ui.loadOlder.textContent = room?.loadingOlder ? t('common.loading') : t('chat.loadOlder');
 }
 
 export function setPaneStatus(text) {
@@ -143,21 +144,21 @@ export function renderConn({ state: connState, mode, retryAt, waiting }) {
   let text;
   switch (connState) {
     case 'live':
-      text = `${transport} · live`;
+      text = t('conn.live', { transport });
       break;
     case 'connecting':
-      text = `${transport} · connecting…`;
+      text = t('conn.connectingVia', { transport });
       break;
     case 'reconnecting': {
       const left = Math.ceil((retryAt - Date.now()) / 1000);
-      text = left > 0 && waiting ? `${transport} · reconnecting in ${left}s` : `${transport} · reconnecting…`;
+      text = left > 0 && waiting ? t('conn.reconnectingIn', { transport, s: left }) : t('conn.reconnecting', { transport });
       break;
     }
     case 'offline':
-      text = 'Offline';
+      text = t('conn.offline');
       break;
     case 'signedout':
-      text = 'Signed out';
+      text = t('conn.signedout');
       break;
     default:
       text = connState;
@@ -165,5 +166,5 @@ export function renderConn({ state: connState, mode, retryAt, waiting }) {
   ui.conn.dataset.state = connState;
   ui.conn.dataset.transport = mode;
   ui.connText.textContent = text;
-  ui.conn.title = connState === 'live' ? `Connected over ${transport === 'SSE' ? 'Server-Sent Events + POST' : 'WebSocket'}` : text;
+  ui.conn.title = connState === 'live' ? t(transport === 'SSE' ? 'conn.title.sse' : 'conn.title.ws') : text;
 }
