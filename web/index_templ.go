@@ -19,7 +19,7 @@ import templruntime "github.com/a-h/templ/runtime"
 // the page's message catalogue (type application/json, id i18n) that
 // static/js/i18n.js reads, so the scripts speak the page's language.
 //
-// Every user-visible string comes from the catalogue, p.T("key").
+// Every user-visible string comes from the catalogue, through p.T.
 func Index(p IndexProps) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context

@@ -3,7 +3,12 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io/fs"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,8 +124,12 @@ func TestAssetsComeFromStatic(t *testing.T) {
 				t.Errorf("%+v: %s loads %q, not from /static/", p, goquery.NodeName(s), u)
 			}
 		})
-		if n := count(doc, "script:not([src])"); n != 0 {
+		// The one <script> without src is the catalogue: data the CSP allows.
+		if n := count(doc, `script:not([src]):not([type="application/json"])`); n != 0 {
 			t.Errorf("%+v: %d inline scripts", p, n)
+		}
+		if n := count(doc, `script#i18n[type="application/json"]`); n != 1 {
+			t.Errorf("%+v: %d catalogue blocks, want 1", p, n)
 		}
 	}
 }
@@ -298,5 +307,146 @@ func TestGuestMarkStartsHidden(t *testing.T) {
 	mark := render(t, IndexProps{User: "alice", Guest: true}).Find(testID("user-guest"))
 	if _, hidden := mark.Attr("hidden"); mark.Length() != 1 || !hidden {
 		t.Errorf("user-guest: %d elements, hidden=%v", mark.Length(), hidden)
+	}
+}
+
+// The catalogues of all languages have the very same keys, each with the
+// same placeholders, so no language shows a key or a raw {name}.
+func TestCataloguesMatch(t *testing.T) {
+	placeholders := regexp.MustCompile(`\{\w+\}`)
+	base := Catalogue(Langs[0])
+	if len(base) == 0 {
+		t.Fatalf("catalogue %s is empty or does not parse", Langs[0])
+	}
+	for _, lang := range Langs {
+		b, err := fs.ReadFile(static.FS, "i18n/"+lang+".json")
+		if err != nil {
+			t.Fatalf("%s: %v", lang, err)
+		}
+		var c map[string]string
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatalf("%s.json: %v", lang, err)
+		}
+		for key, want := range base {
+			got, ok := c[key]
+			if !ok {
+				t.Errorf("%s.json lacks %q", lang, key)
+				continue
+			}
+			if got == "" {
+				t.Errorf("%s.json: %q is empty", lang, key)
+			}
+			w, g := placeholders.FindAllString(want, -1), placeholders.FindAllString(got, -1)
+			slices.Sort(w)
+			slices.Sort(g)
+			if !slices.Equal(w, g) {
+				t.Errorf("%s.json: %q has placeholders %v, %s.json %v", lang, key, g, Langs[0], w)
+			}
+		}
+		for key := range c {
+			if _, ok := base[key]; !ok {
+				t.Errorf("%s.json has %q, which %s.json lacks", lang, key, Langs[0])
+			}
+		}
+	}
+}
+
+// Every key the template (p.T("key")) and the scripts (t('key')) use is in
+// the catalogue, and every key of the catalogue is used by one of them.
+func TestCatalogueKeysUsed(t *testing.T) {
+	used := map[string]string{}
+	tmpl, err := os.ReadFile("index.templ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`\bT\("([^"]+)"`).FindAllSubmatch(tmpl, -1) {
+		used[string(m[1])] = "index.templ"
+	}
+	modules, err := fs.Glob(static.FS, "js/*.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsKey := regexp.MustCompile(`\bt\('([^']+)'`)
+	for _, name := range modules {
+		b, err := fs.ReadFile(static.FS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range jsKey.FindAllSubmatch(b, -1) {
+			used[string(m[1])] = name
+		}
+	}
+	if len(used) < 20 {
+		t.Fatalf("only %d keys found in use; is the pattern still right?", len(used))
+	}
+	c := Catalogue(Langs[0])
+	for _, key := range slices.Sorted(maps.Keys(used)) {
+		if _, ok := c[key]; !ok {
+			t.Errorf("%s uses %q, which the catalogue lacks", used[key], key)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(c)) {
+		if _, ok := used[key]; !ok {
+			t.Errorf("catalogue key %q is used nowhere", key)
+		}
+	}
+}
+
+func TestChooseLang(t *testing.T) {
+	for _, c := range []struct{ cookie, accept, want string }{
+		{"", "", "en"},
+		{"", "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7", "ko"},
+		{"", "en-US,en;q=0.9,ko;q=0.8", "en"},
+		{"", "fr-FR,fr;q=0.9,ko;q=0.5", "ko"},
+		{"", "de, fr", "en"},
+		{"", "en;q=0.5, ko", "ko"},
+		{"", "KO", "ko"},
+		{"", "ko;q=0, en;q=0.1", "en"},
+		{"en", "ko", "en"},
+		{"ko", "en", "ko"},
+		{"xx", "ko", "ko"},
+	} {
+		if got := ChooseLang(c.cookie, c.accept); got != c.want {
+			t.Errorf("ChooseLang(%q, %q) = %q, want %q", c.cookie, c.accept, got, c.want)
+		}
+	}
+}
+
+// Both pages in each language: <html lang>, the text from that language's
+// catalogue, the same catalogue embedded for the scripts, and the switcher
+// showing that language.
+func TestPageLanguage(t *testing.T) {
+	for _, lang := range Langs {
+		c := Catalogue(lang)
+		for _, p := range []IndexProps{{Guest: true, Lang: lang}, {User: "alice", Lang: lang}} {
+			doc := render(t, p)
+			if got := doc.Find("html").AttrOr("lang", ""); got != lang {
+				t.Errorf("%+v: html lang=%q", p, got)
+			}
+			var embedded map[string]string
+			if err := json.Unmarshal([]byte(doc.Find("script#i18n").Text()), &embedded); err != nil || !maps.Equal(embedded, c) {
+				t.Errorf("%+v: embedded catalogue is not %s.json (%v)", p, lang, err)
+			}
+			sw := doc.Find(testID("lang-switch"))
+			if sw.Length() != 1 || sw.Find("option").Length() != len(Langs) {
+				t.Errorf("%+v: lang-switch %d, options %d", p, sw.Length(), sw.Find("option").Length())
+			}
+			if got := sw.Find("option[selected]").AttrOr("value", ""); got != lang {
+				t.Errorf("%+v: switcher shows %q", p, got)
+			}
+			id, key := "signin-button", "signin.guest.button"
+			if p.User != "" {
+				id, key = "signout-button", "chat.signout"
+			}
+			if got := strings.TrimSpace(doc.Find(testID(id)).Text()); got != c[key] {
+				t.Errorf("%+v: %s says %q, want %q", p, id, got, c[key])
+			}
+		}
+	}
+	if got := render(t, IndexProps{}).Find("html").AttrOr("lang", ""); got != Langs[0] {
+		t.Errorf("no Lang: html lang=%q, want %s", got, Langs[0])
+	}
+	if got := (IndexProps{Lang: "ko"}).T("signin.oidc", "name", "Acme"); got != "Acme(으)로 로그인" {
+		t.Errorf("T with a placeholder: %q", got)
 	}
 }

@@ -166,5 +166,5 @@ export function renderConn({ state: connState, mode, retryAt, waiting }) {
   ui.conn.dataset.state = connState;
   ui.conn.dataset.transport = mode;
   ui.connText.textContent = text;
-  ui.conn.title = connState === 'live' ? t(transport === 'SSE' ? 'conn.title.sse' : 'conn.title.ws') : text;
+  ui.conn.title = connState === 'live' ? (transport === 'SSE' ? t('conn.title.sse') : t('conn.title.ws')) : text;
 }
