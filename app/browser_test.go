@@ -10,12 +10,27 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/app/tools/testenv"
+	"github.com/parley-chat/parley/web"
 )
+
+// langs are the languages of the UI: each browser test runs once in each,
+// the browser asking for it (PARLEY_LANG, harness.mjs) and the script
+// expecting its strings from that language's catalogue.
+var langs = web.Langs
+
+// forLangs runs test once per language, as subtest <lang>.
+func forLangs(t *testing.T, test func(t *testing.T, lang string)) {
+	for _, lang := range langs {
+		t.Run(lang, func(t *testing.T) { test(t, lang) })
+	}
+}
 
 // TestBrowser runs web/e2e/chat.test.mjs, two users in real headless
 // Chromium (one forced onto SSE), against the real server.
 func TestBrowser(t *testing.T) {
-	browserScript(t, "chat.test.mjs", func(c *Config) { c.SendRate, c.SendBurst = 20, 40 })
+	forLangs(t, func(t *testing.T, lang string) {
+		browserScript(t, "chat.test.mjs", func(c *Config) { c.SendRate, c.SendBurst = 20, 40 }, "PARLEY_LANG="+lang)
+	})
 }
 
 // TestBrowserSessions runs web/e2e/sessions.test.mjs: accounts, guests'
@@ -23,8 +38,10 @@ func TestBrowser(t *testing.T) {
 // before its token expires, which takes a server whose tokens live 30 s.
 func TestBrowserSessions(t *testing.T) {
 	const ttl = 30 * time.Second
-	browserScript(t, "sessions.test.mjs", func(c *Config) { c.TokenTTL = ttl },
-		"PARLEY_TOKEN_TTL_S="+strconv.Itoa(int(ttl/time.Second)))
+	forLangs(t, func(t *testing.T, lang string) {
+		browserScript(t, "sessions.test.mjs", func(c *Config) { c.TokenTTL = ttl },
+			"PARLEY_TOKEN_TTL_S="+strconv.Itoa(int(ttl/time.Second)), "PARLEY_LANG="+lang)
+	})
 }
 
 // TestBrowserOIDC runs web/e2e/oidc.test.mjs: "Sign in with Test IdP" in
@@ -32,8 +49,10 @@ func TestBrowserSessions(t *testing.T) {
 // starts (zitadel/oidc, see idp_test.go), back into the chat.
 func TestBrowserOIDC(t *testing.T) {
 	needBrowser(t)
-	s, _ := startOIDC(t, false)
-	runScript(t, s, "oidc.test.mjs", "PARLEY_OIDC_USER=oidc-bob", "PARLEY_OIDC_PASSWORD="+idpPassword, "PARLEY_OIDC_LABEL=Test IdP")
+	forLangs(t, func(t *testing.T, lang string) {
+		s, _ := startOIDC(t, false)
+		runScript(t, s, "oidc.test.mjs", "PARLEY_OIDC_USER=oidc-bob", "PARLEY_OIDC_PASSWORD="+idpPassword, "PARLEY_OIDC_LABEL=Test IdP", "PARLEY_LANG="+lang)
+	})
 }
 
 // browserScript runs one script of web/e2e against a server configured by

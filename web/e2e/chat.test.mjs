@@ -8,6 +8,10 @@
 // (WebSocket) and bob on ?transport=sse (EventSource + POST), in a fresh room.
 // Every wait is bounded; on a failure the pages are screenshotted.
 //
+// The browsers speak PARLEY_LANG (harness.mjs): the page must come in that
+// language, and every string checked is that language's, from its catalogue.
+// One page of its own switches to the other language and back.
+//
 // No CSP violation, console error or warning may be seen (harness.mjs). The
 // only exceptions are the ones a check provokes on purpose, each declared
 // with expecting() in that check:
@@ -18,10 +22,14 @@
 
 import {
   BASE,
+  LANG,
+  LANGS,
+  T,
   WAIT,
   assert,
   assertOrdered,
   check,
+  contextOptions,
   cspProblem,
   expecting,
   finalChecks,
@@ -46,8 +54,8 @@ const QUIET_ROOM = `e2e-${suffix}-quiet`; // joined, never written to
 
 async function main() {
   const browser = await launch();
-  const ctxA = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const ctxB = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const ctxA = await browser.newContext(contextOptions());
+  const ctxB = await browser.newContext(contextOptions());
   const alice = (pages.alice = await ctxA.newPage());
   const bob = (pages.bob = await ctxB.newPage());
   for (const [name, page] of Object.entries(pages)) {
@@ -98,15 +106,18 @@ async function main() {
     assert(h['referrer-policy'] === 'no-referrer', `Referrer-Policy: ${h['referrer-policy']}`);
     assert(/^deny$/i.test(h['x-frame-options'] || ''), `X-Frame-Options: ${h['x-frame-options']}`);
     // The script and the style sheet are files of this origin, so 'self' covers them.
-    const scripts = await alice.$$eval('script', (ss) => ss.map((x) => ({ src: x.src, inline: !x.src && x.textContent.trim() !== '' })));
+    // The one exception is the message catalogue: JSON data, which no browser runs.
+    const scripts = await alice.$$eval('script:not([type="application/json"])', (ss) => ss.map((x) => ({ src: x.src, inline: !x.src && x.textContent.trim() !== '' })));
     assert(scripts.length > 0 && scripts.every((x) => !x.inline && new URL(x.src).origin === new URL(BASE).origin), `scripts: ${JSON.stringify(scripts)}`);
+    const data = await alice.$$eval('script[type="application/json"]', (ss) => ss.map((x) => x.id));
+    assert(JSON.stringify(data) === '["i18n"]', `data blocks: ${JSON.stringify(data)}`);
   });
 
   await check('CSP is enforced, and a violation would be caught', async () => {
     // A page of its own (its records go to `seen`, not the shared list) that
     // breaks the policy on purpose three ways: a style attribute, an inline
     // <script>, an inline event handler.
-    const ctxP = await browser.newContext();
+    const ctxP = await browser.newContext(contextOptions());
     const seen = [];
     try {
       const probe = await ctxP.newPage();
@@ -142,6 +153,50 @@ async function main() {
     }
   });
 
+  await check(`the sign-in page speaks the browser's language (${LANG})`, async () => {
+    const lang = await alice.getAttribute('html', 'lang');
+    assert(lang === LANG, `<html lang="${lang}">`);
+    const button = (await alice.textContent(tid('signin-button'))).trim();
+    assert(button === T('signin.guest.button'), `the sign-in button says ${JSON.stringify(button)}`);
+    const tagline = (await alice.textContent('.tagline')).trim();
+    assert(tagline === T('signin.tagline'), `the tagline says ${JSON.stringify(tagline)}`);
+  });
+
+  await check('the language switcher changes the language, and the choice is remembered', async () => {
+    const other = LANGS.find((l) => l !== LANG);
+    const ctxL = await browser.newContext(contextOptions());
+    try {
+      const page = (pages.lang = await ctxL.newPage());
+      page.setDefaultTimeout(WAIT);
+      await watch('lang', page);
+      await page.goto(`${BASE}/`);
+      assert((await page.inputValue(tid('lang-switch'))) === LANG, 'the switcher does not show the page language');
+      await Promise.all([page.waitForNavigation(), page.selectOption(tid('lang-switch'), other)]);
+      await page.waitForSelector(tid('signin-button'));
+      assert((await page.getAttribute('html', 'lang')) === other, `after switching, <html lang="${await page.getAttribute('html', 'lang')}">`);
+      const button = (await page.textContent(tid('signin-button'))).trim();
+      assert(button === T('signin.guest.button', {}, other), `after switching, the button says ${JSON.stringify(button)}`);
+      const cookie = (await ctxL.cookies(BASE)).find((c) => c.name === 'parley_lang');
+      assert(cookie && cookie.value === other && cookie.path === '/' && cookie.sameSite === 'Lax', `cookie ${JSON.stringify(cookie)}`);
+      const days = (cookie.expires * 1000 - Date.now()) / 86_400_000;
+      assert(days > 360 && days < 370, `the cookie lives ${days} days, want a year`);
+      // Remembered: a new page of the same browser, whose Accept-Language still asks for LANG.
+      const again = (pages.lang2 = await ctxL.newPage());
+      await watch('lang2', again);
+      await again.goto(`${BASE}/`);
+      assert((await again.getAttribute('html', 'lang')) === other, 'the choice was not remembered');
+      await again.close();
+      // And back.
+      await Promise.all([page.waitForNavigation(), page.selectOption(tid('lang-switch'), LANG)]);
+      await page.waitForSelector(tid('signin-button'));
+      assert((await page.getAttribute('html', 'lang')) === LANG, 'switching back did not work');
+    } finally {
+      delete pages.lang;
+      delete pages.lang2;
+      await ctxL.close().catch(() => {});
+    }
+  });
+
   await check('alice signs in (default transport)', async () => {
     await signIn(alice, 'alice');
   });
@@ -160,8 +215,8 @@ async function main() {
   await check('indicator shows WebSocket for alice and SSE for bob', async () => {
     const a = await waitLive(alice, 'ws');
     const b = await waitLive(bob, 'sse');
-    assert(/websocket/i.test(a.text), `alice's indicator says ${JSON.stringify(a.text)}`);
-    assert(/sse/i.test(b.text), `bob's indicator says ${JSON.stringify(b.text)}`);
+    assert(/websocket/i.test(a.text) && a.text === T('conn.live', { transport: 'WebSocket' }), `alice's indicator says ${JSON.stringify(a.text)}`);
+    assert(/sse/i.test(b.text) && b.text === T('conn.live', { transport: 'SSE' }), `bob's indicator says ${JSON.stringify(b.text)}`);
   });
 
   await check('alice sends over WebSocket, bob sees it', async () => {
@@ -179,6 +234,13 @@ async function main() {
     assert(title && title.includes(`#${m.seq}`), `tooltip ${JSON.stringify(title)} lacks the seq`);
     const copies = (await messages(alice)).filter((x) => x.text === textA1);
     assert(copies.length === 1, `${copies.length} copies shown`);
+    // The time is the reader's: formatted by Intl in the page's language.
+    const time = await alice.$eval(`${tid('message')}[data-id="${m.id}"] time`, (e) => ({
+      shown: e.textContent,
+      want: new Intl.DateTimeFormat(document.documentElement.lang, { hour: '2-digit', minute: '2-digit' }).format(new Date(e.dateTime)),
+      lang: document.documentElement.lang,
+    }));
+    assert(time.lang === LANG && time.shown === time.want, `time ${JSON.stringify(time)}`);
   });
 
   await check('bob sends over SSE + POST, alice sees it', async () => {
@@ -294,7 +356,7 @@ async function main() {
       const failedAfter = ids.length;
       assert(failedAfter === 3, `${failedAfter} attempts before giving up, want 3`);
       const shown = await bob.textContent(`${tid('message')}[data-state="failed"] ${tid('message-error')}`);
-      assert(/Not sent/.test(shown), `failed message says ${JSON.stringify(shown)}`);
+      assert(shown.startsWith(T('message.notSentTitle')), `failed message says ${JSON.stringify(shown)}`);
       refuse = false;
       await bob.click(`${tid('message')}[data-state="failed"] ${tid('message-retry')}`);
       await waitForText(bob, text);
@@ -340,7 +402,7 @@ async function main() {
   // carol's WebSocket runs through a proxy in the test, which can hold back
   // message frames (to make a gap) and close the socket as a restarting
   // server does (1012).
-  const ctxC = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const ctxC = await browser.newContext(contextOptions());
   const sockets = [];
   let dropMessages = false;
   await ctxC.routeWebSocket(/\/ws$/, (ws) => {
@@ -392,7 +454,7 @@ async function main() {
 
   // dave's browser cannot open WebSockets at all (as behind a proxy that
   // breaks them): every socket fails before it opens.
-  const ctxD = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const ctxD = await browser.newContext(contextOptions());
   await ctxD.addInitScript(() => {
     window.WebSocket = class BrokenWebSocket extends EventTarget {
       static CONNECTING = 0;
@@ -516,7 +578,7 @@ async function main() {
         await alice.click(tid('rooms-more'));
         await waitFor(async () => asked.length > n && !(await alice.isDisabled(tid('rooms-more'))), 'the next page');
       }
-      assert(await alice.isHidden(tid('rooms-more')), 'More rooms… still offered after the last page');
+      assert(await alice.isHidden(tid('rooms-more')), `${T('chat.rooms.more')} still offered after the last page`);
       await alice.waitForSelector(item(PAGED_ROOM));
       const shown = await alice.$$eval(`${tid('room-list')} ${tid('room-item')}`, (lis) => lis.map((li) => li.dataset.room));
       for (const r of [ROOM, PAGED_ROOM, QUIET_ROOM]) assert(shown.includes(r), `${r} not in the list ${JSON.stringify(shown)}`);

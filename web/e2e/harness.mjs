@@ -5,6 +5,10 @@
 //
 // Env: PARLEY_URL (required) is a running server with guest sign-in on;
 // CHROMIUM (default /usr/bin/chromium) is the browser; nothing is downloaded.
+// PARLEY_LANG (en, the default, or ko) is the language of the browser: every
+// context gets its locale (so Accept-Language asks for it), and the scripts
+// expect the strings of static/i18n/<PARLEY_LANG>.json, the catalogue the
+// server renders with, through T().
 //
 // Each named check prints one line; the last line is "N passed, M failed".
 // On a failure every page in `pages` is screenshotted into the OS temp dir.
@@ -18,6 +22,7 @@
 
 import { chromium } from 'playwright-core';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -30,6 +35,29 @@ if (!BASE) {
   console.error('PARLEY_URL is required (the base URL of a running Parley server)');
   process.exit(2);
 }
+
+/** The languages of the UI, each with its catalogue; LANG is the one under test. */
+export const LANGS = ['en', 'ko'];
+export const LANG = process.env.PARLEY_LANG || 'en';
+if (!LANGS.includes(LANG)) {
+  console.error(`PARLEY_LANG=${LANG}: want one of ${LANGS.join(', ')}`);
+  process.exit(2);
+}
+/** LOCALE is the browser locale for LANG; its Accept-Language asks for LANG. */
+export const LOCALE = { en: 'en-US', ko: 'ko-KR' }[LANG];
+const catalogues = Object.fromEntries(
+  LANGS.map((l) => [l, JSON.parse(readFileSync(new URL(`../../static/i18n/${l}.json`, import.meta.url), 'utf8'))]),
+);
+
+/** T is message key of the catalogue of lang (default LANG), each {name} replaced by params[name], as static/js/i18n.js does. */
+export function T(key, params = {}, lang = LANG) {
+  const s = catalogues[lang][key];
+  if (s === undefined) throw new Error(`no message ${key} in ${lang}.json`);
+  return s.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
+}
+
+/** contextOptions are browser.newContext's options for a page in LANG, plus extra. */
+export const contextOptions = (extra = {}) => ({ viewport: { width: 1200, height: 800 }, locale: LOCALE, ...extra });
 
 /** A fresh suffix per run, for names of rooms and users no other run uses. */
 export const suffix = randomBytes(4).toString('hex');
@@ -270,7 +298,7 @@ export async function launch() {
  * browser.newContext's).
  */
 export async function newPage(name, { context, ...options } = {}) {
-  const ctx = context || (await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options }));
+  const ctx = context || (await browser.newContext(contextOptions(options)));
   const page = (pages[name] = await ctx.newPage());
   page.setDefaultTimeout(WAIT);
   await watch(name, page);

@@ -16,6 +16,7 @@
 
 import {
   BASE,
+  T,
   WAIT,
   assert,
   check,
@@ -44,7 +45,9 @@ const ROOM = `sess-${suffix}`;
 const ACCOUNT = `ann-${suffix}`;
 const PASSWORD = `correct horse ${suffix}`;
 const GUEST = `gus-${suffix}`;
-const ENDED = 'Your session ended; sign in again.';
+const ENDED = T('signin.ended');
+// The server's own words (the API's error messages, e.g. that a name is
+// taken) are English in every language; the checks below match those.
 
 /** The visible text of the element with test id `id`, or null when it is hidden or absent. */
 async function shown(page, id) {
