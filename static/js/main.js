@@ -11,6 +11,8 @@
 //                 composer.js, session.js (refresh before expiry, back
 //                 to sign-in when the session ends); this file wires them
 //                 together.
+//   both pages    i18n.js: every string shown, from the page's catalogue,
+//                 and the language switcher.
 //
 // The wire contract is shared/PROTOCOL.md. Rules that hold throughout:
 //   - user text and user names reach the DOM only as text nodes (textContent,
