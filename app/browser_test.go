@@ -13,14 +13,11 @@ import (
 	"github.com/parley-chat/parley/web"
 )
 
-// langs are the languages of the UI: each browser test runs once in each,
-// the browser asking for it (PARLEY_LANG, harness.mjs) and the script
-// expecting its strings from that language's catalogue.
-var langs = web.Langs
-
-// forLangs runs test once per language, as subtest <lang>.
+// forLangs runs test once per language of the UI (web.Langs), as subtest
+// <lang>: the script's browser asks for it (PARLEY_LANG, harness.mjs) and the
+// script expects its strings from that language's catalogue.
 func forLangs(t *testing.T, test func(t *testing.T, lang string)) {
-	for _, lang := range langs {
+	for _, lang := range web.Langs {
 		t.Run(lang, func(t *testing.T) { test(t, lang) })
 	}
 }
