@@ -37,4 +37,5 @@ export function bindLangSwitch() {
     document.cookie = `${LANG_COOKIE}=${encodeURIComponent(sel.value)}; Path=/; Max-Age=${YEAR}; SameSite=Lax`;
     location.reload();
   });
+  sel.disabled = false;
 }
