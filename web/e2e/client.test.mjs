@@ -6,7 +6,8 @@
 // Two pages of the server (each its own browser context, so its own
 // cookie) sign in as a guest with fetch and then import the module. The
 // checks: send and ack, the other client gets each message once and in seq
-// order, a forced reconnect resumes with no gap and no duplicate, the SSE
+// order, a forced reconnect resumes with no gap and no duplicate, a seq gap
+// (a frame the page's WebSocket drops) is filled from history, the SSE
 // transport, an error frame rejecting a send with its code; and that
 // parley-client.d.ts declares every export of the module.
 
@@ -16,12 +17,30 @@ import { BASE, WAIT, assert, check, finalChecks, launch, newPage, run, suffix, w
 const ROOM = `lib-${suffix}`;
 const MODULE = '/static/js/parley-client.js';
 
-/** open signs a guest `name` in on a fresh page and makes a ParleyClient there as window.pc. */
-async function open(name, transport) {
+/**
+ * open signs a guest `name` in on a fresh page and makes a ParleyClient there
+ * as window.pc. With drop, the page's WebSocket loses the first message frame
+ * whose text is drop, as if the server had skipped it: a gap for the client.
+ */
+async function open(name, transport, { drop } = {}) {
   const page = await newPage(name);
   await page.goto(`${BASE}/`);
   await page.evaluate(
-    async ({ name, transport, MODULE }) => {
+    async ({ name, transport, MODULE, drop }) => {
+      if (drop) {
+        let dropped = false;
+        window.WebSocket = class extends WebSocket {
+          set onmessage(fn) {
+            super.onmessage = (ev) => {
+              if (!dropped && JSON.parse(ev.data).text === drop) {
+                dropped = window.dropped = true;
+                return;
+              }
+              fn(ev);
+            };
+          }
+        };
+      }
       const res = await fetch('/api/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name }) });
       if (!res.ok) throw new Error(`sign-in: ${res.status}`);
       const { ParleyClient } = await import(MODULE);
@@ -31,7 +50,7 @@ async function open(name, transport) {
       window.pc.on('message', (m) => window.got.push(m));
       window.pc.on('state', (s) => window.states.push(s));
     },
-    { name, transport, MODULE },
+    { name, transport, MODULE, drop },
   );
   return page;
 }
@@ -120,6 +139,22 @@ async function main() {
     assertOnceInOrder(await waitGot(ann, ids, 'ann'), 'ann');
   });
 
+  await check('a gap in the seqs is filled from history before what follows is delivered', async () => {
+    const gus = await open(`lib-gus-${suffix}`, 'ws', { drop: 'lost on the way' });
+    await gus.evaluate((ROOM) => window.pc.join(ROOM, { after: 0 }), ROOM);
+    await waitGot(gus, ids, 'gus');
+    const more = await sendAll(ann, ['lost on the way', 'after the gap']);
+    ids = ids.concat(more);
+    await waitGot(gus, ids, 'gus');
+    await new Promise((r) => setTimeout(r, 300));
+    const ms = await got(gus);
+    assert(await gus.evaluate(() => window.dropped), 'the frame was not dropped: no gap made');
+    assertOnceInOrder(ms, 'gus');
+    assert(ms.length === ids.length, `gus has ${ms.length}, want ${ids.length}`);
+    assert(ms.at(-2).text === 'lost on the way', `the dropped message is ${JSON.stringify(ms.at(-2).text)}`);
+    await gus.evaluate(() => window.pc.close());
+  });
+
   await check('an error frame rejects the send with its code (text too long: bad_request)', async () => {
     const err = await ann.evaluate(
       (ROOM) =>
@@ -164,7 +199,7 @@ async function main() {
     assert(r === 'closed closed', r);
   });
 
-  await finalChecks(3);
+  await finalChecks(4);
 }
 
 run(main, 3 * 60_000 + WAIT);
