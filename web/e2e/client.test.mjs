@@ -9,9 +9,12 @@
 // order, a forced reconnect resumes with no gap and no duplicate, a seq gap
 // (a frame the page's WebSocket drops) is filled from history, the SSE
 // transport, an error frame rejecting a send with its code; and that
-// parley-client.d.ts declares every export of the module.
+// parley-client.d.ts declares every export of the module and type-checks a
+// program using it (types/usage.ts, with the pinned typescript's tsc).
 
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { BASE, WAIT, assert, check, finalChecks, launch, newPage, run, suffix, waitFor } from './harness.mjs';
 
 const ROOM = `lib-${suffix}`;
@@ -93,6 +96,21 @@ async function main() {
     const decl = dts.slice(dts.indexOf('export class ParleyClient'));
     for (const m of methods) assert(new RegExp(`\\b${m}\\b`).test(decl), `ParleyClient.${m} not declared`);
     assert(methods.length >= 7, `only ${methods.length} methods found: ${methods}`);
+  });
+
+  await check('types/usage.ts type-checks against parley-client.d.ts (tsc --noEmit --strict)', async () => {
+    const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+    assert(existsSync(here('node_modules/typescript/bin/tsc')), 'typescript is missing: npm ci --prefix web/e2e');
+    try {
+      execFileSync(
+        process.execPath,
+        [here('node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--target', 'es2022', '--module', 'es2022',
+          '--moduleResolution', 'bundler', '--lib', 'es2022,dom', here('types/usage.ts')],
+        { encoding: 'utf8', stdio: 'pipe' },
+      );
+    } catch (err) {
+      assert(false, `tsc: ${(err.stdout || err.message).trim().split('\n').slice(0, 5).join(' | ')}`);
+    }
   });
 
   await launch();
