@@ -20,6 +20,8 @@ const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
 const SEND_BUDGET = 60_000;
 const HISTORY_LIMIT = 200;
+// Error codes that may pass: the send goes again, same id, within its budget.
+const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
 
 /** ParleyError is what a failed send or request rejects with. */
 export class ParleyError extends Error {
@@ -124,7 +126,8 @@ export class ParleyClient extends EventTarget {
    * send posts text to room under id (a fresh UUID by default) and resolves
    * with the id once the server holds it durably. It rejects with a
    * ParleyError {code, message}: the server's code, or 'timeout' past the
-   * budget. Unacknowledged sends go out again, same id, on every reconnect.
+   * budget. Unacknowledged sends go out again, same id, on every reconnect,
+   * and after an answer that may pass (rate_limited, unavailable, internal).
    */
   send(room, text, { id = crypto.randomUUID(), budget = SEND_BUDGET } = {}) {
     if (this.#closed) return Promise.reject(new ParleyError('closed', 'client closed'));
@@ -173,8 +176,9 @@ export class ParleyClient extends EventTarget {
   }
 
   #transmit(id, p) {
-    if (this.#mode === 'ws') this.#frame({ type: 'send', room: p.room, id, text: p.text });
-    else this.#post(id, p);
+    if (this.#mode === 'sse') return this.#post(id, p);
+    if (!this.#ws && !this.#timers.retry) this.#connect(); // a send before any join
+    this.#frame({ type: 'send', room: p.room, id, text: p.text }); // else sent on open
   }
 
   async #request(method, path, body) {
@@ -306,7 +310,9 @@ export class ParleyClient extends EventTarget {
     else if (f.type === 'ack') this.#settle(f.id);
     else if (f.type === 'error') {
       const err = new ParleyError(f.code, f.message);
-      if (f.id && this.#pending.has(f.id)) this.#settle(f.id, err);
+      const p = f.id && this.#pending.get(f.id);
+      if (p && RETRYABLE.has(f.code)) setTimeout(() => this.#pending.get(f.id) === p && this.#transmit(f.id, p), 250 + Math.random() * 1000);
+      else if (p) this.#settle(f.id, err);
       else this.#emit('error', Object.assign(err, { room: f.room }));
     }
     // Other types (left, pong, receipts, ...) extend the contract: ignored here.
@@ -349,8 +355,8 @@ export class ParleyClient extends EventTarget {
           await this.#request('POST', `/api/rooms/${encodeURIComponent(p.room)}/messages`, { id, text: p.text });
           return this.#settle(id);
         } catch (err) {
-          // A refusal is final; a network failure or 5xx is retried, same id.
-          if (err instanceof ParleyError && err.status >= 400 && err.status < 500 && err.status !== 429) return this.#settle(id, err);
+          // A refusal is final; a network failure or a code that may pass is retried, same id.
+          if (err instanceof ParleyError && !RETRYABLE.has(err.code)) return this.#settle(id, err);
           await new Promise((res) => setTimeout(res, this.#backoff()));
         }
       }
