@@ -98,7 +98,8 @@ export class ParleyClient extends EventTarget {
 
   /**
    * join subscribes to room; with `after`, the messages after that seq are
-   * replayed first. It resolves once the server says joined.
+   * replayed first. It resolves once the server says joined, and rejects
+   * with the ParleyError of an error frame about the room before that.
    */
   join(room, { after } = {}) {
     let r = this.#rooms.get(room);
@@ -106,7 +107,7 @@ export class ParleyClient extends EventTarget {
       r = { last: after ?? null, joined: false, waiters: [], chain: Promise.resolve(), es: null };
       this.#rooms.set(room, r);
     }
-    const done = new Promise((resolve) => r.waiters.push(resolve));
+    const done = new Promise((resolve, reject) => r.waiters.push({ resolve, reject }));
     if (this.#mode === 'sse') this.#openSSE(room, r);
     else if (this.#ws?.readyState === WebSocket.OPEN) this.#frame({ type: 'join', room, after: r.last ?? undefined });
     else if (!this.#ws) this.#connect();
@@ -226,7 +227,7 @@ export class ParleyClient extends EventTarget {
     const r = this.#rooms.get(room);
     if (!r) return;
     r.joined = true;
-    for (const w of r.waiters.splice(0)) w();
+    for (const w of r.waiters.splice(0)) w.resolve();
     if ([...this.#rooms.values()].every((x) => x.joined)) {
       this.#attempt = 0;
       this.#setState('live');
@@ -313,7 +314,15 @@ export class ParleyClient extends EventTarget {
       const p = f.id && this.#pending.get(f.id);
       if (p && RETRYABLE.has(f.code)) setTimeout(() => this.#pending.get(f.id) === p && this.#transmit(f.id, p), 250 + Math.random() * 1000);
       else if (p) this.#settle(f.id, err);
-      else this.#emit('error', Object.assign(err, { room: f.room }));
+      else {
+        Object.assign(err, { room: f.room });
+        const r = f.room && this.#rooms.get(f.room);
+        if (r && !r.joined && r.waiters.length) {
+          this.#rooms.delete(f.room); // refused: not rejoined on reconnect
+          for (const w of r.waiters.splice(0)) w.reject(err);
+        }
+        this.#emit('error', err);
+      }
     }
     // Other types (left, pong, receipts, ...) extend the contract: ignored here.
   }

@@ -186,6 +186,17 @@ async function main() {
     assert(err.code === 'bad_request', `code ${err.code}: ${err.message}`);
   });
 
+  await check('a refused join rejects with the code of its error frame', async () => {
+    const err = await ann.evaluate(() =>
+      window.pc.join('Not A Room!', { after: 0 }).then(
+        () => null,
+        (e) => ({ code: e.code, room: e.room }),
+      ),
+    );
+    assert(err && err.code === 'bad_request', `join answered ${JSON.stringify(err)}`);
+    assert((await ann.evaluate((ROOM) => window.pc.last(ROOM), ROOM)) === ids.length, 'the joined room lost its place');
+  });
+
   await check('the SSE transport: resume from a seq, send by POST, receive live, reconnect', async () => {
     const sse = await open(`lib-sue-${suffix}`, 'sse');
     await sse.evaluate((ROOM) => window.pc.join(ROOM, { after: 2 }), ROOM);
