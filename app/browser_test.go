@@ -52,6 +52,14 @@ func TestBrowserOIDC(t *testing.T) {
 	})
 }
 
+// TestBrowserClient runs web/e2e/client.test.mjs: the client library
+// static/js/parley-client.js in Chromium, without the UI (so in one
+// language only): send and ack, resume after a forced reconnect, SSE, and
+// an error frame rejecting a send.
+func TestBrowserClient(t *testing.T) {
+	browserScript(t, "client.test.mjs", nil)
+}
+
 // browserScript runs one script of web/e2e against a server configured by
 // edit, with env added to the script's environment.
 func browserScript(t *testing.T, script string, edit func(*Config), env ...string) {

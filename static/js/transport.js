@@ -3,11 +3,14 @@
 //
 // conn knows the wire (shared/PROTOCOL.md) and the open room, nothing of
 // the page beyond the connection indicator: what arrives goes to the
-// handlers in conn.on, which main.js sets before start().
+// handlers in conn.on, which main.js sets before start(). The URLs of the
+// WebSocket and of a room's SSE stream come from the client library
+// (parley-client.js), so the UI and programs address the server alike.
 
 import { api, roomPath } from './api.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
+import { eventsURL, wsURL } from './parley-client.js';
 import { state } from './state.js';
 import { renderConn } from './view.js';
 
@@ -212,7 +215,7 @@ export const conn = {
   /* ---- WebSocket ---- */
 
   openWS() {
-    const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+    const url = wsURL(location.origin);
     let ws;
     try {
       ws = new WebSocket(url);
@@ -338,7 +341,7 @@ export const conn = {
     // EventSource reconnects by itself and then sends Last-Event-ID, which
     // the server prefers to ?after=; we only build a new one when it gives
     // up (readyState CLOSED) or the room changes.
-    const es = new EventSource(`${roomPath(r.name)}/events?after=${r.lastSeq}`);
+    const es = new EventSource(eventsURL(location.origin, r.name, r.lastSeq));
     this.es = es;
     es.onopen = () => this.becameLive(r);
     es.onmessage = (ev) => {

@@ -1,5 +1,7 @@
-// Package client is a Parley WebSocket client that recovers on its own, the
-// one the tests, the chaos command and the load generator use. It keeps, per
+// Package client is the Go client of Parley for programs: a WebSocket
+// client that recovers on its own, the one the tests, the chaos command and
+// the load generator use (the browser's counterpart is the ES module
+// static/js/parley-client.js). It keeps, per
 // room, the last seq it delivered; when its connection drops it reconnects,
 // with jittered exponential backoff, to any ready instance and rejoins with
 // `after`, so the server replays what it missed. A seq jump on a live
@@ -9,6 +11,11 @@
 //
 // Everything it does is recorded (Record) so that a test can check, from the
 // client's side, what it was sent and what it was told.
+//
+// In short (see Example): New with the instances' URLs, a guest Name (or a
+// Token) and the Rooms; Run in a goroutine until the context ends;
+// WaitConnected; Send(ctx, room, id, text), which returns once the server
+// acknowledged it; Last and Record for what arrived.
 package client
 
 import (
