@@ -288,8 +288,7 @@ func (s *Server) oidcCallback(o *OIDC) fiber.Handler {
 			s.Log.Warn("oidc session", "err", err)
 			return oidcFail(c, OIDCInternal)
 		}
-		c.Cookie(&fiber.Cookie{Name: CookieName, Value: t, Path: "/", HTTPOnly: true,
-			SameSite: fiber.CookieSameSiteLaxMode, Secure: s.scheme(c) == "https", Expires: sess.Expires})
+		s.setSessionCookie(c, t, sess)
 		return c.Redirect("/", fiber.StatusFound)
 	}
 }

@@ -36,10 +36,8 @@ func (s *Server) signIn(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	hold := chat.Holder{Canonical: chat.CanonicalName(req.Name), Name: req.Name, Kind: chat.HolderGuest,
-		Subject: sess.SID, Expires: sess.Expires, Created: time.Now()}
-	if err := s.People.Claim(c.UserContext(), hold, time.Now()); err != nil {
-		return nameTaken(err, req.Name)
+	if err := s.holdGuestName(c, sess); err != nil {
+		return err
 	}
 	return s.startSession(c, fiber.StatusOK, t, sess)
 }
@@ -134,10 +132,8 @@ func (s *Server) refresh(c *fiber.Ctx) error {
 		return err
 	}
 	if sess.Guest {
-		hold := chat.Holder{Canonical: chat.CanonicalName(sess.User), Name: sess.User, Kind: chat.HolderGuest,
-			Subject: sid, Expires: sess.Expires, Created: time.Now()}
-		if err := s.People.Claim(c.UserContext(), hold, time.Now()); err != nil {
-			return nameTaken(err, sess.User)
+		if err := s.holdGuestName(c, sess); err != nil {
+			return err
 		}
 	}
 	return s.startSession(c, fiber.StatusOK, t, sess)
@@ -165,8 +161,20 @@ func (s *Server) signOut(c *fiber.Ctx) error {
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
-// startSession answers a sign-in: the token in the body and the cookie.
-func (s *Server) startSession(c *fiber.Ctx, status int, t string, sess Session) error {
+// holdGuestName makes guest session sess the holder of its name until the
+// session's token expires (a new hold, or the same session's extended).
+func (s *Server) holdGuestName(c *fiber.Ctx, sess Session) error {
+	now := time.Now()
+	hold := chat.Holder{Canonical: chat.CanonicalName(sess.User), Name: sess.User, Kind: chat.HolderGuest,
+		Subject: sess.SID, Expires: sess.Expires, Created: now}
+	if err := s.People.Claim(c.UserContext(), hold, now); err != nil {
+		return nameTaken(err, sess.User)
+	}
+	return nil
+}
+
+// setSessionCookie sets the session cookie to token t, expiring with it.
+func (s *Server) setSessionCookie(c *fiber.Ctx, t string, sess Session) {
 	c.Cookie(&fiber.Cookie{
 		Name:     CookieName,
 		Value:    t,
@@ -176,6 +184,11 @@ func (s *Server) startSession(c *fiber.Ctx, status int, t string, sess Session) 
 		Secure:   s.scheme(c) == "https",
 		Expires:  sess.Expires,
 	})
+}
+
+// startSession answers a sign-in: the token in the body and the cookie.
+func (s *Server) startSession(c *fiber.Ctx, status int, t string, sess Session) error {
+	s.setSessionCookie(c, t, sess)
 	return c.Status(status).JSON(fiber.Map{"user": sess.User, "token": t, "guest": sess.Guest, "expires": sess.Expires.Unix()})
 }
 

@@ -59,18 +59,7 @@ func openStore(t testing.TB, uri, db string) *Store {
 // newStore opens a Store on a fresh database, dropped at cleanup.
 func newStore(t testing.TB) *Store {
 	t.Helper()
-	uri := testURI(t)
-	db := testDB(t)
-	s := openStore(t, uri, db)
-	// Registered after Close, so it runs before it.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.client.Database(db).Drop(ctx); err != nil {
-			t.Errorf("drop test database %s: %v", db, err)
-		}
-	})
-	return s
+	return newStoreOn(t, testURI(t), testDB(t))
 }
 
 func TestMongoStoreContract(t *testing.T) {

@@ -35,11 +35,7 @@ type holderDoc struct {
 }
 
 func (d holderDoc) holder() chat.Holder {
-	h := chat.Holder{Canonical: d.Canonical, Name: d.Name, Kind: chat.HolderKind(d.Kind), Hash: d.Hash, Subject: d.Subject, Created: d.Created}
-	if !d.Expires.IsZero() {
-		h.Expires = d.Expires
-	}
-	return h
+	return chat.Holder{Canonical: d.Canonical, Name: d.Name, Kind: chat.HolderKind(d.Kind), Hash: d.Hash, Subject: d.Subject, Expires: d.Expires, Created: d.Created}
 }
 
 // Claim implements chat.People with one conditional upsert: it replaces the

@@ -101,9 +101,10 @@ func TestOpenMigratesStringTS(t *testing.T) {
 }
 
 // newStoreOn is newStore on a database the caller names.
-func newStoreOn(t *testing.T, uri, db string) *Store {
+func newStoreOn(t testing.TB, uri, db string) *Store {
 	t.Helper()
 	s := openStore(t, uri, db)
+	// Registered after Close, so it runs before it.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
