@@ -25,6 +25,10 @@ type Message struct {
 	TS   string `json:"ts"`
 	// Guest marks a message sent by a guest (v2).
 	Guest bool `json:"guest,omitempty"`
+	// Kind tells a timeline item that is not a plain message (KindMember);
+	// a plain message has none. Data is such an item's data.
+	Kind string    `json:"kind,omitempty"`
+	Data *ItemData `json:"data,omitempty"`
 }
 
 // Author is who sends a message: a user, and whether a guest.

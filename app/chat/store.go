@@ -119,3 +119,74 @@ func SweepEvery(ctx context.Context, s Sweeper, retention, interval time.Duratio
 		}
 	}
 }
+
+// RoomStates keeps what the persist stage derives from the rooms' timelines:
+// each room's state (the fold of its items, saved with the seq it is at) and
+// two indexes on it, the rooms each user is a member of and the directory of
+// public rooms. The timeline is the truth; these are its projection, written
+// by the persist stage before it republishes the items they fold, so that a
+// client that saw an item finds its effect here. Both stores implement it
+// beside Store.
+type RoomStates interface {
+	// RoomState returns the room's last saved state: NewRoomState(room)
+	// (Seq 0) when none was saved. Items after its Seq may be stored
+	// already (the saver died between the two writes, or saves only now and
+	// then): LoadRoomState folds them in.
+	RoomState(ctx context.Context, room string) (RoomState, error)
+	// SaveRoomState saves st and brings both indexes in line with it,
+	// unless a state of the room at a seq >= st.Seq is saved already (then
+	// it does nothing and returns nil).
+	SaveRoomState(ctx context.Context, st RoomState) error
+	// Find returns the stored item of room with user and id; ok is false
+	// when there is none.
+	Find(ctx context.Context, room, user, id string) (m Message, ok bool, err error)
+	// MemberRooms lists one page of the rooms user is a member of, by name
+	// after q.After, each with user's role.
+	MemberRooms(ctx context.Context, user string, q RoomQuery) (SummaryPage, error)
+	// Directory lists one page of the public rooms, by name after q.After,
+	// each with user's role in it ("" when not a member). A room whose
+	// state was never saved (it came into being before v2) is public.
+	Directory(ctx context.Context, user string, q RoomQuery) (SummaryPage, error)
+}
+
+// RoomSummary is one room of a room list.
+type RoomSummary struct {
+	Room      string
+	Kind      string
+	Title     string
+	Topic     string
+	SlowModeS int
+	LastSeq   int64
+	// Role is the asking user's, "" when not a member.
+	Role string
+}
+
+// SummaryPage is one page of a room list; More says more rooms follow.
+type SummaryPage struct {
+	Rooms []RoomSummary
+	More  bool
+}
+
+// LoadRoomState is the room's state as of the store's last item: the saved
+// state with every stored item after it folded in.
+func LoadRoomState(ctx context.Context, rs RoomStates, store Store, room string) (RoomState, error) {
+	st, err := rs.RoomState(ctx, room)
+	if err != nil {
+		return RoomState{}, err
+	}
+	if st.Room == "" {
+		st.Room = room
+	}
+	for {
+		page, err := store.Messages(ctx, room, Query{Kind: After, Seq: st.Seq, Limit: 200})
+		if err != nil {
+			return RoomState{}, err
+		}
+		for i := range page.Messages {
+			st.Apply(&page.Messages[i])
+		}
+		if !page.HasMore || len(page.Messages) == 0 {
+			return st, nil
+		}
+	}
+}
