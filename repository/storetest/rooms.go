@@ -83,7 +83,9 @@ func (r *room) send(user string) chat.Message {
 	return out[0]
 }
 
-func (r *room) add(actor, target string) { r.item(actor, chat.ItemData{Action: chat.ActAdd, Target: target}) }
+func (r *room) add(actor, target string) {
+	r.item(actor, chat.ItemData{Action: chat.ActAdd, Target: target})
+}
 
 func (r *room) save() {
 	r.t.Helper()
