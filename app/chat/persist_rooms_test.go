@@ -185,3 +185,61 @@ func (s *leaveSink) until(t *testing.T, done func([]string) bool) string {
 	defer s.mu.Unlock()
 	return strings.Join(s.got, ",")
 }
+
+// refusalSink records the refusals a hub hands a user's connection.
+type refusalSink struct{ got chan string }
+
+func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + id + ":" + code }
+
+// TestRefusalReachesTheSender: the persist stage's refusal travels the
+// receive topic like an item, and every instance's fan-out hands it to the
+// sender's connections there (and to a request waiting for it), in order
+// with the items around it.
+func TestRefusalReachesTheSender(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	st := openStore(t).(roomStore)
+	runRoomPersister(t, bus, st)
+	hub := chat.NewHub(st, quietLog, nil)
+	hub.SetRoomLoader(st.RoomState)
+	f := &chat.Fanout{Bus: bus, Topic: chat.DefaultTopicReceive, Group: chat.GroupFanoutPrefix + "t", Hub: hub, Log: quietLog}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for !f.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	bobs := refusalSink{got: make(chan string, 4)}
+	defer hub.Connect("bob", bobs)()
+	wait, stop := hub.Await("p", "bob", "b1")
+	defer stop()
+	// The accepting instance's copy of the room, loaded before it exists.
+	if err := hub.CheckSend(context.Background(), "bob", "p"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	alice := chat.Author{Name: "alice"}
+	publishItems(t, bus,
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPublic}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActMute, Target: "bob", Until: chat.Timestamp(now.Add(time.Hour))}, now),
+		chat.Message{Room: "p", ID: "b1", User: "bob", Text: "muted?", TS: chat.Timestamp(now)},
+	)
+	select {
+	case got := <-bobs.got:
+		if got != "p/b1:forbidden" {
+			t.Fatalf("refusal %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no refusal reached bob")
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if _, err := wait(wctx); chat.ErrorCode(err) != chat.EForbidden {
+		t.Fatalf("the waiter got %v", err)
+	}
+	// That copy knows the mute now: its fan-out folded it in.
+	if err := hub.CheckSend(context.Background(), "bob", "p"); chat.ErrorCode(err) != chat.EForbidden {
+		t.Fatalf("CheckSend after the mute: %v", err)
+	}
+}
