@@ -316,7 +316,12 @@ func TestRoomListsAndPaging(t *testing.T) {
 	s.createRoom(alice, "p1", "private", "")
 	s.createRoom(bob, "b1", "public", "")
 	s.call("POST", "/api/rooms/b1/messages", alice, `{"text":"sending makes you a member"}`, 202)
-	s.waitHistory(alice, "b1", 2)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if rooms, _ := s.roomList(alice, ""); strings.Contains(names(rooms), "b1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	// Alice's rooms, one per page.
 	var got []string
