@@ -472,10 +472,14 @@ func (a *asyncSchemas) closeCodes() map[string]any {
 // send, ping, leave) and every server frame received (joined, ack,
 // message, pong, error, left), the SSE stream's retry line, its message
 // events (data against Message, id and event against SSEFields, id = seq),
-// and the close codes of an oversized frame (1009) and of an ended session
+// membership items on both transports and a removal's left frame and left
+// event (with reason "removed"; the stream then ends), and the close codes of an oversized frame (1009) and of an ended session
 // (1008) against the documented ones. Not checked here: the ": ping"
 // comment (15 s apart; handlers' SSE tests cover it), 1012 and 1013
-// (shutdown and slow-reader tests cover them).
+// (shutdown and slow-reader tests cover them), and a refusal after an ack,
+// which a running server cannot be made to produce on demand
+// (handlers.TestAsyncAPIDocument validates its frame and event as the
+// handlers encode them).
 func TestAsyncAPIFrames(t *testing.T) {
 	s := startServer(t, nil)
 	a := loadAsyncAPI(t)
@@ -541,42 +545,53 @@ func TestAsyncAPIFrames(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
-	block := func() []string {
-		t.Helper()
-		var lines []string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("stream: %v", err)
-			}
-			if line = strings.TrimSuffix(line, "\n"); line == "" {
-				return lines
-			}
-			lines = append(lines, line)
-		}
-	}
-	retry := block()
+	retry := sseLines(t, r)
 	if len(retry) != 1 {
 		t.Fatalf("first block %q, want the retry line", retry)
 	}
 	a.validate("SSERetry", []byte(strconv.Quote(retry[0])))
-	fields := map[string]string{}
-	var data []byte
-	for _, line := range block() {
-		k, v, _ := strings.Cut(line, ": ")
-		if k == "data" {
-			data = []byte(v)
-			continue
-		}
-		fields[k] = v
+	a.sseMessage(sseLines(t, r))
+
+	// Rooms with members: bob, added to a private room, gets the items as
+	// message frames and events; removed, his connection gets left with the
+	// reason and his stream the left event, after the removal item.
+	priv := room + "-p"
+	s.call("POST", "/api/rooms", alice, `{"room":"`+priv+`","kind":"private"}`, 201)
+	s.call("POST", "/api/rooms/"+priv+"/members", alice, `{"user":"ab`+room[2:10]+`"}`, 200)
+	send(cb, "Join", `{"type":"join","room":"`+priv+`","after":0}`)
+	read(cb, "joined")
+	if f := decodeFrame(t, read(cb, "message")); f["kind"] != "member" {
+		t.Errorf("bob's replay of %s: %v, want his add", priv, f)
 	}
+	preq, _ := http.NewRequestWithContext(ctx, "GET", s.base+"/api/rooms/"+priv+"/events?after=0", nil)
+	preq.Header.Set("Authorization", "Bearer "+bob)
+	presp, err := http.DefaultClient.Do(preq)
+	if err != nil || presp.StatusCode != 200 {
+		t.Fatalf("events of %s: %v %v", priv, presp, err)
+	}
+	defer presp.Body.Close()
+	pr := bufio.NewReader(presp.Body)
+	sseLines(t, pr) // retry
+	a.sseMessage(sseLines(t, pr))
+	s.call("DELETE", "/api/rooms/"+priv+"/members/ab"+room[2:10], alice, "", 200)
+	if f := decodeFrame(t, read(cb, "message")); f["kind"] != "member" || mapOf(f["data"])["action"] != "remove" {
+		t.Errorf("the removal item: %v", f)
+	}
+	if f := decodeFrame(t, read(cb, "left")); f["room"] != priv || f["reason"] != "removed" {
+		t.Errorf("left frame %v, want reason removed", f)
+	}
+	if m := a.sseMessage(sseLines(t, pr)); m["kind"] != "member" {
+		t.Errorf("the removal event: %v", m)
+	}
+	fields, data := sseFields(sseLines(t, pr))
 	hdr, _ := json.Marshal(fields)
-	a.validate("SSEFields", hdr)
-	a.validate("Message", data)
-	var m struct{ Seq int64 }
-	_ = json.Unmarshal(data, &m)
-	if fields["id"] != strconv.FormatInt(m.Seq, 10) {
-		t.Errorf("event id %q, data seq %d", fields["id"], m.Seq)
+	a.validate("SSELeftFields", hdr)
+	a.validate("SSELeft", data)
+	if f := decodeFrame(t, data); fields["event"] != "left" || f["reason"] != "removed" {
+		t.Errorf("left event %v %s, want reason removed", fields, data)
+	}
+	if line, err := pr.ReadString('\n'); err == nil {
+		t.Errorf("the stream goes on after left: %q", line)
 	}
 
 	// Close codes: an oversized frame, and an ended session.
@@ -608,6 +623,63 @@ func TestAsyncAPIFrames(t *testing.T) {
 		t.Errorf("ended session: close %s, want the documented 1008", code)
 	}
 }
+
+// sseLines reads one block of an event stream: its lines up to the blank one.
+func sseLines(t *testing.T, r *bufio.Reader) []string {
+	t.Helper()
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if line = strings.TrimSuffix(line, "\n"); line == "" {
+			return lines
+		}
+		lines = append(lines, line)
+	}
+}
+
+// sseFields splits a block into its fields but data, and its data.
+func sseFields(block []string) (map[string]string, []byte) {
+	fields := map[string]string{}
+	var data []byte
+	for _, line := range block {
+		k, v, _ := strings.Cut(line, ": ")
+		if k == "data" {
+			data = []byte(v)
+			continue
+		}
+		fields[k] = v
+	}
+	return fields, data
+}
+
+// sseMessage validates a message event (id = the data's seq) and returns its
+// data.
+func (a *asyncSchemas) sseMessage(block []string) map[string]any {
+	a.t.Helper()
+	fields, data := sseFields(block)
+	hdr, _ := json.Marshal(fields)
+	a.validate("SSEFields", hdr)
+	a.validate("Message", data)
+	m := decodeFrame(a.t, data)
+	if seq, _ := m["seq"].(float64); fields["id"] != strconv.FormatInt(int64(seq), 10) {
+		a.t.Errorf("event id %q, data seq %v", fields["id"], m["seq"])
+	}
+	return m
+}
+
+func decodeFrame(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	var f map[string]any
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	return f
+}
+
+func mapOf(v any) map[string]any { m, _ := v.(map[string]any); return m }
 
 // TestOpenAPIOperationsRefusals: the operations answers the main walk cannot
 // reach validate too: /metrics on the chat listener when PARLEY_METRICS_ADDR
