@@ -214,6 +214,16 @@ func (s *Server) allowSend(ctx context.Context, user, room string) error {
 	return nil
 }
 
+// checkSend refuses a send the instance already knows to be forbidden (see
+// chat.Hub.CheckSend). It waits for a room's first read at most
+// roomCheckTimeout: past it, or when the store fails, the send goes on and
+// the persist stage decides.
+func (s *Server) checkSend(ctx context.Context, user, room string) error {
+	ctx, cancel := context.WithTimeout(ctx, roomCheckTimeout)
+	defer cancel()
+	return s.Hub.CheckSend(ctx, user, room)
+}
+
 // perText writes the interval of a rate: "2s", "100ms".
 func perText(perSecond float64) string {
 	return time.Duration(float64(time.Second) / perSecond).Round(time.Millisecond).String()

@@ -86,7 +86,7 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if err := s.allowSend(c.UserContext(), userOf(c), room); err != nil {
 		return err
 	}
-	if err := s.Hub.CheckSend(c.UserContext(), userOf(c), room); err != nil {
+	if err := s.checkSend(c.UserContext(), userOf(c), room); err != nil {
 		return err
 	}
 	id := chat.NewID()

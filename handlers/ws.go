@@ -351,7 +351,7 @@ func (w *wsClient) sendMessage(f frame) {
 		return
 	}
 	if chat.ValidateRoom(f.Room) == nil {
-		if err := w.srv.Hub.CheckSend(context.Background(), w.user, f.Room); err != nil {
+		if err := w.srv.checkSend(context.Background(), w.user, f.Room); err != nil {
 			w.sendError(err, id, f.Room)
 			return
 		}

@@ -55,7 +55,12 @@ func (h *Hub) CheckSend(ctx context.Context, user, room string) error {
 	return v.st.Check(&m)
 }
 
-// view returns the room's view, loading it on first use.
+// view returns the room's view, loading it on first use. The load runs on
+// its own (under viewLoadTimeout), shared by every caller that needs the
+// room meanwhile; a caller waits for it until its own ctx ends, so that a
+// store that does not answer never holds a send up for longer than its
+// caller allows. A failed load is forgotten and tried again by the next
+// caller.
 func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
 	if h.loadRoom == nil {
 		return nil, nil
@@ -66,22 +71,7 @@ func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
 	if !loaded {
 		// Registered before the read, so every item delivered from now on
 		// is kept in pending and folded in after it.
-		st, err := h.loadRoom(ctx, room)
-		v.mu.Lock()
-		if err != nil {
-			v.err = err
-			h.views.Delete(room)
-		} else {
-			v.st = st
-			for _, m := range v.pending {
-				if m.Seq > v.st.Seq {
-					v.st.Apply(m)
-				}
-			}
-		}
-		v.pending = nil
-		v.mu.Unlock()
-		close(v.loaded)
+		go h.loadView(room, v)
 	}
 	select {
 	case <-v.loaded:
@@ -92,6 +82,30 @@ func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
 		return nil, v.err
 	}
 	return v, nil
+}
+
+// viewLoadTimeout bounds one load of a room's view.
+const viewLoadTimeout = 10 * time.Second
+
+func (h *Hub) loadView(room string, v *roomView) {
+	ctx, cancel := context.WithTimeout(context.Background(), viewLoadTimeout)
+	defer cancel()
+	st, err := h.loadRoom(ctx, room)
+	v.mu.Lock()
+	if err != nil {
+		v.err = err
+		h.views.CompareAndDelete(room, v)
+	} else {
+		v.st = st
+		for _, m := range v.pending {
+			if m.Seq > v.st.Seq {
+				v.st.Apply(m)
+			}
+		}
+	}
+	v.pending = nil
+	v.mu.Unlock()
+	close(v.loaded)
 }
 
 // applyView folds a delivered item into the room's view, if this instance
