@@ -67,7 +67,7 @@ func (s *testServer) roomList(token, query string) (rooms []roomObj, next *strin
 // (history can show them first).
 func (s *testServer) waitRooms(token string, n int) {
 	s.t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		rooms, _ := s.roomList(token, "?limit=200")
 		if len(rooms) >= n {
 			return
