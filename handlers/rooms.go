@@ -64,7 +64,13 @@ func (s *Server) roomState(ctx context.Context, room string) (chat.RoomState, er
 	if s.Rooms == nil {
 		return chat.NewRoomState(room), nil
 	}
-	st, err := s.Rooms.RoomState(ctx, room)
+	// Through the hub: concurrent reads of one room are shared (the state
+	// is then shared too, and only read here).
+	read := s.Rooms.RoomState
+	if s.Hub != nil {
+		read = s.Hub.SavedState
+	}
+	st, err := read(ctx, room)
 	if err != nil {
 		return chat.RoomState{}, unavailable(err)
 	}

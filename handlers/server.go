@@ -112,6 +112,9 @@ func (s *Server) defaults() {
 		// Both stores keep the room states beside the messages.
 		s.Rooms, _ = s.Store.(chat.RoomStates)
 	}
+	if s.Hub != nil && s.Rooms != nil && !s.Hub.HasRoomLoader() {
+		s.Hub.SetRoomLoader(s.Rooms.RoomState)
+	}
 	if s.Metrics == nil {
 		s.Metrics = nopMetrics{}
 	}

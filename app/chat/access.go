@@ -40,6 +40,9 @@ type roomView struct {
 // the hub alone), CheckSend allows everything.
 func (h *Hub) SetRoomLoader(load RoomLoader) { h.loadRoom = load }
 
+// HasRoomLoader reports whether SetRoomLoader was called.
+func (h *Hub) HasRoomLoader() bool { return h.loadRoom != nil }
+
 // CheckSend refuses at once a message the accepting instance already knows
 // to be forbidden: user not a member of a private room, banned, muted, or
 // sending again within slow mode. It costs a store read only the first time
@@ -53,6 +56,23 @@ func (h *Hub) CheckSend(ctx context.Context, user, room string) error {
 	defer v.mu.Unlock()
 	m := Message{Room: room, User: user, TS: Timestamp(time.Now())}
 	return v.st.Check(&m)
+}
+
+// SavedState reads the room's saved state (the access check of a join, a
+// history read, a stream), shared with the callers that ask for the same
+// room at the same time: a crowd rejoining after an instance died costs a
+// couple of reads, not one each. The state is shared: never modify it.
+func (h *Hub) SavedState(ctx context.Context, room string) (RoomState, error) {
+	if h.loadRoom == nil {
+		return NewRoomState(room), nil
+	}
+	v, err := h.reads.do(ctx, "state\x00"+room, func(ctx context.Context) (any, error) {
+		return h.loadRoom(ctx, room)
+	})
+	if err != nil {
+		return RoomState{}, err
+	}
+	return v.(RoomState), nil
 }
 
 // view returns the room's view, loading it on first use. The load runs on
