@@ -447,3 +447,54 @@ func TestSSEEndsOnRemoval(t *testing.T) {
 	}
 	s.refused("GET", "/api/rooms/team/events", bob, "", 404, "not_found")
 }
+
+// TestClusterMembership: a removal made through one instance takes effect
+// at its seq on another: the removed member's connection there gets the
+// item, then left, and nothing more; their sends through it, accepted or
+// not, are never stored; a member who stays gets everything.
+func TestClusterMembership(t *testing.T) {
+	cfg, _ := clusterConfig(t)
+	a, b := startInstance(t, cfg, "rooms-a"), startInstance(t, cfg, "rooms-b")
+	alice, bob, carol := a.login("alice"), a.login("bob"), a.login("carol")
+	a.createRoom(alice, "crew", "private", "")
+	a.call("POST", "/api/rooms/crew/members", alice, `{"user":"bob"}`, 200)
+	a.call("POST", "/api/rooms/crew/members", alice, `{"user":"carol"}`, 200)
+	bws, cws := b.dial(bob), b.dial(carol)
+	bws.join("crew", 0)
+	cws.join("crew", 0)
+	bws.messages(2) // his add, carol's
+	cws.messages(1) // hers
+
+	a.call("DELETE", "/api/rooms/crew/members/bob", alice, "", 200)
+	// At once, through the other instance, whose copy of the room may not
+	// know yet: refused at once there, or after its ack by the persist stage.
+	bws.write(map[string]any{"type": "send", "room": "crew", "id": "b1", "text": "racing the removal"})
+	var frames []string
+	refused := false
+	for !refused {
+		f := bws.next(10 * time.Second)
+		switch f["type"] {
+		case "message":
+			frames = append(frames, "message:"+toMessage(f).Data.Action)
+		case "error":
+			refused = f["id"] == "b1"
+			frames = append(frames, "error:"+f["code"].(string))
+		default:
+			frames = append(frames, f["type"].(string))
+		}
+	}
+	got := strings.Join(frames, ",")
+	if !strings.HasPrefix(got, "message:remove,left") && !strings.HasPrefix(got, "ack,message:remove,left") && !strings.HasPrefix(got, "error:") {
+		t.Fatalf("bob's frames after the removal: %s", got)
+	}
+	a.call("POST", "/api/rooms/crew/messages", alice, `{"id":"a1","text":"after bob"}`, 202)
+	for got := cws.messages(2); got[0].Data.Action != "remove" || got[1].ID != "a1"; {
+		t.Fatalf("carol got %+v", got)
+	}
+	bws.quiet(300 * time.Millisecond)
+	for _, m := range a.waitHistory(alice, "crew", 5).Messages {
+		if m.User == "bob" {
+			t.Fatalf("bob's send was stored: %+v", m)
+		}
+	}
+}
