@@ -223,7 +223,7 @@ export function renderHead() {
   // Joining from the room itself: a public room I may read but am not in.
   ui.joinPublic.hidden = !info || info.kind !== 'public' || !!info.role;
   ui.settingsOpen.hidden = !info || !moderates(r);
-  ui.membersToggle.hidden = !!r.denied;
+  ui.membersToggle.hidden = !!r.denied || !info;
   const n = r.members?.size;
   ui.membersCount.textContent = n ? String(n) : '';
   ui.membersToggle.setAttribute('aria-label', n ? t('chat.members.toggleCount', { n }) : t('chat.members.toggle'));
