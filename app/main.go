@@ -102,12 +102,17 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 
 	metrics := newPromMetrics()
 	hub := chat.NewHub(store, log, metrics)
+	// Both stores keep the rooms' saved states beside their messages.
+	rooms, _ := store.(chat.RoomStates)
+	if rooms != nil {
+		hub.SetRoomLoader(rooms.RoomState)
+	}
 	// On shutdown the persist stage drains the in-process bus (not durable)
 	// into the store; on Kafka it finishes its batch in hand and stops, and
 	// the group's other members read on from its commit.
 	finishPersist := make(chan struct{})
 	persister := &chat.Persister{Bus: bus, Store: store, TopicSend: cfg.TopicSend, TopicReceive: cfg.TopicReceive,
-		Log: log, Metrics: metrics, Finish: finishPersist, Drain: len(cfg.KafkaBrokers) == 0}
+		Rooms: rooms, Log: log, Metrics: metrics, Finish: finishPersist, Drain: len(cfg.KafkaBrokers) == 0}
 	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: cfg.FanoutGroup(), Hub: hub, Log: log}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
@@ -126,7 +131,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		return err
 	}
 	srv := &handlers.Server{
-		Store: store, People: people, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
+		Store: store, People: people, Rooms: rooms, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
 		Auth:   auth,
 		Ready: func() error {

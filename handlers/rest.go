@@ -1,57 +1,12 @@
 package handlers
 
 import (
-	"encoding/base64"
+	"slices"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-chat/parley/app/chat"
 )
-
-// listRooms is GET /api/rooms?limit=&cursor=: one page of the rooms, by
-// name. next_cursor is null on the last page.
-func (s *Server) listRooms(c *fiber.Ctx) error {
-	q := chat.RoomQuery{Limit: 100}
-	if c.Context().QueryArgs().Has("limit") {
-		n, err := parseSeq("limit", c.Query("limit"))
-		if err != nil || n < 1 || n > 200 {
-			return chat.Errorf(chat.EBadRequest, "limit must be a whole number from 1 to 200")
-		}
-		q.Limit = int(n)
-	}
-	if c.Context().QueryArgs().Has("cursor") {
-		after, err := decodeCursor(c.Query("cursor"))
-		if err != nil {
-			return err
-		}
-		q.After = after
-	}
-	page, err := s.Store.Rooms(c.UserContext(), q)
-	if err != nil {
-		return unavailable(err)
-	}
-	var next *string
-	if page.More && len(page.Rooms) > 0 {
-		cur := encodeCursor(page.Rooms[len(page.Rooms)-1].Room)
-		next = &cur
-	}
-	if page.Rooms == nil {
-		page.Rooms = []chat.RoomInfo{}
-	}
-	return c.JSON(fiber.Map{"rooms": page.Rooms, "next_cursor": next})
-}
-
-// A room list cursor is the last room name of the page, base64url: opaque
-// to clients, so that its form may change.
-func encodeCursor(room string) string { return base64.RawURLEncoding.EncodeToString([]byte(room)) }
-
-func decodeCursor(v string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || chat.ValidateRoom(string(b)) != nil {
-		return "", chat.Errorf(chat.EBadRequest, "cursor must be a next_cursor this server gave")
-	}
-	return string(b), nil
-}
 
 // history is GET /api/rooms/{room}/messages?limit=&before=|after=.
 func (s *Server) history(c *fiber.Ctx) error {
@@ -60,6 +15,10 @@ func (s *Server) history(c *fiber.Ctx) error {
 		return err
 	}
 	if err := s.allowRead(userOf(c)); err != nil {
+		return err
+	}
+	st, err := s.readable(c.UserContext(), userOf(c), room)
+	if err != nil {
 		return err
 	}
 	q := chat.Query{Kind: chat.Latest, Limit: 50}
@@ -87,12 +46,26 @@ func (s *Server) history(c *fiber.Ctx) error {
 		}
 		q.Kind = chat.After
 	}
+	// A member of a private or direct room sees it from their latest add.
+	from := st.VisibleFrom(userOf(c))
+	if q.Kind == chat.After && q.Seq < from-1 {
+		q.Seq = from - 1
+	}
 	page, err := s.Store.Messages(c.UserContext(), room, q)
 	if err != nil {
 		return unavailable(err)
 	}
 	if page.Messages == nil {
 		page.Messages = []chat.Message{}
+	}
+	if i := slices.IndexFunc(page.Messages, func(m chat.Message) bool { return m.Seq >= from }); i != 0 {
+		if i < 0 {
+			i = len(page.Messages)
+		}
+		page.Messages = page.Messages[i:]
+		if q.Kind != chat.After {
+			page.HasMore = false
+		}
 	}
 	return c.JSON(page)
 }
@@ -111,6 +84,9 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 		return err
 	}
 	if err := s.allowSend(c.UserContext(), userOf(c), room); err != nil {
+		return err
+	}
+	if err := s.Hub.CheckSend(c.UserContext(), userOf(c), room); err != nil {
 		return err
 	}
 	id := chat.NewID()

@@ -27,7 +27,10 @@ import (
 type Server struct {
 	Store chat.Store
 	// People holds names and ended sessions (both stores implement it).
-	People  chat.People
+	People chat.People
+	// Rooms holds the rooms' saved states and room lists (both stores
+	// implement it).
+	Rooms   chat.RoomStates
 	Bus     chat.Bus
 	Hub     *chat.Hub
 	Sender  *chat.Sender
@@ -140,9 +143,22 @@ func (s *Server) Register(app *fiber.App) {
 	authed := api.Group("", s.requireUser, s.bounded)
 	authed.Post("/session/refresh", s.refresh)
 	authed.Get("/rooms", s.listRooms)
+	authed.Post("/rooms", s.createRoom)
+	authed.Post("/dms", s.createDM)
+	authed.Get("/rooms/:room", s.getRoom)
+	authed.Patch("/rooms/:room", s.updateRoom)
 	authed.Get("/rooms/:room/messages", s.history)
 	authed.Post("/rooms/:room/messages", s.postMessage)
 	authed.Get("/rooms/:room/events", s.events)
+	authed.Get("/rooms/:room/members", s.members)
+	authed.Post("/rooms/:room/members", s.addMember)
+	authed.Delete("/rooms/:room/members/:user", s.removeMember)
+	authed.Put("/rooms/:room/members/:user", s.setRole)
+	authed.Get("/rooms/:room/bans", s.bans)
+	authed.Post("/rooms/:room/bans", s.ban)
+	authed.Delete("/rooms/:room/bans/:user", s.unban)
+	authed.Post("/rooms/:room/mutes", s.mute)
+	authed.Delete("/rooms/:room/mutes/:user", s.unmute)
 	api.Use(func(c *fiber.Ctx) error {
 		return chat.Errorf(chat.ENotFound, "no such API route: %s %s", c.Method(), c.Path())
 	})

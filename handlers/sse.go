@@ -3,6 +3,8 @@ package handlers
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -32,15 +34,20 @@ func (s *Server) events(c *fiber.Ctx) error {
 		hasAfter = true
 	}
 
+	user := userOf(c)
+	st, err := s.readable(c.UserContext(), user, room)
+	if err != nil {
+		return err
+	}
 	release, err := s.connSlot(c)
 	if err != nil {
 		return err
 	}
-	sc := &sseClient{srv: s, out: newQueue(s.QueueBytes)}
+	sc := &sseClient{srv: s, room: room, out: newQueue(s.QueueBytes)}
 	// Join before the stream starts, so a store failure is still a 503.
 	ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
 	defer cancel()
-	sub, err := s.Hub.Join(ctx, room, after, hasAfter, sc)
+	sub, err := s.Hub.JoinAs(ctx, chat.JoinRequest{Room: room, User: user, From: st.VisibleFrom(user), After: after, HasAfter: hasAfter}, sc)
 	if err != nil {
 		release()
 		return unavailable(err)
@@ -58,6 +65,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 		defer release()
 		// Revocation and expiry end the stream.
 		defer s.live.add(sess, func() { sc.out.close() })()
+		defer s.Hub.Connect(sess.User, sc)()
 		defer s.Metrics.Conn("sse", -1)
 		defer sub.Close()
 		defer sc.out.close()
@@ -70,8 +78,12 @@ func (s *Server) events(c *fiber.Ctx) error {
 // failed write or flush is how it learns the client left, and the periodic
 // ": ping" makes that happen on an idle stream too.
 type sseClient struct {
-	srv *Server
-	out *queue
+	srv  *Server
+	room string
+	out  *queue
+	// ending is set once the user left the room: the stream sends what is
+	// queued (the left event last) and ends.
+	ending atomic.Bool
 }
 
 var _ chat.Sink = (*sseClient)(nil)
@@ -95,8 +107,9 @@ func (sc *sseClient) stream(w *bufio.Writer) {
 			_ = writeAll(w, sc.out.take(batch))
 			return
 		case <-sc.out.ready:
+			ending := sc.ending.Load()
 			batch = sc.out.take(batch)
-			if writeAll(w, batch) != nil {
+			if writeAll(w, batch) != nil || ending {
 				return
 			}
 		case <-ping.C:
@@ -123,6 +136,35 @@ func (sc *sseClient) Joined(context.Context, string, int64) error { return nil }
 // Replay implements chat.Sink.
 func (sc *sseClient) Replay(ctx context.Context, ev *chat.Event) error {
 	return sc.out.pushWait(ctx, ev.Frame(sseMessage))
+}
+
+// Left implements chat.Leaver: the stream tells it and ends.
+func (sc *sseClient) Left(room, reason string) {
+	b, _ := json.Marshal(map[string]string{"room": room, "reason": reason})
+	sc.pushOrEnd(sseFrame("left", b))
+	sc.ending.Store(true)
+	signal(sc.out.ready)
+}
+
+// Refused implements chat.UserSink: an item of the user's in this stream's
+// room was refused after its POST was answered.
+func (sc *sseClient) Refused(room, id, code, message string) {
+	if room != sc.room {
+		return
+	}
+	b, _ := json.Marshal(errorFrame{Type: "error", Code: code, Message: message, ID: id, Room: room})
+	sc.pushOrEnd(sseFrame("error", b))
+}
+
+func (sc *sseClient) pushOrEnd(b []byte) {
+	if !sc.out.push(b) && sc.out.close() {
+		sc.srv.Metrics.SlowClient()
+	}
+}
+
+// sseFrame is an event without an id: it is no resume point.
+func sseFrame(event string, data []byte) []byte {
+	return append(append(append([]byte("event: "+event+"\ndata: "), data...), '\n'), '\n')
 }
 
 // Deliver implements chat.Sink: never blocks; a full queue ends the stream.

@@ -118,6 +118,8 @@ func (s *Server) websocket() fiber.Handler {
 		defer s.sockets.done()
 		// Revocation and expiry end the connection with 1008.
 		defer s.live.add(sess, func() { wc.kill(closePolicy, "session ended") })()
+		// The persist stage's refusals of this user's items reach it.
+		defer s.Hub.Connect(sess.User, wc)()
 		s.Metrics.Conn("websocket", 1)
 		defer s.Metrics.Conn("websocket", -1)
 		wc.serve()
@@ -313,13 +315,24 @@ func (w *wsClient) join(f frame) {
 		old.Close()
 		delete(w.subs, f.Room)
 	}
+	for room, sub := range w.subs {
+		if sub.Ended() {
+			// Ended by the user's removal: it holds no place.
+			delete(w.subs, room)
+		}
+	}
 	if len(w.subs) >= w.srv.MaxRooms {
 		w.sendError(chat.Errorf(chat.EBadRequest, "a connection may join at most %d rooms", w.srv.MaxRooms), "", f.Room)
 		return
 	}
 	ctx, cancel := context.WithTimeout(w.srv.ctx(), 10*time.Second)
 	defer cancel()
-	sub, err := w.srv.Hub.Join(ctx, f.Room, after, hasAfter, w)
+	st, err := w.srv.readable(ctx, w.user, f.Room)
+	if err != nil {
+		w.sendError(err, "", f.Room)
+		return
+	}
+	sub, err := w.srv.Hub.JoinAs(ctx, chat.JoinRequest{Room: f.Room, User: w.user, From: st.VisibleFrom(w.user), After: after, HasAfter: hasAfter}, w)
 	if err != nil {
 		w.srv.Log.Warn("join failed", "room", f.Room, "err", err)
 		w.sendError(unavailable(err), "", f.Room)
@@ -336,6 +349,12 @@ func (w *wsClient) sendMessage(f frame) {
 	if err := w.srv.allowSend(context.Background(), w.user, f.Room); err != nil {
 		w.sendError(err, id, f.Room)
 		return
+	}
+	if chat.ValidateRoom(f.Room) == nil {
+		if err := w.srv.Hub.CheckSend(context.Background(), w.user, f.Room); err != nil {
+			w.sendError(err, id, f.Room)
+			return
+		}
 	}
 	text := ""
 	if f.Text != nil {

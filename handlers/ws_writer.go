@@ -54,6 +54,28 @@ func (w *wsClient) Deliver(ev *chat.Event) bool {
 	return false
 }
 
+// Left implements chat.Leaver: the user was removed from room (or banned,
+// or left from another connection); nothing more of it comes.
+func (w *wsClient) Left(room, reason string) {
+	b, _ := json.Marshal(map[string]string{"type": "left", "room": room, "reason": reason})
+	w.pushOrCut(b)
+}
+
+// Refused implements chat.UserSink: the persist stage refused an item the
+// user sent (on this connection or another), after it was acknowledged.
+func (w *wsClient) Refused(room, id, code, message string) {
+	b, _ := json.Marshal(errorFrame{Type: "error", Code: code, Message: message, ID: id, Room: room})
+	w.pushOrCut(b)
+}
+
+// pushOrCut queues a frame without blocking, cutting a client off whose
+// queue is full, as Deliver does.
+func (w *wsClient) pushOrCut(b []byte) {
+	if !w.out.push(b) && w.kill(closeTryLater, "client too slow to read its messages") {
+		w.srv.Metrics.SlowClient()
+	}
+}
+
 // kill ends the connection with a close code, which the writer sends. It
 // reports whether this call was the one that ended it.
 func (w *wsClient) kill(code int, text string) bool {

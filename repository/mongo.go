@@ -11,6 +11,7 @@ package repository
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -78,6 +79,7 @@ type Store struct {
 	rooms    *mongo.Collection
 	names    *mongo.Collection // see people.go
 	revoked  *mongo.Collection
+	members  *mongo.Collection // see rooms.go
 
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
@@ -113,6 +115,12 @@ type messageDoc struct {
 	TS   time.Time `bson:"ts"`
 	// Guest is stored only when true.
 	Guest bool `bson:"guest,omitempty"`
+	// Kind and Data are a timeline item's (v2), absent on a plain message.
+	// Data is the chat.ItemData as its JSON, the wire's own encoding, so that
+	// it reads back exactly as it was published: a nil pointer and a pointer
+	// to "" or 0 stay apart, which a BSON mapping would have to be taught.
+	Kind string `bson:"kind,omitempty"`
+	Data string `bson:"data,omitempty"`
 }
 
 // newMessageDoc converts m for storing under seq. A ts that is no timestamp
@@ -122,11 +130,21 @@ type messageDoc struct {
 // would read back differently from what was published. Such a message never
 // expires.
 func newMessageDoc(m chat.Message, seq int64) any {
+	data := encodeData(m.Data)
 	t, err := parseTS(m.TS)
 	if err != nil {
-		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest}
+		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data}
 	}
-	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest}
+	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data}
+}
+
+// encodeData is the data field of an item: "" (not stored) for none.
+func encodeData(d *chat.ItemData) string {
+	if d == nil {
+		return ""
+	}
+	b, _ := json.Marshal(d) // an ItemData's fields always encode
+	return string(b)
 }
 
 // stringTSDoc is the document of older versions, whose ts was a string.
@@ -138,6 +156,8 @@ type stringTSDoc struct {
 	Text  string `bson:"text"`
 	TS    string `bson:"ts"`
 	Guest bool   `bson:"guest,omitempty"`
+	Kind  string `bson:"kind,omitempty"`
+	Data  string `bson:"data,omitempty"`
 }
 
 // parseTS reads a wire timestamp: chat.TSLayout, or any RFC 3339 time
@@ -160,22 +180,33 @@ type storedDoc struct {
 	Text  string        `bson:"text"`
 	TS    bson.RawValue `bson:"ts"`
 	Guest bool          `bson:"guest,omitempty"`
+	Kind  string        `bson:"kind,omitempty"`
+	Data  string        `bson:"data,omitempty"`
 }
 
-func (d storedDoc) message() chat.Message {
-	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest}
+// message is the stored message. Only an item's data can fail to read: a
+// document this code did not write.
+func (d storedDoc) message() (chat.Message, error) {
+	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind}
 	if ms, ok := d.TS.DateTimeOK(); ok {
 		m.TS = chat.Timestamp(time.UnixMilli(ms))
 	} else if s, ok := d.TS.StringValueOK(); ok {
 		m.TS = s
 	}
-	return m
+	if d.Data != "" {
+		m.Data = new(chat.ItemData)
+		if err := json.Unmarshal([]byte(d.Data), m.Data); err != nil {
+			return chat.Message{}, fmt.Errorf("message %q of room %q at seq %d: decode data: %w", d.ID, d.Room, d.Seq, err)
+		}
+	}
+	return m, nil
 }
 
 // messageFields reads back a message without the _id nobody needs.
 var messageFields = bson.D{
 	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
 	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1}, {Key: "guest", Value: 1},
+	{Key: "kind", Value: 1}, {Key: "data", Value: 1},
 }
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
@@ -208,6 +239,7 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		rooms:    client.Database(db).Collection(roomsColl),
 		names:    client.Database(db).Collection(namesColl),
 		revoked:  client.Database(db).Collection(revokedColl),
+		members:  client.Database(db).Collection(membersColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -250,6 +282,11 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		Keys: bson.D{{Key: "at", Value: 1}}, Options: options.Index().SetName(revokedAtIndex),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", revokedColl, err)
+	}
+	if _, err := s.members.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Options: options.Index().SetName(memberUserRoomIndex),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", membersColl, err)
 	}
 	return s.dropLegacyIndex(ctx)
 }
@@ -560,7 +597,11 @@ func (s *Store) storedByKey(ctx context.Context, room string, msgs []chat.Messag
 	}
 	found := make(map[msgKey]chat.Message, len(docs))
 	for _, d := range docs {
-		found[msgKey{d.User, d.ID}] = d.message()
+		m, err := d.message()
+		if err != nil {
+			return nil, fmt.Errorf("look up stored messages: %w", err)
+		}
+		found[msgKey{d.User, d.ID}] = m
 	}
 	return found, nil
 }
@@ -603,7 +644,11 @@ func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.P
 		slices.Reverse(docs)
 	}
 	for _, d := range docs {
-		page.Messages = append(page.Messages, d.message())
+		m, err := d.message()
+		if err != nil {
+			return chat.Page{}, fmt.Errorf("read history of room %q: %w", room, err)
+		}
+		page.Messages = append(page.Messages, m)
 	}
 	return page, nil
 }

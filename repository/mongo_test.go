@@ -70,6 +70,10 @@ func TestMongoPeopleContract(t *testing.T) {
 	storetest.RunPeople(t, func(t *testing.T) chat.People { return newStore(t) })
 }
 
+func TestMongoRoomStatesContract(t *testing.T) {
+	storetest.RunRoomStates(t, func(t *testing.T) storetest.RoomStore { return newStore(t) })
+}
+
 func TestOpenRejectsEmptyArguments(t *testing.T) {
 	if _, err := Open(t.Context(), "", "parley"); err == nil {
 		t.Error("Open with an empty uri succeeded")
@@ -247,7 +251,9 @@ func allMessages(t *testing.T, s *Store, room string) []chat.Message {
 	}
 	out := make([]chat.Message, len(docs))
 	for i, d := range docs {
-		out[i] = d.message()
+		if out[i], err = d.message(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	slices.SortFunc(out, func(a, b chat.Message) int { return int(a.Seq - b.Seq) })
 	return out

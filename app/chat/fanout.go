@@ -63,6 +63,14 @@ func (f *Fanout) Run(ctx context.Context) error {
 			// The record's bytes are the event's: decoded once, not
 			// encoded again.
 			ev, err := DecodeEvent(r.Value)
+			if err == nil && ev.Msg.Kind == kindRefusal {
+				// Not an item: the persist stage refused one. Its sender
+				// learns it now, in order with the items before it.
+				f.Hub.Deliver(evs)
+				evs = evs[:0]
+				f.Hub.refused(&ev.Msg)
+				continue
+			}
 			if err != nil || ev.Msg.Seq <= 0 {
 				f.Log.Error("fanout: undecodable record skipped", "offset", r.Offset, "err", err)
 				continue

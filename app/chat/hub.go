@@ -46,6 +46,8 @@ type Hub struct {
 	// Rooms are never deleted, so an entry never goes stale; the room
 	// creation limit keeps the set's growth bounded.
 	known sync.Map
+
+	hubRooms
 }
 
 // RoomExists reports whether room has a stored message. It answers from
@@ -150,13 +152,22 @@ func NewHub(store Store, log *slog.Logger, metrics Metrics) *Hub {
 // subscription of their rooms. It never blocks on a connection.
 func (h *Hub) Deliver(evs []*Event) {
 	now := time.Now()
+	var view *roomView
 	for i, ev := range evs {
 		m := &ev.Msg
 		if i == 0 || m.Room != evs[i-1].Msg.Room {
 			if _, ok := h.known.Load(m.Room); !ok {
 				h.known.Store(m.Room, struct{}{})
 			}
+			view = nil
+			if v, ok := h.views.Load(m.Room); ok {
+				view = v.(*roomView)
+			}
 		}
+		if view != nil {
+			h.applyView(view, m)
+		}
+		h.settle(m, nil)
 		if h.timed {
 			if t, err := time.Parse(TSLayout, m.TS); err == nil {
 				h.metrics.EndToEnd(now.Sub(t))
@@ -183,7 +194,28 @@ func (h *Hub) Rooms() int {
 // messages that arrive during the replay wait in the subscription until the
 // replay has reached them.
 func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool, sink Sink) (*Subscription, error) {
-	s := &Subscription{hub: h, room: room, sink: sink, catchingUp: true}
+	return h.JoinAs(ctx, JoinRequest{Room: room, After: after, HasAfter: hasAfter}, sink)
+}
+
+// JoinRequest says who joins which room from where.
+type JoinRequest struct {
+	Room string
+	// User is who joins: their removal or ban ends the subscription (at
+	// its seq, with Leaver.Left). Empty for an anonymous subscription that
+	// nothing ends.
+	User string
+	// From is the first seq the user may see (RoomState.VisibleFrom): the
+	// replay starts there at the earliest. Zero: from the start.
+	From int64
+	// After and HasAfter are the client's resume point.
+	After    int64
+	HasAfter bool
+}
+
+// JoinAs is Join for a user who may see the room from r.From on.
+func (h *Hub) JoinAs(ctx context.Context, r JoinRequest, sink Sink) (*Subscription, error) {
+	room, after, hasAfter := r.Room, r.After, r.HasAfter
+	s := &Subscription{hub: h, room: room, user: r.User, sink: sink, catchingUp: true}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Subscribe before reading the store's last seq, so that every message
 	// stored after that read is seen live.
@@ -205,6 +237,8 @@ func (h *Hub) Join(ctx context.Context, room string, after int64, hasAfter bool,
 	if hasAfter {
 		s.cursor = after
 	}
+	// Nothing before the user's first visible seq, whatever they ask.
+	s.cursor = max(s.cursor, r.From-1)
 	s.done = make(chan struct{})
 	go s.catchUp(s.done)
 	s.mu.Unlock()
@@ -285,6 +319,7 @@ const (
 type Subscription struct {
 	hub    *Hub
 	room   string
+	user   string
 	sink   Sink
 	ctx    context.Context // ends catch-up when the subscription closes
 	cancel context.CancelFunc
@@ -295,7 +330,57 @@ type Subscription struct {
 	pending    []*Event
 	overflow   bool
 	closed     bool
-	done       chan struct{} // closed when the current catch-up goroutine ends
+	// ended is set when a timeline item ended the subscription (the user's
+	// removal, ban or leave): it is closed and gone from the hub.
+	ended bool
+	done  chan struct{} // closed when the current catch-up goroutine ends
+}
+
+// Leaver is a Sink told when a subscription ends because its user was
+// removed, banned or left: it queues {"type":"left","room","reason"} after
+// the item that ended it. It must not block.
+type Leaver interface {
+	Left(room, reason string)
+}
+
+// Ended reports whether a timeline item ended the subscription.
+func (s *Subscription) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// endLocked ends the subscription after the item that ended it was handed
+// to the sink: nothing more of the room reaches it. The hub forgets it
+// later (removeLater), since the caller may hold the hub's lock.
+func (s *Subscription) endLocked(reason string) {
+	if s.closed {
+		return
+	}
+	s.closed, s.ended = true, true
+	s.pending = nil
+	if l, ok := s.sink.(Leaver); ok {
+		l.Left(s.room, reason)
+	}
+	s.cancel()
+	go s.hub.remove(s)
+}
+
+// deliverLocked hands the live item ev (the next in seq) to the sink and
+// ends the subscription when ev ends its user's membership. It reports
+// whether the sink took it.
+func (s *Subscription) deliverLocked(ev *Event) bool {
+	if !s.sink.Deliver(ev) {
+		return false
+	}
+	s.cursor = ev.Msg.Seq
+	s.hub.metrics.Delivered(1)
+	if ev.Msg.Kind != "" && s.user != "" {
+		if reason, ok := ev.Msg.Ends(s.user); ok {
+			s.endLocked(reason)
+		}
+	}
+	return true
 }
 
 // Room is the subscription's room.
@@ -307,6 +392,14 @@ func (s *Subscription) offer(ev *Event) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return
+	}
+	if ev.Msg.Kind != "" && s.user != "" && ev.Msg.Seq <= s.cursor {
+		// The client says it saw the item that ends it (a resume point
+		// past it): end now rather than never.
+		if reason, ok := ev.Msg.Ends(s.user); ok {
+			s.endLocked(reason)
+			return
+		}
 	}
 	if s.catchingUp {
 		if len(s.pending) < maxPending {
@@ -320,10 +413,7 @@ func (s *Subscription) offer(ev *Event) {
 	case seq <= s.cursor:
 		// Already delivered: a redelivery from the bus or an idempotent resend.
 	case seq == s.cursor+1:
-		if s.sink.Deliver(ev) {
-			s.cursor = seq
-			s.hub.metrics.Delivered(1)
-		}
+		s.deliverLocked(ev)
 	default:
 		// A gap: the stream skipped messages (a lagging consumer, a restart).
 		// Fill it from the store before delivering anything newer.
@@ -371,6 +461,15 @@ func (s *Subscription) catchUp(done chan struct{}) {
 			}
 			cursor = m.Seq
 			s.hub.metrics.Delivered(1)
+			if m.Kind != "" && s.user != "" {
+				if reason, ok := m.Ends(s.user); ok {
+					s.mu.Lock()
+					s.cursor = cursor
+					s.endLocked(reason)
+					s.mu.Unlock()
+					return
+				}
+			}
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -411,11 +510,9 @@ func (s *Subscription) drainPendingLocked() bool {
 		switch seq := ev.Msg.Seq; {
 		case seq <= s.cursor:
 		case seq == s.cursor+1:
-			if !s.sink.Deliver(ev) {
-				return true // the sink is cutting its client off; nothing more to do
+			if !s.deliverLocked(ev) || s.closed {
+				return true // cut off as too slow, or ended: nothing more to do
 			}
-			s.cursor = seq
-			s.hub.metrics.Delivered(1)
 		default:
 			s.pending = append(s.pending[:0], s.pending[i:]...)
 			return false

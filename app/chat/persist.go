@@ -22,9 +22,15 @@ type Persister struct {
 	Metrics      Metrics
 	// BatchMax bounds the records taken in one fetch (and one store write).
 	BatchMax int
+
+	rooms roomCache
 	// Finish, once closed, makes Run finish and return; how depends on
 	// Drain. Shutdown closes it after the last client send was answered.
 	Finish <-chan struct{}
+	// Rooms, when set, makes the stage decide every item against its
+	// room's state (see persist_rooms.go): members, bans, mutes, slow mode,
+	// roles. Without it every message is stored (the hub's own tests).
+	Rooms RoomStates
 	// Drain makes finishing empty the topic into the store first: Run
 	// returns once the topic has nothing more to give. For the in-process
 	// bus, which is not durable. Without it, Run returns after the batch in
@@ -126,9 +132,10 @@ func isClosed(ch <-chan struct{}) bool {
 func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error {
 	start := time.Now()
 	msgs := make([]Message, 0, len(recs))
+	parts := make([]int, 0, len(recs))
 	for _, r := range recs {
 		m, err := Decode(r.Value)
-		if err != nil || m.Room == "" || m.ID == "" || m.User == "" {
+		if err != nil || m.Room == "" || m.ID == "" || m.User == "" || m.Kind == kindRefusal {
 			// A record no handler of ours could have written: keeping it
 			// would block the partition forever, so it is logged and skipped.
 			p.Log.Error("persist: undecodable record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -136,19 +143,14 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 		}
 		m.Seq = 0
 		msgs = append(msgs, m)
+		parts = append(parts, r.Partition)
 	}
-	var stored []Message
+	var out []Record
+	stored := 0
 	if len(msgs) > 0 {
-		if err := retry(ctx, p.Log, "persist: store", func() error {
-			var err error
-			stored, err = p.Store.Append(ctx, msgs)
+		var err error
+		if out, stored, err = p.store(ctx, recs, msgs, parts); err != nil {
 			return err
-		}); err != nil {
-			return err
-		}
-		out := make([]Record, len(stored))
-		for i, m := range stored {
-			out[i] = Record{Key: []byte(m.Room), Value: Encode(m)}
 		}
 		if err := retry(ctx, p.Log, "persist: publish", func() error {
 			return p.Bus.Publish(ctx, p.TopicReceive, out...)
@@ -168,10 +170,69 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	}); err != nil {
 		return err
 	}
-	if len(stored) > 0 {
-		orNop(p.Metrics).Persisted(len(stored), time.Since(start))
+	if stored > 0 {
+		orNop(p.Metrics).Persisted(stored, time.Since(start))
 	}
 	return nil
+}
+
+// store decides (when p.Rooms is set) and stores one batch's messages and
+// returns the receive records to publish, in input order: each stored item,
+// and for each refused one the refusal its sender is told.
+func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, parts []int) ([]Record, int, error) {
+	items := make([]decided, len(msgs))
+	for i, m := range msgs {
+		items[i] = decided{m: m, rec: i}
+	}
+	if p.Rooms != nil {
+		p.rooms.checkContinuity(recs)
+		if err := retry(ctx, p.Log, "persist: decide", func() error {
+			var err error
+			items, err = p.decide(ctx, msgs, parts)
+			return err
+		}); err != nil {
+			return nil, 0, err
+		}
+	}
+	var toStore []Message
+	for _, d := range items {
+		if d.refusal == nil && !d.found {
+			toStore = append(toStore, d.m)
+		}
+	}
+	if len(toStore) > 0 {
+		var stored []Message
+		if err := retry(ctx, p.Log, "persist: store", func() error {
+			var err error
+			stored, err = p.Store.Append(ctx, toStore)
+			return err
+		}); err != nil {
+			return nil, 0, err
+		}
+		j := 0
+		for i := range items {
+			if items[i].refusal == nil && !items[i].found {
+				items[i].m = stored[j]
+				j++
+			}
+		}
+	}
+	if p.Rooms != nil {
+		// Saved before the items are republished: a client that saw an
+		// item finds its effect in the room lists and access checks.
+		if err := p.fold(ctx, items); err != nil {
+			return nil, 0, err
+		}
+	}
+	out := make([]Record, len(items))
+	for i, d := range items {
+		if d.refusal != nil {
+			out[i] = refusalRecord(d.m, d.refusal)
+			continue
+		}
+		out[i] = Record{Key: []byte(d.m.Room), Value: Encode(d.m)}
+	}
+	return out, len(toStore), nil
 }
 
 // retry calls f with capped exponential backoff until it succeeds or ctx ends.

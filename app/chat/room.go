@@ -73,6 +73,8 @@ type ItemData struct {
 	// Until ends a ban (empty: for good) or a mute, as a TSLayout time.
 	Until  string `json:"until,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Guest says an added target is a guest.
+	Guest bool `json:"guest,omitempty"`
 	// RoomKind, Title, Topic and SlowModeS are the room's settings, on
 	// create (the kind, and for a direct room Members) and update (what
 	// changed).
@@ -425,7 +427,7 @@ func (st *RoomState) Apply(m *Message) {
 			}
 		}
 	case ActAdd:
-		st.setMember(d.Target, Member{Role: RoleMember, Since: m.Seq})
+		st.setMember(d.Target, Member{Role: RoleMember, Since: m.Seq, Guest: d.Guest})
 	case ActRemove, ActLeave:
 		delete(st.Members, d.Target)
 	case ActBan:

@@ -61,11 +61,25 @@ func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (
 	if err := ValidateText(text); err != nil {
 		return Message{}, err
 	}
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
+	m := Message{Room: room, ID: id, User: from.Name, Guest: from.Guest, Text: text, TS: Timestamp(s.now())}
+	if err := s.Publish(ctx, m); err != nil {
+		return Message{}, err
 	}
-	m := Message{Room: room, ID: id, User: from.Name, Guest: from.Guest, Text: text, TS: Timestamp(now())}
+	return m, nil
+}
+
+// Now is the Sender's clock.
+func (s *Sender) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Publish hands an item made and checked by the caller (a message, or a
+// membership item made with NewItem) to the send topic, as Send does.
+func (s *Sender) Publish(ctx context.Context, m Message) error {
+	room, id := m.Room, m.ID
 	v := Encode(m)
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -76,7 +90,7 @@ func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (
 	defer cancel()
 	if err := s.probe(ctx); err != nil {
 		s.Log.Debug("send: bus down; not publishing", "room", room, "id", id, "err", err)
-		return Message{}, errUnavailable
+		return errUnavailable
 	}
 	start := time.Now()
 	err := s.Bus.Publish(ctx, s.Topic, Record{Key: []byte(room), Value: v})
@@ -85,10 +99,10 @@ func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (
 	}
 	if err != nil {
 		s.Log.Warn("send: publish failed", "room", room, "id", id, "err", err)
-		return Message{}, errUnavailable
+		return errUnavailable
 	}
 	orNop(s.Metrics).Acked(time.Since(start))
-	return m, nil
+	return nil
 }
 
 var errUnavailable = Errorf(EUnavailable, "the message could not be accepted now; retry with the same id")

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley/app/chat"
 )
@@ -54,5 +55,50 @@ func BenchmarkMessagesLatest(b *testing.B) {
 		if err != nil || len(page.Messages) != limit {
 			b.Fatalf("Messages: %d messages, %v", len(page.Messages), err)
 		}
+	}
+}
+
+// BenchmarkMemberRooms measures the room list of a user in 1,000 rooms (the
+// one GET /api/rooms reads): a page of 100 and of 200. The target is well
+// under 50 ms a page.
+func BenchmarkMemberRooms(b *testing.B) {
+	const rooms = 1000
+	s := openTemp(b, filepath.Join(b.TempDir(), "parley.db"))
+	ctx := b.Context()
+	// Setting up is not what is measured: skip the fsync of its 2,000
+	// transactions.
+	s.db.NoSync = true
+	for i := range rooms {
+		name := fmt.Sprintf("room-%04d", i)
+		d := chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate, Title: new(string), Topic: new(string)}
+		*d.Title = "Room " + strconv.Itoa(i)
+		*d.Topic = "What room " + strconv.Itoa(i) + " is about"
+		items := []chat.Message{chat.NewItem(chat.Author{Name: "owner"}, name, "create", d, time.Now())}
+		for j := range 20 { // a few other members each, so a state is not trivially small
+			items = append(items, chat.NewItem(chat.Author{Name: "owner"}, name, "add-"+strconv.Itoa(j), chat.ItemData{Action: chat.ActAdd, Target: "user-" + strconv.Itoa(j)}, time.Now()))
+		}
+		items = append(items, chat.NewItem(chat.Author{Name: "owner"}, name, "add-bob", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, time.Now()))
+		out, err := s.Append(ctx, items)
+		if err != nil {
+			b.Fatalf("Append: %v", err)
+		}
+		st := chat.NewRoomState(name)
+		for k := range out {
+			st.Apply(&out[k])
+		}
+		if err := s.SaveRoomState(ctx, st); err != nil {
+			b.Fatalf("SaveRoomState: %v", err)
+		}
+	}
+	s.db.NoSync = false
+	for _, limit := range []int{100, 200} {
+		b.Run(fmt.Sprintf("page=%d", limit), func(b *testing.B) {
+			for b.Loop() {
+				page, err := s.MemberRooms(ctx, "bob", chat.RoomQuery{After: "room-0400", Limit: limit})
+				if err != nil || len(page.Rooms) != limit || !page.More || page.Rooms[0].Role != chat.RoleMember {
+					b.Fatalf("MemberRooms: %d rooms, more %v, %v", len(page.Rooms), page.More, err)
+				}
+			}
+		})
 	}
 }

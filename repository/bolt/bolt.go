@@ -38,6 +38,8 @@ import (
 //	                         the idempotency index (see idKey)
 //	names/<canonical>        the name's holder, JSON (chat.Holder)
 //	revoked/<sid>            an ended session, JSON (chat.Revocation)
+//	states/, summaries/,     rooms with members: saved room states and
+//	members/                 their indexes (see rooms.go)
 //
 // Format 1 keyed ids by the id alone, so that a message of one user under an
 // id another user had sent first was taken for a retry of it: acknowledged,
@@ -102,9 +104,9 @@ func migrate(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// People's buckets came later without a new format: an older Parley
-	// never opens them.
-	for _, b := range [][]byte{bucketNames, bucketRevoked} {
+	// People's and rooms' state buckets came later without a new format:
+	// an older Parley never opens them.
+	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

@@ -29,6 +29,12 @@ func TestPeople(t *testing.T) {
 	})
 }
 
+func TestRoomStates(t *testing.T) {
+	storetest.RunRoomStates(t, func(t *testing.T) storetest.RoomStore {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
 // openTemp opens the store at path and closes it when the test ends.
 func openTemp(t testing.TB, path string) *Store {
 	t.Helper()

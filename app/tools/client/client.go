@@ -111,6 +111,18 @@ type Message struct {
 	User string `json:"user"`
 	Text string `json:"text"`
 	TS   string `json:"ts"`
+	// Kind and Data tell a timeline item that is not a plain message
+	// (a membership change: kind "member").
+	Kind string    `json:"kind,omitempty"`
+	Data *ItemData `json:"data,omitempty"`
+}
+
+// ItemData is the data of a membership item.
+type ItemData struct {
+	Action string `json:"action"`
+	Target string `json:"target,omitempty"`
+	Role   string `json:"role,omitempty"`
+	Until  string `json:"until,omitempty"`
 }
 
 // How a delivered message reached the client.

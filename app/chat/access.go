@@ -1,0 +1,220 @@
+package chat
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// What the hub keeps beside subscriptions for rooms with members: each
+// room's state as this instance's fan-out has seen it (the accepting
+// instance's send check), the local connections of each user (for what the
+// persist stage tells a sender), and the requests waiting for the fate of an
+// item they published.
+
+// RoomLoader reads a room's saved state (RoomStates.RoomState).
+type RoomLoader func(ctx context.Context, room string) (RoomState, error)
+
+// UserSink is a local connection as its user's: the persist stage's refusal
+// of an item the user sent reaches every connection of theirs.
+type UserSink interface {
+	// Refused tells the user that their item id in room was not stored:
+	// code and message say why. It must not block.
+	Refused(room, id, code, message string)
+}
+
+// roomView is a room's state as this instance's fan-out has seen it: loaded
+// once from the saved state, then kept up by every item the fan-out
+// delivers, in seq order. Items that arrive while it loads are kept and
+// folded in after.
+type roomView struct {
+	mu      sync.Mutex
+	loaded  chan struct{} // closed once st is loaded (or the load failed)
+	err     error
+	st      RoomState
+	pending []*Message
+}
+
+// SetRoomLoader gives the hub the saved room states. Without one (tests of
+// the hub alone), CheckSend allows everything.
+func (h *Hub) SetRoomLoader(load RoomLoader) { h.loadRoom = load }
+
+// CheckSend refuses at once a message the accepting instance already knows
+// to be forbidden: user not a member of a private room, banned, muted, or
+// sending again within slow mode. It costs a store read only the first time
+// this instance sees the room; the persist stage's decision is final.
+func (h *Hub) CheckSend(ctx context.Context, user, room string) error {
+	v, err := h.view(ctx, room)
+	if err != nil || v == nil {
+		return nil // the persist stage decides
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	m := Message{Room: room, User: user, TS: Timestamp(time.Now())}
+	return v.st.Check(&m)
+}
+
+// view returns the room's view, loading it on first use.
+func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
+	if h.loadRoom == nil {
+		return nil, nil
+	}
+	nv := &roomView{loaded: make(chan struct{})}
+	got, loaded := h.views.LoadOrStore(room, nv)
+	v := got.(*roomView)
+	if !loaded {
+		// Registered before the read, so every item delivered from now on
+		// is kept in pending and folded in after it.
+		st, err := h.loadRoom(ctx, room)
+		v.mu.Lock()
+		if err != nil {
+			v.err = err
+			h.views.Delete(room)
+		} else {
+			v.st = st
+			for _, m := range v.pending {
+				if m.Seq > v.st.Seq {
+					v.st.Apply(m)
+				}
+			}
+		}
+		v.pending = nil
+		v.mu.Unlock()
+		close(v.loaded)
+	}
+	select {
+	case <-v.loaded:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	return v, nil
+}
+
+// applyView folds a delivered item into the room's view, if this instance
+// keeps one.
+func (h *Hub) applyView(v *roomView, m *Message) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	select {
+	case <-v.loaded:
+		if m.Seq > v.st.Seq {
+			v.st.Apply(m)
+		}
+	default:
+		v.pending = append(v.pending, m)
+	}
+}
+
+// Connect registers a local connection of user; the returned func removes it.
+func (h *Hub) Connect(user string, c UserSink) (remove func()) {
+	h.usersMu.Lock()
+	defer h.usersMu.Unlock()
+	if h.users == nil {
+		h.users = map[string]map[UserSink]struct{}{}
+	}
+	set := h.users[user]
+	if set == nil {
+		set = map[UserSink]struct{}{}
+		h.users[user] = set
+	}
+	set[c] = struct{}{}
+	return func() {
+		h.usersMu.Lock()
+		defer h.usersMu.Unlock()
+		delete(h.users[user], c)
+		if len(h.users[user]) == 0 {
+			delete(h.users, user)
+		}
+	}
+}
+
+// refused hands the persist stage's refusal of an item to its sender's
+// local connections and to a request waiting for it.
+func (h *Hub) refused(m *Message) {
+	code, msg := EForbidden, "refused"
+	if m.Data != nil {
+		code, msg = m.Data.Code, m.Data.Message
+	}
+	h.usersMu.Lock()
+	for c := range h.users[m.User] {
+		c.Refused(m.Room, m.ID, code, msg)
+	}
+	h.usersMu.Unlock()
+	h.settle(m, &Error{Code: code, Message: msg})
+}
+
+// waitKey names an item by its idempotency key.
+type waitKey struct{ room, user, id string }
+
+// Await registers interest in the fate of the item (room, user, id) before
+// it is published: wait returns the stored item once this instance's
+// fan-out delivers it, or the persist stage's refusal as an *Error. Call
+// cancel when done with it.
+func (h *Hub) Await(room, user, id string) (wait func(ctx context.Context) (Message, error), cancel func()) {
+	k := waitKey{room, user, id}
+	ch := make(chan outcome, 1)
+	h.waitMu.Lock()
+	if h.waiters == nil {
+		h.waiters = map[waitKey]chan outcome{}
+	}
+	h.waiters[k] = ch
+	h.waiting.Add(1)
+	h.waitMu.Unlock()
+	cancel = func() {
+		h.waitMu.Lock()
+		if h.waiters[k] == ch {
+			delete(h.waiters, k)
+			h.waiting.Add(-1)
+		}
+		h.waitMu.Unlock()
+	}
+	wait = func(ctx context.Context) (Message, error) {
+		select {
+		case o := <-ch:
+			return o.m, o.err
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		}
+	}
+	return wait, cancel
+}
+
+type outcome struct {
+	m   Message
+	err error
+}
+
+// settle ends the wait for m's item, if a request waits for it.
+func (h *Hub) settle(m *Message, err error) {
+	if h.waiting.Load() == 0 {
+		return
+	}
+	k := waitKey{m.Room, m.User, m.ID}
+	h.waitMu.Lock()
+	ch := h.waiters[k]
+	if ch != nil {
+		delete(h.waiters, k)
+		h.waiting.Add(-1)
+	}
+	h.waitMu.Unlock()
+	if ch != nil {
+		ch <- outcome{*m, err}
+	}
+}
+
+// hubRooms is the part of Hub this file adds (kept here to read together).
+type hubRooms struct {
+	loadRoom RoomLoader
+	views    sync.Map // room -> *roomView
+
+	usersMu sync.Mutex
+	users   map[string]map[UserSink]struct{}
+
+	waitMu  sync.Mutex
+	waiters map[waitKey]chan outcome
+	waiting atomic.Int32
+}
