@@ -8,8 +8,8 @@ import { el } from './dom.js';
 import { lang, t } from './i18n.js';
 import { goToRoom } from './nav.js';
 import { notice } from './notice.js';
-import { actionsOn, loadRoom, mayAdd, moderates, mutedUntil, onMembersChanged, rank, renderHead } from './room.js';
-import { forgetRoom, refreshRooms, rememberRoom } from './rooms.js';
+import { actionsOn, loadRoom, mayAdd, moderates, mutedUntil, onMembersChanged, putOut, rank, renderHead } from './room.js';
+import { refreshRooms, rememberRoom } from './rooms.js';
 import { state } from './state.js';
 import { ui } from './ui.js';
 
@@ -53,13 +53,25 @@ export function renderMembers() {
         'li',
         { class: 'member', 'data-testid': 'member', dataset: { user: m.user, role: m.role || '' } },
         el('span', { class: 'avatar small', 'aria-hidden': 'true', text: ([...m.user][0] || '?').toUpperCase() }),
-        nameButton(m.user, { 'data-testid': 'member-name' }),
-        m.user === state.me ? el('span', { class: 'member-you', text: t('members.you') }) : null,
-        m.role && m.role !== 'member' ? el('span', { class: `role-badge role-${m.role}`, 'data-testid': 'member-role', text: roleText(m.role) }) : null,
-        m.guest ? el('span', { class: 'guest-mark', text: t('message.guest') }) : null,
-        muted
-          ? el('span', { class: 'muted-mark', 'data-testid': 'member-muted', title: t('members.mutedUntil', { until: untilFmt.format(muted) }), text: t('members.muted') })
-          : null,
+        el(
+          'div',
+          { class: 'member-main' },
+          el(
+            'div',
+            { class: 'member-line' },
+            nameButton(m.user, { 'data-testid': 'member-name' }),
+            m.user === state.me ? el('span', { class: 'member-you', text: t('members.you') }) : null,
+          ),
+          el(
+            'div',
+            { class: 'member-tags' },
+            m.role && m.role !== 'member' ? el('span', { class: `role-badge role-${m.role}`, 'data-testid': 'member-role', text: roleText(m.role) }) : null,
+            m.guest ? el('span', { class: 'guest-mark', text: t('message.guest') }) : null,
+            muted
+              ? el('span', { class: 'muted-mark', 'data-testid': 'member-muted', title: t('members.mutedUntil', { until: untilFmt.format(muted) }), text: t('members.muted') })
+              : null,
+          ),
+        ),
       );
     }),
   );
@@ -232,11 +244,9 @@ export async function act(action, user) {
       }
       case 'leave':
         await api('DELETE', `${base}/members/${who}`);
-        forgetRoom(r.name);
-        notice(t('room.youLeft', { room: r.name }));
-        // A room I left is not mine to show; a public one I may read still.
-        if (r.info?.kind !== 'public') goToRoom('general');
-        else loadRoom(r);
+        // The server ends my subscription with a "left" frame too; either
+        // way the room goes from the sidebar and the pane says I left.
+        putOut(r.name, 'left');
         refreshRooms();
         return;
       case 'promote':

@@ -137,20 +137,22 @@ export function roomEvent(r, m) {
 }
 
 /**
- * putOut: I was removed from or banned in room `name` (a "left" frame with a
- * reason, or the item that did it). The room goes from the sidebar; when it
+ * putOut: I was removed from or banned in room `name`, or left it (here or
+ * on another connection): a "left" frame with a reason, or the item that did
+ * it. The room goes from the sidebar; when it
  * is the open one, what was shown of it goes too, and a plain sentence says
  * why. Idempotent: both signs usually arrive.
  */
 export function putOut(name, reason) {
   const r = state.room;
   const open = r?.name === name;
-  const already = open && (r.denied?.code === 'removed' || r.denied?.code === 'banned');
+  const already = open && ['removed', 'banned', 'left'].includes(r.denied?.code);
   forgetRoom(name);
-  if (!open) return;
-  if (already) return;
-  deny(r, { code: reason });
-  notice(reason === 'banned' ? t('room.bannedFrom', { room: name }) : t('room.removedFrom', { room: name }), { kind: 'error', sticky: true });
+  if (!open || already) return;
+  const why = ['banned', 'left'].includes(reason) ? reason : 'removed';
+  deny(r, { code: why });
+  if (why === 'left') notice(t('room.youLeft', { room: name }));
+  else notice(why === 'banned' ? t('room.bannedFrom', { room: name }) : t('room.removedFrom', { room: name }), { kind: 'error', sticky: true });
 }
 
 /**
@@ -181,6 +183,8 @@ function deniedText(r) {
       return t('room.removedFrom', { room: r.name });
     case 'banned':
       return t('room.bannedFrom', { room: r.name });
+    case 'left':
+      return t('room.youLeft', { room: r.name });
     case 'forbidden':
       return t('room.forbidden', { room: r.name, error: r.denied.message || '' });
     default:
