@@ -358,6 +358,26 @@ async function main() {
     for (const a of ['create', 'add', 'ban']) assert(pub.includes(a), `no ${a} line in ${JSON.stringify(pub)}`);
   });
 
+  await check("bob joins the public room from its head; alice removes him: it goes from his sidebar with a plain message", async () => {
+    await bob.goto(`${BASE}/#room=${PUB}`);
+    await waitForText(bob, `welcome ${suffix}`);
+    // A public room one may read but is not in offers to join it.
+    await bob.click(`${tid('room-join-public')}:not([hidden])`);
+    await bob.waitForSelector(`${tid('room-join-public')}[hidden]`, { state: 'attached' });
+    await waitEvent(bob, 'add', { target: 'bob', text: T('event.join', { target: 'bob' }) });
+    await bob.waitForSelector(item('room-list', PUB));
+    await alice.goto(`${BASE}/#room=${PUB}`);
+    await openMembers(alice);
+    await alice.waitForSelector(member('bob'));
+    await menuOf(alice, `${member('bob')} ${tid('member-name')}`);
+    await alice.click(tid('person-remove'));
+    await waitEvent(alice, 'remove', { target: 'bob', text: T('event.remove', { actor: 'alice', target: 'bob' }) });
+    await waitFor(async () => (await bob.textContent(tid('pane-status'))) === T('room.removedFrom', { room: PUB }), "bob's pane says he was removed");
+    await waitFor(async () => (await bob.textContent(`${tid('notice')} .notice-text`)) === T('room.removedFrom', { room: PUB }), 'a notice says so');
+    await assertNothingOf(bob, PUB, 'bob');
+    await waitFor(async () => (await alice.$(member('bob'))) === null, "bob still in alice's member list");
+  });
+
   await check('leaving a room: it goes from the sidebar, and the pane says so', async () => {
     await alice.goto(`${BASE}/#room=${PRIV}`);
     await waitFor(async () => (await alice.textContent(tid('room-title'))).includes(PRIV), 'alice back in the private room');
