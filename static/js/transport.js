@@ -368,8 +368,19 @@ export const conn = {
         console.warn('parley: event is not JSON', ev.data);
       }
     });
-    es.onerror = () => {
+    es.onerror = (ev) => {
       if (this.es !== es) return;
+      // The server's "event: error" (a send refused after its POST was
+      // answered: muted, banned meanwhile) arrives by the very name the
+      // browser uses for a failing connection; only it carries data.
+      if (typeof ev.data === 'string') {
+        try {
+          this.on.errorFrame(JSON.parse(ev.data));
+        } catch {
+          console.warn('parley: event is not JSON', ev.data);
+        }
+        return;
+      }
       if (es.readyState === EventSource.CLOSED) {
         // The browser gave up: the server answered other than 200, which
         // is a 401 when the session ended. Find out now, not after backoff.

@@ -111,14 +111,16 @@ async function main() {
   const carol = await newPage('carol');
 
   await check('three people sign in', async () => {
-    for (const [page, name] of [
-      [alice, 'alice'],
-      [bob, 'bob'],
-      [carol, 'carol'],
+    // carol is on SSE + POST: what puts her out of a room and refuses her
+    // sends comes by that way too.
+    for (const [page, name, transport] of [
+      [alice, 'alice', 'ws'],
+      [bob, 'bob', 'ws'],
+      [carol, 'carol', 'sse'],
     ]) {
-      await page.goto(`${BASE}/`);
+      await page.goto(`${BASE}/${transport === 'sse' ? '?transport=sse' : ''}`);
       await signIn(page, name);
-      await waitLive(page, 'ws');
+      await waitLive(page, transport);
     }
   });
 
@@ -249,6 +251,19 @@ async function main() {
     assert(JSON.stringify(onOwner) === '["dm"]', `carol is offered ${onOwner} on alice`);
     await closeMenu(carol);
   });
+
+  const refused = [{ page: 'carol', re: new RegExp(`status of 403\\b.*/api/rooms/${PUB}/messages`), why: 'a POST of a muted carol' }];
+
+  await check("carol, on SSE, is muted: her send is marked failed", () => expecting(refused, async () => {
+    const offered = await menuOf(alice, `${tid('message')}[data-user="carol"] ${tid('message-user')}`);
+    assert(offered.includes('mute1d') && offered.includes('mute1h'), `mute not offered: ${offered}`);
+    await alice.click(tid('person-mute1d'));
+    await waitEvent(carol, 'mute', { target: 'carol' });
+    const text = `carol muted ${suffix}`;
+    await send(carol, text);
+    await waitForText(carol, text, { state: 'failed' });
+    assert(!(await messages(alice)).some((m) => m.text === text), 'alice got the muted message');
+  }));
 
   const banned = [{ page: 'carol', re: new RegExp(`status of 403\\b.*/api/rooms/${PUB}`), why: 'a room carol is banned from' }];
 
