@@ -234,9 +234,9 @@ func TestHistoryPaging(t *testing.T) {
 	if p := s.history(tok, "never-used", ""); len(p.Messages) != 0 || p.HasMore || p.Messages == nil {
 		t.Fatalf("unused room %+v", p)
 	}
-	status, body := s.do("GET", "/api/rooms", tok, "")
-	if status != 200 || !strings.Contains(string(body), `{"room":"paging","last_seq":120}`) {
-		t.Fatalf("rooms: %d %s", status, body)
+	// The sender's rooms: sending to a public room made them a member.
+	if rooms, _ := s.roomList(tok, ""); len(rooms) != 1 || rooms[0].Room != "paging" || rooms[0].LastSeq != 120 {
+		t.Fatalf("rooms: %+v", rooms)
 	}
 	for _, q := range []string{"?limit=0", "?limit=201", "?limit=-1", "?limit=abc", "?limit=", "?before=1&after=1",
 		"?before=-3", "?after=1.5", "?after=%2B5", "?before=x", "?after="} {
@@ -259,9 +259,10 @@ func TestJoinDoesNotCreateRoom(t *testing.T) {
 		c.write(`{"type":"leave","room":"` + room + `"}`)
 		c.expect("left")
 	}
-	_, body := s.do("GET", "/api/rooms", tok, "")
-	if strings.Contains(string(body), "fresh-room") {
-		t.Fatalf("rooms after joins alone: %s", body)
+	for _, list := range []string{"", "?directory=1"} {
+		if rooms, _ := s.roomList(tok, list); len(rooms) != 0 {
+			t.Fatalf("rooms%s after joins alone: %+v", list, rooms)
+		}
 	}
 	if status, body := s.do("GET", "/api/rooms/fresh-room-3/messages", tok, ""); status != 200 || !strings.Contains(string(body), `"messages":[]`) {
 		t.Fatalf("history of a never-used room: %d %s", status, body)
@@ -270,9 +271,10 @@ func TestJoinDoesNotCreateRoom(t *testing.T) {
 	c.write(`{"type":"send","room":"fresh-room-3","id":"m1","text":"first"}`)
 	c.expect("ack")
 	s.waitHistory(tok, "fresh-room-3", 1)
-	_, body = s.do("GET", "/api/rooms", tok, "")
-	if !strings.Contains(string(body), `{"room":"fresh-room-3","last_seq":1}`) {
-		t.Fatalf("rooms after the first message: %s", body)
+	for _, list := range []string{"", "?directory=1"} {
+		if rooms, _ := s.roomList(tok, list); len(rooms) != 1 || rooms[0].Room != "fresh-room-3" || rooms[0].LastSeq != 1 {
+			t.Fatalf("rooms%s after the first message: %+v", list, rooms)
+		}
 	}
 }
 

@@ -399,3 +399,29 @@ func TestRoomBadInput(t *testing.T) {
 	}
 	s.refused("GET", "/api/rooms/taken/members/x", alice, "", 404, "not_found")
 }
+
+// TestSSEEndsOnRemoval: an SSE reader removed from a private room gets the
+// removal, then a left event, then the stream ends; a send of theirs the
+// persist stage refuses reaches the stream as an error event.
+func TestSSEEndsOnRemoval(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob := s.login("alice"), s.login("bob")
+	s.createRoom(alice, "team", "private", "")
+	s.call("POST", "/api/rooms/team/members", alice, `{"user":"bob"}`, 200)
+	st := s.sse(bob, "team", "?after=0", nil)
+	if got := st.messages(1); got[0].Data.Action != "add" {
+		t.Fatalf("bob's stream starts at his add: %+v", got)
+	}
+	s.call("DELETE", "/api/rooms/team/members/bob", alice, "", 200)
+	var kinds []string
+	for ev := range st.events {
+		if ev.Comment || ev.Event == "" {
+			continue
+		}
+		kinds = append(kinds, ev.Event+":"+ev.Data)
+	}
+	if len(kinds) != 2 || !strings.Contains(kinds[0], `"action":"remove"`) || kinds[1] != `left:{"reason":"removed","room":"team"}` {
+		t.Fatalf("bob's stream after the removal: %v", kinds)
+	}
+	s.refused("GET", "/api/rooms/team/events", bob, "", 404, "not_found")
+}

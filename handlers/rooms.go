@@ -291,6 +291,13 @@ func (s *Server) target(ctx context.Context, st *chat.RoomState, name string, ne
 // What the saved state already shows to be refused is answered at once.
 func (s *Server) apply(c *fiber.Ctx, room string, d chat.ItemData) (chat.Message, error) {
 	ctx := c.UserContext()
+	// A change is an item of the timeline like a message: it counts
+	// against the user's send rate.
+	if !s.sends.allow(userOf(c)) {
+		s.Metrics.RateLimit()
+		s.Metrics.Refused(limitSend)
+		return chat.Message{}, chat.Errorf(chat.ERateLimited, "too many changes and messages: at most %g per second", s.SendRate)
+	}
 	st, err := s.roomState(ctx, room)
 	if err != nil {
 		return chat.Message{}, err

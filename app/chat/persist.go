@@ -182,13 +182,15 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, parts []int) ([]Record, int, error) {
 	items := make([]decided, len(msgs))
 	for i, m := range msgs {
-		items[i] = decided{m: m, rec: i}
+		items[i] = decided{m: m}
 	}
 	if p.Rooms != nil {
 		p.rooms.checkContinuity(recs)
 		if err := retry(ctx, p.Log, "persist: decide", func() error {
 			var err error
-			items, err = p.decide(ctx, msgs, parts)
+			if items, err = p.decide(ctx, msgs, parts); err != nil {
+				p.forget(msgs) // decided in part: read again
+			}
 			return err
 		}); err != nil {
 			return nil, 0, err
@@ -207,6 +209,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			stored, err = p.Store.Append(ctx, toStore)
 			return err
 		}); err != nil {
+			p.forget(msgs)
 			return nil, 0, err
 		}
 		j := 0
@@ -221,6 +224,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		// Saved before the items are republished: a client that saw an
 		// item finds its effect in the room lists and access checks.
 		if err := p.fold(ctx, items); err != nil {
+			p.forget(msgs)
 			return nil, 0, err
 		}
 	}

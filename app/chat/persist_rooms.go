@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"slices"
 )
 
 // The persist stage's decisions: it is the one place that handles a room's
@@ -33,6 +32,8 @@ type cachedRoom struct {
 	st        RoomState
 	partition int
 	saved     int64 // seq of the last saved state
+	dirty     bool  // changed since saved in a way others read
+	stale     bool  // behind the log: read it again
 }
 
 // maxCachedRooms bounds the cache; past it, it starts over (each room is
@@ -67,30 +68,29 @@ func (rc *roomCache) checkContinuity(recs []Record) {
 // decided is one record's fate in a batch.
 type decided struct {
 	m       Message
-	rec     int // index of its record
 	refusal *Error
-	found   bool // already stored (a redelivery): m is the stored item
+	found   bool  // already stored (a redelivery): m is the stored item
+	seq     int64 // the seq the decision assumed it gets
 }
 
-// decide loads the states of the batch's rooms and decides each message in
-// order against its room's state with the batch's earlier items folded in.
-// A command already stored is a redelivery: it is not decided again (its
-// effect is in the state). A plain message refused is looked up too, since a
+// decide decides each message of the batch in order against its room's
+// cached state, folding each allowed item in at the seq it should get (the
+// state stays the fold of the log, with this batch's items after it). A
+// command already stored is a redelivery: it is not decided again (its
+// effect is in the log). A plain message refused is looked up too, since a
 // redelivered message may now be refused by what came after it.
+//
+// The states are changed in place, not copied: copying a large room's
+// members for every batch would cost the hot path. When the store gives an
+// item another seq than assumed (a redelivered message, someone else's
+// write), fold reads the state again from the log.
 func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]decided, error) {
-	tentative := map[string]*RoomState{}
 	out := make([]decided, 0, len(msgs))
 	for i := range msgs {
 		m := msgs[i]
-		st, ok := tentative[m.Room]
-		if !ok {
-			c, err := p.cached(ctx, m.Room, parts[i])
-			if err != nil {
-				return nil, err
-			}
-			cp := c.st.Clone()
-			st = &cp
-			tentative[m.Room] = st
+		c, err := p.cached(ctx, m.Room, parts[i])
+		if err != nil {
+			return nil, err
 		}
 		if m.Kind != "" {
 			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
@@ -98,29 +98,32 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 				return nil, err
 			}
 			if ok {
-				out = append(out, decided{m: stored, rec: i, found: true})
+				out = append(out, decided{m: stored, found: true})
 				continue
 			}
 		}
-		if err := st.Check(&m); err != nil {
-			e := asError(err)
+		if err := c.st.Check(&m); err != nil {
 			if m.Kind == "" {
 				stored, ok, ferr := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 				if ferr != nil {
 					return nil, ferr
 				}
 				if ok {
-					out = append(out, decided{m: stored, rec: i, found: true})
+					out = append(out, decided{m: stored, found: true})
 					continue
 				}
 			}
-			out = append(out, decided{m: m, rec: i, refusal: e})
+			out = append(out, decided{m: m, refusal: asError(err)})
 			continue
 		}
 		t := m
-		t.Seq = st.Seq + 1
-		st.Apply(&t)
-		out = append(out, decided{m: m, rec: i})
+		t.Seq = c.st.Seq + 1
+		members := len(c.st.Members)
+		c.st.Apply(&t)
+		if m.Kind != "" || len(c.st.Members) != members {
+			c.dirty = true
+		}
+		out = append(out, decided{m: m, seq: t.Seq})
 	}
 	return out, nil
 }
@@ -138,12 +141,7 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	if c, ok := p.rooms.rooms[room]; ok {
 		return c, nil
 	}
-	var st RoomState
-	err := retry(ctx, p.Log, "persist: load room state", func() error {
-		var err error
-		st, err = LoadRoomState(ctx, p.Rooms, p.Store, room)
-		return err
-	})
+	st, err := LoadRoomState(ctx, p.Rooms, p.Store, room)
 	if err != nil {
 		return nil, err
 	}
@@ -154,68 +152,57 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	return c, nil
 }
 
-// fold brings the cached states up to the stored items and saves those
-// that changed in a way others read (members, roles, moderation,
-// settings) or lag too far. The items are folded from the stored results,
-// not the tentative states: a redelivered message stored earlier has its
-// old seq and is not folded twice.
+// forget drops the batch's rooms from the cache: their states hold
+// decisions that were not stored (the batch is given up).
+func (p *Persister) forget(msgs []Message) {
+	for _, m := range msgs {
+		delete(p.rooms.rooms, m.Room)
+	}
+}
+
+// fold checks the stored seqs against the decisions' and saves the states
+// that changed in a way others read (members, roles, moderation, settings)
+// or lag too far. A room whose items got other seqs than its decisions
+// assumed is read again from the log: a redelivered message already stored
+// under an older seq, or another writer's items (a rebalance's overlap).
 func (p *Persister) fold(ctx context.Context, items []decided) error {
-	byRoom := map[string][]*Message{}
 	var order []string
-	for i := range items {
-		d := &items[i]
-		if d.refusal != nil {
-			continue
-		}
-		if _, ok := byRoom[d.m.Room]; !ok {
+	seen := map[string]bool{}
+	for _, d := range items {
+		c := p.rooms.rooms[d.m.Room]
+		if !seen[d.m.Room] {
+			seen[d.m.Room] = true
 			order = append(order, d.m.Room)
 		}
-		byRoom[d.m.Room] = append(byRoom[d.m.Room], &d.m)
+		if c == nil || d.refusal != nil {
+			continue
+		}
+		if (d.found && d.m.Seq > c.st.Seq) || (!d.found && d.m.Seq != d.seq) {
+			c.stale = true
+		}
 	}
 	for _, room := range order {
 		c := p.rooms.rooms[room]
 		if c == nil {
 			continue
 		}
-		ms := byRoom[room]
-		slices.SortFunc(ms, func(a, b *Message) int { return int(a.Seq - b.Seq) })
-		dirty := false
-		stale := false
-		for _, m := range ms {
-			if m.Seq <= c.st.Seq {
-				continue
-			}
-			if m.Seq != c.st.Seq+1 {
-				stale = true
-			}
-			members := len(c.st.Members)
-			c.st.Apply(m)
-			if m.Kind != "" || len(c.st.Members) != members {
-				dirty = true
-			}
-		}
-		if stale {
-			// Someone else stored items of this room meanwhile: the
-			// decisions of this batch were made on a state behind the log.
-			// Read it again before the next decision.
-			p.Log.Warn("persist: room state was behind the log; reading it again", "room", room)
-			delete(p.rooms.rooms, room)
+		if c.stale {
+			p.Log.Info("persist: room state read again from the log", "room", room)
 			st, err := LoadRoomState(ctx, p.Rooms, p.Store, room)
 			if err != nil {
+				delete(p.rooms.rooms, room)
 				return err
 			}
-			c = &cachedRoom{st: st, partition: c.partition, saved: c.saved}
-			p.rooms.rooms[room] = c
-			dirty = true
+			c.st, c.stale, c.dirty = st, false, true
 		}
-		if dirty || c.st.Seq-c.saved >= saveEvery {
+		if c.dirty || c.st.Seq-c.saved >= saveEvery {
 			st := c.st
 			if err := retry(ctx, p.Log, "persist: save room state", func() error {
 				return p.Rooms.SaveRoomState(ctx, st)
 			}); err != nil {
 				return err
 			}
-			c.saved = st.Seq
+			c.saved, c.dirty = st.Seq, false
 		}
 	}
 	return nil

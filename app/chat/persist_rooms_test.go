@@ -1,0 +1,245 @@
+package chat_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/kafka/membus"
+)
+
+// roomStore is a store that keeps room states too (both real ones do).
+type roomStore interface {
+	chat.Store
+	chat.RoomStates
+}
+
+func runRoomPersister(t *testing.T, bus chat.Bus, st roomStore) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func publishItems(t *testing.T, bus chat.Bus, ms ...chat.Message) {
+	t.Helper()
+	for _, m := range ms {
+		if err := bus.Publish(context.Background(), chat.DefaultTopicSend, chat.Record{Key: []byte(m.Room), Value: chat.Encode(m)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPersisterDecidesAtTheLog: a message accepted by an instance that did
+// not yet know of its author's ban is refused by the persist stage — not
+// stored, no seq — and its sender is told with a refusal record; the items
+// around it are stored in order. A redelivered item is not decided again.
+func TestPersisterDecidesAtTheLog(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	st := openStore(t).(roomStore)
+	runRoomPersister(t, bus, st)
+	now := time.Now()
+	alice, bob := chat.Author{Name: "alice"}, chat.Author{Name: "bob"}
+	ban := chat.NewItem(alice, "p", "i3", chat.ItemData{Action: chat.ActBan, Target: "bob"}, now)
+	publishItems(t, bus,
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+		chat.Message{Room: "p", ID: "b1", User: "bob", Text: "before the ban", TS: chat.Timestamp(now)},
+		ban,
+		chat.Message{Room: "p", ID: "b2", User: "bob", Text: "after the ban", TS: chat.Timestamp(now)},
+		chat.Message{Room: "p", ID: "a1", User: "alice", Text: "bye bob", TS: chat.Timestamp(now)},
+		chat.Message{Room: "p", ID: "c1", User: "carol", Text: "never a member", TS: chat.Timestamp(now)},
+		ban, // redelivered: the stored item again, not a refusal
+	)
+	got := received(t, bus, 8)
+	want := []struct {
+		id   string
+		seq  int64
+		kind string
+	}{{"i1", 1, "member"}, {"i2", 2, "member"}, {"b1", 3, ""}, {"i3", 4, "member"}, {"b2", 0, "refusal"}, {"a1", 5, ""}, {"c1", 0, "refusal"}, {"i3", 4, "member"}}
+	for i, w := range want {
+		m := got[i]
+		if m.ID != w.id || m.Seq != w.seq || m.Kind != w.kind {
+			t.Fatalf("receive record %d: %+v, want %+v", i, m, w)
+		}
+	}
+	if code := got[4].Data.Code; code != chat.ENotFound {
+		t.Fatalf("a removed member's message is refused as for a non-member: %q", code)
+	}
+	_ = bob
+	page, err := st.Messages(context.Background(), "p", chat.Query{Kind: chat.After, Limit: 50})
+	if err != nil || len(page.Messages) != 5 {
+		t.Fatalf("stored %+v %v", page.Messages, err)
+	}
+	saved, err := st.RoomState(context.Background(), "p")
+	if err != nil || saved.Seq < 4 || saved.IsMember("bob") || !saved.Banned("bob", now) {
+		t.Fatalf("saved state %+v %v", saved, err)
+	}
+}
+
+// TestHubEndsTheRemovedMembersSubscription: live and in replay, the item
+// that removes a subscription's user is its last, followed by Left.
+func TestHubEndsTheRemovedMembersSubscription(t *testing.T) {
+	st := openStore(t)
+	now := time.Now()
+	alice := chat.Author{Name: "alice"}
+	items := []chat.Message{
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+		{Room: "p", ID: "a1", User: "alice", Text: "one", TS: chat.Timestamp(now)},
+		chat.NewItem(alice, "p", "i3", chat.ItemData{Action: chat.ActRemove, Target: "bob"}, now),
+		{Room: "p", ID: "a2", User: "alice", Text: "bob is gone", TS: chat.Timestamp(now)},
+	}
+	stored, err := st.Append(context.Background(), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := chat.NewHub(st, quietLog, nil)
+
+	// Replay: bob resumes from before his removal.
+	replay := newLeaveSink()
+	sub, err := hub.JoinAs(context.Background(), chat.JoinRequest{Room: "p", User: "bob", From: 2, HasAfter: true}, replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if got := replay.wait(t); got != "i2,a1,i3,left:removed" {
+		t.Fatalf("replay got %s", got)
+	}
+
+	// Live: alice's subscription goes on; bob's ends at the removal.
+	hub2 := chat.NewHub(st, quietLog, nil)
+	live := newLeaveSink()
+	lsub, err := hub2.JoinAs(context.Background(), chat.JoinRequest{Room: "p", User: "bob", From: 2, After: 3, HasAfter: true}, live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lsub.Close()
+	alices := newLeaveSink()
+	asub, _ := hub2.JoinAs(context.Background(), chat.JoinRequest{Room: "p", User: "alice", After: 3, HasAfter: true}, alices)
+	defer asub.Close()
+	hub2.Deliver(events(stored[3:]))
+	if got := live.wait(t); got != "i3,left:removed" {
+		t.Fatalf("live got %s", got)
+	}
+	if got := alices.waitN(t, 2); got != "i3,a2" {
+		t.Fatalf("alice got %s", got)
+	}
+	if !lsub.Ended() || asub.Ended() {
+		t.Fatal("Ended")
+	}
+}
+
+// leaveSink records the ids it is handed and "left:<reason>".
+type leaveSink struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func newLeaveSink() *leaveSink { return &leaveSink{} }
+
+func (s *leaveSink) add(v string) {
+	s.mu.Lock()
+	s.got = append(s.got, v)
+	s.mu.Unlock()
+}
+
+func (s *leaveSink) Joined(context.Context, string, int64) error { return nil }
+func (s *leaveSink) Deliver(ev *chat.Event) bool                 { s.add(ev.Msg.ID); return true }
+func (s *leaveSink) Replay(_ context.Context, ev *chat.Event) error {
+	s.add(ev.Msg.ID)
+	return nil
+}
+func (s *leaveSink) Left(_, reason string) { s.add("left:" + reason) }
+
+// wait waits for a left, then a moment more (anything after it would show).
+func (s *leaveSink) wait(t *testing.T) string {
+	t.Helper()
+	return s.until(t, func(got []string) bool { return len(got) > 0 && strings.HasPrefix(got[len(got)-1], "left:") })
+}
+
+func (s *leaveSink) waitN(t *testing.T, n int) string {
+	t.Helper()
+	return s.until(t, func(got []string) bool { return len(got) >= n })
+}
+
+func (s *leaveSink) until(t *testing.T, done func([]string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		ok := done(s.got)
+		s.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.got, ",")
+}
+
+// refusalSink records the refusals a hub hands a user's connection.
+type refusalSink struct{ got chan string }
+
+func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + id + ":" + code }
+
+// TestRefusalReachesTheSender: the persist stage's refusal travels the
+// receive topic like an item, and every instance's fan-out hands it to the
+// sender's connections there (and to a request waiting for it), in order
+// with the items around it.
+func TestRefusalReachesTheSender(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	st := openStore(t).(roomStore)
+	runRoomPersister(t, bus, st)
+	hub := chat.NewHub(st, quietLog, nil)
+	hub.SetRoomLoader(st.RoomState)
+	f := &chat.Fanout{Bus: bus, Topic: chat.DefaultTopicReceive, Group: chat.GroupFanoutPrefix + "t", Hub: hub, Log: quietLog}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for !f.Ready() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	bobs := refusalSink{got: make(chan string, 4)}
+	defer hub.Connect("bob", bobs)()
+	wait, stop := hub.Await("p", "bob", "b1")
+	defer stop()
+	// The accepting instance's copy of the room, loaded before it exists.
+	if err := hub.CheckSend(context.Background(), "bob", "p"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	alice := chat.Author{Name: "alice"}
+	publishItems(t, bus,
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPublic}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActMute, Target: "bob", Until: chat.Timestamp(now.Add(time.Hour))}, now),
+		chat.Message{Room: "p", ID: "b1", User: "bob", Text: "muted?", TS: chat.Timestamp(now)},
+	)
+	select {
+	case got := <-bobs.got:
+		if got != "p/b1:forbidden" {
+			t.Fatalf("refusal %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no refusal reached bob")
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if _, err := wait(wctx); chat.ErrorCode(err) != chat.EForbidden {
+		t.Fatalf("the waiter got %v", err)
+	}
+	// That copy knows the mute now: its fan-out folded it in.
+	if err := hub.CheckSend(context.Background(), "bob", "p"); chat.ErrorCode(err) != chat.EForbidden {
+		t.Fatalf("CheckSend after the mute: %v", err)
+	}
+}
