@@ -40,7 +40,7 @@ async function loadLatest(r) {
     else r.denied = { code: 'not_found' };
     return;
   }
-  if (r !== state.room) return;
+  if (r !== state.room || r.denied) return; // put out of it meanwhile
   setPaneStatus('');
   for (const m of page.messages) insertSequenced(r, m);
   const last = page.messages.at(-1);
@@ -73,7 +73,7 @@ export async function loadOlder() {
   updateOlderButton();
   try {
     const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&before=${r.oldestSeq}`);
-    if (r !== state.room) return false;
+    if (r !== state.room || r.denied) return false;
     const height = ui.pane.scrollHeight;
     const top = ui.pane.scrollTop;
     for (const m of page.messages) insertSequenced(r, m);
@@ -107,7 +107,7 @@ export async function fillGap(r, upto) {
       await sleep(1000 * failures);
       continue;
     }
-    if (r !== state.room) return false;
+    if (r !== state.room || r.denied) return false;
     pages++;
     let progressed = false;
     for (const m of page.messages) {
