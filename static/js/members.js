@@ -133,6 +133,12 @@ export function bindMembers() {
     setPanel(false);
     ui.membersToggle.focus();
   });
+  // Escape closes the panel (on narrow screens it lies over the conversation).
+  ui.membersPanel.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || ev.defaultPrevented) return;
+    setPanel(false);
+    ui.membersToggle.focus();
+  });
   ui.addMemberForm.addEventListener('submit', addMember);
   ui.addMemberInput.addEventListener('input', () => {
     ui.addMemberError.hidden = true;
