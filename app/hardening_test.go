@@ -616,9 +616,7 @@ func TestRoomListPages(t *testing.T) {
 			t.Fatalf("post: %d %s", status, b)
 		}
 	}
-	for _, r := range want {
-		s.waitHistory(tok, r, 1)
-	}
+	s.waitRooms(tok, len(want))
 	var got []string
 	cursor := ""
 	for pages := 0; ; pages++ {

@@ -183,6 +183,10 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	s := startServer(t, func(cfg *Config) {
 		cfg.OIDCIssuer, cfg.OIDCClientID, cfg.OIDCClientSecret = down.URL, "parley", "client-secret"
 		cfg.PublicURL = "http://chat.test"
+		// Five new rooms per user, then 429: the rooms section counts on it
+		// (and the first posts to room, each maybe before the room exists, take
+		// at most four).
+		cfg.RoomBurst, cfg.RoomRate = 5, 0.001
 	})
 	a := newAPICheck(t, s)
 	room := uniqueRoom(t)
@@ -240,6 +244,8 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	a.do(call{name: "events, no token", method: "GET", path: events, status: 401, badRequest: true})
 	a.do(call{name: "events, bad Last-Event-ID", method: "GET", path: events, header: map[string]string{"Authorization": "Bearer " + tok, "Last-Event-ID": "x"}, status: 400, badRequest: true})
 
+	a.rooms(room)
+
 	// The WebSocket route, before and at the upgrade.
 	a.do(call{name: "ws, no token", method: "GET", path: "/ws", status: 401, badRequest: true})
 	a.do(call{name: "ws, not an upgrade", method: "GET", path: "/ws", header: bearer, status: 426})
@@ -259,6 +265,131 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	a.do(call{name: "sign-out", method: "DELETE", path: "/api/session", header: bearer, status: 204})
 	a.do(call{name: "refresh, ended session", method: "POST", path: "/api/session/refresh", header: bearer, status: 401})
 	a.do(call{name: "sign-out, no token", method: "DELETE", path: "/api/session", status: 204})
+}
+
+// rooms runs the routes of rooms with members, each with its successes and
+// refusals, so that room objects, member and ban lists, the timeline items
+// the membership routes answer with, and history with items in it validate.
+func (a *apiCheck) rooms(prefix string) {
+	t, s := a.t, a.s
+	tag := prefix[2:10]
+	owner, bob, carol := s.login("og"+tag), s.login("oh"+tag), s.login("oi"+tag)
+	bobName, carolName := "oh"+tag, "oi"+tag
+	as := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	pub, priv := prefix+"-pub", prefix+"-priv"
+	hour := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+
+	// Creation: the owner's five rooms (RoomBurst, a conflict included), then 429.
+	a.do(call{name: "create room", method: "POST", path: "/api/rooms", header: as(owner),
+		body: `{"room":"` + pub + `","kind":"public","title":"Open","topic":"all welcome"}`, status: 201})
+	a.do(call{name: "create room, taken", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"` + pub + `","kind":"private"}`, status: 409})
+	a.do(call{name: "create room, bad kind", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"x` + tag + `","kind":"secret"}`, status: 400, badRequest: true})
+	a.do(call{name: "create room, dm- name", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"dm-` + tag + `"}`, status: 400, badRequest: true})
+	a.do(call{name: "create room, no room", method: "POST", path: "/api/rooms", header: as(owner), body: `{"kind":"public"}`, status: 400, badRequest: true})
+	a.do(call{name: "create room, long title", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"x` + tag + `","title":"` + strings.Repeat("t", 101) + `"}`, status: 400, badRequest: true})
+	a.do(call{name: "create room, not JSON", method: "POST", path: "/api/rooms", header: map[string]string{"Authorization": "Bearer " + owner, "Content-Type": "text/plain"},
+		body: `{"room":"x` + tag + `"}`, status: 415, badRequest: true})
+	a.do(call{name: "create room, private", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"` + priv + `","kind":"private"}`, status: 201})
+	for _, r := range []string{prefix + "-x1", prefix + "-x2"} {
+		a.do(call{name: "create room, no kind", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"` + r + `"}`, status: 201})
+	}
+	a.do(call{name: "create room, over the limit", method: "POST", path: "/api/rooms", header: as(owner), body: `{"room":"x` + tag + `"}`, status: 429})
+	a.do(call{name: "create room, no token", method: "POST", path: "/api/rooms", body: `{"room":"x` + tag + `"}`, status: 401, badRequest: true})
+
+	// One room.
+	a.do(call{name: "room", method: "GET", path: "/api/rooms/" + pub, header: as(owner), status: 200})
+	a.do(call{name: "room, not a member", method: "GET", path: "/api/rooms/" + pub, header: as(bob), status: 200})
+	a.do(call{name: "room, private to a non-member", method: "GET", path: "/api/rooms/" + priv, header: as(bob), status: 404})
+	a.do(call{name: "room, never used", method: "GET", path: "/api/rooms/never-" + tag, header: as(owner), status: 404})
+	a.do(call{name: "room, bad name", method: "GET", path: "/api/rooms/Bad_Room", header: as(owner), status: 400, badRequest: true})
+
+	// Members.
+	mem := func(r string) string { return "/api/rooms/" + r + "/members" }
+	a.do(call{name: "join a public room", method: "POST", path: mem(pub), header: as(bob), body: `{}`, status: 200})
+	a.do(call{name: "add member", method: "POST", path: mem(priv), header: as(owner), body: `{"user":"` + strings.ToUpper(carolName) + `"}`, status: 200})
+	a.do(call{name: "add member, already one", method: "POST", path: mem(priv), header: as(owner), body: `{"user":"` + carolName + `"}`, status: 409})
+	a.do(call{name: "add member, nobody", method: "POST", path: mem(priv), header: as(owner), body: `{"user":"nobody-` + tag + `"}`, status: 404})
+	a.do(call{name: "add member, empty name", method: "POST", path: mem(priv), header: as(owner), body: `{"user":""}`, status: 400, badRequest: true})
+	a.do(call{name: "add member, by a member", method: "POST", path: mem(priv), header: as(carol), body: `{"user":"` + bobName + `"}`, status: 403})
+	a.do(call{name: "add member, no body", method: "POST", path: mem(priv), header: as(owner), status: 400, badRequest: true})
+	a.do(call{name: "members", method: "GET", path: mem(priv), header: as(carol), status: 200})
+	a.do(call{name: "members, private to a non-member", method: "GET", path: mem(priv), header: as(bob), status: 404})
+	a.do(call{name: "set role", method: "PUT", path: mem(priv) + "/" + carolName, header: as(owner), body: `{"role":"moderator"}`, status: 200})
+	a.do(call{name: "set role, bad role", method: "PUT", path: mem(priv) + "/" + carolName, header: as(owner), body: `{"role":"king"}`, status: 400, badRequest: true})
+	a.do(call{name: "set role, not the owner", method: "PUT", path: mem(priv) + "/" + carolName, header: as(carol), body: `{"role":"owner"}`, status: 403})
+	a.do(call{name: "set role, not a member", method: "PUT", path: mem(priv) + "/" + bobName, header: as(owner), body: `{"role":"member"}`, status: 404})
+
+	// Settings.
+	a.do(call{name: "patch", method: "PATCH", path: "/api/rooms/" + pub, header: as(owner), body: `{"topic":"new topic","slow_mode_s":0}`, status: 200})
+	a.do(call{name: "patch, nothing", method: "PATCH", path: "/api/rooms/" + pub, header: as(owner), body: `{}`, status: 400, badRequest: true})
+	a.do(call{name: "patch, slow mode out of range", method: "PATCH", path: "/api/rooms/" + pub, header: as(owner), body: `{"slow_mode_s":99999}`, status: 400, badRequest: true})
+	a.do(call{name: "patch, by a member", method: "PATCH", path: "/api/rooms/" + pub, header: as(bob), body: `{"title":"mine"}`, status: 403})
+
+	// Moderation: mute, ban, and their undoing.
+	mutes, bans := "/api/rooms/"+pub+"/mutes", "/api/rooms/"+pub+"/bans"
+	a.do(call{name: "mute", method: "POST", path: mutes, header: as(owner), body: `{"user":"` + bobName + `","until":"` + hour + `"}`, status: 200})
+	if !strings.Contains(string(a.do(call{name: "members, one muted", method: "GET", path: mem(pub), header: as(owner), status: 200})), `"muted_until"`) {
+		t.Error("the members list shows no muted_until for a muted member")
+	}
+	a.do(call{name: "post, muted", method: "POST", path: "/api/rooms/" + pub + "/messages", header: as(bob), body: `{"text":"may I?"}`, status: 403})
+	a.do(call{name: "mute, no until", method: "POST", path: mutes, header: as(owner), body: `{"user":"` + bobName + `"}`, status: 400, badRequest: true})
+	a.do(call{name: "mute, by a member", method: "POST", path: mutes, header: as(bob), body: `{"user":"og` + tag + `","until":"` + hour + `"}`, status: 403})
+	a.do(call{name: "unmute", method: "DELETE", path: mutes + "/" + bobName, header: as(owner), status: 200})
+	a.do(call{name: "unmute, not muted", method: "DELETE", path: mutes + "/" + bobName, header: as(owner), status: 404})
+	a.do(call{name: "ban", method: "POST", path: bans, header: as(owner), body: `{"user":"` + bobName + `","until":"` + hour + `","reason":"spam"}`, status: 200})
+	a.do(call{name: "ban, yourself", method: "POST", path: bans, header: as(owner), body: `{"user":"og` + tag + `"}`, status: 400})
+	a.do(call{name: "ban, until not a time", method: "POST", path: bans, header: as(owner), body: `{"user":"` + carolName + `","until":"tomorrow"}`, status: 400, badRequest: true})
+	a.do(call{name: "bans", method: "GET", path: bans, header: as(owner), status: 200})
+	a.do(call{name: "bans, not a moderator", method: "GET", path: bans, header: as(carol), status: 403})
+	a.do(call{name: "room, banned", method: "GET", path: "/api/rooms/" + pub, header: as(bob), status: 403})
+	a.do(call{name: "history, banned", method: "GET", path: "/api/rooms/" + pub + "/messages", header: as(bob), status: 403})
+	a.do(call{name: "events, banned", method: "GET", path: "/api/rooms/" + pub + "/events", header: as(bob), status: 403, stream: true})
+	a.do(call{name: "unban", method: "DELETE", path: bans + "/" + bobName, header: as(owner), status: 200})
+	a.do(call{name: "unban, not banned", method: "DELETE", path: bans + "/" + bobName, header: as(owner), status: 404})
+
+	// Leaving and removing.
+	a.do(call{name: "join again", method: "POST", path: mem(pub), header: as(bob), body: `{"user":"` + bobName + `"}`, status: 200})
+	a.do(call{name: "leave, the last owner", method: "DELETE", path: mem(pub) + "/og" + tag, header: as(owner), status: 409})
+	a.do(call{name: "leave", method: "DELETE", path: mem(pub) + "/" + bobName, header: as(bob), status: 200})
+	a.do(call{name: "remove member", method: "DELETE", path: mem(priv) + "/" + carolName, header: as(owner), status: 200})
+	a.do(call{name: "remove member, not a member", method: "DELETE", path: mem(priv) + "/" + carolName, header: as(owner), status: 404})
+	a.do(call{name: "remove member, private to a non-member", method: "DELETE", path: mem(priv) + "/og" + tag, header: as(bob), status: 404})
+	a.do(call{name: "post, private to a non-member", method: "POST", path: "/api/rooms/" + priv + "/messages", header: as(bob), body: `{"text":"let me in"}`, status: 404})
+	a.do(call{name: "events, private to a non-member", method: "GET", path: "/api/rooms/" + priv + "/events", header: as(bob), status: 404, stream: true})
+
+	// The timeline, its items among the messages.
+	a.do(call{name: "post to a public room", method: "POST", path: "/api/rooms/" + pub + "/messages", header: as(bob), body: `{"id":"oh-1","text":"hello"}`, status: 202})
+	s.waitHistory(owner, pub, 10)
+	var h struct {
+		Messages []struct{ Kind string }
+	}
+	mustJSON(t, a.do(call{name: "history with items", method: "GET", path: "/api/rooms/" + pub + "/messages", header: as(owner), status: 200}), &h)
+	kinds := map[string]int{}
+	for _, m := range h.Messages {
+		kinds[m.Kind]++
+	}
+	// create, add, update, mute, unmute, ban, unban, add, leave; then the message.
+	if kinds["member"] != 9 || kinds[""] != 1 {
+		t.Errorf("history of %s: %v items by kind, want the 9 changes and the message", pub, kinds)
+	}
+	a.do(call{name: "history, private, from the add", method: "GET", path: "/api/rooms/" + priv + "/messages", header: as(owner), status: 200})
+
+	// Direct rooms.
+	var dm struct{ Room string }
+	mustJSON(t, a.do(call{name: "dm", method: "POST", path: "/api/dms", header: as(owner), body: `{"user":"` + bobName + `"}`, status: 200}), &dm)
+	a.do(call{name: "dm, the other way", method: "POST", path: "/api/dms", header: as(bob), body: `{"user":"og` + tag + `"}`, status: 200})
+	a.do(call{name: "dm, yourself", method: "POST", path: "/api/dms", header: as(owner), body: `{"user":"og` + tag + `"}`, status: 400})
+	a.do(call{name: "dm, nobody", method: "POST", path: "/api/dms", header: as(owner), body: `{"user":"nobody-` + tag + `"}`, status: 404})
+	a.do(call{name: "dm, no user", method: "POST", path: "/api/dms", header: as(owner), body: `{}`, status: 400, badRequest: true})
+	a.do(call{name: "dm room", method: "GET", path: "/api/rooms/" + dm.Room, header: as(bob), status: 200})
+	a.do(call{name: "dm room, a third person", method: "GET", path: "/api/rooms/" + dm.Room, header: as(carol), status: 404})
+	a.do(call{name: "dm, add someone", method: "POST", path: mem(dm.Room), header: as(owner), body: `{"user":"` + carolName + `"}`, status: 403})
+
+	// The lists.
+	a.do(call{name: "my rooms", method: "GET", path: "/api/rooms", header: as(owner), status: 200})
+	a.do(call{name: "my rooms, paged", method: "GET", path: "/api/rooms?limit=1", header: as(owner), status: 200})
+	a.do(call{name: "directory", method: "GET", path: "/api/rooms?directory=1", header: as(bob), status: 200})
+	a.do(call{name: "directory, bad value", method: "GET", path: "/api/rooms?directory=maybe", header: as(bob), status: 400, badRequest: true})
 }
 
 // asyncSchemas compiles the payload schemas of handlers/asyncapi.yaml with
@@ -341,10 +472,14 @@ func (a *asyncSchemas) closeCodes() map[string]any {
 // send, ping, leave) and every server frame received (joined, ack,
 // message, pong, error, left), the SSE stream's retry line, its message
 // events (data against Message, id and event against SSEFields, id = seq),
-// and the close codes of an oversized frame (1009) and of an ended session
+// membership items on both transports and a removal's left frame and left
+// event (with reason "removed"; the stream then ends), and the close codes of an oversized frame (1009) and of an ended session
 // (1008) against the documented ones. Not checked here: the ": ping"
 // comment (15 s apart; handlers' SSE tests cover it), 1012 and 1013
-// (shutdown and slow-reader tests cover them).
+// (shutdown and slow-reader tests cover them), and a refusal after an ack,
+// which a running server cannot be made to produce on demand
+// (handlers.TestAsyncAPIDocument validates its frame and event as the
+// handlers encode them).
 func TestAsyncAPIFrames(t *testing.T) {
 	s := startServer(t, nil)
 	a := loadAsyncAPI(t)
@@ -410,42 +545,53 @@ func TestAsyncAPIFrames(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
-	block := func() []string {
-		t.Helper()
-		var lines []string
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("stream: %v", err)
-			}
-			if line = strings.TrimSuffix(line, "\n"); line == "" {
-				return lines
-			}
-			lines = append(lines, line)
-		}
-	}
-	retry := block()
+	retry := sseLines(t, r)
 	if len(retry) != 1 {
 		t.Fatalf("first block %q, want the retry line", retry)
 	}
 	a.validate("SSERetry", []byte(strconv.Quote(retry[0])))
-	fields := map[string]string{}
-	var data []byte
-	for _, line := range block() {
-		k, v, _ := strings.Cut(line, ": ")
-		if k == "data" {
-			data = []byte(v)
-			continue
-		}
-		fields[k] = v
+	a.sseMessage(sseLines(t, r))
+
+	// Rooms with members: bob, added to a private room, gets the items as
+	// message frames and events; removed, his connection gets left with the
+	// reason and his stream the left event, after the removal item.
+	priv := room + "-p"
+	s.call("POST", "/api/rooms", alice, `{"room":"`+priv+`","kind":"private"}`, 201)
+	s.call("POST", "/api/rooms/"+priv+"/members", alice, `{"user":"ab`+room[2:10]+`"}`, 200)
+	send(cb, "Join", `{"type":"join","room":"`+priv+`","after":0}`)
+	read(cb, "joined")
+	if f := decodeFrame(t, read(cb, "message")); f["kind"] != "member" {
+		t.Errorf("bob's replay of %s: %v, want his add", priv, f)
 	}
+	preq, _ := http.NewRequestWithContext(ctx, "GET", s.base+"/api/rooms/"+priv+"/events?after=0", nil)
+	preq.Header.Set("Authorization", "Bearer "+bob)
+	presp, err := http.DefaultClient.Do(preq)
+	if err != nil || presp.StatusCode != 200 {
+		t.Fatalf("events of %s: %v %v", priv, presp, err)
+	}
+	defer presp.Body.Close()
+	pr := bufio.NewReader(presp.Body)
+	sseLines(t, pr) // retry
+	a.sseMessage(sseLines(t, pr))
+	s.call("DELETE", "/api/rooms/"+priv+"/members/ab"+room[2:10], alice, "", 200)
+	if f := decodeFrame(t, read(cb, "message")); f["kind"] != "member" || mapOf(f["data"])["action"] != "remove" {
+		t.Errorf("the removal item: %v", f)
+	}
+	if f := decodeFrame(t, read(cb, "left")); f["room"] != priv || f["reason"] != "removed" {
+		t.Errorf("left frame %v, want reason removed", f)
+	}
+	if m := a.sseMessage(sseLines(t, pr)); m["kind"] != "member" {
+		t.Errorf("the removal event: %v", m)
+	}
+	fields, data := sseFields(sseLines(t, pr))
 	hdr, _ := json.Marshal(fields)
-	a.validate("SSEFields", hdr)
-	a.validate("Message", data)
-	var m struct{ Seq int64 }
-	_ = json.Unmarshal(data, &m)
-	if fields["id"] != strconv.FormatInt(m.Seq, 10) {
-		t.Errorf("event id %q, data seq %d", fields["id"], m.Seq)
+	a.validate("SSELeftFields", hdr)
+	a.validate("SSELeft", data)
+	if f := decodeFrame(t, data); fields["event"] != "left" || f["reason"] != "removed" {
+		t.Errorf("left event %v %s, want reason removed", fields, data)
+	}
+	if line, err := pr.ReadString('\n'); err == nil {
+		t.Errorf("the stream goes on after left: %q", line)
 	}
 
 	// Close codes: an oversized frame, and an ended session.
@@ -477,6 +623,63 @@ func TestAsyncAPIFrames(t *testing.T) {
 		t.Errorf("ended session: close %s, want the documented 1008", code)
 	}
 }
+
+// sseLines reads one block of an event stream: its lines up to the blank one.
+func sseLines(t *testing.T, r *bufio.Reader) []string {
+	t.Helper()
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if line = strings.TrimSuffix(line, "\n"); line == "" {
+			return lines
+		}
+		lines = append(lines, line)
+	}
+}
+
+// sseFields splits a block into its fields but data, and its data.
+func sseFields(block []string) (map[string]string, []byte) {
+	fields := map[string]string{}
+	var data []byte
+	for _, line := range block {
+		k, v, _ := strings.Cut(line, ": ")
+		if k == "data" {
+			data = []byte(v)
+			continue
+		}
+		fields[k] = v
+	}
+	return fields, data
+}
+
+// sseMessage validates a message event (id = the data's seq) and returns its
+// data.
+func (a *asyncSchemas) sseMessage(block []string) map[string]any {
+	a.t.Helper()
+	fields, data := sseFields(block)
+	hdr, _ := json.Marshal(fields)
+	a.validate("SSEFields", hdr)
+	a.validate("Message", data)
+	m := decodeFrame(a.t, data)
+	if seq, _ := m["seq"].(float64); fields["id"] != strconv.FormatInt(int64(seq), 10) {
+		a.t.Errorf("event id %q, data seq %v", fields["id"], m["seq"])
+	}
+	return m
+}
+
+func decodeFrame(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	var f map[string]any
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	return f
+}
+
+func mapOf(v any) map[string]any { m, _ := v.(map[string]any); return m }
 
 // TestOpenAPIOperationsRefusals: the operations answers the main walk cannot
 // reach validate too: /metrics on the chat listener when PARLEY_METRICS_ADDR

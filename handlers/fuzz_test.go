@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -80,11 +81,6 @@ func FuzzHTTPInputs(f *testing.F) {
 	f.Add(uint8(1|3<<3|1<<5), "", []byte(`{"text":"a\u202eb"}`))
 	f.Fuzz(func(t *testing.T, kind uint8, query string, body []byte) {
 		var method, target string
-		// The high bits choose the request's headers: the body rules and the
-		// origin rule must hold whatever the route and body.
-		contentType := []string{"application/json", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded"}[kind>>3&3]
-		encoding := []string{"", "gzip", "identity", "br"}[kind>>5&3]
-		foreign := kind>>7 == 1
 		switch kind % 5 {
 		case 0:
 			method, target = "POST", "/api/session"
@@ -98,6 +94,55 @@ func FuzzHTTPInputs(f *testing.F) {
 		case 4:
 			method, target = "GET", "/api/rooms"
 		}
+		fuzzRequest(t, app, tok, store, kind, method, target, body)
+	})
+}
+
+// FuzzRoomRoutes sends fuzzed requests to the routes of rooms with members
+// (create, DM, members, bans, mutes, settings, lists) under the same rules
+// as FuzzHTTPInputs: no internal error, a well-formed error body, the body
+// and origin rules, and a consistent store.
+func FuzzRoomRoutes(f *testing.F) {
+	app, tok, store := fuzzServer(f)
+	f.Add(uint8(0), "", []byte(`{"room":"fuzzroom","kind":"private","title":"t"}`))
+	f.Add(uint8(1), "", []byte(`{"user":"bob"}`))
+	f.Add(uint8(2), "", []byte(`{"user":"fuzzer"}`))
+	f.Add(uint8(3), "fuzzer", []byte(nil))
+	f.Add(uint8(4), "bob", []byte(`{"role":"owner"}`))
+	f.Add(uint8(5), "", []byte(`{"user":"bob","until":"2999-01-01T00:00:00Z","reason":"r"}`))
+	f.Add(uint8(6), "", []byte(`{"user":"bob","until":"yesterday"}`))
+	f.Add(uint8(7), "", []byte(`{"slow_mode_s":5,"topic":"\u202e"}`))
+	f.Add(uint8(64), "directory=1&limit=2&cursor=eA", []byte(nil)) // routes 8 and 9: bit 6
+	f.Add(uint8(65), "%E2%80%AE", []byte(nil))
+	f.Fuzz(func(t *testing.T, kind uint8, query string, body []byte) {
+		user := url.PathEscape(query)
+		routes := [][2]string{
+			{"POST", "/api/rooms"},
+			{"POST", "/api/dms"},
+			{"POST", "/api/rooms/fuzzroom/members"},
+			{"DELETE", "/api/rooms/fuzzroom/members/" + user},
+			{"PUT", "/api/rooms/fuzzroom/members/" + user},
+			{"POST", "/api/rooms/fuzzroom/bans"},
+			{"POST", "/api/rooms/fuzzroom/mutes"},
+			{"PATCH", "/api/rooms/fuzzroom"},
+			{"GET", "/api/rooms?" + requestLineSafe(query)},
+			{"GET", "/api/rooms/" + user + "/members"},
+		}
+		r := routes[int(kind&7+kind>>6&1*8)%len(routes)]
+		fuzzRequest(t, app, tok, store, kind, r[0], r[1], body)
+	})
+}
+
+// fuzzRequest sends one fuzzed request, its headers chosen by kind's high
+// bits, and checks the answer and the store.
+func fuzzRequest(t *testing.T, app *fiber.App, tok string, store chat.Store, kind uint8, method, target string, body []byte) {
+	t.Helper()
+	{
+		// The high bits choose the request's headers: the body rules and the
+		// origin rule must hold whatever the route and body.
+		contentType := []string{"application/json", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded"}[kind>>3&3]
+		encoding := []string{"", "gzip", "identity", "br"}[kind>>5&3]
+		foreign := kind>>7 == 1
 		if len(target) > 3500 {
 			// Beyond fasthttp's 4 KiB header buffer the transport refuses
 			// the request before any handler runs; not what this fuzzes.
@@ -127,13 +172,13 @@ func FuzzHTTPInputs(f *testing.F) {
 			if resp.StatusCode != 415 {
 				t.Fatalf("%s %s with Content-Encoding %s: status %d, want 415", method, target, encoding, resp.StatusCode)
 			}
-		case method == "POST" && !jsonBody:
+		case hasBody(method) && !jsonBody:
 			if resp.StatusCode != 415 {
-				t.Fatalf("POST %s as %s: status %d, want 415", target, contentType, resp.StatusCode)
+				t.Fatalf("%s %s as %s: status %d, want 415", method, target, contentType, resp.StatusCode)
 			}
-		case method == "POST" && foreign:
+		case method != "GET" && foreign:
 			if resp.StatusCode != 403 {
-				t.Fatalf("POST %s with a cookie from a foreign origin: status %d, want 403", target, resp.StatusCode)
+				t.Fatalf("%s %s with a cookie from a foreign origin: status %d, want 403", method, target, resp.StatusCode)
 			}
 		}
 		if resp.StatusCode >= 400 {
@@ -152,8 +197,10 @@ func FuzzHTTPInputs(f *testing.F) {
 			}
 		}
 		checkHistory(t, store)
-	})
+	}
 }
+
+func hasBody(method string) bool { return method == "POST" || method == "PUT" || method == "PATCH" }
 
 // requestLineSafe percent-encodes the bytes that cannot stand in an HTTP
 // request line (controls, space, '#', non-ASCII), keeping everything a client
@@ -181,12 +228,21 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	}
 	bus := membus.New(membus.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &chat.Persister{Bus: bus, Store: store, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: log}
+	p := &chat.Persister{Bus: bus, Store: store, Rooms: store, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: log}
 	done := make(chan struct{})
 	go func() { _ = p.Run(ctx); close(done) }()
-	f.Cleanup(func() { cancel(); <-done; bus.Close(); store.Close() })
+	hub := chat.NewHub(store, log, nil)
+	hub.SetRoomLoader(store.RoomState)
+	fan := &chat.Fanout{Bus: bus, Topic: chat.DefaultTopicReceive, Group: chat.GroupFanoutPrefix + "fuzz", Hub: hub, Log: log}
+	fanDone := make(chan struct{})
+	go func() { _ = fan.Run(ctx); close(fanDone) }()
+	for !fan.Ready() {
+		// Changes wait for the fan-out to deliver their decision.
+		time.Sleep(time.Millisecond)
+	}
+	f.Cleanup(func() { cancel(); <-done; <-fanDone; bus.Close(); store.Close() })
 	srv := &Server{
-		Store: store, People: store, Bus: bus, Hub: chat.NewHub(store, log, nil), Log: log, Guest: true, Accounts: true,
+		Store: store, People: store, Rooms: store, Bus: bus, Hub: hub, Log: log, Guest: true, Accounts: true,
 		Sender: &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
 		Auth:   &Auth{Secret: []byte("fuzz-secret")},
 		Limits: Limits{SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gofiber/fiber/v2"
@@ -263,6 +264,15 @@ func TestAsyncAPIDocument(t *testing.T) {
 			t.Errorf("WebSocket %s frames: %v, want %v", action, got, want)
 		}
 	}
+	// The SSE events: the timeline, the stream's own lines, left and error.
+	var sse []string
+	for _, m := range mapOf(mapOf(doc["operations"])["sendEvents"])["messages"].([]any) {
+		sse = append(sse, strings.TrimPrefix(refOf(m), "#/channels/events/messages/"))
+	}
+	slices.Sort(sse)
+	if want := []string{"error", "event", "left", "ping", "retry"}; !slices.Equal(sse, want) {
+		t.Errorf("SSE events: %v, want %v", sse, want)
+	}
 	codes := mapOf(mapOf(channels["websocket"])["x-parley-close-codes"])
 	for _, code := range []string{"1000", "1008", "1009", "1012", "1013"} {
 		if codes[code] == nil {
@@ -311,4 +321,93 @@ func TestAsyncAPIDocument(t *testing.T) {
 	if s.Validate(bad) == nil {
 		t.Error("Joined accepts a bad room and no last_seq")
 	}
+
+	// Rooms with members, as this package's encoders lay them out: timeline
+	// items as message frames and events, the left frame and event with a
+	// reason, and a refusal after the ack on both transports (a running
+	// server cannot be made to refuse after an ack on demand; see
+	// app/openapi_test.go for the real frames it can).
+	now := time.Now()
+	until := chat.Timestamp(now.Add(time.Hour))
+	for _, d := range []chat.ItemData{
+		{Action: chat.ActCreate, RoomKind: chat.RoomPrivate, Title: ptr("Plans"), Topic: ptr("")},
+		{Action: chat.ActCreate, RoomKind: chat.RoomDirect, Members: []string{"alice", "bob"}},
+		{Action: chat.ActUpdate, SlowModeS: ptr(60)},
+		{Action: chat.ActAdd, Target: "bob", Guest: true},
+		{Action: chat.ActBan, Target: "bob", Until: until, Reason: "spam"},
+		{Action: chat.ActBan, Target: "bob"},
+		{Action: chat.ActMute, Target: "bob", Until: until},
+		{Action: chat.ActRole, Target: "bob", Role: chat.RoleModerator},
+		{Action: chat.ActLeave, Target: "alice"},
+	} {
+		item := chat.NewItem(chat.Author{Name: "alice", Guest: true}, "general", chat.NewID(), d, now)
+		item.Seq = 58
+		ev := chat.NewEvent(item)
+		check("MessageFrame", ev.Frame(wsMessage))
+		fields, data := sseBlock(t, ev.Frame(sseMessage))
+		check("SSEFields", fields)
+		check("Message", data)
+	}
+	wc := &wsClient{out: newQueue(1 << 20)}
+	wc.Left("general", "banned")
+	wc.Refused("general", "c1", chat.ERateLimited, "slow mode: one message per 60 s")
+	frames := wc.out.take(nil)
+	if len(frames) != 2 {
+		t.Fatalf("WebSocket frames queued: %q", frames)
+	}
+	check("Left", frames[0])
+	check("ErrorFrame", frames[1])
+	sc := &sseClient{room: "general", out: newQueue(1 << 20)}
+	sc.Refused("general", "c2", chat.EForbidden, "you are muted in this room")
+	sc.Left("general", "removed")
+	events := sc.out.take(nil)
+	if len(events) != 2 {
+		t.Fatalf("SSE events queued: %q", events)
+	}
+	fields, data := sseBlock(t, events[0])
+	check("SSEErrorFields", fields)
+	check("ErrorFrame", data)
+	fields, data = sseBlock(t, events[1])
+	check("SSELeftFields", fields)
+	check("SSELeft", data)
+	// Mutations: an item without its data, a reason the document does not
+	// list, and a left event with an id, are refused.
+	for schema, frame := range map[string]string{
+		"MessageFrame":  `{"type":"message","room":"general","seq":1,"id":"x","user":"alice","text":"alice left","ts":"2026-12-01T10:00:00.000Z","kind":"member"}`,
+		"Left":          `{"type":"left","room":"general","reason":"kicked"}`,
+		"SSELeftFields": `{"event":"left","id":"7"}`,
+		"Message":       `{"room":"general","seq":1,"id":"x","user":"alice","text":"alice muted bob","ts":"2026-12-01T10:00:00.000Z","kind":"member","data":{"action":"mute","target":"bob"}}`,
+	} {
+		s, _ := c.Compile("asyncapi.json#/components/schemas/" + schema)
+		bad, _ := jsonschema.UnmarshalJSON(strings.NewReader(frame))
+		if s.Validate(bad) == nil {
+			t.Errorf("%s accepts %s", schema, frame)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// sseBlock splits one Server-Sent Event into its fields but data, as a JSON
+// object, and its data.
+func sseBlock(t *testing.T, b []byte) (fields, data []byte) {
+	t.Helper()
+	block, ok := strings.CutSuffix(string(b), "\n\n")
+	if !ok {
+		t.Fatalf("event %q does not end with a blank line", b)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(block, "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			t.Fatalf("event line %q", line)
+		}
+		if k == "data" {
+			data = []byte(v)
+			continue
+		}
+		m[k] = v
+	}
+	fields, _ = json.Marshal(m)
+	return fields, data
 }

@@ -165,7 +165,7 @@ func (s *Server) createRoom(c *fiber.Ctx) error {
 }
 
 // dmPrefix starts the names of direct rooms, which POST /api/rooms refuses.
-const dmPrefix = "dm-"
+const dmPrefix = chat.DirectPrefix
 
 // dmRoom is the direct room of two people: the same whoever asks first,
 // named from their canonical names so that look-alike spellings of a name

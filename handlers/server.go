@@ -108,6 +108,10 @@ const (
 // defaults gives zero fields their defaults.
 func (s *Server) defaults() {
 	s.Limits = s.Limits.WithDefaults()
+	if s.Rooms == nil {
+		// Both stores keep the room states beside the messages.
+		s.Rooms, _ = s.Store.(chat.RoomStates)
+	}
 	if s.Metrics == nil {
 		s.Metrics = nopMetrics{}
 	}

@@ -3,6 +3,7 @@ package chat
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -25,6 +26,10 @@ const (
 	RoomPrivate = "private"
 	RoomDirect  = "direct"
 )
+
+// DirectPrefix starts the names of direct rooms (see handlers' dmRoom): no
+// other room may take such a name, by POST /api/rooms or by a first message.
+const DirectPrefix = "dm-"
 
 // Roles, from the highest.
 const (
@@ -340,6 +345,11 @@ func (st *RoomState) Check(m *Message) error {
 
 // checkSend decides a plain message of user at now.
 func (st *RoomState) checkSend(user string, now time.Time) error {
+	if !st.Exists() && strings.HasPrefix(st.Room, DirectPrefix) {
+		// A first message would make it a public room under a direct
+		// room's name.
+		return errNoRoom
+	}
 	if err := st.CanRead(user, now); err != nil {
 		return err
 	}

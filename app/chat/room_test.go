@@ -183,6 +183,13 @@ func TestRoomFold(t *testing.T) {
 			{user: "alice", item: ban("bob", ""), want: chat.EForbidden},
 			{user: "bob", item: member(chat.ActLeave, "bob"), want: chat.EForbidden},
 		}, nil},
+		{"a direct room's name is not taken by a first message", nil, func(t *testing.T, _ chat.RoomState) {
+			st := chat.NewRoomState(chat.DirectPrefix + "0123")
+			m := chat.Message{Room: st.Room, ID: "m", User: "mallory", Text: "mine", TS: chat.Timestamp(t0)}
+			if err := st.Check(&m); chat.ErrorCode(err) != chat.ENotFound {
+				t.Fatalf("got %v", err)
+			}
+		}},
 		{"items about a room that does not exist", []step{
 			{user: "alice", item: member(chat.ActAdd, "bob"), want: chat.ENotFound},
 			{user: "alice", item: chat.ItemData{Action: "dance"}, want: chat.ENotFound},
