@@ -30,6 +30,14 @@ func TestBrowser(t *testing.T) {
 	})
 }
 
+// TestBrowserRooms runs web/e2e/rooms.test.mjs: rooms with members in the
+// UI, three people in three browsers (private and public rooms, the
+// directory, adding, roles, bans, mutes, settings, direct messages, the
+// timeline's lines), in one language: the strings are the catalogue's either way.
+func TestBrowserRooms(t *testing.T) {
+	browserScript(t, "rooms.test.mjs", nil)
+}
+
 // TestBrowserSessions runs web/e2e/sessions.test.mjs: accounts, guests'
 // names and marks, sign-out ending other tabs, and a session refreshed
 // before its token expires, which takes a server whose tokens live 30 s.

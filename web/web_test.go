@@ -450,3 +450,55 @@ func TestPageLanguage(t *testing.T) {
 		t.Errorf("T with a placeholder: %q", got)
 	}
 }
+
+// The chat shell has what rooms with members need (static/js/room.js,
+// members.js, dialogs.js find them by test id): both sidebar lists, the
+// member panel, the person menu as a popover, and the three dialogs, each a
+// <dialog> named by its heading, every field of them labelled.
+func TestChatShellHasRoomsUI(t *testing.T) {
+	doc := render(t, IndexProps{User: "alice", Guest: true})
+	for _, id := range []string{
+		"room-list", "dm-list", "dm-empty", "create-open", "directory-open",
+		"room-kind", "room-slow", "room-display-title", "room-topic", "room-join-public",
+		"settings-open", "members-toggle", "members-panel", "add-member-form", "member-list", "ban-list",
+		"person-menu", "create-dialog", "directory-dialog", "settings-dialog",
+	} {
+		if n := count(doc, testID(id)); n != 1 {
+			t.Errorf("%s: %d elements, want 1", id, n)
+		}
+	}
+	// What depends on the room and my role in it starts hidden; the script shows it.
+	for _, id := range []string{"room-join-public", "settings-open", "members-toggle", "members-panel", "add-member-form"} {
+		if _, hidden := doc.Find(testID(id)).Attr("hidden"); !hidden {
+			t.Errorf("%s is not rendered hidden", id)
+		}
+	}
+	if v := doc.Find(testID("person-menu")).AttrOr("popover", ""); v != "auto" {
+		t.Errorf("person-menu popover=%q, want auto (Escape and a click elsewhere close it)", v)
+	}
+	for _, id := range []string{"create-dialog", "directory-dialog", "settings-dialog"} {
+		d := doc.Find(testID(id))
+		if goquery.NodeName(d) != "dialog" {
+			t.Errorf("%s is a <%s>, want <dialog>", id, goquery.NodeName(d))
+		}
+		by := d.AttrOr("aria-labelledby", "")
+		if h := d.Find("#" + by); by == "" || h.Length() != 1 || strings.TrimSpace(h.Text()) == "" {
+			t.Errorf("%s: aria-labelledby=%q names no heading inside it", id, by)
+		}
+		d.Find("input, textarea").Each(func(_ int, in *goquery.Selection) {
+			if in.AttrOr("type", "") == "radio" {
+				if in.ParentFiltered("label").Length() != 1 {
+					t.Errorf("%s: a radio button outside its label", id)
+				}
+				return
+			}
+			fid := in.AttrOr("id", "")
+			if fid == "" || d.Find(`label[for="`+fid+`"]`).Length() != 1 {
+				t.Errorf("%s: field %q has no label", id, fid)
+			}
+		})
+	}
+	if lbl := doc.Find(`label[for="add-member-input"]`); lbl.Length() != 1 {
+		t.Error("the add-member input has no label")
+	}
+}

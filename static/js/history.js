@@ -5,6 +5,7 @@ import { api, roomPath } from './api.js';
 import { t } from './i18n.js';
 import { insertSequenced, showLive } from './messages.js';
 import { notice } from './notice.js';
+import { deny, loadRoom } from './room.js';
 import { renderRoomList } from './rooms.js';
 import { markSeen, state } from './state.js';
 import { ui } from './ui.js';
@@ -27,8 +28,19 @@ export function ensureHistory(r) {
 
 async function loadLatest(r) {
   setPaneStatus(t('history.loading'));
-  const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}`);
-  if (r !== state.room) return;
+  let page;
+  try {
+    page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}`);
+  } catch (err) {
+    // 404: no such room, or a private one I am not in (the server does not
+    // say which); 403: I am banned. Either way there is nothing to show or
+    // join, and trying again would not change that.
+    if (err.status !== 404 && err.status !== 403) throw err;
+    if (r === state.room) deny(r, { code: err.status === 403 ? 'forbidden' : 'not_found', message: err.message });
+    else r.denied = { code: 'not_found' };
+    return;
+  }
+  if (r !== state.room || r.denied) return; // put out of it meanwhile
   setPaneStatus('');
   for (const m of page.messages) insertSequenced(r, m);
   const last = page.messages.at(-1);
@@ -40,6 +52,10 @@ async function loadLatest(r) {
   scrollToBottom();
   renderRoomList();
   fillViewport(r);
+  // The room's object and members: only for a room with a timeline, since
+  // every existing room has at least its first item, and asking about one
+  // that does not exist yet would be a 404 (a console error in the page).
+  if (r.lastSeq > 0) loadRoom(r);
 }
 
 /** Keep loading older pages while the pane has no scroll bar to pull on. */
@@ -57,7 +73,7 @@ export async function loadOlder() {
   updateOlderButton();
   try {
     const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&before=${r.oldestSeq}`);
-    if (r !== state.room) return false;
+    if (r !== state.room || r.denied) return false;
     const height = ui.pane.scrollHeight;
     const top = ui.pane.scrollTop;
     for (const m of page.messages) insertSequenced(r, m);
@@ -91,7 +107,7 @@ export async function fillGap(r, upto) {
       await sleep(1000 * failures);
       continue;
     }
-    if (r !== state.room) return false;
+    if (r !== state.room || r.denied) return false;
     pages++;
     let progressed = false;
     for (const m of page.messages) {

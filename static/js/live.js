@@ -15,7 +15,9 @@ export function onIncoming(m) {
 }
 
 async function applyIncoming(r, m) {
-  if (r !== state.room || r.broken || r.lastSeq === null) return;
+  // Nothing of a room I may no longer read is shown, not even what was
+  // already on its way (my own leave's item, say).
+  if (r !== state.room || r.broken || r.denied || r.lastSeq === null) return;
   if (m.seq <= r.lastSeq) return; // already shown (replay overlap, or history got there first)
   if (m.seq > r.lastSeq + 1) {
     // Something was missed: show it first, from history, so order holds.
@@ -26,7 +28,7 @@ async function applyIncoming(r, m) {
       conn.restart('a gap in the message stream could not be filled');
       return;
     }
-    if (m.seq <= r.lastSeq) return;
+    if (m.seq <= r.lastSeq || r.denied) return;
   }
   showLive(r, m);
 }

@@ -3,7 +3,11 @@
 // module finds it by data-page and brings it to life:
 //
 //   sign-in page  signin.js: guest, password or new account, then reload.
-//   chat page     rooms.js (GET /api/rooms, paged), history.js (GET
+//   chat page     rooms.js (the sidebar: GET /api/rooms, paged; rooms and
+//                 direct messages), room.js (the open room's object, members,
+//                 what I may do there, its timeline events, being put out),
+//                 members.js (the member list, a person's menu), dialogs.js
+//                 (create a room, the directory, settings), history.js (GET
 //                 .../messages), transport.js (WebSocket /ws, or SSE + POST
 //                 as a fallback), outbox.js (pending sends with retries
 //                 under the same id), live.js (seq order, gaps filled),
@@ -24,12 +28,15 @@
 //     and javascript: URLs, and the browser test fails on any violation.
 
 import { bindComposer } from './composer.js';
+import { bindDialogs } from './dialogs.js';
 import { ensureHistory, loadOlder } from './history.js';
 import { bindLangSwitch } from './i18n.js';
 import { onIncoming, synced } from './live.js';
+import { bindMembers } from './members.js';
 import { bindNav, openRoom, roomFromHash } from './nav.js';
 import { flushPending, onAck, onErrorFrame, onSendError } from './outbox.js';
-import { loadMoreRooms, refreshRooms } from './rooms.js';
+import { isKnownMember, joinPublic, putOut } from './room.js';
+import { loadMoreRooms, onRoomsRefreshed, refreshRooms } from './rooms.js';
 import { signOut, signedOut, startSession } from './session.js';
 import { initSignIn } from './signin.js';
 import { state } from './state.js';
@@ -53,6 +60,7 @@ async function initApp() {
       flushPending();
       refreshRooms();
     },
+    putOut,
     signedOut,
   };
 
@@ -67,6 +75,15 @@ async function initApp() {
 
   bindNav();
   bindComposer();
+  bindMembers();
+  bindDialogs();
+  ui.joinPublic.addEventListener('click', () => joinPublic());
+  // Let into the room that is open but showed as one I may not read (added
+  // to a private room, say): the list says so; open it afresh.
+  onRoomsRefreshed(() => {
+    const r = state.room;
+    if (r?.denied && isKnownMember(r.name)) openRoom(r.name, { force: true });
+  });
   ui.roomsMore.addEventListener('click', () => loadMoreRooms());
   ui.loadOlder.addEventListener('click', () => loadOlder());
   ui.pane.addEventListener('scroll', () => {

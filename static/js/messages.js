@@ -1,6 +1,7 @@
 // The open room's messages on the page: in seq order, once each.
 
 import { resolvePending } from './outbox.js';
+import { reloadSoon, roomEvent } from './room.js';
 import { markSeen, state } from './state.js';
 import { messageNode, nearBottom, placeBySeq, regroup, scrollToBottom, updateEmpty } from './view.js';
 
@@ -25,4 +26,6 @@ export function showLive(r, m) {
   markSeen(r.name, m.seq);
   updateEmpty();
   if (stick) scrollToBottom();
+  if (m.kind === 'member') roomEvent(r, m);
+  else if (!r.info) reloadSoon(); // the first message of a public room made it: read what it is
 }

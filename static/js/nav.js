@@ -4,11 +4,12 @@
 import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { attachPending } from './outbox.js';
+import { renderHead } from './room.js';
 import { renderRoomList } from './rooms.js';
 import { newRoom, pending, state } from './state.js';
 import { conn } from './transport.js';
 import { ui } from './ui.js';
-import { updateEmpty, updateOlderButton } from './view.js';
+import { setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const DEFAULT_ROOM = 'general';
@@ -20,15 +21,18 @@ export function roomFromHash() {
   return DEFAULT_ROOM;
 }
 
-export function openRoom(name) {
-  if (state.room?.name === name) return;
+/**
+ * openRoom shows room `name`: its head, history and members, and moves the
+ * live connection there. With `force`, the open room is opened afresh (I was
+ * let into a room that showed as one I may not read).
+ */
+export function openRoom(name, { force = false } = {}) {
+  if (state.room?.name === name && !force) return;
   const from = state.room?.name;
   state.room = newRoom(name);
   ui.list.replaceChildren();
-  ui.roomName.textContent = name;
-  ui.startRoom.textContent = name;
-  ui.input.placeholder = t('chat.message.placeholderRoom', { room: name });
-  document.title = `#${name} · Parley`;
+  setPaneStatus('');
+  renderHead();
   updateOlderButton();
   updateEmpty();
   // Sends to this room still waiting for their seq are shown again.
@@ -36,6 +40,12 @@ export function openRoom(name) {
   renderRoomList();
   closeSidebar();
   conn.roomChanged(from);
+}
+
+/** goToRoom opens room `name` through the address, as a click on its link does. */
+export function goToRoom(name) {
+  if (state.room?.name === name) openRoom(name, { force: !!state.room.denied });
+  else location.hash = `room=${name}`;
 }
 
 // Narrow screens: the room list is a drawer.

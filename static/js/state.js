@@ -23,6 +23,16 @@ export function newRoom(name) {
     history: null, // promise of the first history page (memoized, reset on failure)
     queue: Promise.resolve(), // incoming messages are applied one at a time, in arrival order
     broken: false, // a gap could not be filled: drop live messages until the next (re)join replays them
+    info: null, // the room object (GET /api/rooms/{room}): kind, title, topic, slow_mode_s, my role, with
+    members: null, // user -> {user, role, guest, muted_until}, once GET .../members answered
+    bans: null, // [{user, until, reason}] for an owner or moderator, once GET .../bans answered
+    /**
+     * Why I may not read the room, or null: {code: 'not_found'} (no such
+     * room, or a private one I am not in: the server does not say which),
+     * {code: 'forbidden'} (banned), {code: 'removed'|'banned'} (it happened
+     * while I had it open). Nothing of such a room is shown.
+     */
+    denied: null,
   };
 }
 

@@ -57,6 +57,7 @@ export const conn = {
     sendError: unset, // (id, ApiError): a send attempt failed
     errorFrame: unset, // (frame) of type error
     live: unset, // (room): joined; its replay follows
+    putOut: unset, // (room name, reason): the server ended my subscription: removed or banned
     signedOut: unset, // the server no longer accepts the session
   },
 
@@ -286,6 +287,9 @@ export const conn = {
   async joinWS(ws) {
     const r = state.room;
     if (!(await this.prepareJoin(r, () => this.ws === ws))) return;
+    // A room I may not read has nothing to join; the connection is still
+    // live for the next room, and for sends still pending elsewhere.
+    if (r.denied) return this.becameLive(r);
     this.frame({ type: 'join', room: r.name, after: r.lastSeq });
   },
 
@@ -324,6 +328,10 @@ export const conn = {
         this.on.errorFrame(f);
         break;
       case 'left':
+        // The answer to my own leave has no reason; one with a reason says
+        // the server put me out of the room.
+        if (f.reason) this.on.putOut(f.room, f.reason);
+        break;
       case 'pong':
         break;
       default:
@@ -338,6 +346,7 @@ export const conn = {
     const marker = {}; // identifies this attempt across the await
     this.sseAttempt = marker;
     if (!(await this.prepareJoin(r, () => this.sseAttempt === marker)) || this.stopped) return;
+    if (r.denied) return this.becameLive(r); // nothing to stream (see joinWS)
     // EventSource reconnects by itself and then sends Last-Event-ID, which
     // the server prefers to ?after=; we only build a new one when it gives
     // up (readyState CLOSED) or the room changes.
@@ -351,8 +360,27 @@ export const conn = {
         console.warn('parley: event is not JSON', ev.data);
       }
     };
-    es.onerror = () => {
+    es.addEventListener('left', (ev) => {
+      try {
+        const f = JSON.parse(ev.data);
+        if (f.reason) this.on.putOut(f.room || r.name, f.reason);
+      } catch {
+        console.warn('parley: event is not JSON', ev.data);
+      }
+    });
+    es.onerror = (ev) => {
       if (this.es !== es) return;
+      // The server's "event: error" (a send refused after its POST was
+      // answered: muted, banned meanwhile) arrives by the very name the
+      // browser uses for a failing connection; only it carries data.
+      if (typeof ev.data === 'string') {
+        try {
+          this.on.errorFrame(JSON.parse(ev.data));
+        } catch {
+          console.warn('parley: event is not JSON', ev.data);
+        }
+        return;
+      }
       if (es.readyState === EventSource.CLOSED) {
         // The browser gave up: the server answered other than 200, which
         // is a 401 when the session ended. Find out now, not after backoff.

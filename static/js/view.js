@@ -4,6 +4,7 @@
 
 import { $, el } from './dom.js';
 import { lang, t } from './i18n.js';
+import { openPersonMenu } from './members.js';
 import { state } from './state.js';
 import { ui } from './ui.js';
 
@@ -24,6 +25,7 @@ function hue(name) {
  * pending entry ({id, room, text, state}) for a message not yet sequenced.
  */
 export function messageNode(m, msgState) {
+  if (m.kind === 'member') return eventNode(m);
   const user = m.user ?? state.me;
   const date = m.ts ? new Date(m.ts) : new Date();
   const li = el(
@@ -43,7 +45,19 @@ export function messageNode(m, msgState) {
         // dir=auto and unicode-bidi isolation (app.css): a name or text in
         // another script, or stray bidi controls in it, orders itself and
         // nothing around it.
-        el('span', { class: 'msg-user', 'data-testid': 'message-user', dir: 'auto', text: user }),
+        // Another's name opens their menu (a direct message, moderation);
+        // mine is only a name.
+        user === state.me
+          ? el('span', { class: 'msg-user', 'data-testid': 'message-user', dir: 'auto', text: user })
+          : el('button', {
+              type: 'button',
+              class: 'msg-user',
+              'data-testid': 'message-user',
+              dir: 'auto',
+              'aria-haspopup': 'menu',
+              text: user,
+              onclick: (ev) => openPersonMenu(user, ev.currentTarget),
+            }),
         // A guest holds its name only while signed in: the mark tells it from an account.
         m.guest === true ? el('span', { class: 'guest-mark', 'data-testid': 'message-guest', title: t('message.guestTitle'), text: t('message.guest') }) : null,
         el('time', { class: 'msg-time', datetime: date.toISOString(), text: timeFmt.format(date) }),
@@ -57,6 +71,71 @@ export function messageNode(m, msgState) {
     li.title = `#${m.seq} · ${fullFmt.format(date)}`;
   }
   return li;
+}
+
+/**
+ * eventNode builds the quiet line of a timeline event (kind "member": someone
+ * joined, was added, removed, banned, a setting changed...), in the page's
+ * language from its data; the server's own text when the action is unknown.
+ */
+function eventNode(m) {
+  const date = m.ts ? new Date(m.ts) : new Date();
+  const li = el(
+    'li',
+    {
+      class: 'event',
+      'data-testid': 'event',
+      dataset: { id: m.id, ts: String(date.getTime()), action: m.data?.action || '', target: m.data?.target || '' },
+    },
+    el('span', { class: 'event-text', 'data-testid': 'event-text', dir: 'auto', text: eventText(m) }),
+    el('time', { class: 'msg-time', datetime: date.toISOString(), text: timeFmt.format(date) }),
+  );
+  if (m.seq) {
+    li.dataset.seq = String(m.seq);
+    li.title = `#${m.seq} · ${fullFmt.format(date)}`;
+  }
+  return li;
+}
+
+/** until formats the end of a ban or mute for an event line. */
+const untilText = (until) => fullFmt.format(new Date(until));
+
+/** eventText is the sentence of a timeline event; every key is spelled out so the catalogue test finds it. */
+export function eventText(m) {
+  const d = m.data || {};
+  const actor = m.user || '';
+  const target = d.target || actor;
+  switch (d.action) {
+    case 'create':
+      return t('event.create', { actor });
+    case 'update': {
+      const parts = [];
+      if (d.title != null) parts.push(d.title ? t('event.title', { actor, title: d.title }) : t('event.titleCleared', { actor }));
+      if (d.topic != null) parts.push(d.topic ? t('event.topic', { actor, topic: d.topic }) : t('event.topicCleared', { actor }));
+      if (d.slow_mode_s != null) parts.push(d.slow_mode_s > 0 ? t('event.slow', { actor, s: d.slow_mode_s }) : t('event.slowOff', { actor }));
+      return parts.length ? parts.join(' · ') : t('event.update', { actor });
+    }
+    case 'add':
+      return target === actor ? t('event.join', { target }) : t('event.add', { actor, target });
+    case 'remove':
+      return t('event.remove', { actor, target });
+    case 'leave':
+      return t('event.leave', { target });
+    case 'ban':
+      return d.until ? t('event.banUntil', { actor, target, until: untilText(d.until) }) : t('event.ban', { actor, target });
+    case 'unban':
+      return t('event.unban', { actor, target });
+    case 'mute':
+      return t('event.mute', { actor, target, until: untilText(d.until) });
+    case 'unmute':
+      return t('event.unmute', { actor, target });
+    case 'role':
+      if (d.role === 'owner') return t('event.roleOwner', { actor, target });
+      if (d.role === 'moderator') return t('event.roleModerator', { actor, target });
+      return t('event.roleMember', { actor, target });
+    default:
+      return m.text || '';
+  }
 }
 
 /** renderPending shows a pending entry's state (pending / sent / failed) on its node; Retry calls onRetry(entry). */
@@ -87,8 +166,9 @@ export function renderPending(entry, onRetry) {
 export function regroup(li) {
   if (!li) return;
   const prev = li.previousElementSibling;
+  // Events are lines of their own: they neither continue nor are continued.
   const continued =
-    !!prev && prev.dataset.user === li.dataset.user && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW;
+    li.classList.contains('msg') && !!prev && prev.classList.contains('msg') && prev.dataset.user === li.dataset.user && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_WINDOW;
   li.classList.toggle('continued', continued);
 }
 

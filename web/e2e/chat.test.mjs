@@ -387,7 +387,9 @@ async function main() {
       await page.reload();
       await page.waitForSelector(tid('user-name'));
       assert((await page.textContent(tid('user-name'))).trim() === name, `${name}: signed out by reload`);
-      assert((await page.textContent(tid('room-title'))).includes(ROOM), `${name}: room lost on reload`);
+      // The script fills the title in (the server does not know the
+      // address's #room=), so it may come a moment after the page.
+      await waitFor(async () => (await page.textContent(tid('room-title'))).includes(ROOM), `${name}: room lost on reload`);
       for (const text of [textA1, textB1, textHTML]) await waitForText(page, text);
       await waitLive(page, transport);
     }
