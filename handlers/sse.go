@@ -156,6 +156,10 @@ func (sc *sseClient) Refused(room, id, code, message string) {
 	sc.pushOrEnd(sseFrame("error", b))
 }
 
+// Membership implements chat.UserSink: a stream is one room's, and learns
+// of its user's removal by its own items.
+func (sc *sseClient) Membership(string, string, int64) {}
+
 func (sc *sseClient) pushOrEnd(b []byte) {
 	if !sc.out.push(b) && sc.out.close() {
 		sc.srv.Metrics.SlowClient()

@@ -68,6 +68,20 @@ func (w *wsClient) Refused(room, id, code, message string) {
 	w.pushOrCut(b)
 }
 
+// Membership implements chat.UserSink:
+// {"type":"membership","room","action","seq"}, so that a client learns its
+// room list changed (added to a room, a direct room made with it) without
+// being joined to the room.
+func (w *wsClient) Membership(room, action string, seq int64) {
+	b, _ := json.Marshal(struct {
+		Type   string `json:"type"`
+		Room   string `json:"room"`
+		Action string `json:"action"`
+		Seq    int64  `json:"seq"`
+	}{"membership", room, action, seq})
+	w.pushOrCut(b)
+}
+
 // pushOrCut queues a frame without blocking, cutting a client off whose
 // queue is full, as Deliver does.
 func (w *wsClient) pushOrCut(b []byte) {

@@ -22,6 +22,34 @@ type UserSink interface {
 	// Refused tells the user that their item id in room was not stored:
 	// code and message say why. It must not block.
 	Refused(room, id, code, message string)
+	// Membership tells the user that an item at seq changed their place in
+	// room (added, removed, banned, a new role, a direct room made with
+	// them), so that a client not joined to the room learns its room list
+	// changed. It must not block.
+	Membership(room, action string, seq int64)
+}
+
+// tellTargets hands a membership item to the local connections of the users
+// it is about.
+func (h *Hub) tellTargets(m *Message) {
+	d := m.Data
+	if d == nil {
+		return
+	}
+	targets := d.Members
+	if d.Target != "" {
+		targets = []string{d.Target}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	h.usersMu.Lock()
+	defer h.usersMu.Unlock()
+	for _, u := range targets {
+		for c := range h.users[u] {
+			c.Membership(m.Room, d.Action, m.Seq)
+		}
+	}
 }
 
 // roomView is a room's state as this instance's fan-out has seen it: loaded

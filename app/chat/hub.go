@@ -167,6 +167,9 @@ func (h *Hub) Deliver(evs []*Event) {
 		if view != nil {
 			h.applyView(view, m)
 		}
+		if m.Kind == KindMember {
+			h.tellTargets(m)
+		}
 		h.settle(m, nil)
 		if h.timed {
 			if t, err := time.Parse(TSLayout, m.TS); err == nil {

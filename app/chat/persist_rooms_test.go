@@ -2,6 +2,7 @@ package chat_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,9 @@ func (s *leaveSink) until(t *testing.T, done func([]string) bool) string {
 type refusalSink struct{ got chan string }
 
 func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + id + ":" + code }
+func (s refusalSink) Membership(room, action string, seq int64) {
+	s.got <- fmt.Sprintf("%s/%s@%d", room, action, seq)
+}
 
 // TestRefusalReachesTheSender: the persist stage's refusal travels the
 // receive topic like an item, and every instance's fan-out hands it to the
@@ -225,13 +229,15 @@ func TestRefusalReachesTheSender(t *testing.T) {
 		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActMute, Target: "bob", Until: chat.Timestamp(now.Add(time.Hour))}, now),
 		chat.Message{Room: "p", ID: "b1", User: "bob", Text: "muted?", TS: chat.Timestamp(now)},
 	)
-	select {
-	case got := <-bobs.got:
-		if got != "p/b1:forbidden" {
-			t.Fatalf("refusal %s", got)
+	for _, want := range []string{"p/mute@2", "p/b1:forbidden"} {
+		select {
+		case got := <-bobs.got:
+			if got != want {
+				t.Fatalf("bob's connection got %s, want %s", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not reach bob", want)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no refusal reached bob")
 	}
 	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer wcancel()

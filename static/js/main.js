@@ -61,6 +61,9 @@ async function initApp() {
       refreshRooms();
     },
     putOut,
+    // Added to a room, or a direct room made with me, on any instance: the
+    // list shows it now rather than at its next periodic refresh.
+    membership: () => refreshRooms(),
     signedOut,
   };
 

@@ -58,6 +58,7 @@ export const conn = {
     errorFrame: unset, // (frame) of type error
     live: unset, // (room): joined; its replay follows
     putOut: unset, // (room name, reason): the server ended my subscription: removed or banned
+    membership: unset, // (frame): my place in a room changed (added, a role, a direct room made with me): the room list is stale
     signedOut: unset, // the server no longer accepts the session
   },
 
@@ -331,6 +332,9 @@ export const conn = {
         // The answer to my own leave has no reason; one with a reason says
         // the server put me out of the room.
         if (f.reason) this.on.putOut(f.room, f.reason);
+        break;
+      case 'membership':
+        this.on.membership(f);
         break;
       case 'pong':
         break;

@@ -41,9 +41,9 @@ import {
 
 const PRIV = `priv-${suffix}`;
 const PUB = `pub-${suffix}`;
-// A room is listed for a new member at the page's next refresh of the list
-// (every 10 s): waits for that are longer than the harness's.
-const LIST_WAIT = 25_000;
+// A room is listed for a new member when the server's membership frame
+// reaches their page: well before the list's periodic refresh (every 10 s).
+const LIST_WAIT = 5_000;
 
 const item = (list, room) => `${tid(list)} [data-room="${room}"]`;
 const member = (user) => `${tid('member-list')} ${tid('member')}[data-user="${user}"]`;
