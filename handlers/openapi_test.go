@@ -256,7 +256,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 	}
 	for action, want := range map[string][]string{
 		"receive": {"join", "leave", "ping", "send"},
-		"send":    {"ack", "error", "joined", "left", "message", "pong"},
+		"send":    {"ack", "error", "joined", "left", "membership", "message", "pong"},
 	} {
 		got := directions[action]
 		slices.Sort(got)
@@ -351,12 +351,14 @@ func TestAsyncAPIDocument(t *testing.T) {
 	wc := &wsClient{out: newQueue(1 << 20)}
 	wc.Left("general", "banned")
 	wc.Refused("general", "c1", chat.ERateLimited, "slow mode: one message per 60 s")
+	wc.Membership("general", chat.ActAdd, 9)
 	frames := wc.out.take(nil)
-	if len(frames) != 2 {
+	if len(frames) != 3 {
 		t.Fatalf("WebSocket frames queued: %q", frames)
 	}
 	check("Left", frames[0])
 	check("ErrorFrame", frames[1])
+	check("Membership", frames[2])
 	sc := &sseClient{room: "general", out: newQueue(1 << 20)}
 	sc.Refused("general", "c2", chat.EForbidden, "you are muted in this room")
 	sc.Left("general", "removed")
