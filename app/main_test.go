@@ -246,6 +246,8 @@ type wsClient struct {
 	closed chan struct{}
 	// closeCode is the close code the server sent, once closed is closed.
 	closeCode int
+	// memberships are the membership frames the server sent.
+	memberships chan map[string]any
 }
 
 func (s *testServer) dial(token string) *wsClient {
@@ -266,7 +268,7 @@ func (s *testServer) dialRaw(token string, header http.Header) (*wsClient, *http
 	if err != nil {
 		return nil, resp, err
 	}
-	c := &wsClient{t: s.t, conn: conn, frames: make(chan map[string]any, 10000), closed: make(chan struct{})}
+	c := &wsClient{t: s.t, conn: conn, frames: make(chan map[string]any, 10000), closed: make(chan struct{}), memberships: make(chan map[string]any, 1000)}
 	go c.readLoop()
 	s.t.Cleanup(func() { conn.Close() })
 	return c, resp, nil
@@ -285,6 +287,15 @@ func (c *wsClient) readLoop() {
 		var f map[string]any
 		if err := json.Unmarshal(data, &f); err != nil {
 			c.t.Errorf("server sent non-JSON frame %q", data)
+			continue
+		}
+		if f["type"] == "membership" {
+			// About the user's room list, beside the room's frames: kept
+			// apart so that the frame-by-frame tests see only those.
+			select {
+			case c.memberships <- f:
+			default:
+			}
 			continue
 		}
 		c.frames <- f

@@ -204,6 +204,17 @@ func TestMembershipTakesEffectAtItsSeq(t *testing.T) {
 
 	// Added again at N: he sees from N on, not what came while he was out.
 	s.call("POST", "/api/rooms/team/members", alice, `{"user":"bob"}`, 200)
+	// His connection, not joined to the room any more, learns of both.
+	for _, want := range []string{"remove", "add"} {
+		select {
+		case f := <-bws.memberships:
+			if f["action"] != want || f["room"] != "team" {
+				t.Fatalf("membership frame %v, want %s", f, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no membership frame %s", want)
+		}
+	}
 	h := s.history(bob, "team", "")
 	if len(h.Messages) != 1 || h.Messages[0].Data.Action != "add" || h.HasMore {
 		t.Fatalf("bob's history after the second add: %+v", h)
@@ -492,6 +503,18 @@ func TestClusterMembership(t *testing.T) {
 		t.Fatalf("carol got %+v", got)
 	}
 	bws.quiet(300 * time.Millisecond)
+	// The item about bob reached his connection on the other instance as a
+	// membership frame too.
+	for _, want := range []string{"remove"} {
+		select {
+		case f := <-bws.memberships:
+			if f["action"] != want || f["room"] != "crew" {
+				t.Fatalf("membership frame %v, want %s", f, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no membership frame %s", want)
+		}
+	}
 	for _, m := range a.waitHistory(alice, "crew", 5).Messages {
 		if m.User == "bob" {
 			t.Fatalf("bob's send was stored: %+v", m)

@@ -380,15 +380,7 @@ func (s *Server) addMember(c *fiber.Ctx) error {
 // removeMember is DELETE /api/rooms/{room}/members/{user}: yourself leaves;
 // others are removed by an owner or a moderator of a higher role.
 func (s *Server) removeMember(c *fiber.Ctx) error {
-	st, _, err := s.existingRoom(c)
-	if err != nil {
-		return err
-	}
-	name, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	who, err := s.target(c.UserContext(), &st, name, false)
+	st, who, err := s.pathTarget(c)
 	if err != nil {
 		return err
 	}
@@ -411,20 +403,27 @@ func (s *Server) setRole(c *fiber.Ctx) error {
 	if req.Role == nil || !chat.ValidRole(*req.Role) {
 		return chat.Errorf(chat.EBadRequest, `role must be "owner", "moderator" or "member"`)
 	}
-	st, _, err := s.existingRoom(c)
-	if err != nil {
-		return err
-	}
-	name, err := userParam(c)
-	if err != nil {
-		return err
-	}
-	who, err := s.target(c.UserContext(), &st, name, false)
+	st, who, err := s.pathTarget(c)
 	if err != nil {
 		return err
 	}
 	m, err := s.apply(c, st.Room, chat.ItemData{Action: chat.ActRole, Target: who, Role: *req.Role})
 	return changed(c, m, err)
+}
+
+// pathTarget is the room of a route and the user its :user names (see
+// target).
+func (s *Server) pathTarget(c *fiber.Ctx) (chat.RoomState, string, error) {
+	st, _, err := s.existingRoom(c)
+	if err != nil {
+		return st, "", err
+	}
+	name, err := userParam(c)
+	if err != nil {
+		return st, "", err
+	}
+	who, err := s.target(c.UserContext(), &st, name, false)
+	return st, who, err
 }
 
 // parseUntil reads an until: an RFC 3339 time, given back in TSLayout.
@@ -493,11 +492,12 @@ func (s *Server) unban(c *fiber.Ctx) error  { return s.undo(c, chat.ActUnban) }
 func (s *Server) unmute(c *fiber.Ctx) error { return s.undo(c, chat.ActUnmute) }
 
 func (s *Server) undo(c *fiber.Ctx, action string) error {
-	name, err := userParam(c)
+	st, who, err := s.pathTarget(c)
 	if err != nil {
 		return err
 	}
-	return s.moderate(c, name, chat.ItemData{Action: action})
+	m, err := s.apply(c, st.Room, chat.ItemData{Action: action, Target: who})
+	return changed(c, m, err)
 }
 
 // moderate resolves the target and applies a moderation change.
