@@ -1,8 +1,11 @@
 // Command loadgen drives Parley servers with WebSocket clients, or SSE
 // streams and POSTs, and reports throughput, end-to-end latency, loss,
-// duplicates and the servers' memory.
+// duplicates and the servers' memory; --scenario roomlist times GET
+// /api/rooms for a user in many rooms instead.
 //
 //	go tool task bench -- --scenario=fanout --mode=embedded --rate=100
+//	go tool task bench -- --scenario=fanout --rate=300 --private --server-cpus=0 --gen-cpus=1
+//	go tool task bench -- --scenario=roomlist --server-cpus=0 --gen-cpus=1
 //
 // See config.go for the roles of --conns and --senders and the scenarios.
 package main
@@ -898,6 +901,20 @@ func printResult(w io.Writer, res *Result) {
 		{"store", store},
 		{"rooms", roomsText(res)},
 		{"cpus", fmt.Sprintf("server %s, generator %s", orAll(res.ServerCPUs), orAll(res.GenCPUs))},
+	}
+	if res.Scenario == "roomlist" {
+		// No connections, no messages: the rows above would be zeros.
+		kind := "public"
+		if res.Private {
+			kind = "private"
+		}
+		rows = [][2]string{
+			{"scenario", res.Scenario},
+			{"mode", fmt.Sprintf("%s, %d instance(s)", res.Mode, res.Instances)},
+			{"rooms", fmt.Sprintf("%d %s rooms, the listing user their owner (made in %.1fs)", res.Rooms, kind, res.SetupS)},
+			{"server RSS", rss},
+			rows[len(rows)-1], // cpus
+		}
 	}
 	for _, ph := range res.List {
 		rows = append(rows, [2]string{fmt.Sprintf("GET /api/rooms limit %d ×%d", ph.Limit, ph.Callers),
