@@ -168,24 +168,24 @@ func (cl *client) close() {
 }
 
 type runner struct {
-	cfg        Config
-	log        io.Writer
-	runID      string
-	c          counters
-	roomAck    []atomic.Int64
-	http       *http.Client
-	perAddr    int
-	portLow    int
-	clients    []*client // receivers then senders; nil where the dial failed
-	tokens     []string  // clients' sessions, by index; "" where the sign-in failed
-	names      []string  // the user names the sign-ins gave
+	cfg     Config
+	log     io.Writer
+	runID   string
+	c       counters
+	roomAck []atomic.Int64
+	http    *http.Client
+	perAddr int
+	portLow int
+	clients []*client // receivers then senders; nil where the dial failed
+	tokens  []string  // clients' sessions, by index; "" where the sign-in failed
+	names   []string  // the user names the sign-ins gave
 	// roomBase is each room's last seq before the measured phase (the
 	// private rooms' creation and member adds are items of the timeline):
 	// a receiver's messages are numbered from it. Written before any
 	// connection is made.
-	roomBase []int64
-	serverPIDs []int     // of the servers this run started, for their RSS
-	requested  int       // --conns asked for, when the file limit capped it
+	roomBase   []int64
+	serverPIDs []int // of the servers this run started, for their RSS
+	requested  int   // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {
