@@ -232,7 +232,6 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	// path only.
 	total := cfg.Conns + cfg.Senders
 	r.clients = make([]*client, total)
-	start := time.Now()
 	if err := r.signInAll(ctx, targets, total); err != nil {
 		return nil, err
 	}
@@ -251,7 +250,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 			before.persisted = f.persisted
 		}
 	}
-	start = time.Now()
+	start := time.Now()
 	if err := r.dialAll(ctx, targets, total); err != nil {
 		return nil, err
 	}
