@@ -90,6 +90,7 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 			Env:      []string{"PARLEY_SEND_RATE=100000", "PARLEY_SEND_BURST=100000"},
 			Log:      c.logf,
 			CleanEnv: true,
+			CPUs:     cfg.ServerCPUs,
 		}
 		if kafka {
 			ic.Secret = hex.EncodeToString(secret[:])

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,6 +38,26 @@ type Config struct {
 	Dial      int // dials in flight at once
 	Quiet     bool
 
+	// Private: the rooms are private rooms an owner user creates, and
+	// every receiver and sender is added to its room as a member before
+	// the measured phase (in roomlist: the kind of the rooms created).
+	Private bool
+	// Setup is how many room creations and member adds are in flight at
+	// once before the measured phase.
+	Setup int
+
+	// ServerCPUs and GenCPUs pin the servers this run starts and the
+	// generator itself to those CPUs (taskset lists); empty: not pinned.
+	ServerCPUs string
+	GenCPUs    string
+
+	// --scenario roomlist: GET /api/rooms by one user who is a member of
+	// Rooms rooms, ListCalls times for each limit in ListLimits and each
+	// number of concurrent callers in ListCallers.
+	ListLimits  []int
+	ListCallers []int
+	ListCalls   int
+
 	// --mode kafka: instances started, on the generator's own services.
 	Instances           int
 	KafkaPort           int
@@ -55,6 +78,8 @@ var scenarioDefaults = map[string]Config{
 	// and the store's sustained rate. 10 msg/s per sender, well inside a
 	// server's default per-connection limit (20/s).
 	"ingest": {Conns: 10, Rooms: 10, Senders: 500, Rate: 5000, Duration: 10 * time.Second},
+	// One user in 1,000 rooms lists them: GET /api/rooms, no connections.
+	"roomlist": {Rooms: 1000, Duration: 10 * time.Second},
 }
 
 // parseFlags parses args into a resolved Config.
@@ -62,8 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c Config
-	var targets string
-	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | rooms | idle | ingest")
+	var targets, limits, callers string
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout | rooms | idle | ingest | roomlist")
 	fs.StringVar(&c.Mode, "mode", "", "embedded (start ./app on the embedded default) | kafka (start Kafka, FerretDB and --instances instances) | target (--target); default: embedded, or target when --target is set")
 	fs.StringVar(&targets, "target", "", "comma-separated base URLs of running servers, e.g. http://127.0.0.1:8080 (loopback only)")
 	fs.StringVar(&c.Transport, "transport", "ws", "ws (WebSocket) | sse (receivers hold SSE streams, senders POST)")
@@ -75,6 +100,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Drain, "drain", 3*time.Second, "wait after sending for late deliveries")
 	fs.IntVar(&c.Dial, "dial-concurrency", 64, "connections dialed at once")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&c.Private, "private", false, "private rooms: an owner creates them and adds every receiver and sender as a member before the measured phase (roomlist: the rooms created are private)")
+	fs.IntVar(&c.Setup, "setup-concurrency", 8, "room creations and member adds in flight at once before the measured phase")
+	fs.StringVar(&c.ServerCPUs, "server-cpus", "", "pin the servers this run starts to these CPUs (taskset list, e.g. 0); Kafka and FerretDB are not pinned")
+	fs.StringVar(&c.GenCPUs, "gen-cpus", "", "pin the generator to these CPUs (taskset list, e.g. 1): it runs itself again under taskset -c")
+	fs.StringVar(&limits, "list-limits", "100,200", "roomlist: the limit of each phase's GET /api/rooms, comma-separated (1-200)")
+	fs.StringVar(&callers, "list-callers", "1,4", "roomlist: concurrent callers of each phase, comma-separated")
+	fs.IntVar(&c.ListCalls, "list-calls", 2000, "roomlist: GET /api/rooms calls per phase, over all its callers")
 	fs.IntVar(&c.Instances, "instances", 1, "--mode kafka: server instances, connections spread over them")
 	fs.IntVar(&c.KafkaPort, "kafka-port", defaultKafkaPort, "--mode kafka: the generator's Kafka broker port")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", defaultKafkaControllerPort, "--mode kafka: its KRaft controller port")
@@ -93,6 +125,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 			c.Targets = append(c.Targets, strings.TrimRight(t, "/"))
 		}
 	}
+	var err error
+	if c.ListLimits, err = intList("--list-limits", limits, 1, 200); err != nil {
+		return Config{}, err
+	}
+	if c.ListCallers, err = intList("--list-callers", callers, 1, 64); err != nil {
+		return Config{}, err
+	}
 	return resolve(c, set)
 }
 
@@ -101,7 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 func resolve(c Config, set map[string]bool) (Config, error) {
 	def, ok := scenarioDefaults[c.Scenario]
 	if !ok {
-		return c, fmt.Errorf("unknown --scenario %q: want fanout, rooms, idle or ingest", c.Scenario)
+		return c, fmt.Errorf("unknown --scenario %q: want fanout, rooms, idle, ingest or roomlist", c.Scenario)
 	}
 	if !set["conns"] {
 		c.Conns = def.Conns
@@ -181,7 +220,108 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 	if c.Dial < 1 {
 		c.Dial = 1
 	}
+	if c.Setup < 1 {
+		c.Setup = 1
+	}
+	if c.Scenario == "roomlist" {
+		if c.Conns != 0 || c.Senders != 0 || c.Rate != 0 {
+			return c, errors.New("--scenario=roomlist opens no connections: drop --conns, --senders and --rate")
+		}
+		if c.Rooms > 100000 {
+			return c, errors.New("--scenario=roomlist: --rooms is capped at 100,000")
+		}
+		if c.ListCalls < 1 {
+			return c, errors.New("--list-calls must be at least 1")
+		}
+	}
+	if c.ServerCPUs != "" || c.GenCPUs != "" {
+		if c.Mode == "target" && c.ServerCPUs != "" {
+			return c, errors.New("--server-cpus pins the servers this run starts: --mode=target starts none")
+		}
+		online, err := onlineCPUs()
+		if err != nil {
+			return c, err
+		}
+		for _, p := range []struct{ flag, list string }{{"--server-cpus", c.ServerCPUs}, {"--gen-cpus", c.GenCPUs}} {
+			if p.list == "" {
+				continue
+			}
+			cpus, err := parseCPUList(p.list)
+			if err != nil {
+				return c, fmt.Errorf("%s: %w", p.flag, err)
+			}
+			for _, n := range cpus {
+				if !online[n] {
+					return c, fmt.Errorf("%s: CPU %d is not online (%s)", p.flag, n, onlinePath)
+				}
+			}
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return c, fmt.Errorf("--server-cpus/--gen-cpus start processes under taskset (util-linux): %w", err)
+		}
+	}
 	return c, nil
+}
+
+// intList parses a comma-separated list of whole numbers from lo to hi.
+func intList(flag, s string, lo, hi int) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < lo || n > hi {
+			return nil, fmt.Errorf("%s: %q is not a whole number from %d to %d", flag, f, lo, hi)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: give at least one number", flag)
+	}
+	return out, nil
+}
+
+// onlinePath lists the CPUs the kernel runs.
+const onlinePath = "/sys/devices/system/cpu/online"
+
+// onlineCPUs is the set of online CPUs. Not the process's own affinity: a
+// generator pinned to CPU 1 may still start its server on CPU 0.
+func onlineCPUs() (map[int]bool, error) {
+	b, err := os.ReadFile(onlinePath)
+	if err != nil {
+		return nil, fmt.Errorf("online CPUs: %w", err)
+	}
+	cpus, err := parseCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", onlinePath, err)
+	}
+	set := map[int]bool{}
+	for _, n := range cpus {
+		set[n] = true
+	}
+	return set, nil
+}
+
+// parseCPUList reads a CPU list as taskset -c and the kernel write it:
+// "0", "0-3", "0,2,5-7".
+func parseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := a, error(nil)
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a || b > 4095 {
+			return nil, fmt.Errorf("%q is not a CPU list (e.g. 0, 0-1, 0,2)", s)
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // loopbackURL refuses targets outside 127.0.0.0/8 (and ::1): the generator

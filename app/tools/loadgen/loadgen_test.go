@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -133,6 +134,61 @@ func TestScenarioDefaultsAndOverrides(t *testing.T) {
 	}
 }
 
+func TestRoomFlags(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("taskset not installed")
+	}
+	c, err := parseFlags([]string{"--scenario=fanout", "--rate=300", "--private", "--server-cpus=0", "--gen-cpus=1"}, io.Discard)
+	if err != nil || !c.Private || c.ServerCPUs != "0" || c.GenCPUs != "1" || c.Conns != 1000 || c.Setup != 8 {
+		t.Errorf("private, pinned: %+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--scenario=roomlist"}, io.Discard)
+	if err != nil || c.Rooms != 1000 || c.Conns != 0 || c.Senders != 0 || c.Rate != 0 ||
+		!slices.Equal(c.ListLimits, []int{100, 200}) || !slices.Equal(c.ListCallers, []int{1, 4}) || c.ListCalls != 2000 || c.Private {
+		t.Errorf("roomlist defaults: %+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--scenario=roomlist", "--rooms=50", "--list-limits=200", "--list-callers=1, 8", "--list-calls=10", "--private"}, io.Discard)
+	if err != nil || c.Rooms != 50 || !slices.Equal(c.ListLimits, []int{200}) || !slices.Equal(c.ListCallers, []int{1, 8}) || c.ListCalls != 10 || !c.Private {
+		t.Errorf("roomlist flags: %+v %v", c, err)
+	}
+	for _, bad := range [][]string{
+		{"--scenario=roomlist", "--conns=10"},
+		{"--scenario=roomlist", "--rate=10", "--senders=1"},
+		{"--scenario=roomlist", "--list-limits=0"},
+		{"--scenario=roomlist", "--list-limits=201"},
+		{"--scenario=roomlist", "--list-limits=,"},
+		{"--scenario=roomlist", "--list-callers=65"},
+		{"--scenario=roomlist", "--list-calls=0"},
+		{"--scenario=roomlist", "--rooms=100001"},
+		{"--server-cpus=x"},
+		{"--gen-cpus=1-0"},
+		{"--gen-cpus=4096"},
+		{"--server-cpus=4000"}, // not online on any machine this runs on
+		{"--server-cpus=0", "--target=http://127.0.0.1:8080"},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	// The generator may be pinned while it uses a running server.
+	if c, err := parseFlags([]string{"--gen-cpus=0", "--target=http://127.0.0.1:8080"}, io.Discard); err != nil || c.GenCPUs != "0" {
+		t.Errorf("gen-cpus with target: %+v %v", c, err)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string][]int{"0": {0}, "0-3": {0, 1, 2, 3}, "0,2,5-6": {0, 2, 5, 6}, "7-7": {7}} {
+		if got, err := parseCPUList(in); err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseCPUList(%q) = %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "a", "1-", "-1", "3-1", "0,,1", "1 2", "0-5000"} {
+		if got, err := parseCPUList(bad); err == nil {
+			t.Errorf("parseCPUList(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
 func TestSourceIP(t *testing.T) {
 	if sourceIP(0, 28000) != nil || sourceIP(27999, 28000) != nil {
 		t.Error("first address range should use the kernel's choice")
@@ -163,6 +219,68 @@ func TestKafkaRun(t *testing.T) {
 	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse")
 	if res.Instances != 2 || res.Mode != "kafka" {
 		t.Errorf("instances %d mode %s", res.Instances, res.Mode)
+	}
+}
+
+// TestEmbeddedRunPrivate is TestEmbeddedRun in private rooms, every
+// receiver and sender added as a member first; the server is pinned to CPU
+// 0, which the result must report as the server's.
+func TestEmbeddedRunPrivate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("taskset not installed")
+	}
+	for _, transport := range []string{"ws", "sse"} {
+		t.Run(transport, func(t *testing.T) {
+			res := loadRun(t, "--private", "--transport="+transport, "--server-cpus=0")
+			if !res.Private || res.SetupS <= 0 {
+				t.Errorf("private %v setup %.2fs", res.Private, res.SetupS)
+			}
+			if res.ServerCPUs != "0" || res.GenCPUs == "" {
+				t.Errorf("cpus: server %q generator %q, want server 0", res.ServerCPUs, res.GenCPUs)
+			}
+		})
+	}
+}
+
+// TestRoomListRun builds and starts the real server, makes one user the
+// owner of 30 rooms and times a few small phases of GET /api/rooms.
+func TestRoomListRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	cfg, err := parseFlags([]string{"--scenario=roomlist", "--rooms=30", "--list-limits=10,200", "--list-callers=1,3", "--list-calls=40", "--private", "--quiet"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log io.Writer = io.Discard
+	if testing.Verbose() {
+		log = os.Stderr
+	}
+	res, err := run(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		printResult(os.Stderr, res)
+	}
+	if len(res.List) != 4 || res.Errors != 0 || res.SetupS <= 0 || !res.Private {
+		t.Fatalf("result: %+v", res)
+	}
+	i := 0
+	for _, limit := range []int{10, 200} {
+		for _, callers := range []int{1, 3} {
+			ph := res.List[i]
+			i++
+			if ph.Limit != limit || ph.Callers != callers || ph.Calls != 40 || ph.Errors != 0 || ph.P50ms <= 0 || ph.P99ms < ph.P50ms || ph.MaxMs < ph.P99ms {
+				t.Errorf("phase %d: %+v", i, ph)
+			}
+		}
+	}
+	if res.P99ms != res.List[0].P99ms || res.ServerRSSKiB <= 0 {
+		t.Errorf("top-level figures %+v", res)
 	}
 }
 
@@ -240,7 +358,7 @@ func TestScanMessage(t *testing.T) {
 // TestSSEReadLoop feeds a stream as the server writes it, with the parts of
 // the format a server may add: comments, CRLF, unknown fields, a long line.
 func TestSSEReadLoop(t *testing.T) {
-	r := &runner{cfg: Config{Rooms: 1}, roomAck: make([]atomic.Int64, 1)}
+	r := &runner{cfg: Config{Rooms: 1}, roomAck: make([]atomic.Int64, 1), roomBase: make([]int64, 1)}
 	cl := &client{recv: true, done: make(chan struct{})}
 	sent := time.Now().Add(-5 * time.Millisecond).UnixNano()
 	msg := func(seq int64, text string) string {
@@ -269,8 +387,8 @@ func TestSSEReadLoop(t *testing.T) {
 	}
 }
 
-// TestDialAllFails: a target that refuses connections fails the dial phase
-// with the first error, whatever the mix of errors.
+// TestDialAllFails: a target that refuses connections fails the sign-in and
+// the dial phase with the first error, whatever the mix of errors.
 func TestDialAllFails(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -282,7 +400,14 @@ func TestDialAllFails(t *testing.T) {
 		cfg := Config{Conns: 6, Senders: 2, Rooms: 2, Dial: 3, Transport: transport}
 		r := &runner{cfg: cfg, log: io.Discard, runID: "t", roomAck: make([]atomic.Int64, 2), http: &http.Client{Timeout: 5 * time.Second}}
 		r.clients = make([]*client, 8)
-		err := r.dialAll(context.Background(), []string{base}, 8)
+		err := r.signInAll(context.Background(), []string{base}, 8)
+		if err == nil || !strings.Contains(err.Error(), "no connection could be made") || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s: signInAll = %v", transport, err)
+		}
+		for i := range r.tokens {
+			r.tokens[i] = "t" // as if signed in elsewhere: the dial itself fails
+		}
+		err = r.dialAll(context.Background(), []string{base}, 8)
 		if err == nil || !strings.Contains(err.Error(), "no connection could be made") || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: dialAll = %v", transport, err)
 		}

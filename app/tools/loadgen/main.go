@@ -1,8 +1,11 @@
 // Command loadgen drives Parley servers with WebSocket clients, or SSE
 // streams and POSTs, and reports throughput, end-to-end latency, loss,
-// duplicates and the servers' memory.
+// duplicates and the servers' memory; --scenario roomlist times GET
+// /api/rooms for a user in many rooms instead.
 //
 //	go tool task bench -- --scenario=fanout --mode=embedded --rate=100
+//	go tool task bench -- --scenario=fanout --rate=300 --private --server-cpus=0 --gen-cpus=1
+//	go tool task bench -- --scenario=roomlist --server-cpus=0 --gen-cpus=1
 //
 // See config.go for the roles of --conns and --senders and the scenarios.
 package main
@@ -43,6 +46,13 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
+	}
+	if cfg.GenCPUs != "" {
+		// Returns only when this is the pinned run already.
+		if err := pinSelf(cfg.GenCPUs); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,6 +110,20 @@ type Result struct {
 	ServerMaxFDs  int64 `json:"server_max_fds"`
 	// ConnsRequested is --conns as asked, when the file limit lowered it.
 	ConnsRequested int `json:"conns_requested,omitempty"`
+	// Private: the rooms were private, every receiver and sender a member.
+	Private bool `json:"private"`
+	// SetupS is the time the rooms and members took before the measured
+	// phase (0: none were made).
+	SetupS float64 `json:"setup_s"`
+	// The CPUs each side was allowed to run on, as the kernel reports them
+	// (Cpus_allowed_list), not as asked: the servers this run started
+	// (one entry per distinct list; "" with --mode target) and the
+	// generator.
+	ServerCPUs string `json:"server_cpus"`
+	GenCPUs    string `json:"gen_cpus"`
+	// List is --scenario roomlist's phases; the top-level p50/p99/max are
+	// those of its first phase.
+	List []listPhase `json:"list,omitempty"`
 }
 
 // counters shared by every connection, updated with atomics only.
@@ -144,22 +168,30 @@ func (cl *client) close() {
 }
 
 type runner struct {
-	cfg        Config
-	log        io.Writer
-	runID      string
-	c          counters
-	roomAck    []atomic.Int64
-	http       *http.Client
-	perAddr    int
-	portLow    int
-	clients    []*client // receivers then senders; nil where the dial failed
-	serverPIDs []int     // of the servers this run started, for their RSS
-	requested  int       // --conns asked for, when the file limit capped it
+	cfg     Config
+	log     io.Writer
+	runID   string
+	c       counters
+	roomAck []atomic.Int64
+	http    *http.Client
+	perAddr int
+	portLow int
+	clients []*client // receivers then senders; nil where the dial failed
+	tokens  []string  // clients' sessions, by index; "" where the sign-in failed
+	names   []string  // the user names the sign-ins gave
+	// roomBase is each room's last seq before the measured phase (the
+	// private rooms' creation and member adds are items of the timeline):
+	// a receiver's messages are numbered from it. Written before any
+	// connection is made.
+	roomBase   []int64
+	serverPIDs []int // of the servers this run started, for their RSS
+	requested  int   // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {
 	r := &runner{cfg: cfg, log: log, runID: strconv.FormatInt(time.Now().UnixNano()%(36*36*36*36*36*36), 36)}
 	r.roomAck = make([]atomic.Int64, cfg.Rooms)
+	r.roomBase = make([]int64, cfg.Rooms)
 	if err := r.raiseNoFile(); err != nil {
 		return nil, err
 	}
@@ -188,12 +220,36 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 			return nil, err
 		}
 	}
+	if cfg.Scenario == "roomlist" {
+		return r.roomList(ctx, targets[0])
+	}
 	baseRSS := r.rss()
 	before, haveBefore := r.scrape(ctx, targets)
 
-	// Connect: receivers first, then senders.
+	// Sign in, then (--private) make the rooms and their members, then
+	// connect: receivers first, then senders. Public and private runs take
+	// the same steps but the second, so that they differ in the access
+	// path only.
 	total := cfg.Conns + cfg.Senders
 	r.clients = make([]*client, total)
+	if err := r.signInAll(ctx, targets, total); err != nil {
+		return nil, err
+	}
+	var setup time.Duration
+	if cfg.Private {
+		t0 := time.Now()
+		if err := r.setupPrivate(ctx, targets[0]); err != nil {
+			return nil, err
+		}
+		setup = time.Since(t0)
+		r.progress("private rooms: %d rooms and their members in %.1fs", cfg.Rooms, setup.Seconds())
+		// The creations and adds are stored items too: persisted counts
+		// the run's messages only. The memory figures keep their earlier
+		// base, as in a public run.
+		if f, ok := r.scrape(ctx, targets); ok && haveBefore {
+			before.persisted = f.persisted
+		}
+	}
 	start := time.Now()
 	if err := r.dialAll(ctx, targets, total); err != nil {
 		return nil, err
@@ -294,6 +350,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	res.DialFailed = total - countNonNil(r.clients)
 	res.ConnsRequested = r.requested
 	res.DurationS = sendElapsed.Seconds()
+	res.SetupS = setup.Seconds()
 	if elapsed > 0 {
 		res.DeliveriesPerS = float64(res.Delivered) / elapsed.Seconds()
 	}
@@ -326,7 +383,8 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 func (r *runner) collect(recvPerRoom []int64) *Result {
 	cfg := r.cfg
 	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: cfg.Transport, Conns: cfg.Conns,
-		Senders: cfg.Senders, Rooms: cfg.Rooms, Rate: cfg.Rate}
+		Senders: cfg.Senders, Rooms: cfg.Rooms, Rate: cfg.Rate, Private: cfg.Private}
+	res.ServerCPUs, res.GenCPUs = r.cpus()
 	res.Sent, res.Acked = r.c.sent.Load(), r.c.acked.Load()
 	res.RateLimited, res.Errors = r.c.rateLimited.Load(), r.c.errors.Load()
 	res.Delivered = r.c.delivered.Load()
@@ -444,6 +502,9 @@ func (r *runner) dialAll(ctx context.Context, targets []string, total int) error
 		}
 	}()
 	for i := 0; i < total && ctx.Err() == nil; i++ {
+		if r.tokens[i] == "" {
+			continue // its sign-in failed: counted in dial_failed
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -499,11 +560,7 @@ func (r *runner) netDial(ctx context.Context, addr string, src net.IP) (net.Conn
 }
 
 func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, error) {
-	name := "lg" + r.runID + "_" + strconv.Itoa(i)
-	token, err := r.signIn(ctx, base, name)
-	if err != nil {
-		return nil, err
-	}
+	token := r.tokens[i]
 	recv := i < r.cfg.Conns
 	if r.cfg.Transport == "sse" {
 		if recv {
@@ -546,26 +603,31 @@ func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, erro
 
 func (r *runner) roomName(i int) string { return "lg-" + r.runID + "-" + strconv.Itoa(i) }
 
-func (r *runner) signIn(ctx context.Context, base, name string) (string, error) {
+// userName is client i's name, as asked at sign-in.
+func (r *runner) userName(i int) string { return "lg" + r.runID + "_" + strconv.Itoa(i) }
+
+// signIn opens a session for name and returns its token and the name the
+// server gave it.
+func (r *runner) signIn(ctx context.Context, base, name string) (token, user string, err error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/session", strings.NewReader(`{"name":"`+name+`"}`))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := r.http.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("sign-in: %w", err)
+		return "", "", fmt.Errorf("sign-in: %w", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("sign-in: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(body))
+		return "", "", fmt.Errorf("sign-in: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
-	var s struct{ Token string }
-	if err := json.Unmarshal(body, &s); err != nil || s.Token == "" {
-		return "", fmt.Errorf("sign-in: bad answer %q", body)
+	var s struct{ Token, User string }
+	if err := json.Unmarshal(body, &s); err != nil || s.Token == "" || s.User == "" {
+		return "", "", fmt.Errorf("sign-in: bad answer %q", body)
 	}
-	return s.Token, nil
+	return s.Token, s.User, nil
 }
 
 // frame is what the generator reads of a server frame.
@@ -647,7 +709,9 @@ func (r *runner) message(cl *client, data []byte, now time.Time) int64 {
 	if cl.h == nil {
 		cl.h = &hist{}
 	}
-	cl.seqs.add(seq)
+	// Counted from the room's state before the run: the receiver should
+	// see 1..acked of the run's own messages.
+	cl.seqs.add(seq - r.roomBase[cl.room])
 	if stamped {
 		cl.h.record(now.Sub(time.Unix(0, sentAt)))
 	}
@@ -834,6 +898,26 @@ func printResult(w io.Writer, res *Result) {
 		{"server RSS", rss},
 		{"KiB per conn", per},
 		{"store", store},
+		{"rooms", roomsText(res)},
+		{"cpus", fmt.Sprintf("server %s, generator %s", orAll(res.ServerCPUs), orAll(res.GenCPUs))},
+	}
+	if res.Scenario == "roomlist" {
+		// No connections, no messages: the rows above would be zeros.
+		kind := "public"
+		if res.Private {
+			kind = "private"
+		}
+		rows = [][2]string{
+			{"scenario", res.Scenario},
+			{"mode", fmt.Sprintf("%s, %d instance(s)", res.Mode, res.Instances)},
+			{"rooms", fmt.Sprintf("%d %s rooms, the listing user their owner (made in %.1fs)", res.Rooms, kind, res.SetupS)},
+			{"server RSS", rss},
+			rows[len(rows)-1], // cpus
+		}
+	}
+	for _, ph := range res.List {
+		rows = append(rows, [2]string{fmt.Sprintf("GET /api/rooms limit %d ×%d", ph.Limit, ph.Callers),
+			fmt.Sprintf("%d calls (%.0f/s), %d errors: p50 %.2f  p99 %.2f  max %.2f ms", ph.Calls, ph.CallsPerS, ph.Errors, ph.P50ms, ph.P99ms, ph.MaxMs)})
 	}
 	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
@@ -841,4 +925,22 @@ func printResult(w io.Writer, res *Result) {
 	tw.Flush()
 	b, _ := json.Marshal(res)
 	fmt.Fprintf(w, "%s\n", b)
+}
+
+func roomsText(res *Result) string {
+	kind := "public"
+	if res.Private {
+		kind = "private, every receiver and sender a member"
+	}
+	if res.SetupS > 0 {
+		return fmt.Sprintf("%s (made in %.1fs before the measured phase)", kind, res.SetupS)
+	}
+	return kind
+}
+
+func orAll(cpus string) string {
+	if cpus == "" {
+		return "n/a"
+	}
+	return cpus
 }

@@ -188,6 +188,12 @@ type InstanceConfig struct {
 	// CleanEnv drops the parent's PARLEY_ settings, so that a benchmark
 	// measures what this configuration says and not the caller's shell.
 	CleanEnv bool
+	// CPUs, when set (a taskset list: "0", "0-1", "0,2"), pins the
+	// instance to those CPUs by starting it under taskset -c, so that a
+	// benchmark's server and generator do not compete for the same cores.
+	// taskset execs the server, so PID is still the server's own. Empty:
+	// no pinning.
+	CPUs string
 }
 
 func (c InstanceConfig) env() []string {
@@ -250,6 +256,13 @@ func Start(bin string, cfg InstanceConfig) (*Instance, error) {
 
 func (i *Instance) start() error {
 	cmd := exec.Command(i.bin)
+	if i.cfg.CPUs != "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return fmt.Errorf("start instance %s on CPUs %s: taskset (util-linux) not found: %w", i.cfg.ID, i.cfg.CPUs, err)
+		}
+		cmd = exec.Command(taskset, "-c", i.cfg.CPUs, i.bin)
+	}
 	cmd.Env = i.cfg.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out io.ReadCloser
