@@ -24,6 +24,8 @@ type Persister struct {
 	BatchMax int
 
 	rooms roomCache
+	// lagSaves carries states to the background saver (see saveLater).
+	lagSaves chan RoomState
 	// Finish, once closed, makes Run finish and return; how depends on
 	// Drain. Shutdown closes it after the last client send was answered.
 	Finish <-chan struct{}
@@ -50,6 +52,13 @@ func (p *Persister) Run(ctx context.Context) error {
 	}
 	defer c.Close()
 	defer watchLag(orNop(p.Metrics), GroupPersist, p.TopicSend, c)()
+	if p.Rooms != nil {
+		p.lagSaves = make(chan RoomState, 16)
+		saveCtx, stopSaves := context.WithCancel(context.WithoutCancel(ctx))
+		saved := make(chan struct{})
+		go func() { defer close(saved); p.saveLagging(saveCtx) }()
+		defer func() { stopSaves(); <-saved }()
+	}
 	max := p.BatchMax
 	if max <= 0 {
 		max = 256

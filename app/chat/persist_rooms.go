@@ -195,7 +195,8 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 			}
 			c.st, c.stale, c.dirty = st, false, true
 		}
-		if c.dirty || c.st.Seq-c.saved >= saveEvery {
+		switch {
+		case c.dirty:
 			st := c.st
 			if err := retry(ctx, p.Log, "persist: save room state", func() error {
 				return p.Rooms.SaveRoomState(ctx, st)
@@ -203,9 +204,45 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 				return err
 			}
 			c.saved, c.dirty = st.Seq, false
+		case c.st.Seq-c.saved >= saveEvery:
+			// Only plain messages came: what others read of the saved
+			// state is still right, and saving bounds only what the next
+			// load folds. A large room's state costs a write of its
+			// every member: not on the batch's way (it held deliveries
+			// up), but beside it.
+			if p.saveLater(c.st.Clone()) {
+				c.saved = c.st.Seq
+			}
 		}
 	}
 	return nil
+}
+
+// saveLater hands a state to the background saver; false when it is busy
+// (the state is offered again after the next batch).
+func (p *Persister) saveLater(st RoomState) bool {
+	select {
+	case p.lagSaves <- st:
+		return true
+	default:
+		return false
+	}
+}
+
+// saveLagging saves the states saveLater hands it until ctx ends. A failed
+// save is logged and left: a later one saves a newer state (the store keeps
+// the newest), and the log holds everything meanwhile.
+func (p *Persister) saveLagging(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-p.lagSaves:
+			if err := p.Rooms.SaveRoomState(ctx, st); err != nil && ctx.Err() == nil {
+				p.Log.Warn("persist: background save of a room state failed", "room", st.Room, "err", err)
+			}
+		}
+	}
 }
 
 // refusalRecord is the receive record that tells a sender their item was

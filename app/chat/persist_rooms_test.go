@@ -249,3 +249,34 @@ func TestRefusalReachesTheSender(t *testing.T) {
 		t.Fatalf("CheckSend after the mute: %v", err)
 	}
 }
+
+// TestPersisterSavesLaggingStates: a room where only plain messages come has
+// its state saved now and then beside the batches (bounding what a load
+// folds), without waiting for a membership change.
+func TestPersisterSavesLaggingStates(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	st := openStore(t).(roomStore)
+	runRoomPersister(t, bus, st)
+	now := chat.Timestamp(time.Now())
+	var ms []chat.Message
+	for i := range 700 {
+		ms = append(ms, chat.Message{Room: "busy", ID: fmt.Sprintf("m%d", i), User: "alice", Text: "hi", TS: now})
+	}
+	publishItems(t, bus, ms...)
+	received(t, bus, 700)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		saved, err := st.RoomState(context.Background(), "busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if saved.Seq >= 500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saved state at seq %d after 700 messages", saved.Seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
