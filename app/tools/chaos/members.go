@@ -236,7 +236,7 @@ type member struct {
 // again when it returns.
 func (m *moderator) churn(ctx context.Context, c *cluster, room string, members []member, until time.Time) {
 	for ctx.Err() == nil && time.Until(until) > 12*time.Second {
-		if !sleep(ctx, time.Duration(1000+mrand.IntN(2000))*time.Millisecond) {
+		if !sleep(ctx, time.Duration(500+mrand.IntN(1000))*time.Millisecond) {
 			return
 		}
 		var v member
@@ -262,8 +262,10 @@ func (m *moderator) churn(ctx context.Context, c *cluster, room string, members 
 		}
 		if ban {
 			m.bans.Add(1)
+			c.logEvent("", "membership: %s banned from %s", v.name, room)
 		} else {
 			m.removals.Add(1)
+			c.logEvent("", "membership: %s removed from %s", v.name, room)
 		}
 		// The target learns of it from its left frame (or from a refused
 		// join if it is away); then it stays out a while, sending.

@@ -284,7 +284,13 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	for _, cl := range clients {
 		if err := cl.WaitConnected(wctx); err != nil {
 			wcancel()
-			return nil, fmt.Errorf("clients did not all connect within 60s: %w", err)
+			var not []string
+			for i, cl := range clients {
+				if !cl.Connected() {
+					not = append(not, names[i])
+				}
+			}
+			return nil, fmt.Errorf("clients did not all connect within 60s (%d not: %s): %w", len(not), strings.Join(not[:min(len(not), 10)], " "), err)
 		}
 	}
 	wcancel()
@@ -379,10 +385,11 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	return rep, nil
 }
 
-// privateRooms has the moderator create the private rooms and add their
-// clients, signed in first (an add needs the name's holder). It returns the
-// clients' tokens ("" for those in public rooms only, who sign in on their
-// own) and each private room's members.
+// privateRooms signs every client in (an add needs the name's holder; and
+// 300 sign-ins at once, each claiming a name in the store, only time out
+// against FerretDB on a loaded machine), then has the moderator create the
+// private rooms and add their clients. It returns the clients' tokens and
+// each private room's members.
 func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[string]bool, clientRooms [][]string, names []string) ([]string, map[string][]member, error) {
 	tokens := make([]string, len(names))
 	members := map[string][]member{}
@@ -391,37 +398,31 @@ func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[
 			return nil, nil, err
 		}
 	}
-	var signIns []int
 	type add struct {
 		i    int
 		room string
 	}
 	var adds []add
 	for i, rs := range clientRooms {
-		in := false
 		for _, r := range rs {
 			if private[r] {
-				in = true
 				adds = append(adds, add{i, r})
 				members[r] = append(members[r], member{name: names[i], index: i})
 			}
 		}
-		if in {
-			signIns = append(signIns, i)
-		}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	if err := parallel(8, len(signIns), func(k int) error {
+	if err := parallel(8, len(names), func(k int) error {
 		var err error
-		tokens[signIns[k]], _, err = signIn(ctx, hc, mod.urls, names[signIns[k]])
+		tokens[k], _, err = signIn(ctx, hc, mod.urls, names[k])
 		return err
 	}); err != nil {
-		return nil, nil, fmt.Errorf("sign in the private rooms' clients: %w", err)
+		return nil, nil, fmt.Errorf("sign the clients in: %w", err)
 	}
 	if err := parallel(8, len(adds), func(k int) error { return mod.add(ctx, adds[k].room, names[adds[k].i]) }); err != nil {
 		return nil, nil, fmt.Errorf("add the private rooms' members: %w", err)
 	}
-	logf(c.out, c.start, "%d private rooms created, %d members added", len(private), len(adds))
+	logf(c.out, c.start, "%d clients signed in, %d private rooms created, %d members added", len(names), len(private), len(adds))
 	return tokens, members, nil
 }
 
