@@ -42,6 +42,9 @@ type moderator struct {
 	mongo, db string
 
 	removals, bans, readds atomic.Int64
+	// restored counts members the last pass had to bring back (a change
+	// that failed, or was applied after the moderator gave up on it).
+	restored atomic.Int64
 	// retried counts changes answered only after trying again, resolved
 	// those whose retry was refused as already done and the store
 	// confirmed.
@@ -49,6 +52,8 @@ type moderator struct {
 
 	mu     sync.Mutex
 	errors []string
+	// unrestored are members the last pass could not bring back.
+	unrestored []string
 }
 
 func newModerator(ctx context.Context, urls []string, mongo, db string) (*moderator, error) {
@@ -97,7 +102,14 @@ func (m *moderator) fail(format string, args ...any) {
 	m.errors = append(m.errors, fmt.Sprintf(format, args...))
 }
 
-// Errors returns the changes that failed for good.
+// Unrestored returns the members the last pass could not bring back.
+func (m *moderator) Unrestored() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.unrestored...)
+}
+
+// Errors returns the changes that failed (not decided in time).
 func (m *moderator) Errors() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,6 +130,12 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 	var last string
 	for try := 0; ; try++ {
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			// Accepted by some try and applied since, maybe.
+			if ok, err := m.applied(context.WithoutCancel(ctx), room, user, action); err == nil && ok {
+				m.retried.Add(1)
+				m.resolved.Add(1)
+				return nil
+			}
 			return fmt.Errorf("%s %s: not decided within 90s (last: %s)", method, path, last)
 		}
 		base := m.urls[int(m.next.Add(1))%len(m.urls)]
@@ -156,7 +174,7 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 		} else {
 			last = fmt.Sprintf("%d %s", status, b)
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !sleep(ctx, 500*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
@@ -293,6 +311,69 @@ func (m *moderator) churn(ctx context.Context, c *cluster, room string, members 
 		}
 		if !v.cl.Joined(room) {
 			c.logEvent("", "membership: %s not joined to %s again within 30s of its re-add", v.name, room)
+		}
+	}
+	m.restore(context.WithoutCancel(ctx), c, room, members)
+}
+
+// restore makes every member of room a member again, as the store's
+// timeline tells who is not (a change given up on may have been applied
+// since, or not at all), and has each client joined: the run ends with
+// every client a member, which the settle and the verdict's last stretch of
+// membership count on.
+func (m *moderator) restore(ctx context.Context, c *cluster, room string, members []member) {
+	var items []storedMsg
+	var err error
+	for try := 0; try < 10; try++ {
+		if items, err = memberItems(ctx, m.mongo, m.db, room); err == nil {
+			break
+		}
+		sleep(ctx, 2*time.Second)
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.unrestored = append(m.unrestored, fmt.Sprintf("%s: read its timeline: %v", room, err))
+		m.mu.Unlock()
+		return
+	}
+	last := map[string]string{} // user -> the action of the last item about them
+	for _, it := range items {
+		last[it.data.Target] = it.data.Action
+	}
+	for _, v := range members {
+		var err error
+		switch last[v.name] {
+		case "add":
+		case "ban":
+			if err = m.unban(ctx, room, v.name); err == nil {
+				err = m.add(ctx, room, v.name)
+			}
+			m.restored.Add(1)
+		default:
+			err = m.add(ctx, room, v.name)
+			m.restored.Add(1)
+		}
+		if err != nil {
+			m.mu.Lock()
+			m.unrestored = append(m.unrestored, fmt.Sprintf("%s in %s: %v", v.name, room, err))
+			m.mu.Unlock()
+			continue
+		}
+		if !v.cl.Joined(room) {
+			v.cl.Rejoin(room)
+		}
+	}
+	for _, v := range members {
+		for t0 := time.Now(); !v.cl.Joined(room) && time.Since(t0) < 30*time.Second; {
+			if v.cl.Left(room) {
+				v.cl.Rejoin(room)
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+		if !v.cl.Joined(room) {
+			m.mu.Lock()
+			m.unrestored = append(m.unrestored, fmt.Sprintf("%s in %s: not joined within 30s", v.name, room))
+			m.mu.Unlock()
 		}
 	}
 }

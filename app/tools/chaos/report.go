@@ -136,12 +136,17 @@ type Report struct {
 	// Membership. PrivateRooms are the rooms created private; MemberItems
 	// the moderator's items in the store; Removals, Bans and Readds its
 	// changes, ModRetried those it had to try again (ModResolved of them
-	// found applied in the store after a 409/404), ModErrors those that
-	// failed.
+	// found applied in the store after a 409/404 or a timeout), ModErrors
+	// those not decided within 90 s (the cluster was down for them: a
+	// figure, not a failure); ModRestored the members the last pass
+	// brought back, Unrestored those it could not (a failure: the run
+	// must end with every client a member).
 	PrivateRooms, MemberItems int
 	Removals, Bans, Readds    int64
 	ModRetried, ModResolved   int64
 	ModErrors                 int
+	ModRestored               int64
+	Unrestored                int
 	// Refusals of the clients' sends: told before the ack, told after it,
 	// and acknowledged, not stored, its sender out of the room then though
 	// no refusal reached it.
@@ -173,7 +178,7 @@ func (r *Report) Lost() int { return r.LostAcked + r.MissedDeliveries }
 // or wrote a room while no member, and every membership change was made.
 func (r *Report) Pass() bool {
 	return r.Lost() == 0 && r.StoreDuplicates == 0 && r.OutOfOrder == 0 && r.Unknown == 0 && len(r.StoreSeqProblems) == 0 &&
-		r.AfterRemoval == 0 && r.StoredOutside == 0 && r.ModErrors == 0
+		r.AfterRemoval == 0 && r.StoredOutside == 0 && r.Unrestored == 0
 }
 
 // problem keeps p among the first 40 problems.
@@ -185,16 +190,16 @@ func (r *Report) problem(p string) {
 
 // modStats is what the moderator did, for the report.
 type modStats struct {
-	Removals, Bans, Readds, Retried, Resolved int64
-	Errors                                    []string
+	Removals, Bans, Readds, Retried, Resolved, Restored int64
+	Errors, Unrestored                                  []string
 }
 
 func verdict(o Options, recs []client.Record, clientRooms [][]string, names []string, stored []storedMsg, mod modStats, events []event, start time.Time) *Report {
 	rep := &Report{Scenario: o.Scenario, Events: events, start: start}
 	rep.Removals, rep.Bans, rep.Readds, rep.ModRetried, rep.ModResolved = mod.Removals, mod.Bans, mod.Readds, mod.Retried, mod.Resolved
-	rep.ModErrors = len(mod.Errors)
-	for _, e := range mod.Errors[:min(len(mod.Errors), 10)] {
-		rep.problems = append(rep.problems, "moderator: "+e)
+	rep.ModErrors, rep.ModRestored, rep.Unrestored = len(mod.Errors), mod.Restored, len(mod.Unrestored)
+	for _, e := range mod.Unrestored[:min(len(mod.Unrestored), 10)] {
+		rep.problems = append(rep.problems, "not a member again at the end: "+e)
 	}
 	// The store, per room: seq -> id, and (room, id) counts.
 	bySeq := map[string]map[int64]string{}
@@ -390,8 +395,8 @@ func (r *Report) Print(w io.Writer) {
 		r.Delivered, r.ClientDuplicates, r.Gaps, r.GapsFilled, r.Retries)
 	fmt.Fprintf(w, "lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d\n",
 		r.Lost(), r.LostAcked, r.MissedDeliveries, r.StoreDuplicates, r.OutOfOrder)
-	fmt.Fprintf(w, "membership: %d private rooms, %d member items; %d removals, %d bans, %d re-adds (%d retried, %d of them resolved from the store, %d failed)\n",
-		r.PrivateRooms, r.MemberItems, r.Removals, r.Bans, r.Readds, r.ModRetried, r.ModResolved, r.ModErrors)
+	fmt.Fprintf(w, "membership: %d private rooms, %d member items; %d removals, %d bans, %d re-adds (%d retried, %d of them resolved from the store, %d not decided in 90s); %d restored at the end, %d not\n",
+		r.PrivateRooms, r.MemberItems, r.Removals, r.Bans, r.Readds, r.ModRetried, r.ModResolved, r.ModErrors, r.ModRestored, r.Unrestored)
 	fmt.Fprintf(w, "  sends refused %d (before the ack %d, after it %d, not told but out of the room %d); clients left %d times, rejoined at their add %d times, %d stretches cut short by a removal while away (%d items)\n",
 		r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.RefusedBeforeAck, r.RefusedAfterAck, r.RefusedUntold, r.Exits, r.Resumes, r.CutShort, r.CutShortItems)
 	fmt.Fprintf(w, "  items delivered while no member %d, messages stored while no member %d\n", r.AfterRemoval, r.StoredOutside)

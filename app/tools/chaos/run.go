@@ -378,7 +378,8 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	events := slices.Clone(c.events)
 	c.mu.Unlock()
 	ms := modStats{Removals: mod.removals.Load(), Bans: mod.bans.Load(), Readds: mod.readds.Load(),
-		Retried: mod.retried.Load(), Resolved: mod.resolved.Load(), Errors: mod.Errors()}
+		Retried: mod.retried.Load(), Resolved: mod.resolved.Load(), Restored: mod.restored.Load(),
+		Errors: mod.Errors(), Unrestored: mod.Unrestored()}
 	rep := verdict(o, recs, clientRooms, names, stored, ms, events, c.start)
 	rep.Print(out)
 	passed = rep.Pass()
