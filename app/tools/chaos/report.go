@@ -82,14 +82,14 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	return out, nil
 }
 
-// lastSeqs returns each room's highest stored seq, from one pass over the
-// collection (FerretDB's SQLite backend answers a sorted FindOne by
-// scanning the room, and has no $max in $group): the settle loop must not
-// load the store it waits for.
-func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, error) {
+// lastSeqs returns each room's highest stored seq, and the membership the
+// store's timeline tells, from one pass over the collection (FerretDB's
+// SQLite backend answers a sorted FindOne by scanning the room, and has no
+// $max in $group): the settle loop must not load the store it waits for.
+func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, timeline, error) {
 	msgs, err := readStore(ctx, uri, db)
 	if err != nil {
-		return nil, err
+		return nil, timeline{}, err
 	}
 	out := map[string]int64{}
 	for _, r := range rooms {
@@ -98,7 +98,7 @@ func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]i
 	for _, m := range msgs {
 		out[m.Room] = max(out[m.Room], m.Seq)
 	}
-	return out, nil
+	return out, membership(msgs), nil
 }
 
 // Report is the outcome of a run.

@@ -355,7 +355,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 
 	// Settle: the store stops growing and every client has caught up with
 	// the store in each of its rooms.
-	c.settle(ctx, o.Settle, clients, clientRooms, rooms)
+	c.settle(ctx, o.Settle, clients, clientRooms, names, rooms)
 	stopClients()
 	running.Wait()
 
@@ -413,14 +413,14 @@ func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[
 		}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	if err := parallel(8, len(names), func(k int) error {
+	if err := parallel(16, len(names), func(k int) error {
 		var err error
 		tokens[k], _, err = signIn(ctx, hc, mod.urls, names[k])
 		return err
 	}); err != nil {
 		return nil, nil, fmt.Errorf("sign the clients in: %w", err)
 	}
-	if err := parallel(8, len(adds), func(k int) error { return mod.add(ctx, adds[k].room, names[adds[k].i]) }); err != nil {
+	if err := parallel(16, len(adds), func(k int) error { return mod.add(ctx, adds[k].room, names[adds[k].i]) }); err != nil {
 		return nil, nil, fmt.Errorf("add the private rooms' members: %w", err)
 	}
 	logf(c.out, c.start, "%d clients signed in, %d private rooms created, %d members added", len(names), len(private), len(adds))
@@ -671,14 +671,16 @@ func persisted(ctx context.Context, url string) float64 {
 
 // settle waits until the store has stopped growing and every client has
 // delivered its rooms' last stored seq, or within passes (store errors
-// meanwhile are waited out). It polls every 2 s, one pass over the store
-// each time.
-func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, rooms []string) bool {
+// meanwhile are waited out); a client no longer a member of a room, as the
+// store's timeline tells (a removal applied after the moderator's last pass
+// gave up on it), is not waited for there. It polls every 2 s, one pass
+// over the store each time.
+func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, names, rooms []string) bool {
 	deadline := time.Now().Add(within)
 	var prev map[string]int64
 	stableSince := time.Now()
 	for {
-		lasts, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
+		lasts, tl, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
 		behind := -1
 		if err == nil {
 			if !mapsEqual(lasts, prev) {
@@ -687,6 +689,9 @@ func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*c
 			behind = 0
 			for i, cl := range clients {
 				for _, r := range clientRooms[i] {
+					if ivs := tl.of(r, names[i]); len(ivs) == 0 || ivs[len(ivs)-1].To != open {
+						continue
+					}
 					if cl.Last(r) < lasts[r] {
 						behind++
 					}
