@@ -320,7 +320,8 @@ func (m *moderator) churn(ctx context.Context, c *cluster, room string, members 
 // timeline tells who is not (a change given up on may have been applied
 // since, or not at all), and has each client joined: the run ends with
 // every client a member, which the settle and the verdict's last stretch of
-// membership count on.
+// membership count on. A member it cannot add again is a failure of the
+// run; one slow to join is not (the verdict judges what it got).
 func (m *moderator) restore(ctx context.Context, c *cluster, room string, members []member) {
 	var items []storedMsg
 	var err error
@@ -371,9 +372,9 @@ func (m *moderator) restore(ctx context.Context, c *cluster, room string, member
 			sleep(ctx, 100*time.Millisecond)
 		}
 		if !v.cl.Joined(room) {
-			m.mu.Lock()
-			m.unrestored = append(m.unrestored, fmt.Sprintf("%s in %s: not joined within 30s", v.name, room))
-			m.mu.Unlock()
+			// Still recovering its connection, maybe: the settle waits
+			// for it, and the verdict judges what it got.
+			c.logEvent("", "membership: %s not joined to %s within 30s of the last pass", v.name, room)
 		}
 	}
 }
