@@ -364,8 +364,10 @@ func (m *moderator) restore(ctx context.Context, c *cluster, room string, member
 			v.cl.Rejoin(room)
 		}
 	}
+	// One wait for them all, while they recover their connections.
+	deadline := time.Now().Add(30 * time.Second)
 	for _, v := range members {
-		for t0 := time.Now(); !v.cl.Joined(room) && time.Since(t0) < 30*time.Second; {
+		for !v.cl.Joined(room) && time.Now().Before(deadline) {
 			if v.cl.Left(room) {
 				v.cl.Rejoin(room)
 			}
