@@ -118,9 +118,10 @@ func (m *moderator) Errors() []string {
 
 // change makes one membership change: method on path with body, through the
 // instances in turn until one decides it. A 503 (not confirmed within 10 s),
-// a 5xx or a connection error is tried again on the next instance; a retry
-// refused with 409 or 404 may be the earlier try, applied after all: the
-// store's timeline says (its last item about user is the wanted action).
+// a 5xx or a connection error is tried again on the next instance; a
+// refusal with 409 or 404 may be an earlier try (or an earlier change given
+// up on), applied after all: the store's timeline says (its last item about
+// user is the wanted action).
 func (m *moderator) change(ctx context.Context, method, room, path string, body any, user, action string) error {
 	var payload []byte
 	if body != nil {
@@ -158,14 +159,17 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 				m.retried.Add(1)
 			}
 			return nil
-		case err == nil && (status == 409 || status == 404) && try > 0:
+		case err == nil && (status == 409 || status == 404):
+			// An earlier try, or a change given up on before, may be in
+			// effect already (the last pass reads the timeline before an
+			// undecided add lands, say).
 			ok, serr := m.applied(ctx, room, user, action)
 			if serr == nil && ok {
 				m.retried.Add(1)
 				m.resolved.Add(1)
 				return nil
 			}
-			return fmt.Errorf("%s %s: retry answered %d %s, and the store shows no %s of %s (%v)", method, path, status, b, action, user, serr)
+			return fmt.Errorf("%s %s: answered %d %s, and the store shows no %s of %s (%v)", method, path, status, b, action, user, serr)
 		case err == nil && status/100 == 4 && status != 429:
 			return fmt.Errorf("%s %s: %d %s", method, path, status, b)
 		}
