@@ -417,3 +417,107 @@ func TestClientGivesUpAfterBudget(t *testing.T) {
 		t.Fatalf("sends %+v", sends)
 	}
 }
+
+// rcChange makes a membership change as token and returns the stored
+// item's seq.
+func rcChange(t *testing.T, s *testServer, method, path, token, body string) int64 {
+	t.Helper()
+	status, b := s.do(method, path, token, body)
+	if status/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, status, b)
+	}
+	var m message
+	mustJSON(t, b, &m)
+	return m.Seq
+}
+
+func rcSeqs(rec client.RoomRecord) []int64 {
+	var seqs []int64
+	for _, d := range rec.Delivered {
+		seqs = append(seqs, d.Seq)
+	}
+	return seqs
+}
+
+// TestClientLeftAndRejoin: a member removed while connected gets its
+// removal, then "left", and nothing more of the room; its send is refused;
+// re-added and told to Rejoin, it resumes at its add.
+func TestClientLeftAndRejoin(t *testing.T) {
+	s := startServer(t, nil)
+	room := uniqueRoom(t)
+	alice, bob := s.login("alice"), s.login("bob")
+	rcChange(t, s, "POST", "/api/rooms", alice, jsonBody(map[string]string{"room": room, "kind": "private"}))
+	rcChange(t, s, "POST", "/api/rooms/"+room+"/members", alice, `{"user":"bob"}`)
+	c := rcClient(t, []string{s.base}, bob, []string{room}, func(cfg *client.Config) { cfg.Name = "bob" })
+	rcPostN(t, s, alice, room, "in", 2)
+	rcWaitDelivered(t, c, room, 4)
+
+	removed := rcChange(t, s, "DELETE", "/api/rooms/"+room+"/members/bob", alice, "")
+	for deadline := time.Now().Add(5 * time.Second); !c.Left(room); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no left after the removal at seq %d; delivered %v", removed, rcSeqs(c.Record().Rooms[room]))
+		}
+	}
+	rcPostN(t, s, alice, room, "out", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.Send(ctx, room, "while-out", "hello?")
+	added := rcChange(t, s, "POST", "/api/rooms/"+room+"/members", alice, `{"user":"bob"}`)
+	c.Rejoin(room)
+	for deadline := time.Now().Add(5 * time.Second); !c.Joined(room); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not joined again after Rejoin")
+		}
+	}
+	rcPostN(t, s, alice, room, "back", 1)
+	rcWaitDelivered(t, c, room, added+1)
+	time.Sleep(200 * time.Millisecond) // room for a late frame
+
+	r := c.Record()
+	rec := r.Rooms[room]
+	want := []int64{3, 4, removed, added, added + 1}
+	if fmt.Sprint(rcSeqs(rec)) != fmt.Sprint(want) || rec.AfterLeft != 0 || rec.Resumes != 1 {
+		t.Fatalf("delivered %v (after left %d, resumes %d), want %v", rcSeqs(rec), rec.AfterLeft, rec.Resumes, want)
+	}
+	if len(rec.Exits) != 1 || !rec.Exits[0].Frame || rec.Exits[0].Reason != "removed" || rec.Exits[0].Seq != removed {
+		t.Fatalf("exits %+v, want one left frame at seq %d", rec.Exits, removed)
+	}
+	sent := r.Sent[len(r.Sent)-1]
+	if sent.Refused != "not_found" || sent.Confirmed() {
+		t.Fatalf("send while out: err %v, record %+v: want refused not_found", err, sent)
+	}
+	if h := s.waitHistory(alice, room, int(added+1)); len(h.Messages) != int(added+1) {
+		t.Fatalf("store holds %d items, want %d (the refused send is not stored)", len(h.Messages), added+1)
+	}
+}
+
+// TestClientResumesAtOwnAdd: a member away while it is removed and added
+// back reconnects with after and is replayed from its add: the jump is
+// taken as a new membership, not a gap (the history would not close it).
+func TestClientResumesAtOwnAdd(t *testing.T) {
+	s := startServer(t, nil)
+	room := uniqueRoom(t)
+	alice, bob := s.login("alice"), s.login("bob")
+	rcChange(t, s, "POST", "/api/rooms", alice, jsonBody(map[string]string{"room": room, "kind": "private"}))
+	rcChange(t, s, "POST", "/api/rooms/"+room+"/members", alice, `{"user":"bob"}`)
+	p := newRCProxy(t, s.base)
+	c := rcClient(t, []string{p.url()}, bob, []string{room}, func(cfg *client.Config) { cfg.Name = "bob" })
+	rcPostN(t, s, alice, room, "in", 2)
+	rcWaitDelivered(t, c, room, 4)
+
+	p.setDown(true)
+	p.cut()
+	rcChange(t, s, "DELETE", "/api/rooms/"+room+"/members/bob", alice, "")
+	rcPostN(t, s, alice, room, "out", 2)
+	added := rcChange(t, s, "POST", "/api/rooms/"+room+"/members", alice, `{"user":"bob"}`)
+	rcPostN(t, s, alice, room, "back", 1)
+	p.setDown(false)
+	rcWaitDelivered(t, c, room, added+1)
+	time.Sleep(200 * time.Millisecond)
+
+	rec := c.Record().Rooms[room]
+	want := []int64{3, 4, added, added + 1}
+	if fmt.Sprint(rcSeqs(rec)) != fmt.Sprint(want) || rec.Resumes != 1 || len(rec.Exits) != 0 || rec.GapsFilled != 0 {
+		t.Fatalf("delivered %v (resumes %d, exits %+v, gaps filled %d), want %v", rcSeqs(rec), rec.Resumes, rec.Exits, rec.GapsFilled, want)
+	}
+}

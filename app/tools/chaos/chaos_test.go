@@ -40,8 +40,11 @@ func runScenario(t *testing.T, o Options) {
 	}
 	t.Logf("%s scenario took %v in all", o.Scenario, time.Since(start).Round(time.Second))
 	if !rep.Pass() {
-		t.Fatalf("lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d, stored by no client %d, store seq problems %v",
-			rep.Lost(), rep.LostAcked, rep.MissedDeliveries, rep.StoreDuplicates, rep.OutOfOrder, rep.Unknown, rep.StoreSeqProblems)
+		t.Fatalf("lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d, stored by no client %d, store seq problems %v, delivered while no member %d, stored while no member %d, members not restored %d",
+			rep.Lost(), rep.LostAcked, rep.MissedDeliveries, rep.StoreDuplicates, rep.OutOfOrder, rep.Unknown, rep.StoreSeqProblems, rep.AfterRemoval, rep.StoredOutside, rep.Unrestored)
+	}
+	if o.PrivateEvery > 0 && o.Scenario == "chaos" && (rep.MemberItems == 0 || rep.Removals+rep.Bans == 0 || rep.Exits == 0) {
+		t.Fatalf("no membership changes: %d member items, %d removals, %d bans, %d exits seen by clients", rep.MemberItems, rep.Removals, rep.Bans, rep.Exits)
 	}
 	if rep.Acked == 0 || rep.Delivered == 0 || len(rep.Events) == 0 {
 		t.Fatalf("nothing happened: acked %d, delivered %d, %d faults", rep.Acked, rep.Delivered, len(rep.Events))

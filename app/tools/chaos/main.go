@@ -4,11 +4,17 @@
 // restarts it, kills the instance doing the most persisting, restarts the
 // Kafka broker once and stops the store for 10 s. With --scenario=rolling it
 // instead restarts each instance in turn with SIGTERM (a rolling deploy).
+// Every third room is private (members.go): a moderator removes, bans,
+// unbans and adds back its members meanwhile, and they keep sending.
 //
 // The verdict comes from the clients' own records and from the store: every
 // acknowledged message is stored exactly once, every client saw every
 // message of its rooms exactly once and in seq order (after its own dedupe),
-// and an unacknowledged message is stored at most once. It prints the
+// and an unacknowledged message is stored at most once; and from the
+// membership the store's timeline tells: no client got an item of a room
+// while no member, no message of a user is stored while no member, and each
+// client saw every item of each stretch of its membership once and in
+// order (a refused send is no loss). It prints the
 // figures, the verdict last, and exits 1 on any loss or duplicate.
 //
 // It uses Kafka and FerretDB ports of its own (19192, 19193, 27118) and
@@ -50,6 +56,9 @@ type Options struct {
 	Scenario string // "chaos" or "rolling"
 	Clients  int
 	Rooms    int
+	// PrivateEvery makes every PrivateEvery-th room private (0: none), its
+	// membership changed under the faults.
+	PrivateEvery int
 	// Rate is the total sends per second over every client.
 	Rate float64
 	// Duration is how long the clients send.
@@ -72,7 +81,7 @@ type Options struct {
 
 func defaultOptions() Options {
 	return Options{
-		Scenario: "chaos", Clients: 300, Rooms: 12, Rate: 60, Duration: 120 * time.Second,
+		Scenario: "chaos", Clients: 300, Rooms: 12, PrivateEvery: 3, Rate: 60, Duration: 120 * time.Second,
 		KillEvery: 8 * time.Second, Down: 2 * time.Second, StoreOutage: 10 * time.Second, Settle: 90 * time.Second,
 		KafkaPort: 19192, KafkaControllerPort: 19193, MongoPort: 27118, Root: ".",
 	}
@@ -82,6 +91,7 @@ func (o *Options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Scenario, "scenario", o.Scenario, "chaos (kill -9, persist holder, Kafka restart, store outage) or rolling (SIGTERM each instance in turn)")
 	fs.IntVar(&o.Clients, "clients", o.Clients, "WebSocket clients, spread over the three instances")
 	fs.IntVar(&o.Rooms, "rooms", o.Rooms, "rooms; each client joins one, every tenth client a second one")
+	fs.IntVar(&o.PrivateEvery, "private-every", o.PrivateEvery, "every n-th room is private, members removed, banned and added back during the run (0: none)")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, "sends per second, over all clients")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "how long the clients send")
 	fs.DurationVar(&o.KillEvery, "kill-every", o.KillEvery, "time between two kill -9 of an instance")

@@ -3,8 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"time"
 
@@ -21,6 +23,34 @@ type storedMsg struct {
 	Room string `bson:"room"`
 	Seq  int64  `bson:"seq"`
 	ID   string `bson:"id"`
+	User string `bson:"user"`
+	// Kind and Data are a timeline item's ("member" and its data as JSON).
+	Kind string        `bson:"kind"`
+	Data string        `bson:"data"`
+	TS   bson.RawValue `bson:"ts"`
+
+	data itemData  // Data decoded
+	at   time.Time // TS read
+}
+
+// itemData is what the verdict reads of a member item's data.
+type itemData struct {
+	Action string `json:"action"`
+	Target string `json:"target"`
+	// Kind is a create's room kind.
+	Kind string `json:"kind"`
+}
+
+// decode fills data and at from the document's fields.
+func (m *storedMsg) decode() {
+	if m.Data != "" {
+		_ = json.Unmarshal([]byte(m.Data), &m.data)
+	}
+	if ms, ok := m.TS.DateTimeOK(); ok {
+		m.at = time.UnixMilli(ms)
+	} else if s, ok := m.TS.StringValueOK(); ok {
+		m.at, _ = time.Parse(time.RFC3339Nano, s)
+	}
 }
 
 func connectStore(uri string) (*mongo.Client, error) {
@@ -37,7 +67,8 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cur, err := cl.Database(db).Collection("messages").Find(ctx, bson.D{},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1}}))
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
+			{Key: "user", Value: 1}, {Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "ts", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("read the store: %w", err)
 	}
@@ -45,17 +76,20 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("read the store: %w", err)
 	}
+	for i := range out {
+		out[i].decode()
+	}
 	return out, nil
 }
 
-// lastSeqs returns each room's highest stored seq, from one pass over the
-// collection (FerretDB's SQLite backend answers a sorted FindOne by
-// scanning the room, and has no $max in $group): the settle loop must not
-// load the store it waits for.
-func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, error) {
+// lastSeqs returns each room's highest stored seq, and the membership the
+// store's timeline tells, from one pass over the collection (FerretDB's
+// SQLite backend answers a sorted FindOne by scanning the room, and has no
+// $max in $group): the settle loop must not load the store it waits for.
+func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]int64, timeline, error) {
 	msgs, err := readStore(ctx, uri, db)
 	if err != nil {
-		return nil, err
+		return nil, timeline{}, err
 	}
 	out := map[string]int64{}
 	for _, r := range rooms {
@@ -64,7 +98,7 @@ func lastSeqs(ctx context.Context, uri, db string, rooms []string) (map[string]i
 	for _, m := range msgs {
 		out[m.Room] = max(out[m.Room], m.Seq)
 	}
-	return out, nil
+	return out, membership(msgs), nil
 }
 
 // Report is the outcome of a run.
@@ -99,6 +133,33 @@ type Report struct {
 	// Retries counts send frames beyond the first, per id.
 	Retries int
 
+	// Membership. PrivateRooms are the rooms created private; MemberItems
+	// the moderator's items in the store; Removals, Bans and Readds its
+	// changes, ModRetried those it had to try again (ModResolved of them
+	// found applied in the store after a 409/404 or a timeout), ModErrors
+	// those not decided within 90 s (the cluster was down for them: a
+	// figure, not a failure); ModRestored the members the last pass
+	// brought back, Unrestored those it could not (a failure: the run
+	// must end with every client a member).
+	PrivateRooms, MemberItems int
+	Removals, Bans, Readds    int64
+	ModRetried, ModResolved   int64
+	ModErrors                 int
+	ModRestored               int64
+	Unrestored                int
+	// Refusals of the clients' sends: told before the ack, told after it,
+	// and acknowledged, not stored, its sender out of the room then though
+	// no refusal reached it.
+	RefusedBeforeAck, RefusedAfterAck, RefusedUntold int
+	// Exits counts the clients' ends of membership, Resumes their rejoins
+	// at their add; CutShort the stretches of membership a client did not
+	// see to the end because it was away at its removal (CutShortItems
+	// items in all).
+	Exits, Resumes, CutShort, CutShortItems int
+	// AfterRemoval counts items a client got while no member (check 1);
+	// StoredOutside stored messages of a user while no member (check 2).
+	AfterRemoval, StoredOutside int
+
 	// Outages counts lost connections; KillRecoveries the recovery times of
 	// those lost to a kill or SIGTERM of their instance.
 	Outages        int
@@ -113,13 +174,33 @@ type Report struct {
 // Lost is every loss: acknowledged messages not stored and deliveries missed.
 func (r *Report) Lost() int { return r.LostAcked + r.MissedDeliveries }
 
-// Pass reports whether nothing was lost, doubled or reordered.
+// Pass reports whether nothing was lost, doubled or reordered, nobody saw
+// or wrote a room while no member, and every membership change was made.
 func (r *Report) Pass() bool {
-	return r.Lost() == 0 && r.StoreDuplicates == 0 && r.OutOfOrder == 0 && r.Unknown == 0 && len(r.StoreSeqProblems) == 0
+	return r.Lost() == 0 && r.StoreDuplicates == 0 && r.OutOfOrder == 0 && r.Unknown == 0 && len(r.StoreSeqProblems) == 0 &&
+		r.AfterRemoval == 0 && r.StoredOutside == 0 && r.Unrestored == 0
 }
 
-func verdict(o Options, recs []client.Record, clientRooms [][]string, stored []storedMsg, events []event, start time.Time) *Report {
+// problem keeps p among the first 40 problems.
+func (r *Report) problem(p string) {
+	if len(r.problems) < 40 {
+		r.problems = append(r.problems, p)
+	}
+}
+
+// modStats is what the moderator did, for the report.
+type modStats struct {
+	Removals, Bans, Readds, Retried, Resolved, Restored int64
+	Errors, Unrestored                                  []string
+}
+
+func verdict(o Options, recs []client.Record, clientRooms [][]string, names []string, stored []storedMsg, mod modStats, events []event, start time.Time) *Report {
 	rep := &Report{Scenario: o.Scenario, Events: events, start: start}
+	rep.Removals, rep.Bans, rep.Readds, rep.ModRetried, rep.ModResolved = mod.Removals, mod.Bans, mod.Readds, mod.Retried, mod.Resolved
+	rep.ModErrors, rep.ModRestored, rep.Unrestored = len(mod.Errors), mod.Restored, len(mod.Unrestored)
+	for _, e := range mod.Unrestored[:min(len(mod.Unrestored), 10)] {
+		rep.problems = append(rep.problems, "not a member again at the end: "+e)
+	}
 	// The store, per room: seq -> id, and (room, id) counts.
 	bySeq := map[string]map[int64]string{}
 	count := map[string]int{} // room + "/" + id
@@ -145,16 +226,27 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, stored []s
 		rep.Stored++
 		rep.StoreDuplicates += n - 1
 	}
+	tl := membership(stored)
+	rep.PrivateRooms = len(tl.private)
 
-	// The clients' sends against the store.
+	// The clients' sends against the store. A send refused (before its ack
+	// or after it) is no loss; neither is an acknowledged one the store
+	// lacks whose sender was out of the room at the time, as the timeline
+	// says, though no refusal reached it (it was away when it came).
 	sent := map[string]bool{}
-	for _, rec := range recs {
+	for i, rec := range recs {
 		for _, s := range rec.Sent {
 			key := s.Room + "/" + s.ID
 			sent[key] = true
 			rep.Sent++
 			rep.Retries += max(s.Attempts-1, 0)
 			switch {
+			case s.Refused != "" && s.RefusedAfterAck:
+				rep.RefusedAfterAck++
+			case s.Refused != "":
+				rep.RefusedBeforeAck++
+			case s.Acked && count[key] == 0 && tl.outAround(s.Room, names[i], s.First, s.AckedAt):
+				rep.RefusedUntold++
 			case s.Acked && count[key] == 0:
 				rep.LostAcked++
 				rep.problems = append(rep.problems, "acknowledged but not stored: "+key)
@@ -165,46 +257,92 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, stored []s
 			}
 		}
 	}
-	for key := range count {
-		if !sent[key] {
+	for _, m := range stored {
+		key := m.Room + "/" + m.ID
+		switch {
+		case m.Kind == "member" && m.User == modName:
+			rep.MemberItems++
+		case m.Kind != "" || !sent[key]:
 			rep.Unknown++
-			rep.problems = append(rep.problems, "stored but sent by no client: "+key)
+			rep.problems = append(rep.problems, fmt.Sprintf("stored but sent by no client: %s (kind %q, user %s)", key, m.Kind, m.User))
+		case tl.private[m.Room] && !inside(tl.of(m.Room, m.User), m.Seq):
+			// (2) no stored message of a user outside their membership.
+			rep.StoredOutside++
+			rep.problems = append(rep.problems, fmt.Sprintf("stored at seq %d of %s while %s was no member: %s", m.Seq, m.Room, m.User, m.ID))
 		}
 	}
 	if s := len(rep.problems); s > 20 {
 		rep.problems = rep.problems[:20]
 	}
 
-	// Each client, each room: every stored seq after its start, once, in
-	// order, with the stored id.
+	// Each client, each room: (1) nothing outside its membership; (3) every
+	// stored seq of each stretch of membership after its start, once, in
+	// order, with the stored id. A stretch that ended in a removal may end
+	// early for a client that was away when it came (no left frame: a
+	// removed member may not read the room, not even what it missed): counted,
+	// not lost.
 	for i, rec := range recs {
 		for _, room := range clientRooms[i] {
 			rr := rec.Rooms[room]
+			ivs := tl.of(room, names[i])
 			last := int64(len(bySeq[room]))
 			rep.ClientDuplicates += rr.Duplicates
 			rep.Gaps += rr.Gaps
 			rep.GapsFilled += rr.GapsFilled
 			rep.Delivered += len(rr.Delivered)
+			rep.Resumes += rr.Resumes
+			rep.Exits += len(rr.Exits)
+			if rr.AfterLeft > 0 {
+				rep.AfterRemoval += rr.AfterLeft
+				rep.problem(fmt.Sprintf("client %d in %s: %d message frames after its left frame", i, room, rr.AfterLeft))
+			}
 			got := map[int64]bool{}
 			prev := rr.Start
 			for _, d := range rr.Delivered {
-				if d.Seq != prev+1 || bySeq[room][d.Seq] != d.ID {
+				if d.Seq <= prev || bySeq[room][d.Seq] != d.ID {
 					rep.OutOfOrder++
-					if len(rep.problems) < 40 {
-						rep.problems = append(rep.problems, fmt.Sprintf("client %d in %s: seq %d (id %s, stored %s) after %d", i, room, d.Seq, d.ID, bySeq[room][d.Seq], prev))
-					}
+					rep.problem(fmt.Sprintf("client %d in %s: seq %d (id %s, stored %s) after %d", i, room, d.Seq, d.ID, bySeq[room][d.Seq], prev))
+				}
+				if !inside(ivs, d.Seq) {
+					rep.AfterRemoval++
+					rep.problem(fmt.Sprintf("client %d (%s) in %s: got seq %d while no member (membership %v)", i, names[i], room, d.Seq, ivs))
 				}
 				got[d.Seq] = true
-				prev = d.Seq
+				prev = max(prev, d.Seq)
 			}
-			missed := 0
-			for s := rr.Start + 1; s <= last; s++ {
-				if !got[s] {
-					missed++
+			framed := map[int64]bool{} // last seqs delivered when a left frame came
+			for _, e := range rr.Exits {
+				if e.Frame {
+					framed[e.Seq] = true
 				}
 			}
-			if missed > 0 && len(rep.problems) < 40 {
-				rep.problems = append(rep.problems, fmt.Sprintf("client %d in %s: %d of seqs %d..%d not delivered (delivered up to %d)", i, room, missed, rr.Start+1, last, rr.Last()))
+			missed := 0
+			for _, iv := range ivs {
+				lo, hi := max(iv.From, rr.Start+1), min(iv.To, last)
+				if lo > hi {
+					continue
+				}
+				t := lo - 1
+				for t < hi && got[t+1] {
+					t++
+				}
+				later := false
+				for s := t + 1; s <= hi; s++ {
+					later = later || got[s]
+				}
+				if t < hi && iv.To != open && !later && !framed[t] {
+					rep.CutShort++
+					rep.CutShortItems += int(hi - t)
+					continue
+				}
+				for s := lo; s <= hi; s++ {
+					if !got[s] {
+						missed++
+					}
+				}
+			}
+			if missed > 0 {
+				rep.problem(fmt.Sprintf("client %d in %s: %d of its seqs %d..%d not delivered (delivered up to %d, membership %v)", i, room, missed, rr.Start+1, last, rr.Last(), ivs))
 			}
 			rep.MissedDeliveries += missed
 		}
@@ -257,6 +395,11 @@ func (r *Report) Print(w io.Writer) {
 		r.Delivered, r.ClientDuplicates, r.Gaps, r.GapsFilled, r.Retries)
 	fmt.Fprintf(w, "lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d\n",
 		r.Lost(), r.LostAcked, r.MissedDeliveries, r.StoreDuplicates, r.OutOfOrder)
+	fmt.Fprintf(w, "membership: %d private rooms, %d member items; %d removals, %d bans, %d re-adds (%d retried, %d of them resolved from the store, %d not decided in 90s); %d restored at the end, %d not\n",
+		r.PrivateRooms, r.MemberItems, r.Removals, r.Bans, r.Readds, r.ModRetried, r.ModResolved, r.ModErrors, r.ModRestored, r.Unrestored)
+	fmt.Fprintf(w, "  sends refused %d (before the ack %d, after it %d, not told but out of the room %d); clients left %d times, rejoined at their add %d times, %d stretches cut short by a removal while away (%d items)\n",
+		r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.RefusedBeforeAck, r.RefusedAfterAck, r.RefusedUntold, r.Exits, r.Resumes, r.CutShort, r.CutShortItems)
+	fmt.Fprintf(w, "  items delivered while no member %d, messages stored while no member %d\n", r.AfterRemoval, r.StoredOutside)
 	rec := "none"
 	if n := len(r.KillRecoveries); n > 0 {
 		rec = fmt.Sprintf("longest %v (p50 %v, p99 %v over %d reconnects)", r.KillRecoveries[n-1].Round(time.Millisecond),
@@ -276,6 +419,110 @@ func (r *Report) Print(w io.Writer) {
 	if !r.Pass() {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(w, "verdict: %s %s: sent=%d acked=%d stored=%d delivered=%d lost=%d duplicated=%d out_of_order=%d recovery_max=%v\n",
-		verdict, r.Scenario, r.Sent, r.Acked, r.Stored, r.Delivered, r.Lost(), r.StoreDuplicates, r.OutOfOrder, longest.Round(time.Millisecond))
+	fmt.Fprintf(w, "verdict: %s %s: sent=%d acked=%d stored=%d delivered=%d lost=%d duplicated=%d out_of_order=%d recovery_max=%v items=%d removals=%d refused=%d after_removal=%d stored_outside=%d\n",
+		verdict, r.Scenario, r.Sent, r.Acked, r.Stored, r.Delivered, r.Lost(), r.StoreDuplicates, r.OutOfOrder, longest.Round(time.Millisecond),
+		r.MemberItems, r.Removals+r.Bans, r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.AfterRemoval, r.StoredOutside)
+}
+
+// open is the To of a stretch of membership not ended.
+const open = math.MaxInt64
+
+// interval is a stretch of membership: from the item that made the user a
+// member (create or add) at From to the one that ended it (remove, ban,
+// leave) at To, both included (the target is sent its removal); To is open
+// while it lasts. FromAt and ToAt are those items' ts.
+type interval struct {
+	From, To     int64
+	FromAt, ToAt time.Time
+}
+
+func (iv interval) String() string {
+	if iv.To == open {
+		return fmt.Sprintf("[%d..]", iv.From)
+	}
+	return fmt.Sprintf("[%d..%d]", iv.From, iv.To)
+}
+
+// timeline is the membership the store's member items tell.
+type timeline struct {
+	private map[string]bool
+	members map[string]map[string][]interval // room -> user -> in seq order
+}
+
+// membership folds the member items of the store, room by room in seq
+// order, into stretches of membership of the private rooms.
+func membership(stored []storedMsg) timeline {
+	items := slices.Clone(stored)
+	slices.SortFunc(items, func(a, b storedMsg) int { return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.Seq, b.Seq)) })
+	tl := timeline{private: map[string]bool{}, members: map[string]map[string][]interval{}}
+	for _, m := range items {
+		if m.Kind != "member" {
+			continue
+		}
+		users := tl.members[m.Room]
+		if users == nil {
+			users = map[string][]interval{}
+			tl.members[m.Room] = users
+		}
+		openAt := func(user string) {
+			ivs := users[user]
+			if n := len(ivs); n == 0 || ivs[n-1].To != open {
+				users[user] = append(ivs, interval{From: m.Seq, To: open, FromAt: m.at})
+			}
+		}
+		switch m.data.Action {
+		case "create":
+			if m.data.Kind == "private" {
+				tl.private[m.Room] = true
+			}
+			openAt(m.User)
+		case "add":
+			openAt(m.data.Target)
+		case "remove", "ban", "leave":
+			ivs := users[m.data.Target]
+			if n := len(ivs); n > 0 && ivs[n-1].To == open {
+				ivs[n-1].To, ivs[n-1].ToAt = m.Seq, m.at
+			}
+		}
+	}
+	return tl
+}
+
+// of is user's membership of room: every seq of a room that is not private.
+func (tl timeline) of(room, user string) []interval {
+	if !tl.private[room] {
+		return []interval{{From: 1, To: open}}
+	}
+	return tl.members[room][user]
+}
+
+func inside(ivs []interval, seq int64) bool {
+	for _, iv := range ivs {
+		if iv.From <= seq && seq <= iv.To {
+			return true
+		}
+	}
+	return false
+}
+
+// outAround reports whether a message user sent to room from first, acked
+// at acked, may have been refused by the persist stage: its place in the log
+// may lie after a removal of user and before the next add. The removal's
+// publish followed its ts, and the message's preceded its ack; the add's
+// publish followed its ts by at most the REST publish bound.
+func (tl timeline) outAround(room, user string, first, acked time.Time) bool {
+	if !tl.private[room] {
+		return false
+	}
+	const publishBound = 15 * time.Second
+	ivs := tl.members[room][user]
+	for k, iv := range ivs {
+		if iv.To == open || iv.ToAt.After(acked) {
+			continue
+		}
+		if k+1 == len(ivs) || !ivs[k+1].FromAt.Add(publishBound).Before(first) {
+			return true
+		}
+	}
+	return false
 }

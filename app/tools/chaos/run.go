@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -229,17 +230,20 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	}
 	logf(out, c.start, "3 instances ready: %s", strings.Join(urls, " "))
 
-	// Clients: each in one room, every tenth in a second one too.
+	// Clients: each in one room, every tenth in a second one too. Every
+	// PrivateEvery-th room is private: the moderator creates it and adds its
+	// clients, who must hold their names (be signed in) by then.
 	rooms := make([]string, o.Rooms)
+	private := map[string]bool{}
 	for i := range rooms {
 		rooms[i] = fmt.Sprintf("chaos-%s-%02d", suffix, i)
+		if o.PrivateEvery > 0 && i%o.PrivateEvery == 0 {
+			private[rooms[i]] = true
+		}
 	}
-	clientCtx, stopClients := context.WithCancel(context.Background())
-	defer stopClients()
-	var running sync.WaitGroup
-	clients := make([]*client.Client, o.Clients)
 	clientRooms := make([][]string, o.Clients)
-	for i := range clients {
+	names := make([]string, o.Clients)
+	for i := range clientRooms {
 		rs := []string{rooms[i%len(rooms)]}
 		if i%10 == 9 && len(rooms) > 1 {
 			rs = append(rs, rooms[(i/10)%len(rooms)])
@@ -248,8 +252,23 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 			}
 		}
 		clientRooms[i] = rs
+		names[i] = fmt.Sprintf("u%d", i)
+	}
+	mod, err := newModerator(ctx, urls, c.svc.MongoURI(), c.db)
+	if err != nil {
+		return nil, err
+	}
+	tokens, members, err := c.privateRooms(ctx, mod, private, clientRooms, names)
+	if err != nil {
+		return nil, err
+	}
+	clientCtx, stopClients := context.WithCancel(context.Background())
+	defer stopClients()
+	var running sync.WaitGroup
+	clients := make([]*client.Client, o.Clients)
+	for i := range clients {
 		cl, err := client.New(client.Config{
-			URLs: urls, Name: fmt.Sprintf("u%d", i), Rooms: rs,
+			URLs: urls, Name: names[i], Token: tokens[i], Rooms: clientRooms[i],
 			BackoffMin: 100 * time.Millisecond, BackoffMax: 3 * time.Second,
 			SendBudget: 60 * time.Second,
 		})
@@ -265,7 +284,13 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	for _, cl := range clients {
 		if err := cl.WaitConnected(wctx); err != nil {
 			wcancel()
-			return nil, fmt.Errorf("clients did not all connect within 60s: %w", err)
+			var not []string
+			for i, cl := range clients {
+				if !cl.Connected() {
+					not = append(not, names[i])
+				}
+			}
+			return nil, fmt.Errorf("clients did not all connect within 60s (%d not: %s): %w", len(not), strings.Join(not[:min(len(not), 10)], " "), err)
 		}
 	}
 	wcancel()
@@ -299,6 +324,15 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 		})
 	}
 
+	// Membership changes, while the clients send and the faults go on.
+	var churners sync.WaitGroup
+	for room, ms := range members {
+		for k := range ms {
+			ms[k].cl = clients[ms[k].index]
+		}
+		churners.Go(func() { mod.churn(sendCtx, c, room, ms, sendEnd) })
+	}
+
 	// Faults, while the clients send.
 	faultErr := make(chan error, 1)
 	go func() {
@@ -316,11 +350,12 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 		return nil, ferr
 	}
 	senders.Wait()
-	logf(out, c.start, "sending stopped; every send answered or given up; waiting for the store and the clients to catch up")
+	churners.Wait()
+	logf(out, c.start, "sending stopped; every send answered or given up, every member back; waiting for the store and the clients to catch up")
 
 	// Settle: the store stops growing and every client has caught up with
 	// the store in each of its rooms.
-	c.settle(ctx, o.Settle, clients, clientRooms, rooms)
+	c.settle(ctx, o.Settle, clients, clientRooms, names, rooms)
 	stopClients()
 	running.Wait()
 
@@ -342,10 +377,76 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	c.mu.Lock()
 	events := slices.Clone(c.events)
 	c.mu.Unlock()
-	rep := verdict(o, recs, clientRooms, stored, events, c.start)
+	ms := modStats{Removals: mod.removals.Load(), Bans: mod.bans.Load(), Readds: mod.readds.Load(),
+		Retried: mod.retried.Load(), Resolved: mod.resolved.Load(), Restored: mod.restored.Load(),
+		Errors: mod.Errors(), Unrestored: mod.Unrestored()}
+	rep := verdict(o, recs, clientRooms, names, stored, ms, events, c.start)
 	rep.Print(out)
 	passed = rep.Pass()
 	return rep, nil
+}
+
+// privateRooms signs every client in (an add needs the name's holder; and
+// 300 sign-ins at once, each claiming a name in the store, only time out
+// against FerretDB on a loaded machine), then has the moderator create the
+// private rooms and add their clients. It returns the clients' tokens and
+// each private room's members.
+func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[string]bool, clientRooms [][]string, names []string) ([]string, map[string][]member, error) {
+	tokens := make([]string, len(names))
+	members := map[string][]member{}
+	for room := range private {
+		if err := mod.createRoom(ctx, room); err != nil {
+			return nil, nil, err
+		}
+	}
+	type add struct {
+		i    int
+		room string
+	}
+	var adds []add
+	for i, rs := range clientRooms {
+		for _, r := range rs {
+			if private[r] {
+				adds = append(adds, add{i, r})
+				members[r] = append(members[r], member{name: names[i], index: i})
+			}
+		}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if err := parallel(16, len(names), func(k int) error {
+		var err error
+		tokens[k], _, err = signIn(ctx, hc, mod.urls, names[k])
+		return err
+	}); err != nil {
+		return nil, nil, fmt.Errorf("sign the clients in: %w", err)
+	}
+	if err := parallel(16, len(adds), func(k int) error { return mod.add(ctx, adds[k].room, names[adds[k].i]) }); err != nil {
+		return nil, nil, fmt.Errorf("add the private rooms' members: %w", err)
+	}
+	logf(c.out, c.start, "%d clients signed in, %d private rooms created, %d members added", len(names), len(private), len(adds))
+	return tokens, members, nil
+}
+
+// parallel runs f(0..n-1) on at most workers goroutines and returns the
+// first error.
+func parallel(workers, n int, f func(k int) error) error {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				if err := f(k); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 func (c *cluster) startServices() error {
@@ -570,14 +671,16 @@ func persisted(ctx context.Context, url string) float64 {
 
 // settle waits until the store has stopped growing and every client has
 // delivered its rooms' last stored seq, or within passes (store errors
-// meanwhile are waited out). It polls every 2 s, one pass over the store
-// each time.
-func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, rooms []string) bool {
+// meanwhile are waited out); a client no longer a member of a room, as the
+// store's timeline tells (a removal applied after the moderator's last pass
+// gave up on it), is not waited for there. It polls every 2 s, one pass
+// over the store each time.
+func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*client.Client, clientRooms [][]string, names, rooms []string) bool {
 	deadline := time.Now().Add(within)
 	var prev map[string]int64
 	stableSince := time.Now()
 	for {
-		lasts, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
+		lasts, tl, err := lastSeqs(ctx, c.svc.MongoURI(), c.db, rooms)
 		behind := -1
 		if err == nil {
 			if !mapsEqual(lasts, prev) {
@@ -586,6 +689,9 @@ func (c *cluster) settle(ctx context.Context, within time.Duration, clients []*c
 			behind = 0
 			for i, cl := range clients {
 				for _, r := range clientRooms[i] {
+					if ivs := tl.of(r, names[i]); len(ivs) == 0 || ivs[len(ivs)-1].To != open {
+						continue
+					}
 					if cl.Last(r) < lasts[r] {
 						behind++
 					}

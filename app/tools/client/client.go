@@ -9,6 +9,16 @@
 // dropped by seq, and a send is retried under the same id until it is
 // acknowledged or its budget runs out.
 //
+// Rooms with members (PROTOCOL.md v2): when the server ends a subscription
+// with "left" (the client's removal or ban), or refuses a join with
+// not_found or forbidden, the client stops expecting the room and does not
+// join it again until Rejoin (the program learns of a re-add; the server
+// does not tell the target). The rejoin resumes after the last seq
+// delivered, and the server replays from the add's seq: a jump to the
+// client's own add starts a new stretch of membership, not a gap. A send
+// the server refuses after its ack (the persist stage decides later) is
+// recorded as refused.
+//
 // Everything it does is recorded (Record) so that a test can check, from the
 // client's side, what it was sent and what it was told.
 //
@@ -42,7 +52,9 @@ type Config struct {
 	// Required.
 	URLs []string
 	// Token is a session token. When empty, the client signs in as the
-	// guest Name (POST /api/session) on its first connection.
+	// guest Name (POST /api/session) on its first connection. Name is also
+	// the name the client goes by (to know its own add in a room's
+	// timeline): give it with a Token too.
 	Token string
 	Name  string
 	// Rooms are joined on every connection.
@@ -153,6 +165,27 @@ type RoomRecord struct {
 	// Gaps counts seq jumps seen on a live connection; GapsFilled those
 	// closed from the history (the others were closed by reconnecting).
 	Gaps, GapsFilled int
+	// Exits are the times the client stopped expecting the room because it
+	// was no longer a member; Resumes counts the seq jumps it took as the
+	// start of a new membership (the next delivery was its own add).
+	Exits   []Exit
+	Resumes int
+	// AfterLeft counts message frames of the room that came while the
+	// client had left it: the server must send none.
+	AfterLeft int
+}
+
+// Exit is the end of a stretch of membership, as the client learned it.
+type Exit struct {
+	At time.Time
+	// Seq is the last seq delivered when it left.
+	Seq int64
+	// Reason is the left frame's ("removed", "banned", "left") or, for a
+	// join refused, "refused: " and the code.
+	Reason string
+	// Frame says the server's "left" frame told it (the subscription was
+	// live at the removal); else a refused join did.
+	Frame bool
 }
 
 // Last is the last delivered seq (Start when none).
@@ -174,7 +207,16 @@ type Sent struct {
 	Attempts int
 	// Err is why the client gave up, when it did.
 	Err string
+	// Refused is the code of the server's refusal (not_found, forbidden,
+	// ...), before or after the ack; RefusedAfterAck says it came after:
+	// the persist stage decided against it, and it is not stored.
+	Refused         string
+	RefusedAfterAck bool
 }
+
+// Confirmed reports whether the server took the message: acknowledged and
+// not refused afterwards.
+func (s Sent) Confirmed() bool { return s.Acked && s.Refused == "" }
 
 // Outage is one lost connection and how long the client took to get back.
 type Outage struct {
@@ -215,9 +257,11 @@ type Client struct {
 
 	mu       sync.Mutex
 	token    string
+	user     string // the name the client goes by
 	rooms    map[string]*roomState
 	sent     []*sendState
 	pending  map[string]*sendState // by room+"\x00"+id, not yet acked
+	sentBy   map[string]*sendState // by room+"\x00"+id, every send (for refusals after the ack)
 	outages  []Outage
 	connects int
 	conn     *conn         // current connection, every room joined; nil between
@@ -229,6 +273,16 @@ type Client struct {
 type roomState struct {
 	rec     RoomRecord
 	started bool // Start is known (first joined seen)
+	// left: the client is not a member as far as it knows, and joins the
+	// room only after Rejoin.
+	left bool
+	// want counts Rejoin calls, have is want at the last "joined";
+	// joinedOn is the connection of that "joined".
+	want, have int
+	joinedOn   *conn
+	// rejoinUntil: a join refused before it is tried again (the instance
+	// may not have seen the add yet).
+	rejoinUntil time.Time
 }
 
 type sendState struct {
@@ -253,8 +307,10 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		token:   cfg.Token,
+		user:    cfg.Name,
 		rooms:   map[string]*roomState{},
 		pending: map[string]*sendState{},
+		sentBy:  map[string]*sendState{},
 		connCh:  make(chan struct{}),
 		next:    rand.IntN(len(cfg.URLs)),
 	}
@@ -293,7 +349,17 @@ func (c *Client) Run(ctx context.Context) error {
 			c.outages = append(c.outages, *out)
 		}
 		c.setConn(cn)
+		// Rooms Rejoin asked for while joinAll was under way.
+		var late []string
+		for name, rs := range c.rooms {
+			if rs.want > rs.have && rs.joinedOn != cn {
+				late = append(late, name)
+			}
+		}
 		c.mu.Unlock()
+		for _, room := range late {
+			cn.join(room)
+		}
 
 		cause := cn.serve(ctx)
 
@@ -418,12 +484,15 @@ func (c *Client) signIn(ctx context.Context, base string) (string, error) {
 	if resp.StatusCode != 200 {
 		return "", fmt.Errorf("sign in: %d %s", resp.StatusCode, b)
 	}
-	var r struct{ Token string }
+	var r struct{ Token, User string }
 	if err := json.Unmarshal(b, &r); err != nil || r.Token == "" {
 		return "", fmt.Errorf("sign in: answer %q", b)
 	}
 	c.mu.Lock()
 	c.token = r.Token
+	if r.User != "" {
+		c.user = r.User
+	}
 	c.mu.Unlock()
 	return r.Token, nil
 }
@@ -462,6 +531,46 @@ func (c *Client) Last(room string) int64 {
 	return 0
 }
 
+// Rejoin joins room again after the client was re-added to it (the server
+// does not tell the target of an add): the join resumes after the last seq
+// delivered, and the server replays from the add on. A join refused within
+// JoinTimeout of the call is tried again, as the instance answering may not
+// have seen the add yet; past it the room counts as left again.
+func (c *Client) Rejoin(room string) {
+	c.mu.Lock()
+	rs := c.rooms[room]
+	if rs == nil {
+		c.mu.Unlock()
+		return
+	}
+	rs.left = false
+	rs.want++
+	rs.rejoinUntil = time.Now().Add(c.cfg.JoinTimeout)
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil {
+		cn.join(room)
+	}
+}
+
+// Joined reports whether room is joined on the current connection, with
+// every Rejoin answered.
+func (c *Client) Joined(room string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.rooms[room]
+	return rs != nil && c.conn != nil && !rs.left && rs.have >= rs.want && rs.joinedOn == c.conn
+}
+
+// Left reports whether the client knows it is no longer a member of room
+// (and has not been asked to Rejoin since).
+func (c *Client) Left(room string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.rooms[room]
+	return rs != nil && rs.left
+}
+
 // Send sends text to room under id and waits for the ack, sending again
 // under the same id whenever the connection changes, the server answers
 // with a retryable error or AckTimeout passes, until SendBudget runs out
@@ -477,6 +586,7 @@ func (c *Client) Send(ctx context.Context, room, id, text string) error {
 		return fmt.Errorf("client: %s/%s is already being sent", room, id)
 	}
 	c.pending[key] = s
+	c.sentBy[key] = s
 	c.sent = append(c.sent, s)
 	c.mu.Unlock()
 
@@ -562,16 +672,19 @@ type frame struct {
 
 // serverFrame is any server-to-client frame.
 type serverFrame struct {
-	Type    string `json:"type"`
-	Room    string `json:"room"`
-	ID      string `json:"id"`
-	LastSeq int64  `json:"last_seq"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Seq     int64  `json:"seq"`
-	User    string `json:"user"`
-	Text    string `json:"text"`
-	TS      string `json:"ts"`
+	Type    string    `json:"type"`
+	Room    string    `json:"room"`
+	ID      string    `json:"id"`
+	LastSeq int64     `json:"last_seq"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	Seq     int64     `json:"seq"`
+	User    string    `json:"user"`
+	Text    string    `json:"text"`
+	TS      string    `json:"ts"`
+	Kind    string    `json:"kind"`
+	Data    *ItemData `json:"data"`
+	Reason  string    `json:"reason"`
 }
 
 // conn is one WebSocket connection of the client.
@@ -627,11 +740,10 @@ func (cn *conn) joinAll(ctx context.Context) error {
 	waiting := map[string]bool{}
 	c.mu.Lock()
 	for name, rs := range c.rooms {
-		f := frame{Type: "join", Room: name}
-		if rs.started {
-			last := rs.rec.Last()
-			f.After = &last
+		if rs.left {
+			continue // not a member: joined again by Rejoin
 		}
+		f := rs.joinFrame(name)
 		waiting[name] = true
 		c.mu.Unlock()
 		if err := cn.write(f); err != nil {
@@ -656,7 +768,12 @@ func (cn *conn) joinAll(ctx context.Context) error {
 		switch {
 		case f.Type == "joined" && waiting[f.Room]:
 			delete(waiting, f.Room)
-			c.joined(f.Room, f.LastSeq)
+			c.joined(cn, f.Room, f.LastSeq)
+		case f.Type == "error" && f.ID == "" && waiting[f.Room] && refusal(f.Code):
+			// Not (or no longer) a member: the connection serves the
+			// other rooms.
+			delete(waiting, f.Room)
+			cn.refused(f.Room, f.Code)
 		case f.Type == "error" && f.ID == "" && waiting[f.Room]:
 			// The join failed (the store did not answer): try again later.
 			return fmt.Errorf("join %s on %s: %s %s", f.Room, cn.base, f.Code, f.Message)
@@ -669,14 +786,85 @@ func (cn *conn) joinAll(ctx context.Context) error {
 	return nil
 }
 
-// joined records a room's start point on its first join.
-func (c *Client) joined(room string, lastSeq int64) {
+// joinFrame is the join of the room: after the last seq delivered once
+// started. c.mu is held.
+func (rs *roomState) joinFrame(room string) frame {
+	f := frame{Type: "join", Room: room}
+	if rs.started {
+		last := rs.rec.Last()
+		f.After = &last
+	}
+	return f
+}
+
+// join sends a join of room on cn (a rejoin, outside joinAll); the
+// "joined" or the refusal is handled by handle.
+func (cn *conn) join(room string) {
+	c := cn.c
+	c.mu.Lock()
+	rs := c.rooms[room]
+	if rs == nil || rs.left {
+		c.mu.Unlock()
+		return
+	}
+	f := rs.joinFrame(room)
+	c.mu.Unlock()
+	if err := cn.write(f); err != nil {
+		cn.fail(err)
+	}
+}
+
+// joined records a room's "joined" on cn, and its start point on the first.
+// A "joined" also ends a "left" that came before it: that was the end of the
+// subscription this join replaced.
+func (c *Client) joined(cn *conn, room string, lastSeq int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if rs := c.rooms[room]; rs != nil && !rs.started {
+	rs := c.rooms[room]
+	if rs == nil {
+		return
+	}
+	if !rs.started {
 		rs.started = true
 		rs.rec.Start = lastSeq
 	}
+	rs.left, rs.have, rs.joinedOn = false, rs.want, cn
+}
+
+// refusal reports whether code refuses a join or send for good: the user is
+// not a member (not_found) or is banned or muted (forbidden).
+func refusal(code string) bool { return code == "not_found" || code == "forbidden" }
+
+// refused handles a join of room refused with code: within a Rejoin's
+// window it is tried again shortly, else the room counts as left.
+func (cn *conn) refused(room, code string) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.rooms[room]
+	if rs == nil {
+		return
+	}
+	if time.Now().Before(rs.rejoinUntil) {
+		time.AfterFunc(300*time.Millisecond, func() {
+			select {
+			case <-cn.done:
+			default:
+				cn.join(room)
+			}
+		})
+		return
+	}
+	c.leave(rs, "refused: "+code, false)
+}
+
+// leave marks rs left. c.mu is held.
+func (c *Client) leave(rs *roomState, reason string, frame bool) {
+	if rs.left {
+		return
+	}
+	rs.left, rs.joinedOn = true, nil
+	rs.rec.Exits = append(rs.rec.Exits, Exit{At: time.Now(), Seq: rs.rec.Last(), Reason: reason, Frame: frame})
 }
 
 // serve reads and handles frames until the connection fails, and pings
@@ -719,7 +907,18 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 	c := cn.c
 	switch f.Type {
 	case "message":
-		return cn.message(ctx, Message{Room: f.Room, Seq: f.Seq, ID: f.ID, User: f.User, Text: f.Text, TS: f.TS})
+		return cn.message(ctx, Message{Room: f.Room, Seq: f.Seq, ID: f.ID, User: f.User, Text: f.Text, TS: f.TS, Kind: f.Kind, Data: f.Data})
+	case "joined":
+		// A rejoin's (joinAll takes the others).
+		c.joined(cn, f.Room, f.LastSeq)
+	case "left":
+		// The subscription ended at the item before: the user's removal
+		// or ban.
+		c.mu.Lock()
+		if rs := c.rooms[f.Room]; rs != nil {
+			c.leave(rs, f.Reason, true)
+		}
+		c.mu.Unlock()
 	case "ack":
 		c.mu.Lock()
 		if s := c.pending[f.Room+"\x00"+f.ID]; s != nil {
@@ -730,6 +929,11 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 		c.mu.Unlock()
 	case "error":
 		if f.ID == "" {
+			if f.Room != "" && refusal(f.Code) {
+				// A rejoin refused.
+				cn.refused(f.Room, f.Code)
+				return nil
+			}
 			if f.Room != "" {
 				// A join refused after the fact (a repeated join): rejoin
 				// by reconnecting.
@@ -739,6 +943,13 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 		}
 		c.mu.Lock()
 		s := c.pending[f.Room+"\x00"+f.ID]
+		if s == nil {
+			// Refused after its ack: the persist stage decided against
+			// it (the sender was removed or banned meanwhile).
+			if done := c.sentBy[f.Room+"\x00"+f.ID]; done != nil && done.rec.Acked && refusal(f.Code) {
+				done.rec.Refused, done.rec.RefusedAfterAck = f.Code, true
+			}
+		}
 		c.mu.Unlock()
 		if s == nil {
 			return nil
@@ -754,6 +965,7 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 			if !s.rec.Acked {
 				delete(c.pending, f.Room+"\x00"+f.ID)
 				s.rec.Err = f.Code + ": " + f.Message
+				s.rec.Refused = f.Code
 				s.result = fmt.Errorf("%w: %s %s", ErrRejected, f.Code, f.Message)
 				close(s.acked)
 			}
@@ -774,6 +986,11 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 		c.mu.Unlock()
 		return nil
 	}
+	if rs.left {
+		rs.rec.AfterLeft++
+		c.mu.Unlock()
+		return nil
+	}
 	last := rs.rec.Last()
 	switch {
 	case m.Seq <= last:
@@ -781,6 +998,13 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 		c.mu.Unlock()
 		return nil
 	case m.Seq == last+1:
+		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: time.Now(), Via: Live})
+		c.mu.Unlock()
+		return nil
+	case c.ownAdd(m):
+		// Re-added: the room resumes at the add, what lies between is
+		// not the client's to see.
+		rs.rec.Resumes++
 		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: time.Now(), Via: Live})
 		c.mu.Unlock()
 		return nil
@@ -803,7 +1027,14 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 	return nil
 }
 
-// history fetches seqs after+1..upTo of room, all of them or an error.
+// ownAdd reports whether m is the item that added the client to its room.
+// c.mu is held.
+func (c *Client) ownAdd(m Message) bool {
+	return m.Kind == "member" && m.Data != nil && m.Data.Action == "add" && c.user != "" && m.Data.Target == c.user
+}
+
+// history fetches seqs after+1..upTo of room, all of them or an error
+// (from the client's latest add on, when that lies after after+1).
 func (cn *conn) history(ctx context.Context, room string, after, upTo int64) ([]Message, error) {
 	c := cn.c
 	c.mu.Lock()
@@ -832,6 +1063,13 @@ func (cn *conn) history(ctx context.Context, room string, after, upTo int64) ([]
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		for _, m := range p.Messages {
+			c.mu.Lock()
+			own := m.Seq > after+1 && c.ownAdd(m)
+			c.mu.Unlock()
+			if own {
+				// The history starts at the client's latest add.
+				after = m.Seq - 1
+			}
 			if m.Seq != after+1 {
 				return nil, errors.New("history: seq " + strconv.FormatInt(m.Seq, 10) + " where " + strconv.FormatInt(after+1, 10) + " was due")
 			}
