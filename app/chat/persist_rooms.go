@@ -98,6 +98,15 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 				return nil, err
 			}
 			if ok {
+				// Stored already: by an earlier run of this batch, or by
+				// another consumer of the partition (a rebalance's
+				// overlap). Whether the cached state holds its effect,
+				// and that of whatever else was stored meanwhile, is not
+				// known: read the state again from the log before
+				// deciding anything after it.
+				if c, err = p.reload(ctx, m.Room, parts[i]); err != nil {
+					return nil, err
+				}
 				out = append(out, decided{m: stored, found: true})
 				continue
 			}
@@ -150,6 +159,12 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	c := &cachedRoom{st: st, partition: partition, saved: st.Seq}
 	p.rooms.rooms[room] = c
 	return c, nil
+}
+
+// reload reads the room's state again from the log and caches it.
+func (p *Persister) reload(ctx context.Context, room string, partition int) (*cachedRoom, error) {
+	delete(p.rooms.rooms, room)
+	return p.cached(ctx, room, partition)
 }
 
 // forget drops the batch's rooms from the cache: their states hold

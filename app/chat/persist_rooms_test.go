@@ -260,22 +260,22 @@ func TestPersisterSavesLaggingStates(t *testing.T) {
 	runRoomPersister(t, bus, st)
 	now := chat.Timestamp(time.Now())
 	var ms []chat.Message
-	for i := range 700 {
+	for i := range 1200 {
 		ms = append(ms, chat.Message{Room: "busy", ID: fmt.Sprintf("m%d", i), User: "alice", Text: "hi", TS: now})
 	}
 	publishItems(t, bus, ms...)
-	received(t, bus, 700)
+	received(t, bus, 1200)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		saved, err := st.RoomState(context.Background(), "busy")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if saved.Seq >= 500 {
+		if saved.Seq >= 700 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("saved state at seq %d after 700 messages", saved.Seq)
+			t.Fatalf("saved state at seq %d after 1,200 messages", saved.Seq)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
