@@ -34,6 +34,11 @@ type cachedRoom struct {
 	saved     int64 // seq of the last saved state
 	dirty     bool  // changed since saved in a way others read
 	stale     bool  // behind the log: read it again
+	// Per batch: touched once decide used the state, pre its seq then,
+	// changed when the batch changed what others read (see fold).
+	touched bool
+	pre     int64
+	changed bool
 }
 
 // maxCachedRooms bounds the cache; past it, it starts over (each room is
@@ -92,6 +97,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		if err != nil {
 			return nil, err
 		}
+		c.begin()
 		if m.Kind != "" {
 			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 			if err != nil {
@@ -107,6 +113,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 				if c, err = p.reload(ctx, m.Room, parts[i]); err != nil {
 					return nil, err
 				}
+				c.begin()
 				out = append(out, decided{m: stored, found: true})
 				continue
 			}
@@ -130,7 +137,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		members := len(c.st.Members)
 		c.st.Apply(&t)
 		if m.Kind != "" || len(c.st.Members) != members {
-			c.dirty = true
+			c.dirty, c.changed = true, true
 		}
 		out = append(out, decided{m: m, seq: t.Seq})
 	}
@@ -161,6 +168,13 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	return c, nil
 }
 
+// begin marks the state used by the batch at hand.
+func (c *cachedRoom) begin() {
+	if !c.touched {
+		c.touched, c.pre, c.changed = true, c.st.Seq, false
+	}
+}
+
 // reload reads the room's state again from the log and caches it.
 func (p *Persister) reload(ctx context.Context, room string, partition int) (*cachedRoom, error) {
 	delete(p.rooms.rooms, room)
@@ -182,19 +196,48 @@ func (p *Persister) forget(msgs []Message) {
 // under an older seq, or another writer's items (a rebalance's overlap).
 func (p *Persister) fold(ctx context.Context, items []decided) error {
 	var order []string
-	seen := map[string]bool{}
+	seqs := map[string]map[int64]bool{} // room -> the seqs of its items stored now
 	for _, d := range items {
 		c := p.rooms.rooms[d.m.Room]
-		if !seen[d.m.Room] {
-			seen[d.m.Room] = true
+		if _, ok := seqs[d.m.Room]; !ok {
+			seqs[d.m.Room] = map[int64]bool{}
 			order = append(order, d.m.Room)
 		}
 		if c == nil || d.refusal != nil {
 			continue
 		}
-		if (d.found && d.m.Seq > c.st.Seq) || (!d.found && d.m.Seq != d.seq) {
+		switch {
+		case d.found && d.m.Seq > c.pre:
+			// Stored after the state was read, by someone else.
 			c.stale = true
+		case !d.found && d.m.Seq > c.pre:
+			seqs[d.m.Room][d.m.Seq] = true
 		}
+	}
+	for _, room := range order {
+		c := p.rooms.rooms[room]
+		if c == nil {
+			continue
+		}
+		// The items stored now must follow the state's seq without a gap
+		// (a gap: someone else stored items meanwhile). Fewer of them than
+		// the decisions assumed means redelivered messages, stored before
+		// under older seqs: the state's seq is set right, and only when the
+		// batch changed what others read is the state read again.
+		n := int64(len(seqs[room]))
+		for q := range seqs[room] {
+			if q > c.pre+n {
+				c.stale = true
+			}
+		}
+		if real := c.pre + n; !c.stale && c.st.Seq != real {
+			if c.changed {
+				c.stale = true
+			} else {
+				c.st.Seq = real
+			}
+		}
+		c.touched = false
 	}
 	for _, room := range order {
 		c := p.rooms.rooms[room]
