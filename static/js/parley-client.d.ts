@@ -82,6 +82,7 @@ export class ParleyClient extends EventTarget {
   join(room: string, options?: { after?: number }): Promise<void>;
   leave(room: string): void;
   send(room: string, text: string, options?: ParleySendOptions): Promise<string>;
-  reconnect(): void;
+  /** With now, the client comes back at once rather than after a backoff. */
+  reconnect(options?: { now?: boolean }): void;
   close(): void;
 }

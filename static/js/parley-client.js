@@ -198,11 +198,19 @@ export class ParleyClient extends EventTarget {
     });
   }
 
-  /** reconnect drops the connection as a network failure would; the client comes back and resumes. */
-  reconnect() {
+  /**
+   * reconnect drops the connection as a network failure would; the client
+   * comes back (after a backoff; with now, at once: to run on a renewed
+   * session, say) and resumes.
+   */
+  reconnect({ now = false } = {}) {
     if (this.#closed || this.#offline) return;
-    if (this.#mode === 'ws') this.#drop('client reconnect', { quiet: true });
-    else for (const [room, r] of this.#rooms) this.#openSSE(room, r);
+    if (this.#mode === 'sse') {
+      for (const [room, r] of this.#rooms) this.#openSSE(room, r);
+    } else if (now) {
+      this.#attempt = 0;
+      if (this.#ws || this.#timers.retry || this.#wanted) this.#connect();
+    } else this.#drop('client reconnect', { quiet: true });
   }
 
   /** close ends the client for good; pending sends reject with code 'closed'. */

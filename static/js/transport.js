@@ -208,7 +208,7 @@ export const conn = {
 
   /** renew reopens the connection at once, so it runs on the session's new token (cookie). */
   renew() {
-    if (!this.stopped) this.client?.reconnect();
+    if (!this.stopped) this.client?.reconnect({ now: true });
   },
 
   /** send hands a pending entry to the client: it resolves on ack, rejects with a ParleyError. */

@@ -296,6 +296,14 @@ async function main() {
     await ann.evaluate(() => window.sockets.at(-1).close(4001, 'test'));
     await waitEvent(ann, 'disconnect', (d) => d.code === 4001, 'a disconnect event');
     await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again');
+    // reconnect({now}) (the chat page's, for a renewed session) opens the new socket at once, not after a backoff.
+    const opened = await ann.evaluate(() => {
+      const n = window.sockets.length;
+      window.pc.reconnect({ now: true });
+      return window.sockets.length - n;
+    });
+    assert(opened === 1, `${opened} sockets opened by reconnect({now: true})`);
+    await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again after reconnect({now})');
     const [id] = await sendAll(ann, ['after a close']);
     ids.push(id);
     assertOnceInOrder(await waitGot(bob, ids, 'bob'), 'bob');

@@ -28,6 +28,7 @@ export async function usage(): Promise<void> {
     if (err instanceof ParleyError) console.log(err.code);
   }
   c.reconnect();
+  c.reconnect({ now: true });
   c.leave('general');
   off();
   c.close();
