@@ -1,10 +1,11 @@
 // Incoming messages of the open room. The client library delivers each
-// message once, in seq order, with any gap filled from history first, and
-// joins from the last seq shown; so what arrives here follows on lastSeq.
+// message once, in seq order, a gap filled from history first (history is
+// the authority on what lies between: seqs it skips, of a room from before
+// I was let in, are none of mine), and joins from the last seq shown; so
+// what arrives here comes next after lastSeq.
 
 import { showLive } from './messages.js';
 import { state } from './state.js';
-import { conn } from './transport.js';
 
 /** onIncoming takes a message from either transport. */
 export function onIncoming(m) {
@@ -14,11 +15,5 @@ export function onIncoming(m) {
   // already on its way (my own leave's item, say).
   if (r.denied || r.lastSeq === null) return;
   if (m.seq <= r.lastSeq) return; // already shown (history got there first)
-  if (m.seq > r.lastSeq + 1) {
-    // The page and the library disagree on the room's place: join afresh
-    // from what is shown rather than show a message out of order.
-    conn.rejoin(`seq ${m.seq} after ${r.lastSeq}`);
-    return;
-  }
   showLive(r, m);
 }

@@ -200,12 +200,6 @@ export const conn = {
     this.joinOpen();
   },
 
-  /** rejoin joins the open room afresh from its last seq shown (the page lost its place). */
-  rejoin(reason) {
-    console.warn('parley: joining again:', reason);
-    this.roomChanged();
-  },
-
   /** renew reopens the connection at once, so it runs on the session's new token (cookie). */
   renew() {
     if (!this.stopped) this.client?.reconnect({ now: true });
