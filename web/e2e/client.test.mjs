@@ -9,7 +9,7 @@
 // order, a forced reconnect resumes with no gap and no duplicate, a seq gap
 // (a frame the page's WebSocket drops) is filled from history, the SSE
 // transport, an error frame rejecting a send with its code, the fallback to
-// SSE when WebSocket never opens, the events the chat page runs on
+// SSE when WebSocket never opens, waiting while offline, the events the chat page runs on
 // (disconnect, an error after the ack, membership, joined, left with its
 // reason, a denied join); and that
 // parley-client.d.ts declares every export of the module and type-checks a
@@ -307,6 +307,22 @@ async function main() {
     const [id] = await sendAll(ann, ['after a close']);
     ids.push(id);
     assertOnceInOrder(await waitGot(bob, ids, 'bob'), 'bob');
+  });
+
+  await check('offline: the client waits for the network, then comes back and resumes', async () => {
+    await ann.context().setOffline(true);
+    try {
+      await waitFor(() => ann.evaluate(() => window.pc.state === 'offline'), 'ann offline');
+      const n = await ann.evaluate(() => window.sockets.length);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert((await ann.evaluate(() => window.sockets.length)) === n, 'sockets opened while offline');
+    } finally {
+      await ann.context().setOffline(false);
+    }
+    await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again when online');
+    const [id] = await sendAll(bob, ['while ann was offline, just about']);
+    ids.push(id);
+    assertOnceInOrder(await waitGot(ann, ids, 'ann'), 'ann');
   });
 
   await check('an error frame about a send already acknowledged is an error event naming the send', async () => {
