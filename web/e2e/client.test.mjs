@@ -3,17 +3,17 @@
 //
 //   PARLEY_URL=http://127.0.0.1:8080 node web/e2e/client.test.mjs
 //
-// Two pages of the server (each its own browser context, so its own
-// cookie) sign in as a guest with fetch and then import the module. The
-// checks: send and ack, the other client gets each message once and in seq
-// order, a forced reconnect resumes with no gap and no duplicate, a seq gap
-// (a frame the page's WebSocket drops) is filled from history, the SSE
-// transport, an error frame rejecting a send with its code, the fallback to
-// SSE when WebSocket never opens, waiting while offline, the events the chat page runs on
-// (disconnect, an error after the ack, membership, joined, left with its
-// reason, a denied join); and that
-// parley-client.d.ts declares every export of the module and type-checks a
-// program using it (types/usage.ts, with the pinned typescript's tsc).
+// Pages of the server (each its own browser context, so its own cookie)
+// sign in as a guest with fetch and then import the module. The checks:
+// send and ack, the other client gets each message once and in seq order, a
+// forced reconnect resumes with no gap and no duplicate, a seq gap (a frame
+// the page's WebSocket drops) is filled from history, the SSE transport, an
+// error frame rejecting a send with its code, the fallback to SSE when
+// WebSocket never opens, waiting while offline, the events the chat page
+// runs on (disconnect, an error after the ack, membership, joined, left with
+// its reason, a denied join); and that parley-client.d.ts declares every
+// export of the module and type-checks a program using it (types/usage.ts,
+// with the pinned typescript's tsc).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
