@@ -88,6 +88,7 @@ export class ParleyClient extends EventTarget {
   #retryAt = 0;
   #timers = { retry: 0, ping: 0, pong: 0 };
   #closed = false;
+  #probing = false; // a probe (see probe) is under way: no socket meanwhile
   state = 'connecting';
 
   /** @param {{baseUrl?: string, token?: string, transport?: 'ws'|'sse'|'auto'}} opts */
@@ -461,7 +462,7 @@ export class ParleyClient extends EventTarget {
 
   #connect() {
     this.#teardown();
-    if (this.#closed || this.#offline) return;
+    if (this.#closed || this.#offline || this.#probing || this.#mode === 'sse') return;
     this.#setState(this.#attempt === 0 && !this.#wsOpenedOnce ? 'connecting' : 'reconnecting');
     let ws;
     try {
@@ -510,16 +511,20 @@ export class ParleyClient extends EventTarget {
    * blocked on the way" (the server answers HTTP: SSE + POST from now on).
    */
   async #probe() {
+    if (this.#probing || this.#mode === 'sse') return;
+    this.#probing = true;
     this.#setState('reconnecting');
     try {
       await this.#request('GET', '/api/rooms?limit=1');
     } catch (err) {
+      this.#probing = false;
       if (this.#closed) return;
       if (err.status === 401) this.#emit('error', err);
       this.#retry();
       return;
     }
-    if (this.#closed || this.#mode === 'sse') return;
+    this.#probing = false;
+    if (this.#closed) return;
     this.#mode = 'sse';
     this.#emit('transport', 'sse');
     for (const [room, r] of this.#rooms) this.#openSSE(room, r);
