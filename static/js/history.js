@@ -1,9 +1,10 @@
-// History: GET /api/rooms/{room}/messages, for the first page of a room, for
-// older pages as the reader scrolls up, and to fill a gap in the live stream.
+// History: GET /api/rooms/{room}/messages, for the first page of a room and
+// for older pages as the reader scrolls up. (A gap in the live stream is
+// filled by the client library, parley-client.js.)
 
 import { api, roomPath } from './api.js';
 import { t } from './i18n.js';
-import { insertSequenced, showLive } from './messages.js';
+import { insertSequenced } from './messages.js';
 import { notice } from './notice.js';
 import { deny, loadRoom } from './room.js';
 import { renderRoomList } from './rooms.js';
@@ -12,9 +13,6 @@ import { ui } from './ui.js';
 import { scrollToBottom, setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const PAGE_SIZE = 50; // history page when opening a room or scrolling up
-const GAP_PAGE = 200; // history page when filling a gap (the contract's max)
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** ensureHistory loads the latest page once per room visit; the live connection joins after it. */
 export function ensureHistory(r) {
@@ -88,35 +86,4 @@ export async function loadOlder() {
     r.loadingOlder = false;
     if (r === state.room) updateOlderButton();
   }
-}
-
-/**
- * fillGap fetches, from history, the messages between lastSeq and `upto`
- * and shows them. False when it could not (network, or history does not
- * have them yet); the caller then reconnects, and the join's replay brings
- * them.
- */
-export async function fillGap(r, upto) {
-  let failures = 0;
-  for (let pages = 0; r === state.room && r.lastSeq < upto && pages < 50; ) {
-    let page;
-    try {
-      page = await api('GET', `${roomPath(r.name)}/messages?after=${r.lastSeq}&limit=${GAP_PAGE}`);
-    } catch (err) {
-      if (!err.transient || ++failures > 2) return false;
-      await sleep(1000 * failures);
-      continue;
-    }
-    if (r !== state.room || r.denied) return false;
-    pages++;
-    let progressed = false;
-    for (const m of page.messages) {
-      if (m.seq === r.lastSeq + 1) {
-        showLive(r, m);
-        progressed = true;
-      }
-    }
-    if (!progressed || (!page.has_more && r.lastSeq < upto)) return r.lastSeq >= upto;
-  }
-  return r === state.room && r.lastSeq >= upto;
 }

@@ -8,9 +8,11 @@
 //                 what I may do there, its timeline events, being put out),
 //                 members.js (the member list, a person's menu), dialogs.js
 //                 (create a room, the directory, settings), history.js (GET
-//                 .../messages), transport.js (WebSocket /ws, or SSE + POST
-//                 as a fallback), outbox.js (pending sends with retries
-//                 under the same id), live.js (seq order, gaps filled),
+//                 .../messages), transport.js (the live connection on the
+//                 client library parley-client.js: WebSocket /ws, or SSE +
+//                 POST as a fallback; resume, gaps filled, sends retried
+//                 under the same id), outbox.js (pending, sent and failed
+//                 sends, Retry), live.js (the open room's live messages),
 //                 view.js and messages.js (the DOM), nav.js (#room=),
 //                 composer.js, session.js (refresh before expiry, back
 //                 to sign-in when the session ends); this file wires them
@@ -31,11 +33,11 @@ import { bindComposer } from './composer.js';
 import { bindDialogs } from './dialogs.js';
 import { ensureHistory, loadOlder } from './history.js';
 import { bindLangSwitch } from './i18n.js';
-import { onIncoming, synced } from './live.js';
+import { onIncoming } from './live.js';
 import { bindMembers } from './members.js';
 import { bindNav, openRoom, roomFromHash } from './nav.js';
-import { flushPending, onAck, onErrorFrame, onSendError } from './outbox.js';
-import { isKnownMember, joinPublic, putOut } from './room.js';
+import { flushPending, onErrorFrame } from './outbox.js';
+import { deny, isKnownMember, joinPublic, putOut } from './room.js';
 import { loadMoreRooms, onRoomsRefreshed, refreshRooms } from './rooms.js';
 import { signOut, signedOut, startSession } from './session.js';
 import { initSignIn } from './signin.js';
@@ -52,29 +54,24 @@ async function initApp() {
   conn.on = {
     prepare: ensureHistory,
     message: onIncoming,
-    ack: onAck,
-    sendError: onSendError,
     errorFrame: onErrorFrame,
-    live(r) {
-      synced(r);
+    live() {
       flushPending();
       refreshRooms();
     },
     putOut,
+    // A join refused: no such room (or a private one I am not in), or I am
+    // banned. The open room then shows as one I may not read.
+    denied(room, err) {
+      const r = state.room;
+      if (r?.name === room && !r.denied && ['not_found', 'forbidden'].includes(err.code)) deny(r, { code: err.code, message: err.message });
+      else onErrorFrame({ code: err.code, message: err.message, room });
+    },
     // Added to a room, or a direct room made with me, on any instance: the
     // list shows it now rather than at its next periodic refresh.
     membership: () => refreshRooms(),
     signedOut,
   };
-
-  window.addEventListener('offline', () => {
-    conn.teardown();
-    conn.setState('offline');
-  });
-  window.addEventListener('online', () => {
-    conn.attempt = 0;
-    if (!conn.stopped) conn.connect();
-  });
 
   bindNav();
   bindComposer();

@@ -18,7 +18,7 @@ export function insertSequenced(r, m) {
   return true;
 }
 
-/** showLive adds the next message of the room at the bottom (seq = lastSeq + 1). */
+/** showLive adds the next message of the room at the bottom (the first after lastSeq). */
 export function showLive(r, m) {
   const stick = nearBottom() || m.user === state.me;
   insertSequenced(r, m);

@@ -1,38 +1,32 @@
 // Sending: a message is pending from submit until it comes back with a seq.
-// Every attempt uses the same id (the contract's idempotency key), so
-// retries never duplicate a message.
+// The client library (through conn) sends it and retries it, every attempt
+// under the same id (the contract's idempotency key), so retries never
+// duplicate a message; this module shows it pending, sent or failed, and
+// sends a failed one again, same id, on Retry.
 
-import { ApiError } from './api.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
+import { newId } from './parley-client.js';
 import { signedOut } from './session.js';
 import { pending, state } from './state.js';
 import { conn } from './transport.js';
 import { ui } from './ui.js';
 import { messageNode, regroup, renderPending, scrollToBottom, updateEmpty } from './view.js';
 
-const ACK_TIMEOUT = 8_000; // one send attempt waits this long for its ack
-const SEND_ATTEMPTS = 3; // ...and a message gets this many attempts
-const SEND_BUDGET = 30_000; // ...within this long, then it is marked failed
-
-/**
- * newId makes a message id. randomUUID exists only in secure contexts, and
- * Parley may well be opened over plain http on a LAN address, so fall back
- * to a v4 UUID built from getRandomValues, which every context has.
- */
-function newId() {
-  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
+// What one send may take, as the client library counts it.
+const SEND = {
+  ackTimeout: 8_000, // a WebSocket attempt waits this long for its ack
+  attempts: 3, // ...and a message gets this many attempts
+  budget: 30_000, // ...within this long, then it is marked failed
+};
+// Codes that may pass: the library retries them while the send is pending;
+// one arriving after the ack is no verdict on the message.
+const RETRYABLE = ['rate_limited', 'unavailable', 'internal'];
 
 const show = (entry) => renderPending(entry, retry);
 
 export function submit(text) {
-  const entry = { id: newId(), room: state.room.name, text, state: 'pending', attempts: 0, firstAt: Date.now(), gen: -1, error: '', timer: 0, node: null };
+  const entry = { id: newId(), room: state.room.name, text, state: 'pending', inflight: false, error: '', node: null };
   pending.set(entry.id, entry);
   attachPending(entry);
   scrollToBottom();
@@ -56,7 +50,6 @@ export function attachPending(entry) {
 export function resolvePending(m) {
   const entry = pending.get(m.id);
   if (!entry || entry.room !== m.room || m.user !== state.me) return;
-  clearTimeout(entry.timer);
   pending.delete(m.id);
   if (entry.node) {
     const next = entry.node.nextElementSibling;
@@ -65,89 +58,78 @@ export function resolvePending(m) {
   }
 }
 
-/**
- * transmit makes one attempt to send `entry`, if the connection is live, and
- * arms the timer for the next attempt. Every attempt uses the same id: the
- * server stores a (room, id) once however often it arrives.
- */
+/** transmit hands entry to the client library, which sends it until it is acknowledged or its attempts are spent. */
 function transmit(entry) {
-  if (entry.state !== 'pending') return;
-  clearTimeout(entry.timer);
-  const elapsed = Date.now() - entry.firstAt;
-  if (entry.attempts >= SEND_ATTEMPTS || elapsed >= SEND_BUDGET) {
-    fail(entry, entry.error || t('message.noAnswer'));
-    return;
-  }
-  if (conn.state !== 'live') {
-    // Offline: conn flushes pending entries when it is live again; this
-    // timer only enforces the time budget.
-    entry.timer = setTimeout(() => transmit(entry), SEND_BUDGET - elapsed);
-    return;
-  }
-  entry.attempts++;
-  entry.gen = conn.gen;
-  entry.timer = setTimeout(() => transmit(entry), Math.min(ACK_TIMEOUT, SEND_BUDGET - elapsed));
-  conn.send(entry);
+  if (entry.state !== 'pending' || entry.inflight) return;
+  entry.inflight = true;
+  conn.send(entry, SEND).then(
+    () => {
+      entry.inflight = false;
+      onAck(entry);
+    },
+    (err) => {
+      entry.inflight = false;
+      onSendError(entry, err);
+    },
+  );
 }
 
 /** onAck: the server holds the message durably; its `message` will follow. */
-export function onAck(id) {
-  const entry = pending.get(id);
-  if (!entry || entry.state !== 'pending') return;
-  clearTimeout(entry.timer);
+function onAck(entry) {
+  if (pending.get(entry.id) !== entry || entry.state !== 'pending') return;
   entry.state = 'sent';
   show(entry);
 }
 
-/** onSendError: an attempt failed. Transient failures retry soon; others are final. */
-export function onSendError(id, err) {
-  const entry = pending.get(id);
-  if (!entry || entry.state !== 'pending') return;
-  entry.error = err.message;
-  if (err.transient) {
-    clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => transmit(entry), 1000 * entry.attempts);
-  } else {
-    fail(entry, err.message);
-  }
+/** onSendError: the library gave the send up. A stopped connection is no verdict: the send waits for the next. */
+function onSendError(entry, err) {
+  if (pending.get(entry.id) !== entry || entry.state !== 'pending') return;
+  if (err.code === 'closed') return; // flushPending sends it again once a connection is live
+  if (err.code === 'unauthorized') signedOut();
+  fail(entry, reason(err));
 }
 
-function fail(entry, reason) {
-  clearTimeout(entry.timer);
+/** reason is what a failed message says of err. */
+function reason(err) {
+  if (err.code === 'network') return t('api.unreachable');
+  if (err.code === 'timeout') return t('message.noAnswer');
+  return err.message;
+}
+
+function fail(entry, why) {
   entry.state = 'failed';
-  entry.error = reason;
+  entry.error = why;
   show(entry);
 }
 
 function retry(entry) {
   entry.state = 'pending';
-  entry.attempts = 0;
-  entry.gen = -1;
-  entry.firstAt = Date.now();
   entry.error = '';
   show(entry);
   transmit(entry);
 }
 
 /**
- * flushPending re-sends what was never acknowledged once a connection is
- * live: sends that went out on an earlier (dead) transport, or never went out.
- * Those in flight on this one keep waiting for their ack timer.
+ * flushPending hands the client again what is pending but not with it: sends
+ * made while the connection was stopped (a sign-out that failed, say).
+ * Those the client holds it re-sends by itself on every reconnect.
  */
 export function flushPending() {
-  for (const entry of pending.values()) if (entry.state === 'pending' && entry.gen !== conn.gen) transmit(entry);
+  for (const entry of pending.values()) if (entry.state === 'pending' && !entry.inflight) transmit(entry);
 }
 
-/** Error frames: for one of my pending sends they fail it; otherwise a notice. */
+/**
+ * Error frames that no pending send of the client took: one about a send
+ * already acknowledged fails it after all (muted or banned meanwhile);
+ * otherwise a notice.
+ */
 export function onErrorFrame(f) {
   const entry = f.id && pending.get(f.id);
-  const err = new ApiError(-1, f.code, f.message || f.code);
   if (entry) {
-    // rate_limited / unavailable / internal may pass; retry them within the budget.
-    if (['rate_limited', 'unavailable', 'internal'].includes(f.code)) onSendError(f.id, Object.assign(err, { status: 503 }));
-    else fail(entry, err.message);
+    if (!RETRYABLE.includes(f.code)) fail(entry, f.message || f.code);
     return;
   }
   if (f.code === 'unauthorized') return signedOut();
-  notice(f.room ? `#${f.room}: ${err.message}` : err.message, { kind: 'error' });
+  const message = f.message || f.code;
+  notice(f.room ? `#${f.room}: ${message}` : message, { kind: 'error' });
 }

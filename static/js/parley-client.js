@@ -13,12 +13,15 @@
 // reconnect it re-joins each room with `after` = that seq, so the server
 // replays what was missed. A send is retried under the same id — the
 // server's idempotency key — until it is acknowledged or its budget ends.
+// The chat page (main.js, through transport.js and outbox.js) runs on it.
 
 const PING_EVERY = 25_000;
 const PONG_TIMEOUT = 10_000; // no frame this long after a ping: the socket is dead
 const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
 const SEND_BUDGET = 60_000;
+const POST_RETRY = 1_000; // a POST with no answer goes again after this times its attempts
+const REQUEST_TIMEOUT = 15_000;
 const HISTORY_LIMIT = 200;
 // Error codes that may pass: the send goes again, same id, within its budget.
 const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
@@ -51,22 +54,41 @@ export function eventsURL(base, room, after, token) {
 
 /**
  * ParleyClient is an EventTarget; on(type, fn) is a shorthand that passes
- * the event's detail. Events: 'message' (a message), 'state' ('connecting' |
- * 'live' | 'reconnecting' | 'closed'), 'error' (an error frame that
- * concerns no pending send, or a failure of the transport).
+ * the event's detail. Events:
+ *   'message'    a message, once each, in seq order per room;
+ *   'state'      'connecting' | 'live' | 'reconnecting' | 'offline' | 'closed'
+ *                (live: the transport is up and every room is joined);
+ *   'joined'     {room, last_seq}: a (re)join of room went through; its replay follows;
+ *   'left'       {room, reason}: a subscription ended; reason 'removed' or
+ *                'banned' when the server put me out (the room is then
+ *                dropped, not re-joined), '' for the answer to my own leave;
+ *   'membership' the frame (without type): my place in a room changed;
+ *   'denied'     a ParleyError with room: a join was refused (not_found,
+ *                forbidden, ...); the room is dropped;
+ *   'disconnect' {code, reason}: the connection was lost (a WebSocket close
+ *                code; 4000 for one the client dropped, 0 for an event
+ *                stream the browser gave up on); the client comes back by itself;
+ *   'transport'  'sse': 'auto' fell back to SSE + POST;
+ *   'error'      a ParleyError of an error frame that concerns no pending
+ *                send (err.id names a send already acknowledged: it failed
+ *                after all), or a failure of the transport.
  */
 export class ParleyClient extends EventTarget {
   #base;
   #token;
   #mode;
   #auto;
-  #rooms = new Map(); // name -> { last, joined, waiters, chain, es }
-  #pending = new Map(); // id -> { room, text, resolve, reject, timer }
+  #rooms = new Map(); // name -> { last, joined, broken, waiters, chain, es }
+  #pending = new Map(); // id -> { room, text, resolve, reject, timer, ackTimer, tries, attempts, ackTimeout, lastErr }
   #ws = null;
   #wsOpenedOnce = false;
+  #wanted = false; // a connection was asked for (connect, join or send): come back when online again
+  #offline = false;
   #attempt = 0;
+  #retryAt = 0;
   #timers = { retry: 0, ping: 0, pong: 0 };
   #closed = false;
+  #probing = false; // a probe (see probe) is under way: no socket meanwhile
   state = 'connecting';
 
   /** @param {{baseUrl?: string, token?: string, transport?: 'ws'|'sse'|'auto'}} opts */
@@ -77,11 +99,26 @@ export class ParleyClient extends EventTarget {
     this.#token = token || '';
     this.#auto = transport === 'auto';
     this.#mode = transport === 'sse' ? 'sse' : 'ws';
+    // The browser knows when there is no network: wait for it rather than
+    // spend the backoff on connections that cannot open.
+    if (typeof globalThis.addEventListener === 'function') {
+      globalThis.addEventListener('offline', this.#onOffline);
+      globalThis.addEventListener('online', this.#onOnline);
+    }
+    if (globalThis.navigator?.onLine === false) {
+      this.#offline = true;
+      this.state = 'offline';
+    }
   }
 
-  /** transport is the one in use: 'ws' or 'sse' ('auto' falls back to SSE when WebSocket never opens). */
+  /** transport is the one in use: 'ws' or 'sse' ('auto' falls back to SSE when WebSocket never opens while the server answers HTTP). */
   get transport() {
     return this.#mode;
+  }
+
+  /** retryAt is when the client tries again (ms since the epoch) while it waits out a backoff, else 0. */
+  get retryAt() {
+    return this.#retryAt;
   }
 
   /** on subscribes fn to events of type; it returns a function that unsubscribes. */
@@ -97,20 +134,38 @@ export class ParleyClient extends EventTarget {
   }
 
   /**
+   * connect opens the connection before any join or send, so that the
+   * state says whether the server can be reached (live with no room
+   * joined). join and send connect by themselves.
+   */
+  connect() {
+    if (this.#closed) return;
+    this.#wanted = true;
+    if (this.#mode === 'sse') this.#recompute();
+    else if (!this.#ws && !this.#timers.retry && !this.#offline) this.#connect();
+  }
+
+  /**
    * join subscribes to room; with `after`, the messages after that seq are
    * replayed first. It resolves once the server says joined, and rejects
    * with the ParleyError of an error frame about the room before that.
    */
   join(room, { after } = {}) {
+    if (this.#closed) return Promise.reject(new ParleyError('closed', 'client closed'));
+    this.#wanted = true;
     let r = this.#rooms.get(room);
     if (!r) {
-      r = { last: after ?? null, joined: false, waiters: [], chain: Promise.resolve(), es: null };
+      r = { last: after ?? null, joined: false, broken: false, waiters: [], chain: Promise.resolve(), es: null };
       this.#rooms.set(room, r);
     }
     const done = new Promise((resolve, reject) => r.waiters.push({ resolve, reject }));
+    if (this.#offline) return done; // joined when the network is back
     if (this.#mode === 'sse') this.#openSSE(room, r);
-    else if (this.#ws?.readyState === WebSocket.OPEN) this.#frame({ type: 'join', room, after: r.last ?? undefined });
-    else if (!this.#ws) this.#connect();
+    else if (this.#ws?.readyState === WebSocket.OPEN) {
+      r.joined = false;
+      this.#frame({ type: 'join', room, after: r.last ?? undefined });
+      this.#recompute();
+    } else if (!this.#ws && !this.#timers.retry) this.#connect();
     return done;
   }
 
@@ -121,35 +176,52 @@ export class ParleyClient extends EventTarget {
     this.#rooms.delete(room);
     r.es?.close();
     this.#frame({ type: 'leave', room });
+    this.#recompute();
   }
 
   /**
    * send posts text to room under id (a fresh UUID by default) and resolves
    * with the id once the server holds it durably. It rejects with a
-   * ParleyError {code, message}: the server's code, or 'timeout' past the
-   * budget. Unacknowledged sends go out again, same id, on every reconnect,
-   * and after an answer that may pass (rate_limited, unavailable, internal).
+   * ParleyError {code, message}: the server's code, 'network' when the last
+   * of `attempts` transmissions got no answer, or 'timeout' past the budget.
+   * Unacknowledged sends go out again, same id, on every reconnect, after
+   * an answer that may pass (rate_limited, unavailable, internal), and with
+   * ackTimeout (ms) when a transmission over WebSocket has no ack that long.
    */
-  send(room, text, { id = crypto.randomUUID(), budget = SEND_BUDGET } = {}) {
+  send(room, text, { id = newId(), budget = SEND_BUDGET, attempts = Infinity, ackTimeout = 0 } = {}) {
     if (this.#closed) return Promise.reject(new ParleyError('closed', 'client closed'));
+    this.#wanted = true;
     return new Promise((resolve, reject) => {
-      const p = { room, text, resolve, reject, timer: 0 };
+      const p = { room, text, resolve, reject, timer: 0, ackTimer: 0, tries: 0, attempts, ackTimeout, lastErr: null };
       p.timer = setTimeout(() => this.#settle(id, new ParleyError('timeout', 'no ack within the send budget')), budget);
       this.#pending.set(id, p);
       this.#transmit(id, p);
     });
   }
 
-  /** reconnect drops the connection as a network failure would; the client comes back and resumes. */
-  reconnect() {
-    if (this.#mode === 'ws') this.#ws?.close(4000, 'client reconnect');
-    else for (const [room, r] of this.#rooms) (r.es?.close(), this.#openSSE(room, r));
+  /**
+   * reconnect drops the connection as a network failure would; the client
+   * comes back (after a backoff; with now, at once: to run on a renewed
+   * session, say) and resumes.
+   */
+  reconnect({ now = false } = {}) {
+    if (this.#closed || this.#offline) return;
+    if (this.#mode === 'sse') {
+      for (const [room, r] of this.#rooms) this.#openSSE(room, r);
+    } else if (now) {
+      this.#attempt = 0;
+      if (this.#ws || this.#timers.retry || this.#wanted) this.#connect();
+    } else this.#drop('client reconnect', { quiet: true });
   }
 
   /** close ends the client for good; pending sends reject with code 'closed'. */
   close() {
     this.#closed = true;
     this.#teardown();
+    if (typeof globalThis.removeEventListener === 'function') {
+      globalThis.removeEventListener('offline', this.#onOffline);
+      globalThis.removeEventListener('online', this.#onOnline);
+    }
     for (const r of this.#rooms.values()) r.es?.close();
     for (const id of [...this.#pending.keys()]) this.#settle(id, new ParleyError('closed', 'client closed'));
     this.#setState('closed');
@@ -167,26 +239,51 @@ export class ParleyClient extends EventTarget {
     this.#emit('state', s);
   }
 
+  /** recompute says live once the transport is up and every room joined, connecting while a join on it is outstanding. */
+  #recompute() {
+    if (this.#closed || this.#offline) return;
+    const up = this.#mode === 'sse' || this.#ws?.readyState === WebSocket.OPEN;
+    if (!up) return;
+    if ([...this.#rooms.values()].every((r) => r.joined)) {
+      this.#attempt = 0;
+      this.#retryAt = 0;
+      this.#setState('live');
+    } else if (this.state === 'live') this.#setState('connecting');
+  }
+
   #settle(id, err) {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
     clearTimeout(p.timer);
+    clearTimeout(p.ackTimer);
     if (err) p.reject(err);
     else p.resolve(id);
   }
 
   #transmit(id, p) {
     if (this.#mode === 'sse') return this.#post(id, p);
-    if (!this.#ws && !this.#timers.retry) this.#connect(); // a send before any join
-    this.#frame({ type: 'send', room: p.room, id, text: p.text }); // else sent on open
+    if (!this.#ws && !this.#timers.retry && !this.#offline) this.#connect(); // a send before any join
+    if (this.#ws?.readyState !== WebSocket.OPEN) return; // it goes out on open
+    if (p.tries >= p.attempts) return this.#settle(id, p.lastErr || new ParleyError('timeout', 'no ack after every attempt'));
+    p.tries++;
+    this.#frame({ type: 'send', room: p.room, id, text: p.text });
+    clearTimeout(p.ackTimer);
+    if (p.ackTimeout) p.ackTimer = setTimeout(() => this.#pending.get(id) === p && this.#transmit(id, p), p.ackTimeout);
   }
 
   async #request(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (this.#token) headers.Authorization = `Bearer ${this.#token}`;
     if (body) headers['Content-Type'] = 'application/json';
-    const res = await fetch(new URL(path, this.#base), { method, headers, body: body && JSON.stringify(body), credentials: 'same-origin' });
+    const init = { method, headers, body: body && JSON.stringify(body), credentials: 'same-origin' };
+    if (typeof AbortSignal.timeout === 'function') init.signal = AbortSignal.timeout(REQUEST_TIMEOUT);
+    let res;
+    try {
+      res = await fetch(new URL(path, this.#base), init);
+    } catch {
+      throw new ParleyError('network', 'no answer from the server');
+    }
     const data = await res.json().catch(() => null);
     if (!res.ok) throw new ParleyError(data?.error?.code || 'internal', data?.error?.message || res.statusText, res.status);
     return data;
@@ -196,23 +293,41 @@ export class ParleyClient extends EventTarget {
   #deliver(m) {
     const r = this.#rooms.get(m.room);
     if (!r) return;
-    r.chain = r.chain.then(() => this.#accept(m.room, r, m)).catch((err) => this.#emit('error', err));
+    r.chain = r.chain
+      .then(() => this.#accept(m.room, r, m))
+      .catch((err) => {
+        // The gap could not be filled: drop what follows until a new join
+        // replays from the last seq delivered.
+        r.broken = true;
+        this.#emit('error', err);
+        this.#resync(m.room, r);
+      });
   }
 
   async #accept(room, r, m) {
+    if (r.broken || this.#rooms.get(room) !== r) return;
     if (r.last != null && m.seq <= r.last) return; // a repeat
     if (r.last != null && m.seq > r.last + 1) {
-      // A gap: fetch what lies between before delivering m.
+      // A gap: fetch what lies between before delivering m. History is the
+      // authority on what lies there for me: seqs it skips before m (items
+      // of a room from before I was let in) are none of mine.
       let after = r.last;
+      let reached = false;
       for (;;) {
         const h = await this.#request('GET', `/api/rooms/${encodeURIComponent(room)}/messages?after=${after}&limit=${HISTORY_LIMIT}`);
+        if (this.#rooms.get(room) !== r) return;
         for (const x of h.messages) {
-          if (x.seq >= m.seq) break;
+          if (x.seq >= m.seq) {
+            reached = true;
+            break;
+          }
           if (x.seq > r.last) this.#give(r, { ...x, room });
         }
+        if (reached || r.last >= m.seq - 1 || !h.has_more || r.last === after) break;
         after = r.last;
-        if (!h.has_more || after >= m.seq - 1 || h.messages.length === 0) break;
       }
+      // History does not have them yet (it lags the live stream): a join afresh replays them.
+      if (!reached && r.last < m.seq - 1) throw new ParleyError('gap', `history of ${room} lacks seq ${r.last + 1}`);
     }
     this.#give(r, m);
   }
@@ -223,15 +338,60 @@ export class ParleyClient extends EventTarget {
     this.#emit('message', msg);
   }
 
-  #joined(room) {
+  /** resync joins room afresh from its last seq, after a gap that could not be filled. */
+  #resync(room, r) {
+    if (this.#closed || this.#rooms.get(room) !== r) return;
+    if (this.#mode === 'ws') this.#drop('a gap could not be filled');
+    else setTimeout(() => this.#rooms.get(room) === r && this.#openSSE(room, r), this.#backoff());
+  }
+
+  #joined(room, lastSeq) {
     const r = this.#rooms.get(room);
     if (!r) return;
     r.joined = true;
+    // Behind what is queued from before: the replay that follows is wanted again.
+    r.chain = r.chain.then(() => {
+      r.broken = false;
+    });
     for (const w of r.waiters.splice(0)) w.resolve();
-    if ([...this.#rooms.values()].every((x) => x.joined)) {
-      this.#attempt = 0;
-      this.#setState('live');
+    this.#emit('joined', { room, last_seq: lastSeq ?? null });
+    this.#recompute();
+  }
+
+  /** onErrorFrame takes an error frame, of WebSocket or of an event stream. */
+  #onErrorFrame(f) {
+    const err = new ParleyError(f.code, f.message || f.code);
+    if (f.room) err.room = f.room;
+    if (f.id) err.id = f.id;
+    const p = f.id && this.#pending.get(f.id);
+    if (p) {
+      if (RETRYABLE.has(f.code) && p.tries < p.attempts) {
+        p.lastErr = err;
+        clearTimeout(p.ackTimer);
+        setTimeout(() => this.#pending.get(f.id) === p && this.#transmit(f.id, p), 250 + Math.random() * 1000);
+      } else this.#settle(f.id, err);
+      return;
     }
+    const r = !f.id && f.room && this.#rooms.get(f.room);
+    if (r && !r.joined) {
+      // A refused join: the room is dropped, not re-joined on reconnect.
+      this.#rooms.delete(f.room);
+      r.es?.close();
+      for (const w of r.waiters.splice(0)) w.reject(err);
+      this.#emit('denied', err);
+      this.#recompute();
+    }
+    this.#emit('error', err);
+  }
+
+  /** left takes the server's "left": with a reason it ended room's subscription, which is then not re-joined. */
+  #left(room, reason, r = this.#rooms.get(room)) {
+    if (reason && r && this.#rooms.get(room) === r) {
+      this.#rooms.delete(room);
+      r.es?.close();
+      this.#recompute();
+    }
+    this.#emit('left', { room, reason: reason || '' });
   }
 
   #backoff() {
@@ -239,27 +399,83 @@ export class ParleyClient extends EventTarget {
     return Math.random() * ceiling;
   }
 
+  /** retry connects again after a full-jitter backoff (prompt: within half a second). */
+  #retry(prompt = false) {
+    if (this.#closed || this.#offline) return;
+    clearTimeout(this.#timers.retry);
+    const delay = prompt ? Math.random() * BACKOFF_BASE : this.#backoff();
+    this.#retryAt = Date.now() + delay;
+    this.#timers.retry = setTimeout(() => {
+      this.#timers.retry = 0;
+      this.#connect();
+    }, delay);
+    this.#setState('reconnecting');
+  }
+
+  #onOffline = () => {
+    if (this.#closed) return;
+    this.#offline = true;
+    this.#teardown();
+    for (const r of this.#rooms.values()) {
+      r.es?.close();
+      r.es = null;
+      r.joined = false;
+    }
+    this.#setState('offline');
+  };
+
+  #onOnline = () => {
+    if (this.#closed || !this.#offline) return;
+    this.#offline = false;
+    this.#attempt = 0;
+    this.#setState('connecting');
+    if (this.#mode === 'sse') {
+      for (const [room, r] of this.#rooms) this.#openSSE(room, r);
+      for (const [id, p] of this.#pending) this.#transmit(id, p);
+      this.#recompute();
+    } else if (this.#wanted || this.#rooms.size || this.#pending.size) this.#connect();
+  };
+
   /* ---- WebSocket ---- */
 
   #teardown() {
     clearTimeout(this.#timers.retry);
     clearInterval(this.#timers.ping);
     clearTimeout(this.#timers.pong);
+    this.#timers.retry = 0;
+    this.#retryAt = 0;
     const ws = this.#ws;
     this.#ws = null;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-      ws.close(1000, 'client closing');
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000, 'client closing');
     }
+  }
+
+  /** drop ends the socket now (a half-open one may take long to say it closed) and reconnects after a backoff. */
+  #drop(reason, { quiet = false } = {}) {
+    if (this.#mode !== 'ws') return;
+    this.#teardown();
+    if (!quiet) this.#emit('disconnect', { code: 4000, reason });
+    this.#retry();
   }
 
   #connect() {
     this.#teardown();
-    if (this.#closed) return;
+    if (this.#closed || this.#offline || this.#probing || this.#mode === 'sse') return;
     this.#setState(this.#attempt === 0 && !this.#wsOpenedOnce ? 'connecting' : 'reconnecting');
-    const ws = new WebSocket(wsURL(this.#base, this.#token));
+    let ws;
+    try {
+      ws = new WebSocket(wsURL(this.#base, this.#token));
+    } catch {
+      if (this.#auto && !this.#wsOpenedOnce) this.#probe();
+      else this.#retry();
+      return;
+    }
     this.#ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.#wsOpenedOnce = true;
       this.#timers.ping = setInterval(() => this.#ping(), PING_EVERY);
       // Resume: every room from its last seq; then what is unacknowledged, same ids.
@@ -268,24 +484,52 @@ export class ParleyClient extends EventTarget {
         this.#frame({ type: 'join', room, after: r.last ?? undefined });
       }
       for (const [id, p] of this.#pending) this.#transmit(id, p);
+      this.#recompute();
     };
     ws.onmessage = (ev) => this.#onFrame(ev.data);
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.#ws !== ws) return;
       this.#ws = null;
       clearInterval(this.#timers.ping);
       clearTimeout(this.#timers.pong);
       if (this.#closed) return;
-      if (this.#auto && !this.#wsOpenedOnce) {
-        // WebSocket never opened: something on the way blocks it. SSE + POST from now on.
-        this.#mode = 'sse';
-        for (const [room, r] of this.#rooms) this.#openSSE(room, r);
-        for (const [id, p] of this.#pending) this.#transmit(id, p);
-        return;
-      }
-      this.#setState('reconnecting');
-      this.#timers.retry = setTimeout(() => this.#connect(), this.#backoff());
+      for (const r of this.#rooms.values()) r.joined = false;
+      if (this.#auto && !opened && !this.#wsOpenedOnce) return this.#probe();
+      this.#emit('disconnect', { code: ev.code, reason: ev.reason });
+      // 1012: the server restarts, another instance takes over: come back at
+      // once. 1008: the session this socket was opened with ended; one
+      // renewed since works at once (and a dead one is refused at once).
+      const prompt = ev.code === 1012 || ev.code === 1008;
+      if (prompt) this.#attempt = 0;
+      this.#retry(prompt);
     };
+  }
+
+  /**
+   * probe decides, when WebSocket failed before it ever opened, between "the
+   * server is down" (keep trying WebSocket with backoff) and "WebSocket is
+   * blocked on the way" (the server answers HTTP: SSE + POST from now on).
+   */
+  async #probe() {
+    if (this.#probing || this.#mode === 'sse') return;
+    this.#probing = true;
+    this.#setState('reconnecting');
+    try {
+      await this.#request('GET', '/api/rooms?limit=1');
+    } catch (err) {
+      this.#probing = false;
+      if (this.#closed) return;
+      if (err.status === 401) this.#emit('error', err);
+      this.#retry();
+      return;
+    }
+    this.#probing = false;
+    if (this.#closed) return;
+    this.#mode = 'sse';
+    this.#emit('transport', 'sse');
+    for (const [room, r] of this.#rooms) this.#openSSE(room, r);
+    for (const [id, p] of this.#pending) this.#transmit(id, p);
+    this.#recompute();
   }
 
   #frame(obj) {
@@ -295,7 +539,9 @@ export class ParleyClient extends EventTarget {
   #ping() {
     this.#frame({ type: 'ping' });
     clearTimeout(this.#timers.pong);
-    this.#timers.pong = setTimeout(() => this.#ws?.close(4000, 'no pong'), PONG_TIMEOUT);
+    // Any frame clears this (see onFrame). A socket that stays silent is
+    // half-open: drop it rather than wait for TCP to notice.
+    this.#timers.pong = setTimeout(() => this.#drop('no answer to ping'), PONG_TIMEOUT);
   }
 
   #onFrame(data) {
@@ -307,49 +553,66 @@ export class ParleyClient extends EventTarget {
       return;
     }
     if (f.type === 'message') this.#deliver(f);
-    else if (f.type === 'joined') this.#joined(f.room);
+    else if (f.type === 'joined') this.#joined(f.room, f.last_seq);
     else if (f.type === 'ack') this.#settle(f.id);
-    else if (f.type === 'error') {
-      const err = new ParleyError(f.code, f.message);
-      const p = f.id && this.#pending.get(f.id);
-      if (p && RETRYABLE.has(f.code)) setTimeout(() => this.#pending.get(f.id) === p && this.#transmit(f.id, p), 250 + Math.random() * 1000);
-      else if (p) this.#settle(f.id, err);
-      else {
-        Object.assign(err, { room: f.room });
-        const r = f.room && this.#rooms.get(f.room);
-        if (r && !r.joined && r.waiters.length) {
-          this.#rooms.delete(f.room); // refused: not rejoined on reconnect
-          for (const w of r.waiters.splice(0)) w.reject(err);
-        }
-        this.#emit('error', err);
-      }
+    else if (f.type === 'error') this.#onErrorFrame(f);
+    else if (f.type === 'left') this.#left(f.room, f.reason);
+    else if (f.type === 'membership') {
+      const { type, ...rest } = f;
+      this.#emit('membership', rest);
     }
-    // Other types (left, pong, receipts, ...) extend the contract: ignored here.
+    // Other types (pong, receipts, ...) extend the contract: ignored here.
   }
 
   /* ---- SSE + POST ---- */
 
   #openSSE(room, r) {
     r.es?.close();
-    if (this.#closed) return;
+    r.es = null;
+    if (this.#closed || this.#offline) return;
     // EventSource reconnects by itself with Last-Event-ID; a new one is made
     // only when it gives up (CLOSED), resuming from the last seq delivered.
     const es = new EventSource(eventsURL(this.#base, room, r.last, this.#token));
     r.es = es;
     r.joined = false;
-    es.onopen = () => this.#joined(room);
-    es.onmessage = (ev) => {
+    this.#recompute();
+    const parse = (ev) => {
       try {
-        this.#deliver({ ...JSON.parse(ev.data), room });
+        return JSON.parse(ev.data);
       } catch {
-        /* not JSON: ignore */
+        return null; // not JSON: ignore
       }
     };
-    es.onerror = () => {
+    es.onopen = () => r.es === es && this.#joined(room, null);
+    es.onmessage = (ev) => {
+      const m = parse(ev);
+      if (m && r.es === es) this.#deliver({ ...m, room });
+    };
+    es.addEventListener('left', (ev) => {
+      const f = parse(ev);
+      if (f && r.es === es) this.#left(f.room || room, f.reason, r);
+    });
+    es.onerror = (ev) => {
       if (r.es !== es || this.#closed) return;
+      // The server's "event: error" (a send refused after its POST was
+      // answered: muted, banned meanwhile) arrives by the very name the
+      // browser uses for a failing connection; only it carries data.
+      if (typeof ev.data === 'string') {
+        const f = parse(ev);
+        if (f) this.#onErrorFrame({ room, ...f });
+        return;
+      }
       r.joined = false;
-      this.#setState('reconnecting');
-      if (es.readyState === EventSource.CLOSED) setTimeout(() => r.es === es && this.#openSSE(room, r), this.#backoff());
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up: the server answered other than 200 (a 401
+        // when the session ended, a 404 or 403 when the room is no longer
+        // mine). Come back after a backoff, from the last seq delivered.
+        this.#emit('disconnect', { code: 0, reason: 'event stream closed' });
+        const delay = this.#backoff();
+        this.#retryAt = Date.now() + delay;
+        setTimeout(() => r.es === es && this.#openSSE(room, r), delay);
+      }
+      this.#setState('reconnecting'); // else the browser retries on its own
     };
   }
 
@@ -359,16 +622,34 @@ export class ParleyClient extends EventTarget {
   #post(id, p) {
     this.#posts = this.#posts.then(async () => {
       for (;;) {
-        if (!this.#pending.has(id)) return;
+        if (this.#pending.get(id) !== p) return;
+        if (p.tries >= p.attempts) return this.#settle(id, p.lastErr || new ParleyError('timeout', 'no answer after every attempt'));
+        p.tries++;
         try {
           await this.#request('POST', `/api/rooms/${encodeURIComponent(p.room)}/messages`, { id, text: p.text });
           return this.#settle(id);
         } catch (err) {
-          // A refusal is final; a network failure or a code that may pass is retried, same id.
-          if (err instanceof ParleyError && !RETRYABLE.has(err.code)) return this.#settle(id, err);
-          await new Promise((res) => setTimeout(res, this.#backoff()));
+          // A refusal is final; no answer, or a code that may pass, is retried, same id.
+          if (err.code !== 'network' && !RETRYABLE.has(err.code)) return this.#settle(id, err);
+          p.lastErr = err;
+          if (p.tries >= p.attempts) return this.#settle(id, err);
+          await new Promise((res) => setTimeout(res, Math.min(BACKOFF_CAP, POST_RETRY * p.tries)));
         }
       }
     });
   }
+}
+
+/**
+ * newId makes a message id. randomUUID exists only in secure contexts, and
+ * a page may well be opened over plain http on a LAN address, so fall back
+ * to a v4 UUID built from getRandomValues, which every context has.
+ */
+export function newId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }

@@ -21,8 +21,6 @@ export function newRoom(name) {
     loadingOlder: false,
     nodes: new Map(), // seq -> <li>, to drop duplicates
     history: null, // promise of the first history page (memoized, reset on failure)
-    queue: Promise.resolve(), // incoming messages are applied one at a time, in arrival order
-    broken: false, // a gap could not be filled: drop live messages until the next (re)join replays them
     info: null, // the room object (GET /api/rooms/{room}): kind, title, topic, slow_mode_s, my role, with
     members: null, // user -> {user, role, guest, muted_until}, once GET .../members answered
     bans: null, // [{user, until, reason}] for an owner or moderator, once GET .../bans answered

@@ -1,21 +1,23 @@
-// The live connection: WebSocket /ws, or SSE + POST as a fallback, resuming
-// from the open room's last seq on every (re)connect.
+// The live connection of the chat page, on the client library
+// (parley-client.js): WebSocket /ws, or SSE + POST as a fallback, with its
+// reconnects and backoff, joins resuming with `after`, gaps filled from
+// history, ping/pong liveness and sends retried under the same id. Programs
+// and the page thus speak the wire (shared/PROTOCOL.md) through one
+// implementation.
 //
-// conn knows the wire (shared/PROTOCOL.md) and the open room, nothing of
-// the page beyond the connection indicator: what arrives goes to the
-// handlers in conn.on, which main.js sets before start(). The URLs of the
-// WebSocket and of a room's SSE stream come from the client library
-// (parley-client.js), so the UI and programs address the server alike.
+// What this adapter adds is the page's: one room open at a time, whose
+// history is loaded before it is joined; the connection indicator; the
+// session that may have ended. What arrives goes to the handlers in conn.on,
+// which main.js sets before start().
 
-import { api, roomPath } from './api.js';
+import { api } from './api.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
-import { eventsURL, wsURL } from './parley-client.js';
+import { ParleyClient, ParleyError } from './parley-client.js';
 import { state } from './state.js';
 import { renderConn } from './view.js';
 
-const PING_EVERY = 25_000;
-const PONG_TIMEOUT = 10_000; // no frame at all this long after a ping: the socket is dead
+// A history load that failed is tried again after a full-jitter backoff.
 const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
 
@@ -26,114 +28,187 @@ const unset = () => {
 };
 
 /**
- * conn owns the live transport. States: connecting, live, reconnecting
- * (with a countdown when we wait; without one while EventSource retries on
- * its own), offline (the browser says there is no network), signedout.
+ * conn owns the page's ParleyClient. States (the client's, but connecting
+ * until the open room is joined): connecting, live, reconnecting (with a
+ * countdown while the client waits out a backoff), offline (the browser
+ * says there is no network), signedout.
  *
- * WebSocket is the default. If it fails before it ever opened while the
- * server does answer plain HTTP, something on the way (a proxy) breaks
- * WebSocket, and the client switches to SSE + POST for the rest of the
- * visit. ?transport=sse forces SSE from the start.
+ * WebSocket is the default; the client switches to SSE + POST for the rest
+ * of the visit when WebSocket fails before it ever opened while the server
+ * answers plain HTTP (a proxy on the way breaks it). ?transport=sse forces
+ * SSE from the start.
  */
 export const conn = {
-  mode: forceSSE ? 'sse' : 'ws',
+  client: null,
+  fellBack: false, // the client fell back to SSE: one made after a stop starts there
   state: 'connecting',
-  attempt: 0, // consecutive failures, for the backoff
-  gen: 0, // counts transports opened; a pending send remembers the one it went out on
-  retryAt: 0,
-  wsOpenedOnce: false,
-  ws: null,
-  es: null,
-  posts: Promise.resolve(), // the chain of SSE-mode POSTs, to keep them in order
-  sseAttempt: null, // the SSE connect in progress (it awaits history first)
-  timers: { retry: 0, ping: 0, pong: 0, tick: 0 },
   stopped: true, // until start(): opening the first room must not connect yet
+  subscribed: '', // the room the client is joined to, or joining
+  joined: null, // the open room (state.room) once the client said joined
+  failures: 0, // disconnects and failed history loads since the last join: at 3, ask about the session
+  deniedErr: null, // the error of the last refused join, which the client also reports as an error
+  timers: { prepare: 0, tick: 0 },
 
   /** What the connection hands to the rest of the client. */
   on: {
     prepare: unset, // (room) => promise: history is loaded, join after lastSeq
-    message: unset, // (message) from either transport
-    ack: unset, // (id): the server holds the message durably
-    sendError: unset, // (id, ApiError): a send attempt failed
-    errorFrame: unset, // (frame) of type error
+    message: unset, // (message) from either transport, once each, in seq order, gaps filled
+    errorFrame: unset, // ({code, message, id, room}): an error frame that no pending send took
     live: unset, // (room): joined; its replay follows
     putOut: unset, // (room name, reason): the server ended my subscription: removed or banned
+    denied: unset, // (room name, ParleyError): the server refused to join the room
     membership: unset, // (frame): my place in a room changed (added, a role, a direct room made with me): the room list is stale
     signedOut: unset, // the server no longer accepts the session
   },
 
+  /** mode is the transport in use: ws or sse. */
+  get mode() {
+    return this.client?.transport ?? (forceSSE || this.fellBack ? 'sse' : 'ws');
+  },
+
   start() {
     this.stopped = false;
-    this.connect();
+    this.client ??= this.makeClient();
+    this.client.connect();
+    this.update();
+    this.joinOpen();
   },
 
+  /** stop closes the client; sends it had not settled wait (pending) for the next start. */
   stop() {
     this.stopped = true;
-    this.teardown();
-  },
-
-  connect() {
-    this.teardown();
-    if (this.stopped || !state.room) return;
-    if (!navigator.onLine) {
-      this.setState('offline');
-      return;
-    }
-    this.gen++;
-    this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
-    if (this.mode === 'ws') this.openWS();
-    else this.openSSE();
-  },
-
-  /** teardown drops the current transport and its timers without firing its handlers. */
-  teardown() {
-    clearTimeout(this.timers.retry);
-    clearInterval(this.timers.ping);
-    clearTimeout(this.timers.pong);
+    clearTimeout(this.timers.prepare);
     clearInterval(this.timers.tick);
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000, 'client reconnecting');
-    }
-    if (this.es) {
-      this.es.onopen = this.es.onmessage = this.es.onerror = null;
-      this.es.close();
-      this.es = null;
-    }
+    const c = this.client;
+    this.client = null;
+    this.subscribed = '';
+    this.joined = null;
+    c?.close();
   },
 
-  /** renew reopens a live connection at once, so it runs on the session's new token (cookie). */
-  renew() {
-    if (this.stopped) return;
-    this.attempt = 0;
-    this.connect();
+  makeClient() {
+    const c = new ParleyClient({ transport: forceSSE || this.fellBack ? 'sse' : 'auto' });
+    // A client stopped since says nothing more to the page.
+    const mine = (fn) => (detail) => this.client === c && fn(detail);
+    c.on('state', mine(() => this.update()));
+    c.on('message', mine((m) => this.on.message(m)));
+    c.on(
+      'joined',
+      mine(({ room }) => {
+        const r = state.room;
+        if (r?.name !== room || this.subscribed !== room) return;
+        this.joined = r;
+        this.failures = 0;
+        this.update();
+        this.on.live(r);
+      }),
+    );
+    c.on(
+      'left',
+      mine(({ room, reason }) => {
+        // The answer to my own leave has no reason; one with a reason says
+        // the server put me out of the room (the client no longer joins it).
+        if (!reason) return;
+        if (this.subscribed === room) this.subscribed = '';
+        this.on.putOut(room, reason);
+        this.update();
+      }),
+    );
+    c.on('membership', mine((f) => this.on.membership(f)));
+    c.on(
+      'denied',
+      mine((err) => {
+        this.deniedErr = err;
+        if (this.subscribed === err.room) this.subscribed = '';
+        this.on.denied(err.room, err);
+        this.update();
+      }),
+    );
+    c.on(
+      'error',
+      mine((err) => {
+        if (err === this.deniedErr) return; // said as 'denied'
+        if (err.status === 401) return this.on.signedOut();
+        if (!(err instanceof ParleyError) || err.status || err.code === 'network' || err.code === 'gap') {
+          // The transport's own trouble (a gap it could not fill, say): it
+          // joins again from the last seq shown by itself.
+          console.warn('parley:', err.message);
+          return;
+        }
+        this.on.errorFrame({ code: err.code, message: err.message, id: err.id, room: err.room });
+      }),
+    );
+    c.on(
+      'disconnect',
+      mine(({ code, reason }) => {
+        this.joined = null;
+        if (code === 1009) notice(t('transport.closed', { reason: reason || t('transport.closedCode', { code }) }), { kind: 'error' });
+        // 1008: the session this socket was opened with ended; 0: the
+        // browser gave up an event stream, a 401 when the session ended.
+        // Ask the API: a 401 takes the page back to sign-in. Failing again
+        // and again may mean the same rather than the network.
+        if (code === 1008 || code === 0 || ++this.failures >= 3) this.checkSession();
+      }),
+    );
+    c.on(
+      'transport',
+      mine(() => {
+        this.fellBack = true;
+        notice(t('transport.sseFallback'));
+        this.update();
+      }),
+    );
+    return c;
   },
 
-  /** restart reconnects now (after backoff if failures pile up); the new join replays from lastSeq. */
-  restart(reason) {
-    console.warn('parley: reconnecting:', reason);
-    this.scheduleReconnect();
-  },
-
-  /** scheduleReconnect waits a full-jitter exponential backoff, then connects. */
-  scheduleReconnect({ prompt = false } = {}) {
-    this.teardown();
-    if (this.stopped) return;
-    if (!navigator.onLine) {
-      this.setState('offline');
+  /**
+   * joinOpen joins the open room once its history is loaded, asking for
+   * everything after the last seq shown. A failed load is said, then tried
+   * again after a backoff.
+   */
+  async joinOpen() {
+    clearTimeout(this.timers.prepare);
+    const r = state.room;
+    const c = this.client;
+    if (!r || !c || this.stopped) return;
+    try {
+      await this.on.prepare(r);
+    } catch (err) {
+      if (r !== state.room || this.client !== c) return;
+      if (err.status === 401) return this.on.signedOut();
+      notice(t('transport.loadFailed', { error: err.message }), { kind: 'error' });
+      const delay = Math.random() * Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** this.failures);
+      if (++this.failures >= 3) this.checkSession();
+      this.timers.prepare = setTimeout(() => this.joinOpen(), delay);
       return;
     }
-    const ceiling = Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** this.attempt);
-    const delay = prompt ? Math.random() * 500 : Math.random() * ceiling;
-    this.attempt++;
-    this.retryAt = Date.now() + delay;
-    this.timers.retry = setTimeout(() => this.connect(), delay);
-    this.timers.tick = setInterval(() => this.render(), 1000);
-    this.setState('reconnecting');
-    // Failing again and again may mean the session is gone rather than the network.
-    if (this.attempt >= 3) this.checkSession();
+    if (r !== state.room || this.client !== c || this.subscribed === r.name) return; // superseded, or joined meanwhile
+    // A room I may not read has nothing to join; the connection is still
+    // live for the next room, and for sends still pending elsewhere.
+    if (r.denied) return this.update();
+    this.subscribed = r.name;
+    c.join(r.name, { after: r.lastSeq }).catch(() => {}); // a refusal comes as 'denied'
+  },
+
+  /** roomChanged moves the subscription to the open room (from the one it was on). */
+  roomChanged() {
+    this.joined = null;
+    if (this.stopped || !this.client) return; // start() joins the open room
+    if (this.subscribed) this.client.leave(this.subscribed);
+    this.subscribed = '';
+    this.update();
+    this.joinOpen();
+  },
+
+  /** renew reopens the connection at once, so it runs on the session's new token (cookie). */
+  renew() {
+    if (!this.stopped) this.client?.reconnect({ now: true });
+  },
+
+  /** send hands a pending entry to the client: it resolves on ack, rejects with a ParleyError. */
+  send(entry, options) {
+    if (!this.client) return Promise.reject(new ParleyError('closed', 'not connected'));
+    return this.client.send(entry.room, entry.text, { id: entry.id, ...options });
   },
 
   async checkSession() {
@@ -144,254 +219,25 @@ export const conn = {
     }
   },
 
+  /** update takes the client's state, connecting until the open room is joined (or found denied). */
+  update() {
+    const c = this.client;
+    if (this.stopped || !c || c.state === 'closed') return;
+    let s = c.state;
+    const r = state.room;
+    if (s === 'live' && r && !r.denied && this.joined !== r) s = 'connecting';
+    clearInterval(this.timers.tick);
+    if (s === 'reconnecting') this.timers.tick = setInterval(() => this.render(), 1000);
+    this.setState(s);
+  },
+
   setState(s) {
     this.state = s;
     this.render();
   },
 
   render() {
-    renderConn({ state: this.state, mode: this.mode, retryAt: this.retryAt, waiting: Boolean(this.timers.retry) });
-  },
-
-  /** live: messages of the open room flow; the handler re-sends what is unacknowledged. */
-  becameLive(r) {
-    this.attempt = 0;
-    clearInterval(this.timers.tick);
-    this.setState('live');
-    this.on.live(r);
-  },
-
-  send(entry) {
-    if (this.mode === 'ws') {
-      this.frame({ type: 'send', room: entry.room, id: entry.id, text: entry.text });
-    } else {
-      // POSTs go one at a time: concurrent requests would reach the server
-      // in any order and be sequenced so, shuffling what the user typed in
-      // order. (Over WebSocket the frames keep their order by themselves.)
-      this.posts = this.posts.then(() =>
-        api('POST', `${roomPath(entry.room)}/messages`, { id: entry.id, text: entry.text }).then(
-          () => this.on.ack(entry.id), // 202: durably accepted
-          (err) => this.on.sendError(entry.id, err),
-        ),
-      );
-    }
-  },
-
-  /** roomChanged moves the live connection from room `from` to the open room. */
-  roomChanged(from) {
-    if (this.stopped || !(this.state === 'connecting' || this.state === 'live')) {
-      return; // reconnecting / offline / signed out: the next connect picks up the new room
-    }
-    if (this.mode === 'sse') {
-      this.connect(); // one EventSource per room
-    } else if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      if (from) this.frame({ type: 'leave', room: from });
-      this.setState('connecting');
-      this.joinWS(this.ws);
-    } else if (!this.ws) {
-      this.connect();
-    }
-    // A socket still opening joins whatever room is open when it opens.
-  },
-
-  /**
-   * prepareJoin loads room r's history before a join. True when the join
-   * may go ahead: history is there, the attempt is still current() and r
-   * still open. A failure of a current attempt is said, then retried later.
-   */
-  async prepareJoin(r, current) {
-    try {
-      await this.on.prepare(r);
-    } catch (err) {
-      if (!current()) return false;
-      if (err.status === 401) this.on.signedOut();
-      else {
-        notice(t('transport.loadFailed', { error: err.message }), { kind: 'error' });
-        this.scheduleReconnect();
-      }
-      return false;
-    }
-    return current() && r === state.room; // false: superseded meanwhile
-  },
-
-  /* ---- WebSocket ---- */
-
-  openWS() {
-    const url = wsURL(location.origin);
-    let ws;
-    try {
-      ws = new WebSocket(url);
-    } catch (err) {
-      console.error('parley: websocket', err);
-      this.wsFailedBeforeOpen();
-      return;
-    }
-    this.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      this.wsOpenedOnce = true;
-      this.timers.ping = setInterval(() => this.ping(), PING_EVERY);
-      this.joinWS(ws);
-    };
-    ws.onmessage = (ev) => this.onFrame(ev.data);
-    ws.onerror = () => {
-      /* a close event always follows; handled there */
-    };
-    ws.onclose = (ev) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (!opened && !this.wsOpenedOnce && !forceSSE) {
-        this.wsFailedBeforeOpen();
-        return;
-      }
-      // 1008: the session ended (signed out elsewhere, or its token
-      // expired). Ask the API: a 401 takes the page back to sign-in; an
-      // answer means only the token this socket was opened with expired
-      // (it was refreshed since), so come back at once on the new one.
-      if (ev.code === 1008) {
-        this.attempt = 0;
-        this.checkSession();
-        this.scheduleReconnect({ prompt: true });
-        return;
-      }
-      if (ev.code === 1009) notice(t('transport.closed', { reason: ev.reason || t('transport.closedCode', { code: ev.code }) }), { kind: 'error' });
-      // 1012: the server is restarting; another instance (or this one, soon)
-      // takes over, so come back right away and resume with `after`.
-      if (ev.code === 1012) this.attempt = 0;
-      this.scheduleReconnect({ prompt: ev.code === 1012 });
-    };
-  },
-
-  /**
-   * wsFailedBeforeOpen decides between "the server is down" (keep trying
-   * WebSocket with backoff) and "WebSocket is blocked on the way" (the
-   * server answers HTTP: switch to SSE + POST now).
-   */
-  async wsFailedBeforeOpen() {
-    this.teardown();
-    this.setState('reconnecting');
-    try {
-      await api('GET', '/api/rooms?limit=1');
-    } catch (err) {
-      if (err.status === 401) this.on.signedOut();
-      else this.scheduleReconnect();
-      return;
-    }
-    if (this.stopped) return;
-    this.mode = 'sse';
-    notice(t('transport.sseFallback'));
-    this.connect();
-  },
-
-  /** joinWS joins the open room after its history is loaded, asking for everything after the last seq shown. */
-  async joinWS(ws) {
-    const r = state.room;
-    if (!(await this.prepareJoin(r, () => this.ws === ws))) return;
-    // A room I may not read has nothing to join; the connection is still
-    // live for the next room, and for sends still pending elsewhere.
-    if (r.denied) return this.becameLive(r);
-    this.frame({ type: 'join', room: r.name, after: r.lastSeq });
-  },
-
-  frame(obj) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
-  },
-
-  ping() {
-    this.frame({ type: 'ping' });
-    clearTimeout(this.timers.pong);
-    // Any frame clears this (see onFrame). A socket that stays silent is
-    // half-open: drop it rather than wait for TCP to notice.
-    this.timers.pong = setTimeout(() => this.restart('no answer to ping'), PONG_TIMEOUT);
-  },
-
-  onFrame(data) {
-    clearTimeout(this.timers.pong);
-    let f;
-    try {
-      f = JSON.parse(data);
-    } catch {
-      console.warn('parley: frame is not JSON', data);
-      return;
-    }
-    switch (f.type) {
-      case 'message':
-        this.on.message(f);
-        break;
-      case 'joined':
-        if (state.room && f.room === state.room.name) this.becameLive(state.room);
-        break;
-      case 'ack':
-        this.on.ack(f.id);
-        break;
-      case 'error':
-        this.on.errorFrame(f);
-        break;
-      case 'left':
-        // The answer to my own leave has no reason; one with a reason says
-        // the server put me out of the room.
-        if (f.reason) this.on.putOut(f.room, f.reason);
-        break;
-      case 'membership':
-        this.on.membership(f);
-        break;
-      case 'pong':
-        break;
-      default:
-      // Unknown frame types are extensions of the contract: ignore them.
-    }
-  },
-
-  /* ---- Server-Sent Events ---- */
-
-  async openSSE() {
-    const r = state.room;
-    const marker = {}; // identifies this attempt across the await
-    this.sseAttempt = marker;
-    if (!(await this.prepareJoin(r, () => this.sseAttempt === marker)) || this.stopped) return;
-    if (r.denied) return this.becameLive(r); // nothing to stream (see joinWS)
-    // EventSource reconnects by itself and then sends Last-Event-ID, which
-    // the server prefers to ?after=; we only build a new one when it gives
-    // up (readyState CLOSED) or the room changes.
-    const es = new EventSource(eventsURL(location.origin, r.name, r.lastSeq));
-    this.es = es;
-    es.onopen = () => this.becameLive(r);
-    es.onmessage = (ev) => {
-      try {
-        this.on.message(JSON.parse(ev.data));
-      } catch {
-        console.warn('parley: event is not JSON', ev.data);
-      }
-    };
-    es.addEventListener('left', (ev) => {
-      try {
-        const f = JSON.parse(ev.data);
-        if (f.reason) this.on.putOut(f.room || r.name, f.reason);
-      } catch {
-        console.warn('parley: event is not JSON', ev.data);
-      }
-    });
-    es.onerror = (ev) => {
-      if (this.es !== es) return;
-      // The server's "event: error" (a send refused after its POST was
-      // answered: muted, banned meanwhile) arrives by the very name the
-      // browser uses for a failing connection; only it carries data.
-      if (typeof ev.data === 'string') {
-        try {
-          this.on.errorFrame(JSON.parse(ev.data));
-        } catch {
-          console.warn('parley: event is not JSON', ev.data);
-        }
-        return;
-      }
-      if (es.readyState === EventSource.CLOSED) {
-        // The browser gave up: the server answered other than 200, which
-        // is a 401 when the session ended. Find out now, not after backoff.
-        this.checkSession();
-        this.scheduleReconnect();
-      }
-      else this.setState('reconnecting'); // the browser retries on its own
-    };
+    const retryAt = this.client?.retryAt || 0;
+    renderConn({ state: this.state, mode: this.mode, retryAt, waiting: retryAt > Date.now() });
   },
 };

@@ -3,14 +3,17 @@
 //
 //   PARLEY_URL=http://127.0.0.1:8080 node web/e2e/client.test.mjs
 //
-// Two pages of the server (each its own browser context, so its own
-// cookie) sign in as a guest with fetch and then import the module. The
-// checks: send and ack, the other client gets each message once and in seq
-// order, a forced reconnect resumes with no gap and no duplicate, a seq gap
-// (a frame the page's WebSocket drops) is filled from history, the SSE
-// transport, an error frame rejecting a send with its code; and that
-// parley-client.d.ts declares every export of the module and type-checks a
-// program using it (types/usage.ts, with the pinned typescript's tsc).
+// Pages of the server (each its own browser context, so its own cookie)
+// sign in as a guest with fetch and then import the module. The checks:
+// send and ack, the other client gets each message once and in seq order, a
+// forced reconnect resumes with no gap and no duplicate, a seq gap (a frame
+// the page's WebSocket drops) is filled from history, the SSE transport, an
+// error frame rejecting a send with its code, the fallback to SSE when
+// WebSocket never opens, waiting while offline, the events the chat page
+// runs on (disconnect, an error after the ack, membership, joined, left with
+// its reason, a denied join); and that parley-client.d.ts declares every
+// export of the module and type-checks a program using it (types/usage.ts,
+// with the pinned typescript's tsc).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -22,40 +25,97 @@ const MODULE = '/static/js/parley-client.js';
 
 /**
  * open signs a guest `name` in on a fresh page and makes a ParleyClient there
- * as window.pc. With drop, the page's WebSocket loses the first message frame
- * whose text is drop, as if the server had skipped it: a gap for the client.
+ * as window.pc. The page's WebSocket is wrapped: window.sockets holds every
+ * one opened and window.inject(frame) hands the client a frame as if the
+ * server had sent it on the last. With drop, it loses the first message
+ * frame whose text is drop, as if the server had skipped it: a gap for the
+ * client. With broken, every WebSocket fails before it opens (as behind a
+ * proxy that breaks them). Every event of the client but message and state
+ * is kept in window.events as {type, d}.
  */
-async function open(name, transport, { drop } = {}) {
+async function open(name, transport, { drop, broken } = {}) {
   const page = await newPage(name);
   await page.goto(`${BASE}/`);
   await page.evaluate(
-    async ({ name, transport, MODULE, drop }) => {
-      if (drop) {
-        let dropped = false;
-        window.WebSocket = class extends WebSocket {
-          set onmessage(fn) {
-            super.onmessage = (ev) => {
-              if (!dropped && JSON.parse(ev.data).text === drop) {
-                dropped = window.dropped = true;
-                return;
-              }
-              fn(ev);
-            };
+    async ({ name, transport, MODULE, drop, broken }) => {
+      let dropped = false;
+      window.sockets = [];
+      window.WebSocket = class extends WebSocket {
+        constructor(...args) {
+          super(...args);
+          window.sockets.push(this);
+        }
+        set onmessage(fn) {
+          this.fn = fn;
+          super.onmessage = (ev) => {
+            if (drop && !dropped && JSON.parse(ev.data).text === drop) {
+              dropped = window.dropped = true;
+              return;
+            }
+            fn?.(ev);
+          };
+        }
+      };
+      if (broken) {
+        // Fails before it opens, whatever the server would say.
+        window.WebSocket = class BrokenWebSocket extends EventTarget {
+          static CONNECTING = 0;
+          static OPEN = 1;
+          static CLOSING = 2;
+          static CLOSED = 3;
+          constructor(url) {
+            super();
+            this.url = url;
+            this.readyState = 0;
+            window.sockets.push(this);
+            setTimeout(() => {
+              this.readyState = 3;
+              this.onerror?.(new Event('error'));
+              this.onclose?.(new CloseEvent('close', { code: 1006, wasClean: false }));
+            }, 50);
           }
+          send() {
+            throw new DOMException('not open', 'InvalidStateError');
+          }
+          close() {}
         };
       }
+      window.inject = (frame) => window.sockets.at(-1).fn({ data: JSON.stringify(frame) });
       const res = await fetch('/api/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name }) });
       if (!res.ok) throw new Error(`sign-in: ${res.status}`);
       const { ParleyClient } = await import(MODULE);
       window.pc = new ParleyClient({ transport });
       window.got = [];
       window.states = [];
+      window.events = [];
       window.pc.on('message', (m) => window.got.push(m));
       window.pc.on('state', (s) => window.states.push(s));
+      for (const type of ['joined', 'left', 'membership', 'denied', 'disconnect', 'transport', 'error']) {
+        window.pc.on(type, (d) => window.events.push({ type, d: d instanceof Error ? { code: d.code, room: d.room, id: d.id, message: d.message } : d }));
+      }
     },
-    { name, transport, MODULE, drop },
+    { name, transport, MODULE, drop, broken },
   );
   return page;
+}
+
+/** waitEvent waits until page's client has had an event of type for which pred holds; it returns its detail. */
+async function waitEvent(page, type, pred, what) {
+  return waitFor(async () => {
+    const evs = await page.evaluate((type) => window.events.filter((e) => e.type === type).map((e) => e.d), type);
+    return evs.find(pred) || null;
+  }, what);
+}
+
+/** api calls the JSON API with page's cookie; it returns {status, body}. */
+function api(page, method, path, body) {
+  return page.evaluate(
+    async ({ method, path, body }) => {
+      const res = await fetch(path, { method, headers: { 'Content-Type': 'application/json' }, body: body && JSON.stringify(body) });
+      return { status: res.status, body: await res.json().catch(() => null) };
+    },
+    { method, path, body },
+  );
 }
 
 const got = (page) => page.evaluate((ROOM) => window.got.filter((m) => m.room === ROOM), ROOM);
@@ -215,6 +275,110 @@ async function main() {
     assert(ms.length === ids.length - 2, `sue has ${ms.length}, want ${ids.length - 2}`);
     ms.forEach((m, i) => assert(m.seq === i + 3, `sue: message ${i} has seq ${m.seq}`));
     await sse.evaluate(() => window.pc.close());
+  });
+
+  await check('a client that connects before any join is live; one whose WebSocket never opens falls back to SSE by itself', async () => {
+    const cal = await open(`lib-cal-${suffix}`, 'ws');
+    await cal.evaluate(() => window.pc.connect());
+    await waitFor(() => cal.evaluate(() => window.pc.state === 'live'), 'cal live with no room');
+    await cal.evaluate(() => window.pc.close());
+    const dee = await open(`lib-dee-${suffix}`, 'auto', { broken: true });
+    // The probe (does the server answer HTTP?) is slow, and the join comes
+    // while it is under way, as the chat page's does after its history.
+    await dee.route('**/api/rooms?limit=1', async (route) => {
+      await new Promise((r) => setTimeout(r, 500));
+      await route.continue();
+    });
+    await dee.evaluate(() => window.pc.connect());
+    await waitFor(() => dee.evaluate(() => window.sockets[0]?.readyState === 3), 'the WebSocket fails');
+    await dee.evaluate((ROOM) => window.pc.join(ROOM, { after: 0 }), ROOM);
+    assert((await dee.evaluate(() => window.pc.transport)) === 'sse', 'not on SSE');
+    assert(await waitEvent(dee, 'transport', (t) => t === 'sse', 'the transport event'), 'no transport event');
+    await waitFor(() => dee.evaluate(() => window.pc.state === 'live'), 'dee live over SSE');
+    const tried = await dee.evaluate(() => window.sockets.length);
+    assert(tried === 1, `${tried} WebSockets tried, want 1 (none while the probe is under way)`);
+    const ms = await waitGot(dee, ids, 'dee');
+    assertOnceInOrder(ms, 'dee');
+    await dee.evaluate(() => window.pc.close());
+  });
+
+  await check('a lost connection says disconnect with its close code, and the client resumes', async () => {
+    await ann.evaluate(() => window.sockets.at(-1).close(4001, 'test'));
+    await waitEvent(ann, 'disconnect', (d) => d.code === 4001, 'a disconnect event');
+    await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again');
+    // reconnect({now}) (the chat page's, for a renewed session) opens the new socket at once, not after a backoff.
+    const opened = await ann.evaluate(() => {
+      const n = window.sockets.length;
+      window.pc.reconnect({ now: true });
+      return window.sockets.length - n;
+    });
+    assert(opened === 1, `${opened} sockets opened by reconnect({now: true})`);
+    await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again after reconnect({now})');
+    const [id] = await sendAll(ann, ['after a close']);
+    ids.push(id);
+    assertOnceInOrder(await waitGot(bob, ids, 'bob'), 'bob');
+  });
+
+  await check('offline: the client waits for the network, then comes back and resumes', async () => {
+    await ann.context().setOffline(true);
+    try {
+      await waitFor(() => ann.evaluate(() => window.pc.state === 'offline'), 'ann offline');
+      const n = await ann.evaluate(() => window.sockets.length);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert((await ann.evaluate(() => window.sockets.length)) === n, 'sockets opened while offline');
+    } finally {
+      await ann.context().setOffline(false);
+    }
+    await waitFor(() => ann.evaluate(() => window.pc.state === 'live'), 'ann live again when online');
+    const [id] = await sendAll(bob, ['while ann was offline, just about']);
+    ids.push(id);
+    assertOnceInOrder(await waitGot(ann, ids, 'ann'), 'ann');
+  });
+
+  await check('an error frame about a send already acknowledged is an error event naming the send', async () => {
+    const [id] = await sendAll(ann, ['acked, then refused']);
+    ids.push(id);
+    await ann.evaluate(({ id, ROOM }) => window.inject({ type: 'error', code: 'forbidden', message: 'refused', id, room: ROOM }), { id, ROOM });
+    const e = await waitEvent(ann, 'error', (e) => e.id === id, 'the error event');
+    assert(e.code === 'forbidden' && e.room === ROOM, JSON.stringify(e));
+  });
+
+  const PRIV = `lib-priv-${suffix}`;
+  const bobName = `lib-bob-${suffix}`;
+  await check('membership: being added to a room is a membership event; its join is a joined event', async () => {
+    let r = await api(ann, 'POST', '/api/rooms', { room: PRIV, kind: 'private' });
+    assert(r.status === 201, `create: ${r.status} ${JSON.stringify(r.body)}`);
+    r = await api(ann, 'POST', `/api/rooms/${PRIV}/members`, { user: bobName });
+    assert(r.status < 300, `add: ${r.status} ${JSON.stringify(r.body)}`);
+    const m = await waitEvent(bob, 'membership', (f) => f.room === PRIV, 'the membership event');
+    assert(!('type' in m), `the event keeps the frame type: ${JSON.stringify(m)}`);
+    await bob.evaluate((PRIV) => window.pc.join(PRIV, { after: 0 }), PRIV);
+    const j = await waitEvent(bob, 'joined', (j) => j.room === PRIV, 'the joined event');
+    assert(Number.isInteger(j.last_seq) && j.last_seq >= 2, `last_seq ${j.last_seq}`);
+    // What the room holds for bob (from his being added on: history skips
+    // what came before) is delivered as it is, no gap claimed.
+    const ms = await waitFor(async () => {
+      const ms = await bob.evaluate((PRIV) => window.got.filter((m) => m.room === PRIV), PRIV);
+      return ms.some((m) => m.kind === 'member' && m.data?.target === bobName) ? ms : null;
+    }, 'bob gets the item that added him');
+    ms.forEach((m, i) => assert(i === 0 || m.seq === ms[i - 1].seq + 1, `seqs ${ms.map((m) => m.seq)}`));
+    const errs = await bob.evaluate(() => window.events.filter((e) => e.type === 'error' || e.type === 'disconnect'));
+    assert(errs.length === 0, `events ${JSON.stringify(errs)}`);
+  });
+
+  await check('removed: a left event with the reason; the room is dropped; joining again is denied', async () => {
+    const r = await api(ann, 'DELETE', `/api/rooms/${PRIV}/members/${bobName}`);
+    assert(r.status < 300, `remove: ${r.status} ${JSON.stringify(r.body)}`);
+    const left = await waitEvent(bob, 'left', (l) => l.room === PRIV, 'the left event').catch(async (err) => {
+      throw new Error(`${err.message}; events ${JSON.stringify(await bob.evaluate(() => window.events))}; got ${JSON.stringify(await bob.evaluate((PRIV) => window.got.filter((m) => m.room === PRIV), PRIV))}`);
+    });
+    assert(left.reason === 'removed', `reason ${JSON.stringify(left.reason)}`);
+    assert((await bob.evaluate((PRIV) => window.pc.last(PRIV), PRIV)) === null, 'the room is still kept');
+    const err = await bob.evaluate((PRIV) => window.pc.join(PRIV, { after: 0 }).then(() => null, (e) => ({ code: e.code, room: e.room })), PRIV);
+    assert(err && err.code === 'not_found' && err.room === PRIV, `join answered ${JSON.stringify(err)}`);
+    const d = await waitEvent(bob, 'denied', (d) => d.room === PRIV, 'the denied event');
+    assert(d.code === 'not_found', JSON.stringify(d));
+    await waitFor(() => bob.evaluate(() => window.pc.state === 'live'), 'bob live on the rooms left');
   });
 
   await check('close settles the client: state closed, a later send rejects with code closed', async () => {
