@@ -450,7 +450,7 @@ func (a *asyncSchemas) serverFrame(raw []byte) string {
 		a.t.Fatalf("frame %q: %v", raw, err)
 	}
 	schema := map[string]string{"joined": "Joined", "left": "Left", "ack": "Ack", "pong": "Pong",
-		"message": "MessageFrame", "error": "ErrorFrame"}[f.Type]
+		"message": "MessageFrame", "error": "ErrorFrame", "membership": "Membership"}[f.Type]
 	if schema == "" {
 		a.t.Errorf("frame of a type the document does not describe: %s", raw)
 		return f.Type
