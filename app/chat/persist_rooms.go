@@ -161,9 +161,10 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	if err != nil {
 		return nil, err
 	}
-	// Whatever was folded in beyond the saved state is at most saveEvery
-	// items: counting from here keeps the lag below twice that.
-	c := &cachedRoom{st: st, partition: partition, saved: st.Seq}
+	// The items folded in beyond the saved state may change what others
+	// read (an add stored by an instance that died before it saved the
+	// state): the state is saved with this batch, whatever it holds.
+	c := &cachedRoom{st: st, partition: partition, saved: st.Seq, dirty: true}
 	p.rooms.rooms[room] = c
 	return c, nil
 }

@@ -280,3 +280,27 @@ func TestPersisterSavesLaggingStates(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPersisterSavesWhatItFoldsOnLoad: items stored beyond the saved state
+// (by an instance that died before saving it) are saved with the next
+// batch, so that access checks, which read the saved state, see them.
+func TestPersisterSavesWhatItFoldsOnLoad(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	st := openStore(t).(roomStore)
+	now := time.Now()
+	alice := chat.Author{Name: "alice"}
+	if _, err := st.Append(context.Background(), []chat.Message{
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	runRoomPersister(t, bus, st)
+	publishItems(t, bus, chat.Message{Room: "p", ID: "a1", User: "alice", Text: "hi", TS: chat.Timestamp(now)})
+	received(t, bus, 1)
+	saved, err := st.RoomState(context.Background(), "p")
+	if err != nil || !saved.IsMember("bob") || saved.Seq != 3 {
+		t.Fatalf("saved state %+v %v", saved, err)
+	}
+}
