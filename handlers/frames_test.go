@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -31,7 +32,7 @@ func TestDecodeEventKeepsRecordBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if &ev.JSON()[0] != &rec[0] || ev.Msg != m {
+	if &ev.JSON()[0] != &rec[0] || !reflect.DeepEqual(ev.Msg, m) {
 		t.Fatalf("event %+v does not keep the record's bytes", ev.Msg)
 	}
 	if got, want := string(ev.Frame(wsMessage)), string(chat.NewEvent(m).Frame(wsMessage)); got != want {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -190,14 +191,14 @@ func TestOpenMigratesLegacyIndex(t *testing.T) {
 	bobX.Seq, aliceY.Seq = 2, 3
 	oldMsg := chat.Message{Room: old.Room, Seq: old.Seq, ID: old.ID, User: old.User, Text: old.Text, TS: old.TS}
 	want := []chat.Message{oldMsg, bobX, aliceY}
-	if !slices.Equal(out, want) {
+	if !reflect.DeepEqual(out, want) {
 		t.Fatalf("Append after migration =\n %+v\nwant\n %+v", out, want)
 	}
 	p, err := s.Messages(ctx, "general", chat.Query{Kind: chat.Latest, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(p.Messages, want) || p.HasMore {
+	if !reflect.DeepEqual(p.Messages, want) || p.HasMore {
 		t.Fatalf("history after migration = %+v, want %+v", p.Messages, want)
 	}
 	rooms, err := s.Rooms(ctx, chat.RoomQuery{Limit: 10})
@@ -289,7 +290,7 @@ func checkRoom(t *testing.T, s *Store, room string, wantN int, returned ...[]cha
 	}
 	for _, out := range returned {
 		for _, m := range out {
-			if m != byKey[keyOf(m)] {
+			if !reflect.DeepEqual(m, byKey[keyOf(m)]) {
 				t.Fatalf("room %s: a caller got %+v for %s, stored is %+v", room, m, m.ID, byKey[keyOf(m)])
 			}
 		}
@@ -495,7 +496,7 @@ func TestReAppendWritesNothing(t *testing.T) {
 	inserts := 0
 	s.beforeInsert = func(context.Context, string, int64, int) { inserts++ }
 	again := mustAppend(t, s, ctx, append(batch("general", "m", "second", 0, 150), batch("other", "m", "second", 0, 20)...))
-	if !slices.Equal(again, first) {
+	if !reflect.DeepEqual(again, first) {
 		t.Fatalf("re-Append returned other messages than the first Append")
 	}
 	if inserts != 2 {

@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -87,7 +88,7 @@ func TestOpenMigratesStringTS(t *testing.T) {
 		t.Fatalf("%d messages after the migration, %d before, want %d", len(after), len(before), n)
 	}
 	for i := range after {
-		if after[i] != before[i] {
+		if !reflect.DeepEqual(after[i], before[i]) {
 			t.Fatalf("message %d reads %+v after the migration, %+v before", i, after[i], before[i])
 		}
 	}

@@ -29,6 +29,13 @@ type Message struct {
 	// a plain message has none. Data is such an item's data.
 	Kind string    `json:"kind,omitempty"`
 	Data *ItemData `json:"data,omitempty"`
+	// Mentions lists the room's members the text names with @name,
+	// matched canonically; computed by the persist stage (v2).
+	Mentions []string `json:"mentions,omitempty"`
+	// Events is how many timeline events (items with a Kind) the room
+	// holds up to and including this item, stamped by the persist stage
+	// (see missed.go). Not on the wire: stores keep it beside the item.
+	Events int64 `json:"-"`
 }
 
 // Author is who sends a message: a user, and whether a guest.

@@ -88,6 +88,12 @@ type ItemData struct {
 	Topic     *string  `json:"topic,omitempty"`
 	SlowModeS *int     `json:"slow_mode_s,omitempty"`
 	Members   []string `json:"members,omitempty"`
+	// Seq is a read position (KindRead records); Receipts says the room
+	// keeps receipts (the fan-out sends them to its joined connections).
+	Seq      int64 `json:"seq,omitempty"`
+	Receipts bool  `json:"receipts,omitempty"`
+	// Notification is what a KindNotification record carries.
+	Notification *Notification `json:"notification,omitempty"`
 	// Code and Message are a refusal's (kindRefusal records only).
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -126,6 +132,9 @@ type RoomState struct {
 	// LastSent maps a user to the ts of their last message, while slow
 	// mode is on: the slow mode check is a function of the log too.
 	LastSent map[string]string `json:"last_sent,omitempty"`
+	// Events counts the timeline events (items with a Kind) up to Seq:
+	// the persist stage stamps it on each item (Message.Events).
+	Events int64 `json:"events,omitempty"`
 }
 
 // NewRoomState is the state of a room before its first item.
@@ -386,6 +395,9 @@ func (st *RoomState) lastOwner(user string) bool {
 func (st *RoomState) Apply(m *Message) {
 	if m.Seq > st.Seq {
 		st.Seq = m.Seq
+	}
+	if m.Kind != "" {
+		st.Events++
 	}
 	if m.Kind == "" {
 		if st.Kind == "" {

@@ -159,6 +159,10 @@ type RoomSummary struct {
 	LastSeq   int64
 	// Role is the asking user's, "" when not a member.
 	Role string
+	// ReadSeq, Unread and Mentions are the asking user's (Marks.Counts).
+	ReadSeq  int64
+	Unread   int64
+	Mentions int64
 }
 
 // SummaryPage is one page of a room list; More says more rooms follow.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
-	if !slices.Equal(page.Messages, before[:2]) {
+	if !reflect.DeepEqual(page.Messages, before[:2]) {
 		t.Fatalf("history after reopen = %+v, want %+v", page.Messages, before[:2])
 	}
 	roomPage, err := s.Rooms(ctx, chat.RoomQuery{Limit: 100})
@@ -93,7 +94,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if out[0] != before[0] || out[1].Seq != 3 {
+	if !reflect.DeepEqual(out[0], before[0]) || out[1].Seq != 3 {
 		t.Fatalf("Append after reopen = %+v, want the stored a and d at seq 3", out)
 	}
 }
@@ -270,7 +271,7 @@ func TestMigrateFormat1(t *testing.T) {
 
 	s := openTemp(t, path)
 	for room, want := range old {
-		if got := history(t, s, room); !slices.Equal(got, want) {
+		if got := history(t, s, room); !reflect.DeepEqual(got, want) {
 			t.Fatalf("history of %s after migration = %+v, want %+v", room, got, want)
 		}
 	}
@@ -300,10 +301,10 @@ func TestMigrateFormat1(t *testing.T) {
 	lobbyA := userMessage("lobby", "alice", "a", "alice's a in lobby")
 	lobbyA.Seq = 1
 	want := []chat.Message{old["general"][0], bobA, old["general"][1], randomBobA, lobbyA}
-	if !slices.Equal(out, want) {
+	if !reflect.DeepEqual(out, want) {
 		t.Fatalf("Append after migration =\n %+v\nwant\n %+v", out, want)
 	}
-	if got, want := history(t, s, "general"), append(slices.Clone(old["general"]), bobA); !slices.Equal(got, want) {
+	if got, want := history(t, s, "general"), append(slices.Clone(old["general"]), bobA); !reflect.DeepEqual(got, want) {
 		t.Fatalf("history of general = %+v, want %+v", got, want)
 	}
 	if err := s.Close(); err != nil {
@@ -341,7 +342,7 @@ func TestMigrateFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []chat.Message{bobA, old["general"][2]}; !slices.Equal(out, want) {
+	if want := []chat.Message{bobA, old["general"][2]}; !reflect.DeepEqual(out, want) {
 		t.Fatalf("Append after reopen = %+v, want %+v", out, want)
 	}
 	if last, err := s.LastSeq(ctx, "general"); err != nil || last != 4 {

@@ -6,6 +6,7 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -236,7 +237,7 @@ func seqRange(from, to int64) []int64 {
 
 func equalMessages(t *testing.T, what string, got, want []chat.Message) {
 	t.Helper()
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
@@ -510,7 +511,7 @@ func checkPages(t *testing.T, s chat.Store, all []chat.Message, cases []pageCase
 			continue
 		}
 		for _, m := range p.Messages {
-			if m != all[m.Seq-1] {
+			if !reflect.DeepEqual(m, all[m.Seq-1]) {
 				t.Errorf("Messages(%+v): seq %d = %+v, want %+v", c.q, m.Seq, m, all[m.Seq-1])
 			}
 		}
@@ -910,7 +911,7 @@ func testConcurrentDuplicates(t *testing.T, s chat.Store) {
 	}
 	for w, out := range results {
 		for _, m := range out {
-			if m != storedByID[m.ID] {
+			if !reflect.DeepEqual(m, storedByID[m.ID]) {
 				t.Fatalf("writer %d got %+v for %s, stored is %+v", w, m, m.ID, storedByID[m.ID])
 			}
 		}
@@ -972,7 +973,7 @@ func testConcurrentUsersDuplicates(t *testing.T, s chat.Store) {
 	}
 	for w, out := range results {
 		for _, m := range out {
-			if want := storedByKey[key{m.User, m.ID}]; m != want {
+			if want := storedByKey[key{m.User, m.ID}]; !reflect.DeepEqual(m, want) {
 				t.Fatalf("writer %d got %+v, stored is %+v", w, m, want)
 			}
 		}
