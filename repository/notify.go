@@ -279,6 +279,10 @@ func (s *Store) PushSubscriptions(ctx context.Context, user string) ([]chat.Push
 // the delivery is held; past it, and still not recorded, the claimer takes
 // the delivery over with claim n+2. So a lease is what the claim documents
 // say, and the delivery's next_at only the index that finds due ones.
+//
+// It reads max due deliveries once: while other claimers hold some of those
+// (claimed, not yet recorded) it returns fewer than max, and the next call
+// finds the rest.
 func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, max int) ([]chat.Delivery, error) {
 	if max < 1 {
 		return nil, chat.Errorf(chat.EBadRequest, "claim deliveries: max must be at least 1")
