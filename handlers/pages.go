@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"io/fs"
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
@@ -12,10 +13,25 @@ import (
 
 func (s *Server) registerPages(app *fiber.App) {
 	app.Get("/", s.index)
+	app.Get("/sw.js", serviceWorker)
 	app.Use("/static", filesystem.New(filesystem.Config{
 		Root:   http.FS(static.Served),
 		MaxAge: 3600,
 	}))
+}
+
+// serviceWorker serves static/sw.js at the root: a service worker's scope
+// is at most the folder it is served from, and Web Push's covers the whole
+// page. no-cache: the browser checks for a new one on every registration
+// and update, so a fixed worker reaches everyone at once.
+func serviceWorker(c *fiber.Ctx) error {
+	b, err := fs.ReadFile(static.FS, "sw.js")
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(b)
 }
 
 // index renders the chat page; a valid session cookie shows the chat, no

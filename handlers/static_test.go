@@ -1,9 +1,14 @@
 package handlers
 
 import (
+	"bytes"
+	"io"
+	"io/fs"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/parley-chat/parley/static"
 )
 
 // The client's modules are served as app.js is, from their plain path and
@@ -40,5 +45,48 @@ func TestStaticModules(t *testing.T) {
 		if status, _, _, _ := get(path); status != 404 {
 			t.Errorf("%s: status %d, want 404", path, status)
 		}
+	}
+}
+
+// The service worker is served at the root (its scope is the folder it comes
+// from), as JavaScript, checked again by the browser on every update
+// (no-cache), with the security headers of every response.
+func TestServiceWorker(t *testing.T) {
+	app, _, _ := fuzzServer(t)
+	resp, err := app.Test(httptest.NewRequest("GET", "http://parley.test/sw.js", nil), 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	want, err := fs.ReadFile(static.FS, "sw.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, want) || !bytes.Contains(body, []byte("showNotification")) {
+		t.Errorf("body is not static/sw.js (%d bytes)", len(body))
+	}
+	for header, want := range map[string]string{
+		"Content-Type":            "text/javascript; charset=utf-8",
+		"Cache-Control":           "no-cache",
+		"Content-Security-Policy": contentSecurityPolicy,
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "no-referrer",
+	} {
+		if got := resp.Header.Get(header); got != want {
+			t.Errorf("%s: %q, want %q", header, got, want)
+		}
+	}
+	// Only GET (and HEAD) serve it.
+	resp, err = app.Test(httptest.NewRequest("POST", "http://parley.test/sw.js", nil), 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Errorf("POST /sw.js: status 200")
 	}
 }

@@ -5,14 +5,17 @@
 import { api, roomPath } from './api.js';
 import { t } from './i18n.js';
 import { insertSequenced } from './messages.js';
+import { maybeRead, showNewLine, showTarget } from './reading.js';
 import { notice } from './notice.js';
 import { deny, loadRoom } from './room.js';
 import { renderRoomList } from './rooms.js';
-import { markSeen, state } from './state.js';
+import { state } from './state.js';
 import { ui } from './ui.js';
 import { scrollToBottom, setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const PAGE_SIZE = 50; // history page when opening a room or scrolling up
+const NEWER_SIZE = 200; // pages after a message a room is opened at
+const NEWER_PAGES = 5;
 
 /** ensureHistory loads the latest page once per room visit; the live connection joins after it. */
 export function ensureHistory(r) {
@@ -27,8 +30,11 @@ export function ensureHistory(r) {
 async function loadLatest(r) {
   setPaneStatus(t('history.loading'));
   let page;
+  const at = r.target;
   try {
-    page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}`);
+    // Opened at a message (a notification): the page up to it, then what
+    // follows; else the latest page.
+    page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}${at ? `&before=${at + 1}` : ''}`);
   } catch (err) {
     // 404: no such room, or a private one I am not in (the server does not
     // say which); 403: I am banned. Either way there is nothing to show or
@@ -44,16 +50,38 @@ async function loadLatest(r) {
   const last = page.messages.at(-1);
   r.lastSeq = Math.max(r.lastSeq ?? 0, last ? last.seq : 0);
   r.hasMore = page.has_more;
-  markSeen(r.name, r.lastSeq);
+  if (at) await loadNewer(r);
+  if (r !== state.room || r.denied) return;
   updateOlderButton();
   updateEmpty();
-  scrollToBottom();
+  const line = showNewLine(r);
+  if (at && showTarget(r, at)) {
+    // shown and marked
+  } else if (line) line.scrollIntoView({ block: 'start' });
+  else scrollToBottom();
   renderRoomList();
-  fillViewport(r);
+  if (!at) fillViewport(r);
+  maybeRead();
   // The room's object and members: only for a room with a timeline, since
   // every existing room has at least its first item, and asking about one
   // that does not exist yet would be a 404 (a console error in the page).
   if (r.lastSeq > 0) loadRoom(r);
+}
+
+/**
+ * loadNewer reads the pages after r.lastSeq (a room opened at a message),
+ * a few at most: the live join replays whatever lies beyond.
+ */
+async function loadNewer(r) {
+  for (let i = 0; i < NEWER_PAGES; i++) {
+    const page = await api('GET', `${roomPath(r.name)}/messages?limit=${NEWER_SIZE}&after=${r.lastSeq}`);
+    if (r !== state.room || r.denied) return;
+    for (const m of page.messages) insertSequenced(r, m);
+    const last = page.messages.at(-1);
+    if (!last) return;
+    r.lastSeq = Math.max(r.lastSeq, last.seq);
+    if (!page.has_more) return;
+  }
 }
 
 /** Keep loading older pages while the pane has no scroll bar to pull on. */

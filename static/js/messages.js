@@ -1,8 +1,10 @@
 // The open room's messages on the page: in seq order, once each.
 
 import { resolvePending } from './outbox.js';
-import { reloadSoon, roomEvent } from './room.js';
-import { markSeen, state } from './state.js';
+import { maybeRead } from './reading.js';
+import { renderSeen } from './receipts.js';
+import { isDirectRoom, reloadSoon, roomEvent } from './room.js';
+import { state } from './state.js';
 import { messageNode, nearBottom, placeBySeq, regroup, scrollToBottom, updateEmpty } from './view.js';
 
 /** insertSequenced places a sequenced message of room r by seq; false if it is shown already. */
@@ -23,9 +25,10 @@ export function showLive(r, m) {
   const stick = nearBottom() || m.user === state.me;
   insertSequenced(r, m);
   r.lastSeq = m.seq;
-  markSeen(r.name, m.seq);
   updateEmpty();
   if (stick) scrollToBottom();
+  maybeRead();
+  if (r.receipts.size || isDirectRoom(r)) renderSeen(r);
   if (m.kind === 'member') roomEvent(r, m);
   else if (!r.info) reloadSoon(); // the first message of a public room made it: read what it is
 }

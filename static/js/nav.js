@@ -4,11 +4,13 @@
 import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { attachPending } from './outbox.js';
+import { showTarget } from './reading.js';
 import { renderHead } from './room.js';
 import { renderRoomList } from './rooms.js';
 import { newRoom, pending, state } from './state.js';
 import { conn } from './transport.js';
 import { ui } from './ui.js';
+import { known, readPos } from './unread.js';
 import { setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -24,12 +26,13 @@ export function roomFromHash() {
 /**
  * openRoom shows room `name`: its head, history and members, and moves the
  * live connection there. With `force`, the open room is opened afresh (I was
- * let into a room that showed as one I may not read).
+ * let into a room that showed as one I may not read). With `at`, it opens
+ * at that seq (the message is shown and marked) rather than at the latest.
  */
-export function openRoom(name, { force = false } = {}) {
+export function openRoom(name, { force = false, at = null } = {}) {
   if (state.room?.name === name && !force) return;
   const from = state.room?.name;
-  state.room = newRoom(name);
+  state.room = newRoom(name, { readAt: known(name) ? readPos(name) : null, target: at });
   ui.list.replaceChildren();
   setPaneStatus('');
   renderHead();
@@ -40,6 +43,19 @@ export function openRoom(name, { force = false } = {}) {
   renderRoomList();
   closeSidebar();
   conn.roomChanged(from);
+}
+
+/**
+ * openRoomAt opens room `name` at its message `seq` (a notification, a
+ * push's ?room=&seq=): marked at once when the open room shows it, else the
+ * room is opened afresh around it. The address says the room, as a click
+ * on its link would.
+ */
+export function openRoomAt(name, seq) {
+  const r = state.room;
+  if (r?.name === name && !r.denied && showTarget(r, seq)) return;
+  openRoom(name, { force: true, at: seq });
+  if (location.hash !== `#room=${name}`) history.pushState(null, '', `${location.pathname}${location.search}#room=${name}`);
 }
 
 /** goToRoom opens room `name` through the address, as a click on its link does. */

@@ -30,6 +30,23 @@ export interface ParleyEvents {
   /** 'auto' fell back to SSE + POST. */
   transport: 'sse';
   error: ParleyError;
+  /** My read position in room moved (any of my connections); over SSE only for rooms whose streams are open. */
+  read: { room: string; seq: number };
+  /** A member's read position moved, in a direct room or one of at most 100 members that I am joined to. */
+  receipt: { room: string; user: string; seq: number };
+  /** A mention or direct message not read in time; once per id. */
+  notification: ParleyNotification;
+}
+
+/** An in-app notification (GET /api/notifications lists the same objects). */
+export interface ParleyNotification {
+  id: string;
+  room: string;
+  seq: number;
+  from: string;
+  text: string;
+  kind: 'mention' | 'direct';
+  ts: string;
 }
 
 export interface ParleySendOptions {
@@ -81,6 +98,8 @@ export class ParleyClient extends EventTarget {
   connect(): void;
   join(room: string, options?: { after?: number }): Promise<void>;
   leave(room: string): void;
+  /** Sends my read position in room (a read frame, or PUT .../read over SSE); the 'read' event says when it took effect. */
+  read(room: string, seq: number): Promise<void>;
   send(room: string, text: string, options?: ParleySendOptions): Promise<string>;
   /** With now, the client comes back at once rather than after a backoff. */
   reconnect(options?: { now?: boolean }): void;

@@ -23,6 +23,7 @@ const SEND_BUDGET = 60_000;
 const POST_RETRY = 1_000; // a POST with no answer goes again after this times its attempts
 const REQUEST_TIMEOUT = 15_000;
 const HISTORY_LIMIT = 200;
+const NOTES_KEPT = 500; // notification ids remembered to drop repeats
 // Error codes that may pass: the send goes again, same id, within its budget.
 const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
 
@@ -69,6 +70,14 @@ export function eventsURL(base, room, after, token) {
  *                code; 4000 for one the client dropped, 0 for an event
  *                stream the browser gave up on); the client comes back by itself;
  *   'transport'  'sse': 'auto' fell back to SSE + POST;
+ *   'read'       {room, seq}: my read position in room moved (by any of my
+ *                connections, on any instance); over SSE only for the
+ *                rooms whose streams are open;
+ *   'receipt'    {room, user, seq}: a member's read position moved, in a
+ *                direct room or a small one I am joined to;
+ *   'notification' {id, room, seq, from, text, kind, ts}: a mention or a
+ *                direct message I had not read in time, once per id (every
+ *                SSE stream carries it: repeats are dropped);
  *   'error'      a ParleyError of an error frame that concerns no pending
  *                send (err.id names a send already acknowledged: it failed
  *                after all), or a failure of the transport.
@@ -89,6 +98,8 @@ export class ParleyClient extends EventTarget {
   #timers = { retry: 0, ping: 0, pong: 0 };
   #closed = false;
   #probing = false; // a probe (see probe) is under way: no socket meanwhile
+  #reads = new Map(); // room -> seq: read positions to send once the socket opens
+  #notes = new Set(); // ids of notifications delivered, to drop the repeats of several streams
   state = 'connecting';
 
   /** @param {{baseUrl?: string, token?: string, transport?: 'ws'|'sse'|'auto'}} opts */
@@ -177,6 +188,23 @@ export class ParleyClient extends EventTarget {
     r.es?.close();
     this.#frame({ type: 'leave', room });
     this.#recompute();
+  }
+
+  /**
+   * read tells the server that I have read room up to seq: a read frame
+   * over WebSocket (no answer; an error frame on bad input), PUT
+   * .../read over SSE (it resolves once the server took it, and rejects
+   * with its ParleyError). A position given while the socket is down goes
+   * out when it opens (only the highest per room: the server never moves
+   * back anyway). The 'read' event says when it took effect.
+   */
+  read(room, seq) {
+    if (this.#closed) return Promise.reject(new ParleyError('closed', 'client closed'));
+    if (!Number.isInteger(seq) || seq < 0) return Promise.reject(new ParleyError('bad_request', 'seq must be a whole number'));
+    if (this.#mode === 'sse') return this.#request('PUT', `/api/rooms/${encodeURIComponent(room)}/read`, { seq }).then(() => {});
+    if (this.#ws?.readyState === WebSocket.OPEN) this.#frame({ type: 'read', room, seq });
+    else this.#reads.set(room, Math.max(seq, this.#reads.get(room) ?? 0));
+    return Promise.resolve();
   }
 
   /**
@@ -484,6 +512,8 @@ export class ParleyClient extends EventTarget {
         this.#frame({ type: 'join', room, after: r.last ?? undefined });
       }
       for (const [id, p] of this.#pending) this.#transmit(id, p);
+      for (const [room, seq] of this.#reads) this.#frame({ type: 'read', room, seq });
+      this.#reads.clear();
       this.#recompute();
     };
     ws.onmessage = (ev) => this.#onFrame(ev.data);
@@ -560,8 +590,24 @@ export class ParleyClient extends EventTarget {
     else if (f.type === 'membership') {
       const { type, ...rest } = f;
       this.#emit('membership', rest);
+    } else if (f.type === 'read' || f.type === 'receipt' || f.type === 'notification') this.#onMissed(f.type, f);
+    // Other types (pong, ...) extend the contract: ignored here.
+  }
+
+  /** onMissed takes a read, receipt or notification frame of either transport (What you missed). */
+  #onMissed(type, f) {
+    const { type: _, ...detail } = f;
+    if (type === 'read' || type === 'receipt') {
+      if (typeof f.room !== 'string' || !Number.isInteger(f.seq)) return;
+      if (type === 'receipt' && typeof f.user !== 'string') return;
+    } else {
+      if (typeof f.id !== 'string' || typeof f.room !== 'string' || !Number.isInteger(f.seq)) return;
+      if (this.#notes.has(f.id)) return;
+      this.#notes.add(f.id);
+      // Enough to catch the repeats of one delivery over several streams.
+      if (this.#notes.size > NOTES_KEPT) this.#notes.delete(this.#notes.values().next().value);
     }
-    // Other types (pong, receipts, ...) extend the contract: ignored here.
+    this.#emit(type, detail);
   }
 
   /* ---- SSE + POST ---- */
@@ -588,6 +634,12 @@ export class ParleyClient extends EventTarget {
       const m = parse(ev);
       if (m && r.es === es) this.#deliver({ ...m, room });
     };
+    for (const type of ['read', 'receipt', 'notification']) {
+      es.addEventListener(type, (ev) => {
+        const f = parse(ev);
+        if (f && r.es === es) this.#onMissed(type, type === 'read' ? { room, ...f } : f);
+      });
+    }
     es.addEventListener('left', (ev) => {
       const f = parse(ev);
       if (f && r.es === es) this.#left(f.room || room, f.reason, r);

@@ -9,9 +9,11 @@
 import { api, roomPath } from './api.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
+import { loadReceipts } from './receipts.js';
 import { forgetRoom, renderRoomList, roomInfo } from './rooms.js';
 import { state } from './state.js';
 import { ui } from './ui.js';
+import { fromRoomObject } from './unread.js';
 import { setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const RANK = { owner: 3, moderator: 2, member: 1 };
@@ -92,8 +94,10 @@ export async function loadRoom(r) {
   }
   if (r !== state.room || r.denied) return;
   r.info = info;
+  fromRoomObject(info);
   renderHead();
   renderRoomList();
+  loadReceipts(r);
   if (!info) {
     r.members = new Map();
     r.bans = null;

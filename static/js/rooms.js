@@ -6,8 +6,9 @@ import { $, el } from './dom.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { signedOut } from './session.js';
-import { seenSeq, state } from './state.js';
+import { state } from './state.js';
 import { ui } from './ui.js';
+import { counts, fromRoomObject } from './unread.js';
 
 const ROOMS_PAGE = 100; // rooms per GET /api/rooms page (the server allows 1-200)
 
@@ -45,7 +46,10 @@ function mergeRooms(data, { first = false } = {}) {
       if (!listed.has(name) && (upto === null || name <= upto)) knownRooms.delete(name);
     }
   }
-  for (const x of rooms) knownRooms.set(x.room, x);
+  for (const x of rooms) {
+    knownRooms.set(x.room, x);
+    fromRoomObject(x);
+  }
 }
 
 /** roomInfo is what the list knows of room name, or undefined. */
@@ -55,6 +59,7 @@ export const roomInfo = (name) => knownRooms.get(name);
 export function rememberRoom(obj) {
   if (!obj?.room) return;
   knownRooms.set(obj.room, { ...knownRooms.get(obj.room), ...obj });
+  fromRoomObject(obj);
   renderRoomList();
 }
 
@@ -112,7 +117,8 @@ function roomItem(name, direct) {
       el('span', { class: 'room-label', dir: 'auto' }),
       // A private room's mark: a lock drawn by app.css, and words for screen readers.
       el('span', { class: 'room-lock', hidden: true }, el('span', { class: 'visually-hidden' })),
-      el('span', { class: 'room-badge', 'aria-label': t('rooms.newMessages'), hidden: true }),
+      el('span', { class: 'room-badge', 'data-testid': 'room-badge', hidden: true }),
+      el('span', { class: 'room-mention', 'data-testid': 'room-mention', hidden: true }),
     ),
   );
 }
@@ -139,11 +145,40 @@ function renderList(list, names, direct) {
     const lock = $('.room-lock', li);
     lock.hidden = info?.kind !== 'private';
     lock.firstChild.textContent = lock.hidden ? '' : t('rooms.private');
-    const last = info?.last_seq || 0;
-    const seen = seenSeq.get(name);
-    $('.room-badge', li).hidden = current || seen === undefined || last <= seen;
+    renderBadges(li, name);
   });
   for (const li of existing.values()) li.remove();
+}
+
+/**
+ * renderBadges shows room's counts on its entry: the unread count, and a
+ * distinct mark with the mentions (a direct room's unread are all for me).
+ */
+function renderBadges(li, name) {
+  const { unread, mentions } = counts(name);
+  const badge = $('.room-badge', li);
+  const mention = $('.room-mention', li);
+  const plain = mentions > 0 ? 0 : unread;
+  badge.hidden = plain === 0;
+  badge.textContent = plain ? countText(plain) : '';
+  badge.setAttribute('aria-label', plain ? t('rooms.unread', { n: plain }) : '');
+  mention.hidden = mentions === 0;
+  mention.textContent = mentions ? countText(mentions) : '';
+  mention.setAttribute('aria-label', mentions ? t('rooms.mentions', { n: mentions, unread }) : '');
+  li.dataset.unread = String(unread);
+  li.dataset.mentions = String(mentions);
+  li.classList.toggle('unread', unread > 0);
+}
+
+/** countText is a count as a badge shows it: 99+ past 99. */
+const countText = (n) => (n > 99 ? '99+' : String(n));
+
+/** renderBadge redraws the badges of room name only (a count changed). */
+export function renderBadge(name) {
+  for (const list of [ui.roomList, ui.dmList]) {
+    const li = [...list.children].find((x) => x.dataset.room === name);
+    if (li) renderBadges(li, name);
+  }
 }
 
 export function renderRoomList() {

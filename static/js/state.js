@@ -12,9 +12,12 @@ export const state = {
   room: null,
 };
 
-export function newRoom(name) {
+export function newRoom(name, { readAt = null, target = null } = {}) {
   return {
     name,
+    readAt, // my read position when I opened it (null: not known): the "new messages" line goes after it
+    target, // a seq to open the room at (a notification, ?seq=), or null: the latest
+    receipts: new Map(), // user -> read position, in a direct room (GET .../receipts, receipt frames)
     lastSeq: null, // highest seq shown with nothing missing below it; null until history is loaded
     oldestSeq: null, // lowest seq shown, for ?before=
     hasMore: false, // history has older messages than oldestSeq
@@ -32,13 +35,6 @@ export function newRoom(name) {
      */
     denied: null,
   };
-}
-
-/** Highest seq seen per room this session, for the unread marks in the room list. */
-export const seenSeq = new Map();
-
-export function markSeen(name, seq) {
-  seenSeq.set(name, Math.max(seenSeq.get(name) || 0, seq));
 }
 
 /** Messages sent but not yet seen come back with a seq: id -> entry. */

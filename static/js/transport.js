@@ -20,6 +20,8 @@ import { renderConn } from './view.js';
 // A history load that failed is tried again after a full-jitter backoff.
 const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
+// Rooms joined for their badges at most (the server lets one WebSocket join 100).
+const MAX_WATCHED = 50;
 
 const forceSSE = new URLSearchParams(location.search).get('transport') === 'sse';
 
@@ -45,6 +47,7 @@ export const conn = {
   stopped: true, // until start(): opening the first room must not connect yet
   subscribed: '', // the room the client is joined to, or joining
   joined: null, // the open room (state.room) once the client said joined
+  watched: new Set(), // rooms joined besides the open one, for their badges (WebSocket only)
   failures: 0, // disconnects and failed history loads since the last join: at 3, ask about the session
   deniedErr: null, // the error of the last refused join, which the client also reports as an error
   timers: { prepare: 0, tick: 0 },
@@ -58,6 +61,9 @@ export const conn = {
     putOut: unset, // (room name, reason): the server ended my subscription: removed or banned
     denied: unset, // (room name, ParleyError): the server refused to join the room
     membership: unset, // (frame): my place in a room changed (added, a role, a direct room made with me): the room list is stale
+    read: unset, // ({room, seq}): my read position moved (any of my connections)
+    receipt: unset, // ({room, user, seq}): a member's read position moved
+    notification: unset, // (notification): a mention or direct message not read in time, once per id
     signedOut: unset, // the server no longer accepts the session
   },
 
@@ -83,6 +89,7 @@ export const conn = {
     this.client = null;
     this.subscribed = '';
     this.joined = null;
+    this.watched.clear();
     c?.close();
   },
 
@@ -109,16 +116,22 @@ export const conn = {
         // The answer to my own leave has no reason; one with a reason says
         // the server put me out of the room (the client no longer joins it).
         if (!reason) return;
+        this.watched.delete(room);
         if (this.subscribed === room) this.subscribed = '';
         this.on.putOut(room, reason);
         this.update();
       }),
     );
     c.on('membership', mine((f) => this.on.membership(f)));
+    c.on('read', mine((f) => this.on.read(f)));
+    c.on('receipt', mine((f) => this.on.receipt(f)));
+    c.on('notification', mine((f) => this.on.notification(f)));
     c.on(
       'denied',
       mine((err) => {
         this.deniedErr = err;
+        // A watched room refused (not mine any more): only its badge goes.
+        if (this.watched.delete(err.room) && this.subscribed !== err.room) return;
         if (this.subscribed === err.room) this.subscribed = '';
         this.on.denied(err.room, err);
         this.update();
@@ -154,6 +167,7 @@ export const conn = {
       'transport',
       mine(() => {
         this.fellBack = true;
+        this.watched.clear(); // (none yet: watching starts once WebSocket is live)
         notice(t('transport.sseFallback'));
         this.update();
       }),
@@ -187,6 +201,8 @@ export const conn = {
     // live for the next room, and for sends still pending elsewhere.
     if (r.denied) return this.update();
     this.subscribed = r.name;
+    // Joined already, for its badge: afresh, from what the page shows.
+    if (this.watched.has(r.name)) c.leave(r.name);
     c.join(r.name, { after: r.lastSeq }).catch(() => {}); // a refusal comes as 'denied'
   },
 
@@ -194,10 +210,41 @@ export const conn = {
   roomChanged() {
     this.joined = null;
     if (this.stopped || !this.client) return; // start() joins the open room
-    if (this.subscribed) this.client.leave(this.subscribed);
+    // A watched room stays joined: its badge still counts.
+    if (this.subscribed && !this.watched.has(this.subscribed)) this.client.leave(this.subscribed);
     this.subscribed = '';
     this.update();
     this.joinOpen();
+  },
+
+  /**
+   * watch joins the rooms of the sidebar besides the open one, so that
+   * their messages keep the badges live: rooms is [{room, last_seq}], each
+   * joined after its last_seq (what the list counted); rooms no longer
+   * listed are left. Only over WebSocket, once it is live: over SSE each
+   * room would be an event stream of its own (and a connection counted
+   * against my limit); there the list's refresh keeps the badges.
+   */
+  watch(rooms) {
+    const c = this.client;
+    if (!c || this.stopped || c.transport !== 'ws' || c.state !== 'live') return;
+    const want = new Map(rooms.slice(0, MAX_WATCHED).map((x) => [x.room, x.last_seq || 0]));
+    for (const name of this.watched) {
+      if (want.has(name)) continue;
+      this.watched.delete(name);
+      if (this.subscribed !== name) c.leave(name);
+    }
+    for (const [name, last] of want) {
+      if (this.watched.has(name)) continue;
+      this.watched.add(name);
+      if (this.subscribed !== name) c.join(name, { after: last }).catch(() => {});
+    }
+  },
+
+  /** read sends my read position in room (see reading.js). */
+  read(room, seq) {
+    if (!this.client) return Promise.reject(new ParleyError('closed', 'not connected'));
+    return this.client.read(room, seq);
   },
 
   /** renew reopens the connection at once, so it runs on the session's new token (cookie). */
