@@ -68,6 +68,15 @@ func TestBrowserClient(t *testing.T) {
 	browserScript(t, "client.test.mjs", nil)
 }
 
+// TestBrowserMissed runs web/e2e/missed.test.mjs: "What you missed" in
+// the UI — unread and mention badges kept live and cleared across two tabs
+// of one user, the new-messages line, the bell listing a mention and
+// opening its room at that message, receipts in a direct room — on a
+// server that notifies after 1 s rather than 10.
+func TestBrowserMissed(t *testing.T) {
+	browserScript(t, "missed.test.mjs", func(c *Config) { c.NotifyDelay = time.Second })
+}
+
 // browserScript runs one script of web/e2e against a server configured by
 // edit, with env added to the script's environment.
 func browserScript(t *testing.T, script string, edit func(*Config), env ...string) {

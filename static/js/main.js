@@ -35,15 +35,20 @@ import { ensureHistory, loadOlder } from './history.js';
 import { bindLangSwitch } from './i18n.js';
 import { onIncoming } from './live.js';
 import { bindMembers } from './members.js';
-import { bindNav, openRoom, roomFromHash } from './nav.js';
+import { bindNav, openRoom, openRoomAt, roomFromHash } from './nav.js';
+import { bindBell, onNotification } from './notifications.js';
 import { flushPending, onErrorFrame } from './outbox.js';
+import { onServiceWorkerOpen } from './push.js';
+import { bindReading } from './reading.js';
+import { onReceipt } from './receipts.js';
 import { deny, isKnownMember, joinPublic, putOut } from './room.js';
-import { loadMoreRooms, onRoomsRefreshed, refreshRooms } from './rooms.js';
+import { listedRooms, loadMoreRooms, onRoomsRefreshed, refreshRooms, renderBadge } from './rooms.js';
 import { signOut, signedOut, startSession } from './session.js';
 import { initSignIn } from './signin.js';
 import { state } from './state.js';
 import { conn } from './transport.js';
 import { bindUI, ui } from './ui.js';
+import { bindUnread, markRead, onMessage } from './unread.js';
 
 const ROOMS_EVERY = 10_000;
 
@@ -53,12 +58,19 @@ async function initApp() {
 
   conn.on = {
     prepare: ensureHistory,
-    message: onIncoming,
+    // Every joined room's messages count for its badge; the open room's are shown.
+    message(m) {
+      onMessage(m);
+      onIncoming(m);
+    },
     errorFrame: onErrorFrame,
     live() {
       flushPending();
       refreshRooms();
     },
+    read: ({ room, seq }) => markRead(room, seq),
+    receipt: onReceipt,
+    notification: onNotification,
     putOut,
     // A join refused: no such room (or a private one I am not in), or I am
     // banned. The open room then shows as one I may not read.
@@ -73,7 +85,11 @@ async function initApp() {
     signedOut,
   };
 
+  bindUnread({ changed: renderBadge, refresh: refreshRooms });
   bindNav();
+  bindReading();
+  bindBell();
+  onServiceWorkerOpen(openRoomAt);
   bindComposer();
   bindMembers();
   bindDialogs();
@@ -83,6 +99,8 @@ async function initApp() {
   onRoomsRefreshed(() => {
     const r = state.room;
     if (r?.denied && isKnownMember(r.name)) openRoom(r.name, { force: true });
+    // The rooms of the list stay joined (over WebSocket), for their badges.
+    conn.watch(listedRooms());
   });
   ui.roomsMore.addEventListener('click', () => loadMoreRooms());
   ui.loadOlder.addEventListener('click', () => loadOlder());
@@ -91,10 +109,19 @@ async function initApp() {
   });
   ui.signout.addEventListener('click', () => signOut(ui.signout));
 
+  // A push's click opens /?room=<room>&seq=<seq> (static/sw.js): that room at that message.
+  const q = new URLSearchParams(location.search);
+  const at = Number(q.get('seq'));
+  const pushed = q.get('room') && Number.isInteger(at) && at > 0 ? q.get('room') : '';
+  q.delete('room');
+  q.delete('seq');
+  const search = q.size ? `?${q}` : '';
+  if (pushed) history.replaceState(null, '', `${location.pathname}${search}#room=${encodeURIComponent(pushed)}`);
   const first = roomFromHash();
-  history.replaceState(null, '', `${location.pathname}${location.search}#room=${first}`);
+  history.replaceState(null, '', `${location.pathname}${search}#room=${first}`);
   conn.render();
-  openRoom(first); // shows the room; connects once conn.start() has run (history first, then join)
+  // Shows the room; connects once conn.start() has run (history first, then join).
+  openRoom(first, { at: pushed === first ? at : null });
   // The first refresh comes first: connections opened after it run on the
   // new token, whose expiry the refresh timer knows.
   const live = await startSession((s) => {

@@ -52,6 +52,9 @@ function mergeRooms(data, { first = false } = {}) {
   }
 }
 
+/** listedRooms is the room objects the list holds. */
+export const listedRooms = () => [...knownRooms.values()];
+
 /** roomInfo is what the list knows of room name, or undefined. */
 export const roomInfo = (name) => knownRooms.get(name);
 

@@ -74,5 +74,13 @@ export function bindUI() {
     composer: byTestId('composer'),
     input: byTestId('message-input'),
     notice: byTestId('notice'),
+    bell: byTestId('bell'),
+    bellCount: byTestId('bell-count'),
+    bellPanel: byTestId('bell-panel'),
+    bellStatus: byTestId('bell-status'),
+    bellList: byTestId('bell-list'),
+    bellEmpty: byTestId('bell-empty'),
+    bellMore: byTestId('bell-more'),
+    pushToggle: byTestId('push-toggle'),
   });
 }

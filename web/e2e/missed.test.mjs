@@ -1,0 +1,251 @@
+// Browser test of "What you missed" (PROTOCOL.md v2) in real headless
+// Chromium: badges, the new-messages line, read positions across tabs, the
+// bell and receipts.
+//
+//   PARLEY_URL=http://127.0.0.1:8080 node web/e2e/missed.test.mjs
+//
+// Env and output as harness.mjs says (run from Go by TestBrowserMissed,
+// with a server whose PARLEY_NOTIFY_DELAY is 1 s).
+//
+// alice has two tabs (two pages of one browser context) in a room of her
+// own; bob writes in a room they share. Both her tabs get the unread badge,
+// then the mention badge, live; she opens the room in one tab, the
+// new-messages line is above bob's first message, and the badge clears in
+// the other tab too (the server's read frame). bob mentions her and writes
+// a page and more after it: the bell of both tabs counts it, the panel
+// lists it, opening it clears the other tab's count, and a click opens the
+// room at that message (history around it loaded), shown and marked. In a
+// direct room, bob's message badges like a mention, and "Seen" comes under
+// alice's message once bob has read it.
+//
+// No CSP violation, console error or warning may be seen (harness.mjs),
+// except, when the server has no Web Push, the 404 of GET /api/push/vapid
+// when the bell's panel first opens.
+
+import { BASE, T, WAIT, assert, check, expecting, finalChecks, launch, newPage, run, signIn, suffix, tid, waitFor, waitLive } from './harness.mjs';
+
+const HOME = `home-${suffix}`;
+const MISS = `miss-${suffix}`;
+const LIVE_WAIT = 5_000; // a badge that is live comes well before the list's refresh (every 10 s)
+const NOTE_WAIT = 15_000; // PARLEY_NOTIFY_DELAY (1 s) and the notifier's round
+
+const item = (list, room) => `${tid(list)} [data-room="${room}"]`;
+
+/** badges is what room's entry in a sidebar list shows: {unread, mention} texts, '' when hidden. */
+const badges = (page, room, list = 'room-list') =>
+  page.$eval(item(list, room), (li) => {
+    const text = (sel) => {
+      const e = li.querySelector(sel);
+      return e && !e.hidden ? e.textContent : '';
+    };
+    return { unread: text('[data-testid="room-badge"]'), mention: text('[data-testid="room-mention"]') };
+  });
+
+async function waitBadges(page, room, want, who, { list, timeout = LIVE_WAIT } = {}) {
+  return waitFor(
+    async () => {
+      const b = await badges(page, room, list);
+      return b.unread === want.unread && b.mention === want.mention && b;
+    },
+    `${who}: badges of ${room} ${JSON.stringify(want)}`,
+    timeout,
+  );
+}
+
+/** post sends text to room as the page's user, through the API (the page's cookie). */
+async function post(page, room, text) {
+  const res = await page.context().request.post(`${BASE}/api/rooms/${room}/messages`, { data: { id: `m-${suffix}-${Math.random().toString(16).slice(2)}`, text }, timeout: WAIT });
+  assert(res.ok(), `POST ${room}/messages: ${res.status()} ${await res.text()}`);
+}
+
+async function apiCall(page, method, path, data) {
+  const res = await page.context().request.fetch(`${BASE}${path}`, { method, data, timeout: WAIT });
+  assert(res.ok(), `${method} ${path}: ${res.status()} ${await res.text()}`);
+  return res.status() === 204 ? null : res.json();
+}
+
+/** seqOf is the seq of the message with text in room, as history has it. */
+async function seqOf(page, room, text) {
+  return waitFor(async () => {
+    const h = await apiCall(page, 'GET', `/api/rooms/${room}/messages?limit=200`);
+    return h.messages.find((m) => m.text === text)?.seq;
+  }, `seq of ${JSON.stringify(text)}`);
+}
+
+async function openHash(page, room) {
+  await page.evaluate((r) => {
+    location.hash = `room=${r}`;
+  }, room);
+  await waitFor(async () => (await page.textContent(tid('room-title'))).includes(room), `room title shows ${room}`);
+}
+
+const bellCount = (page) => page.$eval(tid('bell-count'), (e) => (e.hidden ? '' : e.textContent));
+
+async function main() {
+  await launch();
+  const a1 = await newPage('alice1');
+  const bob = await newPage('bob');
+  let a2 = null; // alice's second tab, in a1's context
+
+  await check('alice (two tabs) and bob sign in; bob has a room alice joins, alice one of her own', async () => {
+    await a1.goto(`${BASE}/`);
+    await signIn(a1, 'alice');
+    await bob.goto(`${BASE}/`);
+    await signIn(bob, 'bob');
+    await apiCall(a1, 'POST', '/api/rooms', { room: HOME, kind: 'public' });
+    await apiCall(bob, 'POST', '/api/rooms', { room: MISS, kind: 'public' });
+    await apiCall(a1, 'POST', `/api/rooms/${MISS}/members`, { user: 'alice' });
+    await openHash(a1, HOME);
+    a2 = await newPage('alice2', { context: a1.context() });
+    await a2.goto(`${BASE}/#room=${HOME}`);
+    for (const [page, who] of [
+      [a1, 'alice1'],
+      [a2, 'alice2'],
+    ]) {
+      await waitLive(page, 'ws');
+      await page.waitForSelector(item('room-list', MISS), { timeout: WAIT });
+      await waitBadges(page, MISS, { unread: '', mention: '' }, who);
+    }
+  });
+
+  await check("bob's messages: the unread badge in both of alice's tabs, live", async () => {
+    // The tabs join the rooms of their list once live (their first list
+    // read after that): give that a moment.
+    await new Promise((r) => setTimeout(r, 1000));
+    await post(bob, MISS, `one ${suffix}`);
+    await post(bob, MISS, `two ${suffix}`);
+    await waitBadges(a1, MISS, { unread: '2', mention: '' }, 'alice1');
+    await waitBadges(a2, MISS, { unread: '2', mention: '' }, 'alice2');
+  });
+
+  await check('a mention of alice: the mention badge (distinct) in both tabs', async () => {
+    await post(bob, MISS, `three @alice ${suffix}`);
+    for (const [page, who] of [
+      [a1, 'alice1'],
+      [a2, 'alice2'],
+    ]) {
+      await waitBadges(page, MISS, { unread: '', mention: '1' }, who);
+      const li = await page.$eval(item('room-list', MISS), (x) => ({ unread: x.dataset.unread, mentions: x.dataset.mentions }));
+      assert(li.unread === '3' && li.mentions === '1', `${who}: counts ${JSON.stringify(li)}`);
+    }
+  });
+
+  await check('alice opens the room in tab 1: the new-messages line above the first unread; the badge clears in tab 2 too', async () => {
+    await a1.click(`${item('room-list', MISS)} a`);
+    await a1.waitForSelector(`${tid('new-messages')}`, { timeout: WAIT });
+    const next = await a1.$eval(tid('new-messages'), (line) => line.nextElementSibling?.querySelector('[data-testid="message-text"]')?.textContent);
+    assert(next === `one ${suffix}`, `the line is above ${JSON.stringify(next)}`);
+    assert((await a1.textContent(tid('new-messages'))).includes(T('rooms.newMessages')), 'the line does not say so');
+    await waitBadges(a1, MISS, { unread: '', mention: '' }, 'alice1');
+    await waitBadges(a2, MISS, { unread: '', mention: '' }, 'alice2');
+    // The server agrees: the room object says nothing unread.
+    await waitFor(async () => {
+      const o = await apiCall(a1, 'GET', `/api/rooms/${MISS}`);
+      return o.unread === 0 && o.mentions === 0 && o.read_seq === o.last_seq;
+    }, 'the room object has no unread');
+  });
+
+  await check('reading in the open room: a message of bob is read at once there, and stays clear in tab 2', async () => {
+    await post(bob, MISS, `four ${suffix}`);
+    await waitFor(async () => (await a1.$$eval(tid('message-text'), (xs) => xs.map((x) => x.textContent))).includes(`four ${suffix}`), 'alice1 shows it');
+    await waitFor(async () => {
+      const o = await apiCall(a1, 'GET', `/api/rooms/${MISS}`);
+      return o.unread === 0 && o.read_seq === o.last_seq;
+    }, 'the read position followed');
+    await new Promise((r) => setTimeout(r, 1500)); // time for a badge, were one to come
+    const b = await badges(a2, MISS);
+    assert(!b.unread && !b.mention, `alice2 shows ${JSON.stringify(b)}`);
+  });
+
+  let target = 0;
+  const noteText = `look here @alice ${suffix}`;
+  await check('a mention alice does not read: the bell counts it in both tabs', async () => {
+    await openHash(a1, HOME);
+    await post(bob, MISS, noteText);
+    target = await seqOf(bob, MISS, noteText);
+    // A page and more after it: opening at it must load history around it.
+    for (let i = 0; i < 60; i++) await post(bob, MISS, `after ${i} ${suffix}`);
+    await waitFor(async () => (await bellCount(a1)) === '1', 'alice1 bell counts 1', NOTE_WAIT);
+    await waitFor(async () => (await bellCount(a2)) === '1', 'alice2 bell counts 1', NOTE_WAIT);
+  });
+
+  const noVapid = [{ page: 'alice2', re: /status of 404\b.*\/api\/push\/vapid/, why: 'no Web Push on this server' }];
+  await check("the bell's panel lists it; opening it clears the count in the other tab too", () =>
+    expecting(noVapid, async () => {
+      await a2.click(tid('bell'));
+      await a2.waitForSelector(`${tid('bell-panel')}:popover-open`);
+      const entry = await waitFor(
+        async () => a2.$$eval(tid('bell-item'), (xs) => xs.map((x) => ({ seq: Number(x.dataset.seq), room: x.dataset.room, kind: x.dataset.kind, text: x.textContent }))),
+        'the list',
+      );
+      assert(entry.length === 1, `the panel lists ${JSON.stringify(entry)}`);
+      const e = entry[0];
+      assert(e.seq === target && e.room === MISS && e.kind === 'mention' && e.text.includes(noteText), `the entry is ${JSON.stringify(e)}`);
+      assert(e.text.includes(T('chat.bell.mention', { user: 'bob', room: MISS })), `the entry does not say who and where: ${e.text}`);
+      await waitFor(async () => (await bellCount(a2)) === '', 'alice2 bell count cleared');
+      await waitFor(async () => (await bellCount(a1)) === '', 'alice1 bell count cleared (the other tab)');
+      // Let the push check of the first opening answer within the expectation.
+      await new Promise((r) => setTimeout(r, 500));
+    }),
+  );
+
+  await check('a click on it opens the room at that message: loaded around it, shown and marked', async () => {
+    await a2.click(`${tid('bell-item')}[data-seq="${target}"]`);
+    await waitFor(async () => (await a2.textContent(tid('room-title'))).includes(MISS), 'alice2 opened the room');
+    const sel = `${tid('message')}[data-seq="${target}"]`;
+    await a2.waitForSelector(`${sel}.target`, { timeout: WAIT });
+    await waitFor(
+      () =>
+        a2.$eval(sel, (li) => {
+          const pane = document.querySelector('[data-testid="message-pane"]').getBoundingClientRect();
+          const box = li.getBoundingClientRect();
+          return box.top >= pane.top - 1 && box.bottom <= pane.bottom + 1;
+        }),
+      'the message is in view',
+    );
+    assert((await a2.$eval(sel, (li) => li.querySelector('[data-testid="message-text"]').textContent)) === noteText, 'another message is marked');
+    const seqs = await a2.$$eval(`${tid('message')}[data-seq]`, (xs) => xs.map((x) => Number(x.dataset.seq)));
+    assert(seqs.includes(target - 1) && seqs.includes(target + 60), `messages around it not loaded: ${seqs[0]}..${seqs.at(-1)}`);
+    for (let i = 1; i < seqs.length; i++) assert(seqs[i] > seqs[i - 1], `seq ${seqs[i]} after ${seqs[i - 1]}`);
+    assert(new URL(a2.url()).hash === `#room=${MISS}`, `the address says ${new URL(a2.url()).hash}`);
+  });
+
+  await check('a push click lands on /?room=&seq=: the page opens the room at that message', async () => {
+    const a3 = await newPage('alice3', { context: a1.context() });
+    await a3.goto(`${BASE}/?room=${MISS}&seq=${target}`);
+    await a3.waitForSelector(`${tid('message')}[data-seq="${target}"].target`, { timeout: WAIT });
+    const u = new URL(a3.url());
+    assert(u.search === '' && u.hash === `#room=${MISS}`, `the address is ${u.search}${u.hash}`);
+    await a3.close();
+  });
+
+  let dm = '';
+  await check("a direct message from bob: alice's badge looks like a mention", async () => {
+    await openHash(a1, HOME);
+    dm = (await apiCall(bob, 'POST', '/api/dms', { user: 'alice' })).room;
+    await a1.waitForSelector(item('dm-list', dm), { timeout: WAIT });
+    await new Promise((r) => setTimeout(r, 1000)); // the tab joins it once listed
+    await post(bob, dm, `psst ${suffix}`);
+    await waitBadges(a1, dm, { unread: '', mention: '1' }, 'alice1', { list: 'dm-list', timeout: 12_000 });
+  });
+
+  await check('receipts: "Seen" under alice\'s message once bob has read it', async () => {
+    await a1.click(`${item('dm-list', dm)} a`);
+    await waitFor(async () => (await a1.textContent(tid('room-title'))).includes('bob'), 'alice1 opened the direct room');
+    // bob's message counts as read by him: alice's are all after it.
+    await a1.fill(tid('message-input'), `pong ${suffix}`);
+    await a1.click(tid('send-button'));
+    const mine = `${tid('message')}[data-user="alice"]`;
+    await a1.waitForSelector(`${mine}[data-seq]`, { timeout: WAIT });
+    assert((await a1.$(tid('message-seen'))) === null, 'seen before bob opened it');
+    await bob.goto(`${BASE}/#room=${dm}`);
+    await waitLive(bob, 'ws');
+    await a1.waitForSelector(`${mine} ${tid('message-seen')}`, { timeout: WAIT });
+    assert((await a1.textContent(tid('message-seen'))) === T('message.seen', { user: 'bob' }), 'the receipt says otherwise');
+    assert((await a1.$$(tid('message-seen'))).length === 1, 'more than one "Seen"');
+  });
+
+  await finalChecks(5);
+}
+
+await run(main, 240_000);
