@@ -237,7 +237,7 @@ async function main() {
     await a1.waitForSelector(item('dm-list', dm), { timeout: WAIT });
     await new Promise((r) => setTimeout(r, 1000)); // the tab joins it once listed
     await post(bob, dm, `psst ${suffix}`);
-    await waitBadges(a1, dm, { unread: '', mention: '1' }, 'alice1', { list: 'dm-list', timeout: 12_000 });
+    await waitBadges(a1, dm, { unread: '', mention: '1' }, 'alice1', { list: 'dm-list' });
   });
 
   await check('receipts: "Seen" under alice\'s message once bob has read it', async () => {
