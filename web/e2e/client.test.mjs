@@ -90,7 +90,7 @@ async function open(name, transport, { drop, broken } = {}) {
       window.events = [];
       window.pc.on('message', (m) => window.got.push(m));
       window.pc.on('state', (s) => window.states.push(s));
-      for (const type of ['joined', 'left', 'membership', 'denied', 'disconnect', 'transport', 'error']) {
+      for (const type of ['joined', 'left', 'membership', 'denied', 'disconnect', 'transport', 'error', 'read', 'receipt', 'notification']) {
         window.pc.on(type, (d) => window.events.push({ type, d: d instanceof Error ? { code: d.code, room: d.room, id: d.id, message: d.message } : d }));
       }
     },
@@ -192,6 +192,52 @@ async function main() {
     assert(ms.map((m) => m.text).join() === first.join(), `bob got ${ms.map((m) => m.text)}`);
     assert(ms.every((m) => m.user === `lib-ann-${suffix}`), 'the author is not ann');
     assertOnceInOrder(await waitGot(ann, ids, 'ann'), 'ann (its own messages)');
+  });
+
+  await check('read(): a read frame over WebSocket, PUT over SSE; every connection of mine gets the read event, the room a receipt', async () => {
+    // bob's second client, on SSE, joined to the room: its stream carries the room's read events.
+    await bob.evaluate(async (ROOM) => {
+      const { ParleyClient } = await import('/static/js/parley-client.js');
+      window.pc2 = new ParleyClient({ transport: 'sse' });
+      window.reads2 = [];
+      window.pc2.on('read', (d) => window.reads2.push(d));
+      await window.pc2.join(ROOM, { after: 3 });
+    }, ROOM);
+    const bobUser = `lib-bob-${suffix}`;
+    const readsOf = async (seq) => {
+      const [ws, sse] = await bob.evaluate(() => [window.events.filter((e) => e.type === 'read').map((e) => e.d), window.reads2]);
+      return ws.some((d) => d.room === ROOM && d.seq === seq) && sse.some((d) => d.room === ROOM && d.seq === seq);
+    };
+    await bob.evaluate((ROOM) => window.pc.read(ROOM, 2), ROOM);
+    await waitFor(() => readsOf(2), 'both of bob\'s clients get read 2');
+    await waitEvent(ann, 'receipt', (d) => d.room === ROOM && d.user === bobUser && d.seq === 2, 'ann gets the receipt of 2');
+    const put = await bob.evaluate((ROOM) => window.pc2.read(ROOM, 3).then(() => 'ok', (e) => e.code), ROOM);
+    assert(put === 'ok', `read over SSE: ${put}`);
+    await waitFor(() => readsOf(3), 'both of bob\'s clients get read 3');
+    await waitEvent(ann, 'receipt', (d) => d.room === ROOM && d.user === bobUser && d.seq === 3, 'ann gets the receipt of 3');
+    // Backwards is no move: nothing is echoed.
+    await bob.evaluate((ROOM) => window.pc.read(ROOM, 1), ROOM);
+    await new Promise((r) => setTimeout(r, 1000));
+    const back = await bob.evaluate(() => window.events.filter((e) => e.type === 'read' && e.d.seq === 1).length + window.reads2.filter((d) => d.seq === 1).length);
+    assert(back === 0, 'a read moving back was echoed');
+    const bad = await bob.evaluate((ROOM) => window.pc.read(ROOM, -1).then(() => 'ok', (e) => e.code), ROOM);
+    assert(bad === 'bad_request', `read(-1): ${bad}`);
+    await bob.evaluate(() => window.pc2.close());
+  });
+
+  await check('a notification frame is a notification event, once per id', async () => {
+    const n = { type: 'notification', id: `n-${suffix}`, room: ROOM, seq: 2, from: 'x', text: 'hi @ann', kind: 'mention', ts: new Date().toISOString() };
+    await ann.evaluate((n) => {
+      window.inject(n);
+      window.inject(n); // as two streams would each bring it
+      window.inject({ ...n, id: `${n.id}-2` });
+    }, n);
+    const got = await waitFor(async () => {
+      const ns = await ann.evaluate(() => window.events.filter((e) => e.type === 'notification').map((e) => e.d));
+      return ns.length >= 2 && ns;
+    }, 'the notification events');
+    assert(got.length === 2 && got[0].id === n.id && got[1].id === `${n.id}-2`, JSON.stringify(got));
+    assert(got[0].type === undefined && got[0].kind === 'mention' && got[0].seq === 2, JSON.stringify(got[0]));
   });
 
   await check('a forced reconnect resumes with no gap and no duplicate', async () => {

@@ -2,7 +2,7 @@
 // static/js/parley-client.d.ts by client.test.mjs (tsc --noEmit): a
 // declaration that drifts from how the module is used fails the check.
 import { ParleyClient, ParleyError, eventsURL, newId, wsURL } from '../../../static/js/parley-client.js';
-import type { ParleyMessage, ParleyState } from '../../../static/js/parley-client.js';
+import type { ParleyMessage, ParleyNotification, ParleyState } from '../../../static/js/parley-client.js';
 
 export async function usage(): Promise<void> {
   const c = new ParleyClient({ baseUrl: 'http://127.0.0.1:8080', token: 't', transport: 'auto' });
@@ -15,6 +15,9 @@ export async function usage(): Promise<void> {
   c.on('denied', (e: ParleyError) => console.log(e.room, e.code));
   c.on('disconnect', ({ code, reason }) => console.log(code.toFixed(0), reason));
   c.on('transport', (t: 'sse') => console.log(t));
+  c.on('read', ({ room, seq }) => console.log(room, seq.toFixed(0)));
+  c.on('receipt', ({ room, user, seq }) => console.log(room, user, seq));
+  c.on('notification', (n: ParleyNotification) => console.log(n.id, n.room, n.seq, n.from, n.text, n.kind === 'direct', n.ts));
   c.connect();
   const wait: number = c.retryAt && c.retryAt - Date.now();
   await c.join('general', { after: 0 });
@@ -29,6 +32,7 @@ export async function usage(): Promise<void> {
   }
   c.reconnect();
   c.reconnect({ now: true });
+  await c.read('general', 3);
   c.leave('general');
   off();
   c.close();
