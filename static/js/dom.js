@@ -26,3 +26,6 @@ export function el(tag, props = {}, ...children) {
   for (const child of children) if (child != null) node.append(child);
   return node;
 }
+
+/** countText is a count as a badge shows it: 99+ past 99. */
+export const countText = (n) => (n > 99 ? '99+' : String(n));

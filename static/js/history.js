@@ -14,8 +14,6 @@ import { ui } from './ui.js';
 import { scrollToBottom, setPaneStatus, updateEmpty, updateOlderButton } from './view.js';
 
 const PAGE_SIZE = 50; // history page when opening a room or scrolling up
-const NEWER_SIZE = 200; // pages after a message a room is opened at
-const NEWER_PAGES = 5;
 
 /** ensureHistory loads the latest page once per room visit; the live connection joins after it. */
 export function ensureHistory(r) {
@@ -69,19 +67,16 @@ async function loadLatest(r) {
 }
 
 /**
- * loadNewer reads the pages after r.lastSeq (a room opened at a message),
- * a few at most: the live join replays whatever lies beyond.
+ * loadNewer reads the page after r.lastSeq (a room opened at a message), so
+ * that the message is shown with what followed it; the live join, after
+ * lastSeq, replays whatever lies beyond.
  */
 async function loadNewer(r) {
-  for (let i = 0; i < NEWER_PAGES; i++) {
-    const page = await api('GET', `${roomPath(r.name)}/messages?limit=${NEWER_SIZE}&after=${r.lastSeq}`);
-    if (r !== state.room || r.denied) return;
-    for (const m of page.messages) insertSequenced(r, m);
-    const last = page.messages.at(-1);
-    if (!last) return;
-    r.lastSeq = Math.max(r.lastSeq, last.seq);
-    if (!page.has_more) return;
-  }
+  const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&after=${r.lastSeq}`);
+  if (r !== state.room || r.denied) return;
+  for (const m of page.messages) insertSequenced(r, m);
+  const last = page.messages.at(-1);
+  if (last) r.lastSeq = Math.max(r.lastSeq, last.seq);
 }
 
 /** Keep loading older pages while the pane has no scroll bar to pull on. */

@@ -7,7 +7,7 @@
 // the next visit) agrees.
 
 import { api } from './api.js';
-import { el } from './dom.js';
+import { countText, el } from './dom.js';
 import { lang, t } from './i18n.js';
 import { openRoomAt } from './nav.js';
 import { bindPush } from './push.js';
@@ -15,7 +15,6 @@ import { state } from './state.js';
 import { ui } from './ui.js';
 
 const PAGE = 50; // notifications per GET /api/notifications page
-const KEPT = 500; // notifications listed at most (older ones page in on demand)
 
 const timeFmt = new Intl.DateTimeFormat(lang(), { dateStyle: 'short', timeStyle: 'short' });
 
@@ -50,17 +49,13 @@ function unseen() {
 function renderCount() {
   const n = unseen();
   ui.bellCount.hidden = n === 0;
-  ui.bellCount.textContent = n > 99 ? '99+' : String(n);
+  ui.bellCount.textContent = countText(n);
   ui.bell.setAttribute('aria-label', n ? t('chat.bell.openCount', { n }) : t('chat.bell.open'));
 }
 
 function add(x) {
   if (!x || typeof x.id !== 'string' || notes.has(x.id)) return false;
   notes.set(x.id, x);
-  if (notes.size > KEPT) {
-    const oldest = [...notes.values()].sort(order)[0];
-    notes.delete(oldest.id);
-  }
   return true;
 }
 

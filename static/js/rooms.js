@@ -2,7 +2,7 @@
 // in two sections, rooms and direct messages.
 
 import { api } from './api.js';
-import { $, el } from './dom.js';
+import { $, countText, el } from './dom.js';
 import { t } from './i18n.js';
 import { notice } from './notice.js';
 import { signedOut } from './session.js';
@@ -172,9 +172,6 @@ function renderBadges(li, name) {
   li.dataset.mentions = String(mentions);
   li.classList.toggle('unread', unread > 0);
 }
-
-/** countText is a count as a badge shows it: 99+ past 99. */
-const countText = (n) => (n > 99 ? '99+' : String(n));
 
 /** renderBadge redraws the badges of room name only (a count changed). */
 export function renderBadge(name) {

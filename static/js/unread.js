@@ -17,7 +17,9 @@
 
 import { state } from './state.js';
 
-const LIVE_KEPT = 500; // live messages remembered per room past its snapshot
+// Live messages remembered one by one per room past its snapshot; older
+// ones are folded into the snapshot's numbers (until the next snapshot).
+const LIVE_KEPT = 500;
 
 /** room -> {base, snapRead, unread, mentions, read, live: [{seq, mention}], direct} */
 const rooms = new Map();
@@ -105,7 +107,7 @@ export function counts(name) {
 export function onMessage(m) {
   if (!m?.room || !Number.isInteger(m.seq)) return;
   const e = entry(m.room);
-  if (m.seq <= e.base || e.live.some((x) => x.seq >= m.seq)) return; // counted already
+  if (m.seq <= e.base || m.seq <= (e.live.at(-1)?.seq ?? 0)) return; // counted already (live is in seq order)
   if (m.user === state.me) {
     // What I send moves my read position to it (no read frame says so).
     markRead(m.room, m.seq);
@@ -113,8 +115,26 @@ export function onMessage(m) {
   }
   if (m.kind) return; // timeline events are not counted
   e.live.push({ seq: m.seq, mention: Array.isArray(m.mentions) && m.mentions.includes(state.me) });
-  if (e.live.length > LIVE_KEPT) e.live.shift();
+  if (e.live.length > LIVE_KEPT) fold(e, e.live.shift());
   if (m.seq > e.read) onChange(m.room);
+}
+
+/**
+ * fold counts live message x into room entry e's snapshot, which then ends
+ * at x: as though the server had answered just after it.
+ */
+function fold(e, x) {
+  if (e.read >= e.base) {
+    // The snapshot's part was all read: it restarts from my read position.
+    e.unread = 0;
+    e.mentions = 0;
+    e.snapRead = e.read;
+  }
+  if (x.seq > e.read) {
+    e.unread++;
+    if (x.mention) e.mentions++;
+  }
+  e.base = x.seq;
 }
 
 /** markRead moves my read position in room up to seq (a read frame, a read I sent, a message of mine). */

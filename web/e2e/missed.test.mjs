@@ -29,6 +29,9 @@ const MISS = `miss-${suffix}`;
 const LIVE_WAIT = 5_000; // a badge that is live comes well before the list's refresh (every 10 s)
 const NOTE_WAIT = 15_000; // PARLEY_NOTIFY_DELAY (1 s) and the notifier's round
 
+const FILLERS = 49; // rooms of alice's besides HOME and MISS: 51 in all, one more than a tab joins (MAX_WATCHED)
+const filler = (i) => `zz-${suffix}-${String(i).padStart(2, '0')}`;
+
 const item = (list, room) => `${tid(list)} [data-room="${room}"]`;
 
 /** badges is what room's entry in a sidebar list shows: {unread, mention} texts, '' when hidden. */
@@ -84,6 +87,16 @@ const bellCount = (page) => page.$eval(tid('bell-count'), (e) => (e.hidden ? '' 
 async function main() {
   await launch();
   const a1 = await newPage('alice1');
+  const sent1 = []; // the frames alice1's WebSockets sent: {at, f}
+  a1.on('websocket', (ws) =>
+    ws.on('framesent', (ev) => {
+      try {
+        sent1.push({ at: Date.now(), f: JSON.parse(ev.payload) });
+      } catch {
+        /* not JSON */
+      }
+    }),
+  );
   const bob = await newPage('bob');
   let a2 = null; // alice's second tab, in a1's context
 
@@ -95,6 +108,7 @@ async function main() {
     await apiCall(a1, 'POST', '/api/rooms', { room: HOME, kind: 'public' });
     await apiCall(bob, 'POST', '/api/rooms', { room: MISS, kind: 'public' });
     await apiCall(a1, 'POST', `/api/rooms/${MISS}/members`, { user: 'alice' });
+    for (let i = 0; i < FILLERS; i++) await apiCall(a1, 'POST', '/api/rooms', { room: filler(i), kind: 'public' });
     await openHash(a1, HOME);
     a2 = await newPage('alice2', { context: a1.context() });
     await a2.goto(`${BASE}/#room=${HOME}`);
@@ -106,6 +120,23 @@ async function main() {
       await page.waitForSelector(item('room-list', MISS), { timeout: WAIT });
       await waitBadges(page, MISS, { unread: '', mention: '' }, who);
     }
+  });
+
+  await check('a tab joins the rooms of its list for their badges, 50 at most (the first by name)', async () => {
+    const joined = () => {
+      const rooms = new Set();
+      for (const { f } of sent1) {
+        if (f.type === 'join') rooms.add(f.room);
+        else if (f.type === 'leave') rooms.delete(f.room);
+      }
+      return rooms;
+    };
+    await waitFor(() => joined().size >= 50, 'alice1 joins 50 rooms', WAIT);
+    await new Promise((r) => setTimeout(r, 500));
+    const rooms = joined();
+    assert(rooms.size === 50, `alice1 is joined to ${rooms.size} rooms`);
+    assert(rooms.has(HOME) && rooms.has(MISS), 'the open room or the shared one is not joined');
+    assert(!rooms.has(filler(FILLERS - 1)), 'the 51st room by name is joined');
   });
 
   await check("bob's messages: the unread badge in both of alice's tabs, live", async () => {
@@ -145,16 +176,40 @@ async function main() {
     }, 'the room object has no unread');
   });
 
-  await check('reading in the open room: a message of bob is read at once there, and stays clear in tab 2', async () => {
-    await post(bob, MISS, `four ${suffix}`);
-    await waitFor(async () => (await a1.$$eval(tid('message-text'), (xs) => xs.map((x) => x.textContent))).includes(`four ${suffix}`), 'alice1 shows it');
+  await check('reading in the open room: read positions go as messages come, at most one a second, and tab 2 stays clear', async () => {
+    const from = sent1.length;
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) await post(bob, MISS, `burst ${i} ${suffix}`);
+    await waitFor(async () => (await a1.$$eval(tid('message-text'), (xs) => xs.map((x) => x.textContent))).includes(`burst 9 ${suffix}`), 'alice1 shows them');
     await waitFor(async () => {
       const o = await apiCall(a1, 'GET', `/api/rooms/${MISS}`);
       return o.unread === 0 && o.read_seq === o.last_seq;
     }, 'the read position followed');
+    const reads = sent1.slice(from).filter((x) => x.f.type === 'read' && x.f.room === MISS);
+    const took = Date.now() - t0;
+    assert(reads.length >= 1 && reads.length <= Math.ceil(took / 1000) + 1, `${reads.length} read frames in ${took} ms`);
+    for (let i = 1; i < reads.length; i++) {
+      assert(reads[i].f.seq > reads[i - 1].f.seq, `read ${reads[i].f.seq} after ${reads[i - 1].f.seq}`);
+      assert(reads[i].at - reads[i - 1].at >= 900, `two read frames ${reads[i].at - reads[i - 1].at} ms apart`);
+    }
     await new Promise((r) => setTimeout(r, 1500)); // time for a badge, were one to come
     const b = await badges(a2, MISS);
     assert(!b.unread && !b.mention, `alice2 shows ${JSON.stringify(b)}`);
+  });
+
+  await check('501 unread (more than the tab keeps one by one): counted all the same, shown as 99+', async () => {
+    await openHash(a1, HOME);
+    const texts = Array.from({ length: 501 }, (_, i) => `many ${i} ${suffix}`);
+    // In parallel, to come well within the list's refresh (which would count them too).
+    for (let i = 0; i < texts.length; i += 100) await Promise.all(texts.slice(i, i + 100).map((t) => post(bob, MISS, t)));
+    for (const [page, who] of [
+      [a1, 'alice1'],
+      [a2, 'alice2'],
+    ]) {
+      await waitBadges(page, MISS, { unread: '99+', mention: '' }, who);
+      const n = await page.$eval(item('room-list', MISS), (x) => x.dataset.unread);
+      assert(n === '501', `${who} counts ${n}`);
+    }
   });
 
   let target = 0;
@@ -227,6 +282,38 @@ async function main() {
     await a3.waitForSelector(`${tid('message')}[data-seq="${target}"].target`, { timeout: WAIT });
     const u = new URL(a3.url());
     assert(u.search === '' && u.hash === `#room=${MISS}`, `the address is ${u.search}${u.hash}`);
+    await a3.close();
+  });
+
+  await check('51 notifications: a new tab lists the latest 50, and the older one on "Older notifications"', async () => {
+    await openHash(a2, HOME);
+    const texts = Array.from({ length: 51 }, (_, i) => `page @alice ${i} ${suffix}`);
+    await Promise.all(texts.map((t) => post(bob, MISS, t)));
+    await waitFor(async () => (await bellCount(a1)) === '51', 'alice1 bell counts 51', NOTE_WAIT);
+    let all = [];
+    for (let before = null; ; ) {
+      const p = await apiCall(a1, 'GET', `/api/notifications?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+      all = [...p.notifications, ...all];
+      if (!p.next_cursor) break;
+      before = p.next_cursor;
+    }
+    const a3 = await newPage('alice3', { context: a1.context() });
+    await expecting([{ page: 'alice3', re: /status of 404\b.*\/api\/push\/vapid/, why: 'no Web Push on this server' }], async () => {
+      await a3.goto(`${BASE}/#room=${HOME}`);
+      await waitLive(a3, 'ws');
+      await a3.click(tid('bell'));
+      await a3.waitForSelector(`${tid('bell-panel')}:popover-open`);
+      const ids = () => a3.$$eval(tid('bell-item'), (xs) => xs.map((x) => x.dataset.id));
+      await waitFor(async () => (await ids()).length === 50, 'the latest 50 listed');
+      assert(await a3.isVisible(tid('bell-more')), 'no "Older notifications"');
+      await a3.click(tid('bell-more'));
+      await waitFor(async () => (await ids()).length === all.length, `all ${all.length} listed`);
+      const shown = await ids();
+      assert(new Set(shown).size === shown.length, 'one listed twice');
+      assert(shown.join() === all.map((x) => x.id).reverse().join(), 'not the latest first');
+      assert(await a3.isHidden(tid('bell-more')), '"Older notifications" after the oldest');
+      await new Promise((r) => setTimeout(r, 500));
+    });
     await a3.close();
   });
 
