@@ -52,8 +52,12 @@ function mergeRooms(data, { first = false } = {}) {
   }
 }
 
-/** listedRooms is the room objects the list holds. */
-export const listedRooms = () => [...knownRooms.values()];
+/**
+ * listedRooms is the room objects the list holds, in the order their badges
+ * matter: direct rooms first (everything in them is for me), then by name.
+ */
+export const listedRooms = () =>
+  [...knownRooms.values()].sort((a, b) => (isDirect(b) ? 1 : 0) - (isDirect(a) ? 1 : 0) || (a.room < b.room ? -1 : a.room > b.room ? 1 : 0));
 
 /** roomInfo is what the list knows of room name, or undefined. */
 export const roomInfo = (name) => knownRooms.get(name);

@@ -318,7 +318,7 @@ async function main() {
   });
 
   let dm = '';
-  await check("a direct message from bob: alice's badge looks like a mention", async () => {
+  await check("a direct message from bob: alice's badge looks like a mention (direct rooms are joined first)", async () => {
     await openHash(a1, HOME);
     dm = (await apiCall(bob, 'POST', '/api/dms', { user: 'alice' })).room;
     await a1.waitForSelector(item('dm-list', dm), { timeout: WAIT });
