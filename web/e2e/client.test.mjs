@@ -238,6 +238,18 @@ async function main() {
     }, 'the notification events');
     assert(got.length === 2 && got[0].id === n.id && got[1].id === `${n.id}-2`, JSON.stringify(got));
     assert(got[0].type === undefined && got[0].kind === 'mention' && got[0].seq === 2, JSON.stringify(got[0]));
+    // The ids kept to drop repeats are the last 500: past them, the oldest is forgotten.
+    const counts = await ann.evaluate((n) => {
+      const count = () => window.events.filter((e) => e.type === 'notification').length;
+      const before = count();
+      for (let i = 0; i < 499; i++) window.inject({ ...n, id: `${n.id}-many-${i}` }); // 501 ids now
+      const filled = count() - before;
+      window.inject({ ...n, id: `${n.id}-2` }); // still kept: a repeat
+      const kept = count() - before - filled;
+      window.inject(n); // the oldest, forgotten: delivered again
+      return { filled, kept, again: count() - before - filled - kept };
+    }, n);
+    assert(counts.filled === 499 && counts.kept === 0 && counts.again === 1, JSON.stringify(counts));
   });
 
   await check('a forced reconnect resumes with no gap and no duplicate', async () => {
