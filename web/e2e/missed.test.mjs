@@ -343,6 +343,19 @@ async function main() {
     assert((await a1.$$(tid('message-seen'))).length === 1, 'more than one "Seen"');
   });
 
+  await check('a tab on SSE reads too (PUT .../read): the badge clears in the WebSocket tab', async () => {
+    await openHash(a1, HOME);
+    await post(bob, dm, `again ${suffix}`);
+    await waitBadges(a1, dm, { unread: '', mention: '1' }, 'alice1', { list: 'dm-list' });
+    const a4 = await newPage('alice4', { context: a1.context() });
+    await a4.goto(`${BASE}/?transport=sse#room=${dm}`);
+    await waitLive(a4, 'sse');
+    await waitBadges(a1, dm, { unread: '', mention: '' }, 'alice1', { list: 'dm-list' });
+    const o = await apiCall(a1, 'GET', `/api/rooms/${dm}`);
+    assert(o.unread === 0 && o.read_seq === o.last_seq, `the room object says ${JSON.stringify(o)}`);
+    await a4.close();
+  });
+
   await finalChecks(5);
 }
 
