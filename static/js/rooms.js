@@ -158,11 +158,13 @@ function renderList(list, names, direct) {
 }
 
 /**
- * renderBadges shows room's counts on its entry: the unread count, and a
- * distinct mark with the mentions (a direct room's unread are all for me).
+ * renderBadges shows room's counts on its entry: the unread count, or, when
+ * some are for me, the mention count in a distinct mark (a direct room's
+ * unread are all for me). data-unread and data-mentions hold both counts.
  */
 function renderBadges(li, name) {
-  const { unread, mentions } = counts(name);
+  // The open room's own count would only flicker: it is cleared as I read.
+  const { unread, mentions } = state.room?.name === name ? { unread: 0, mentions: 0 } : counts(name);
   const badge = $('.room-badge', li);
   const mention = $('.room-mention', li);
   const plain = mentions > 0 ? 0 : unread;
