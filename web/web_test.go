@@ -502,3 +502,38 @@ func TestChatShellHasRoomsUI(t *testing.T) {
 		t.Error("the add-member input has no label")
 	}
 }
+
+// The bell and its panel: in the header, a count that starts hidden (the
+// script fills it), a popover panel labelled by its heading, and the push
+// button hidden until the script knows both the server and the browser can.
+func TestChatShellHasBell(t *testing.T) {
+	doc := render(t, IndexProps{User: "alice", Guest: true})
+	for _, id := range []string{"bell", "bell-count", "bell-panel", "bell-list", "bell-empty", "bell-more", "push-toggle", "bell-status"} {
+		if n := count(doc, testID(id)); n != 1 {
+			t.Errorf("%s: %d elements, want 1", id, n)
+		}
+	}
+	if doc.Find(".topbar " + testID("bell")).Length() != 1 {
+		t.Error("the bell is not in the header")
+	}
+	for _, id := range []string{"bell-count", "bell-empty", "bell-more", "push-toggle", "bell-status"} {
+		if _, hidden := doc.Find(testID(id)).Attr("hidden"); !hidden {
+			t.Errorf("%s is not rendered hidden", id)
+		}
+	}
+	panel := doc.Find(testID("bell-panel"))
+	if v := panel.AttrOr("popover", ""); v != "auto" {
+		t.Errorf("bell-panel popover=%q, want auto", v)
+	}
+	by := panel.AttrOr("aria-labelledby", "")
+	if h := panel.Find("#" + by); by == "" || h.Length() != 1 || strings.TrimSpace(h.Text()) == "" {
+		t.Errorf("bell-panel: aria-labelledby=%q names no heading inside it", by)
+	}
+	if b := doc.Find(testID("bell")); b.AttrOr("aria-controls", "") != "bell-panel" || strings.TrimSpace(b.AttrOr("aria-label", "")) == "" {
+		t.Error("the bell names neither its panel nor itself")
+	}
+	// Signed out: no bell.
+	if n := count(render(t, IndexProps{Guest: true}), testID("bell")); n != 0 {
+		t.Errorf("the sign-in page has %d bells", n)
+	}
+}
