@@ -15,8 +15,12 @@
 //                 sends, Retry), live.js (the open room's live messages),
 //                 view.js and messages.js (the DOM), nav.js (#room=),
 //                 composer.js, session.js (refresh before expiry, back
-//                 to sign-in when the session ends); this file wires them
-//                 together.
+//                 to sign-in when the session ends); what I missed:
+//                 unread.js (the badges' counts), reading.js (the
+//                 new-messages line, my read position sent as I read, a
+//                 room opened at a message), receipts.js ("Seen" in direct
+//                 rooms), notifications.js (the bell), push.js (browser
+//                 push through /sw.js); this file wires them together.
 //   both pages    i18n.js: every string shown, from the page's catalogue,
 //                 and the language switcher.
 //
