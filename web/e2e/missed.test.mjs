@@ -356,6 +356,36 @@ async function main() {
     await a4.close();
   });
 
+  await check('the service worker (/sw.js, scope /) shows a push: its title, the text as body, the id as tag, room and seq as data', async () => {
+    const ctx = a1.context();
+    await ctx.grantPermissions(['notifications'], { origin: BASE });
+    const scope = await a1.evaluate(async () => {
+      const reg = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+      await navigator.serviceWorker.ready;
+      return reg.scope;
+    });
+    assert(scope === `${BASE}/`, `scope ${scope}`);
+    // A push as the push service would deliver it (Chromium's DevTools protocol).
+    const cdp = await ctx.newCDPSession(a1);
+    const regs = [];
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (ev) => regs.push(...ev.registrations));
+    await cdp.send('ServiceWorker.enable');
+    const reg = await waitFor(() => regs.find((r) => r.scopeURL === `${BASE}/` && !r.isDeleted), 'the registration');
+    const payload = { id: `n-push-${suffix}`, room: MISS, seq: target, from: 'bob', text: noteText, kind: 'mention', ts: new Date().toISOString(), title: `bob in #${MISS}` };
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: BASE, registrationId: reg.registrationId, data: JSON.stringify(payload) });
+    const shown = await waitFor(async () => {
+      const list = await a1.evaluate(async () =>
+        (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })),
+      );
+      return list.length > 0 && list;
+    }, 'the notification shown');
+    assert(shown.length === 1, `${shown.length} shown`);
+    const n = shown[0];
+    assert(n.title === payload.title && n.body === noteText && n.tag === payload.id, JSON.stringify(n));
+    assert(n.data?.room === MISS && n.data?.seq === target, `data ${JSON.stringify(n.data)}`);
+    await cdp.detach();
+  });
+
   await finalChecks(5);
 }
 
