@@ -386,6 +386,20 @@ async function main() {
     await cdp.detach();
   });
 
+  await check("a click on the push: the tab open already goes to the room at that message", async () => {
+    await openHash(a1, HOME);
+    const sw = a1.context().serviceWorkers().find((w) => w.url() === `${BASE}/sw.js`) || (await a1.context().waitForEvent('serviceworker'));
+    // The click itself cannot be made here: the worker's click handler
+    // runs on a NotificationEvent of the notification shown.
+    await sw.evaluate(async () => {
+      const [n] = await self.registration.getNotifications();
+      self.dispatchEvent(new NotificationEvent('notificationclick', { notification: n }));
+    });
+    await a1.waitForSelector(`${tid('message')}[data-seq="${target}"].target`, { timeout: WAIT });
+    assert((await a1.textContent(tid('room-title'))).includes(MISS), 'another room is open');
+    assert(new URL(a1.url()).hash === `#room=${MISS}`, `the address says ${new URL(a1.url()).hash}`);
+  });
+
   await finalChecks(5);
 }
 
