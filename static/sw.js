@@ -35,7 +35,9 @@ self.addEventListener('notificationclick', (event) => {
   event.waitUntil(
     (async () => {
       const tabs = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-      const tab = tabs.find((c) => new URL(c.url).origin === self.location.origin);
+      // The tab in front, else a visible one, else any of Parley's.
+      const ours = tabs.filter((c) => new URL(c.url).origin === self.location.origin);
+      const tab = ours.find((c) => c.focused) || ours.find((c) => c.visibilityState === 'visible') || ours[0];
       if (tab) {
         // The open tab goes to the message itself (static/js/push.js
         // listens), keeping its connection rather than reloading.

@@ -386,18 +386,27 @@ async function main() {
     await cdp.detach();
   });
 
-  await check("a click on the push: the tab open already goes to the room at that message", async () => {
+  await check('a click on the push: a tab open already goes to the room at that message', async () => {
     await openHash(a1, HOME);
+    await openHash(a2, HOME);
     const sw = a1.context().serviceWorkers().find((w) => w.url() === `${BASE}/sw.js`) || (await a1.context().waitForEvent('serviceworker'));
     // The click itself cannot be made here: the worker's click handler
     // runs on a NotificationEvent of the notification shown.
-    await sw.evaluate(async () => {
+    const tabs = await sw.evaluate(async () => {
       const [n] = await self.registration.getNotifications();
       self.dispatchEvent(new NotificationEvent('notificationclick', { notification: n }));
+      return (await self.clients.matchAll({ type: 'window', includeUncontrolled: true })).length;
     });
-    await a1.waitForSelector(`${tid('message')}[data-seq="${target}"].target`, { timeout: WAIT });
-    assert((await a1.textContent(tid('room-title'))).includes(MISS), 'another room is open');
-    assert(new URL(a1.url()).hash === `#room=${MISS}`, `the address says ${new URL(a1.url()).hash}`);
+    assert(tabs >= 2, `the worker sees ${tabs} tabs`);
+    const sel = `${tid('message')}[data-seq="${target}"].target`;
+    const went = await waitFor(async () => {
+      for (const page of [a1, a2]) if (await page.$(sel)) return page;
+      return null;
+    }, 'a tab shows the message');
+    assert((await went.textContent(tid('room-title'))).includes(MISS), 'another room is open');
+    assert(new URL(went.url()).hash === `#room=${MISS}`, `the address says ${new URL(went.url()).hash}`);
+    const other = went === a1 ? a2 : a1;
+    assert((await other.textContent(tid('room-title'))).includes(HOME), 'both tabs went');
   });
 
   await finalChecks(5);
