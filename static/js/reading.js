@@ -77,7 +77,11 @@ export function bindReading() {
     'scroll',
     () => {
       // One check per frame at most: scroll events come by the dozen.
-      if (!scrolling) scrolling = requestAnimationFrame(() => ((scrolling = 0), maybeRead()));
+      if (scrolling) return;
+      scrolling = requestAnimationFrame(() => {
+        scrolling = 0;
+        maybeRead();
+      });
     },
     { passive: true },
   );
