@@ -29,6 +29,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,8 @@ type Push struct {
 	// Payload is the decrypted message (nil when Err is set).
 	Payload []byte
 	Header  http.Header
+	// Subject is the VAPID JWT's sub claim: the sender's contact.
+	Subject string
 	// Status is what the service answered; 0 for a stalled request.
 	Status int
 	// Err says why the push was refused as malformed (bad VAPID, bad
@@ -226,7 +229,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		if err = checkHeaders(r.Header); err == nil {
 			status = http.StatusUnauthorized
-			if err = checkVAPID(r.Header.Get("Authorization"), sub.endpoint, wantKey); err == nil {
+			if p.Subject, err = checkVAPID(r.Header.Get("Authorization"), sub.endpoint, wantKey); err == nil {
 				status = http.StatusBadRequest
 				p.Payload, err = decrypt(body, sub.priv, sub.auth)
 			}
@@ -274,10 +277,10 @@ func checkHeaders(h http.Header) error {
 // checkVAPID checks an Authorization header of the RFC 8292 "vapid" scheme:
 // t a JWT signed ES256 with the key k, for the endpoint's origin, not
 // expired, expiring within 24 h, with a contact in sub.
-func checkVAPID(header, endpoint, wantKey string) error {
+func checkVAPID(header, endpoint, wantKey string) (subject string, err error) {
 	params, ok := strings.CutPrefix(header, "vapid ")
 	if !ok {
-		return fmt.Errorf("Authorization %q is not of the vapid scheme", header)
+		return "", fmt.Errorf("Authorization %q is not of the vapid scheme", header)
 	}
 	var token, key string
 	for part := range strings.SplitSeq(params, ",") {
@@ -290,35 +293,39 @@ func checkVAPID(header, endpoint, wantKey string) error {
 		}
 	}
 	if token == "" || key == "" {
-		return errors.New("vapid Authorization lacks t or k")
+		return "", errors.New("vapid Authorization lacks t or k")
 	}
 	if wantKey != "" && strings.TrimRight(key, "=") != wantKey {
-		return fmt.Errorf("vapid key %s is not the application server's %s", key, wantKey)
+		return "", fmt.Errorf("vapid key %s is not the application server's %s", key, wantKey)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(key, "="))
 	if err != nil {
-		return fmt.Errorf("vapid k: %w", err)
+		return "", fmt.Errorf("vapid k: %w", err)
 	}
 	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 	if err != nil {
-		return fmt.Errorf("vapid k: %w", err)
+		return "", fmt.Errorf("vapid k: %w", err)
 	}
-	origin := endpoint[:strings.Index(endpoint, "/push/")]
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	origin := u.Scheme + "://" + u.Host
 	claims := jwt.MapClaims{}
 	_, err = jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return pub, nil },
 		jwt.WithValidMethods([]string{"ES256"}), jwt.WithExpirationRequired(), jwt.WithAudience(origin))
 	if err != nil {
-		return fmt.Errorf("vapid JWT: %w", err)
+		return "", fmt.Errorf("vapid JWT: %w", err)
 	}
 	exp, _ := claims.GetExpirationTime()
 	if exp.After(time.Now().Add(24 * time.Hour)) {
-		return fmt.Errorf("vapid JWT expires %s, more than 24 h ahead", exp)
+		return "", fmt.Errorf("vapid JWT expires %s, more than 24 h ahead", exp)
 	}
 	sub, _ := claims.GetSubject()
 	if !strings.HasPrefix(sub, "mailto:") && !strings.HasPrefix(sub, "https:") {
-		return fmt.Errorf("vapid JWT sub %q is no mailto: or https: contact", sub)
+		return "", fmt.Errorf("vapid JWT sub %q is no mailto: or https: contact", sub)
 	}
-	return nil
+	return sub, nil
 }
 
 // decrypt opens an aes128gcm body (RFC 8188) encrypted for a subscription
