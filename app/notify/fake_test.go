@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -176,6 +177,12 @@ func (c *countMetrics) Delivery(kind, outcome string) {
 		c.n = map[string]int{}
 	}
 	c.n[kind+"/"+outcome]++
+}
+
+func (c *countMetrics) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprint(c.n)
 }
 
 func (c *countMetrics) get(key string) int {

@@ -61,7 +61,7 @@ func TestPushDecryptsToWhatWasQueued(t *testing.T) {
 		t.Errorf("Urgency %q, want high", u)
 	}
 	if metrics.get("push/sent") != 1 {
-		t.Errorf("metrics %v, want push/sent 1", metrics.n)
+		t.Errorf("metrics %v, want push/sent 1", metrics)
 	}
 	if _, _, removed, _ := store.snapshot(); len(removed) != 0 {
 		t.Errorf("subscriptions removed %v after a push taken", removed)
@@ -138,7 +138,7 @@ func TestPushGoneRemovesSubscription(t *testing.T) {
 			t.Errorf("%d: %d pushes, want 1 (gone is not retried)", code, n)
 		}
 		if metrics.get("push/gone") != 1 {
-			t.Errorf("%d: metrics %v, want push/gone", code, metrics.n)
+			t.Errorf("%d: metrics %v, want push/gone", code, metrics)
 		}
 	}
 }
@@ -159,7 +159,7 @@ func TestPushTimeoutRetriedBounded(t *testing.T) {
 		t.Errorf("%d attempts, want MaxAttempts' 3", n)
 	}
 	if metrics.get("push/retry") != 2 || metrics.get("push/gave_up") != 1 {
-		t.Errorf("metrics %v, want 2 retries and 1 gave_up", metrics.n)
+		t.Errorf("metrics %v, want 2 retries and 1 gave_up", metrics)
 	}
 	if _, _, removed, _ := store.snapshot(); len(removed) != 0 {
 		t.Errorf("a stalling push service removed subscriptions %v", removed)
@@ -194,7 +194,7 @@ func TestPushAnswers(t *testing.T) {
 			t.Errorf("%v: %d attempts, want %d", c.answers, n, c.attempts)
 		}
 		if metrics.get("push/"+c.outcome) != 1 {
-			t.Errorf("%v: metrics %v, want push/%s", c.answers, metrics.n, c.outcome)
+			t.Errorf("%v: metrics %v, want push/%s", c.answers, metrics, c.outcome)
 		}
 	}
 }
@@ -218,7 +218,7 @@ func TestPushWithoutVAPIDOrWithBadKeysIsGivenUp(t *testing.T) {
 		s.Kick()
 		store.waitFinished(t, c.d.ID, 5*time.Second)
 		if metrics.get(c.d.Kind+"/gave_up") != 1 {
-			t.Errorf("%s: metrics %v, want gave_up", name, metrics.n)
+			t.Errorf("%s: metrics %v, want gave_up", name, metrics)
 		}
 		if _, retries, _, _ := store.snapshot(); len(retries) != 0 {
 			t.Errorf("%s: retried %+v", name, retries)

@@ -289,6 +289,9 @@ func (s *Sender) deliver(ctx context.Context, d chat.Delivery) {
 		r.outcome = OutcomeGaveUp
 		r.err = fmt.Errorf("%d attempts failed, the last: %w", made, r.err)
 	}
+	// Counted before it is recorded, so that whoever sees the store
+	// change sees the count.
+	s.cfg.Metrics.Delivery(d.Kind, r.outcome)
 	switch r.outcome {
 	case OutcomeRetry:
 		wait := s.backoff(made)
@@ -313,7 +316,6 @@ func (s *Sender) deliver(ctx context.Context, d chat.Delivery) {
 	default:
 		s.finish(sctx, log, d)
 	}
-	s.cfg.Metrics.Delivery(d.Kind, r.outcome)
 }
 
 func (s *Sender) finish(ctx context.Context, log *slog.Logger, d chat.Delivery) {
