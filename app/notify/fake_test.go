@@ -24,6 +24,8 @@ type memStore struct {
 	retries    []retryCall
 	removed    [][2]string
 	claimMax   int // the largest max asked for
+	claims     int
+	claimErr   error // failing claims while set
 	changed    chan struct{}
 }
 
@@ -96,6 +98,10 @@ func (m *memStore) ClaimDeliveries(_ context.Context, now time.Time, lease time.
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.claimMax = max(m.claimMax, limit)
+	m.claims++
+	if m.claimErr != nil {
+		return nil, m.claimErr
+	}
 	var out []chat.Delivery
 	for _, id := range slices.Sorted(maps.Keys(m.deliveries)) {
 		d := m.deliveries[id]

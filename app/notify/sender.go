@@ -220,6 +220,9 @@ func (s *Sender) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(s.cfg.Poll)
 	defer tick.Stop()
+	// pause grows while the store fails, so that an outage is not asked
+	// (and logged) four times a second.
+	pause := time.Duration(0)
 	for {
 		// more: the last claim got all it asked for, so more may be due
 		// and a worker coming free is worth a claim at once.
@@ -227,8 +230,14 @@ func (s *Sender) Run(ctx context.Context) error {
 		if n := len(idle); n > 0 {
 			ds, err := s.cfg.Store.ClaimDeliveries(ctx, time.Now(), s.cfg.Lease, n)
 			if err != nil && ctx.Err() == nil {
-				s.cfg.Log.Warn("notify: claim deliveries", "err", err)
+				pause = min(max(2*pause, s.cfg.Poll), maxClaimPause)
+				s.cfg.Log.Warn("notify: claim deliveries failed; pausing", "err", err, "for", pause)
+				if !sleep(ctx, pause) {
+					return nil
+				}
+				continue
 			}
+			pause = 0
 			for _, d := range ds {
 				<-idle
 				work <- d
@@ -246,6 +255,21 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-tick.C:
 		case <-freed:
 		}
+	}
+}
+
+// maxClaimPause bounds the pause between claims while the store fails.
+const maxClaimPause = 5 * time.Second
+
+// sleep waits d or until ctx ends; it reports whether the full wait elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -408,4 +409,24 @@ func TestShutdownReleasesAttemptsInFlight(t *testing.T) {
 	if metrics.String() != "map[]" {
 		t.Errorf("metrics %v: a cut-short attempt counts nothing", metrics)
 	}
+}
+
+func TestClaimFailuresPauseThenRecover(t *testing.T) {
+	rcv := newReceiver(t, 200)
+	store := newMemStore()
+	store.claimErr = errors.New("store down")
+	store.queue(webhook("d", rcv.srv.URL))
+	run(t, Config{Store: store, Poll: 10 * time.Millisecond})
+	time.Sleep(700 * time.Millisecond)
+	store.mu.Lock()
+	claims := store.claims
+	store.claimErr = nil
+	store.mu.Unlock()
+	// Polling every 10 ms would make 70; pausing 10, 20, 40... ms makes 7.
+	if claims < 3 || claims > 12 {
+		t.Errorf("%d claims in 700 ms of store failure, want a growing pause (about 7)", claims)
+	}
+	// The pause is bounded (5 s), and the delivery goes out once the
+	// store is back.
+	store.waitFinished(t, "d", 7*time.Second)
 }
