@@ -111,8 +111,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	// into the store; on Kafka it finishes its batch in hand and stops, and
 	// the group's other members read on from its commit.
 	finishPersist := make(chan struct{})
+	// And read positions, the mention index and notifications.
+	marks, _ := store.(chat.Marks)
+	notes, _ := store.(chat.Notifications)
 	persister := &chat.Persister{Bus: bus, Store: store, TopicSend: cfg.TopicSend, TopicReceive: cfg.TopicReceive,
-		Rooms: rooms, Log: log, Metrics: metrics, Finish: finishPersist, Drain: len(cfg.KafkaBrokers) == 0}
+		Rooms: rooms, Marks: marks, Log: log, Metrics: metrics, Finish: finishPersist, Drain: len(cfg.KafkaBrokers) == 0}
 	fanout := &chat.Fanout{Bus: bus, Topic: cfg.TopicReceive, Group: cfg.FanoutGroup(), Hub: hub, Log: log}
 
 	pipeCtx, stopPipe := context.WithCancel(context.Background())
@@ -123,6 +126,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	defer stopFanout()
 	var fan sync.WaitGroup
 	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
+	// The notifications consumer, the third group, stops with the fan-out.
+	if notes != nil {
+		notifier := &chat.Notifier{Bus: bus, Topic: cfg.TopicReceive, Store: notes, Rooms: hub.SavedState,
+			Delay: cfg.NotifyDelay, Webhooks: cfg.WebhookURLs, Log: log, Metrics: metrics}
+		fan.Go(func() { fail("notifications", notifier.Run(fanCtx)) })
+	}
 
 	auth := &handlers.Auth{Secret: secret, TTL: cfg.TokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
 	idpCtx, stopIDP := context.WithCancel(context.Background())
@@ -131,7 +140,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		return err
 	}
 	srv := &handlers.Server{
-		Store: store, People: people, Rooms: rooms, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
+		Store: store, People: people, Rooms: rooms, Marks: marks, Notes: notes, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
 		Auth:   auth,
 		Ready: func() error {

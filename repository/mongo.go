@@ -81,6 +81,11 @@ type Store struct {
 	revoked  *mongo.Collection
 	members  *mongo.Collection // see rooms.go
 
+	notifications *mongo.Collection // see notify.go
+	pushSubs      *mongo.Collection
+	deliveries    *mongo.Collection
+	claims        *mongo.Collection
+
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
 	lostRaces atomic.Int64
@@ -240,6 +245,11 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		names:    client.Database(db).Collection(namesColl),
 		revoked:  client.Database(db).Collection(revokedColl),
 		members:  client.Database(db).Collection(membersColl),
+
+		notifications: client.Database(db).Collection(notificationsColl),
+		pushSubs:      client.Database(db).Collection(pushSubsColl),
+		deliveries:    client.Database(db).Collection(deliveriesColl),
+		claims:        client.Database(db).Collection(claimsColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -287,6 +297,11 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Options: options.Index().SetName(memberUserRoomIndex),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", membersColl, err)
+	}
+	for _, i := range s.notifyIndexes() {
+		if _, err := i.coll.Indexes().CreateOne(ctx, i.model); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", i.coll.Name(), err)
+		}
 	}
 	return s.dropLegacyIndex(ctx)
 }

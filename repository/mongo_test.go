@@ -75,6 +75,10 @@ func TestMongoRoomStatesContract(t *testing.T) {
 	storetest.RunRoomStates(t, func(t *testing.T) storetest.RoomStore { return newStore(t) })
 }
 
+func TestMongoNotificationsContract(t *testing.T) {
+	storetest.RunNotifications(t, func(t *testing.T) chat.Notifications { return newStore(t) })
+}
+
 func TestOpenRejectsEmptyArguments(t *testing.T) {
 	if _, err := Open(t.Context(), "", "parley"); err == nil {
 		t.Error("Open with an empty uri succeeded")

@@ -212,9 +212,12 @@ type Notifications interface {
 	// ClaimDeliveries returns up to max queued deliveries due at now
 	// (NextAt <= now), each leased for lease: claimed by nobody else until
 	// now+lease (NextAt moves there), so that instances draining the one
-	// outbox do not send the same delivery at once.
+	// outbox do not send the same delivery at once. A max below 1 is an
+	// error.
 	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, max int) ([]Delivery, error)
-	// FinishDelivery removes a delivery sent (or given up).
+	// FinishDelivery removes a delivery sent (or given up). One that is
+	// gone (finished by a claimer whose lease this one outlived) is no
+	// error, for it and for RetryDelivery.
 	FinishDelivery(ctx context.Context, id string) error
 	// RetryDelivery records a failed attempt: Attempts and NextAt as given.
 	RetryDelivery(ctx context.Context, id string, attempts int, next time.Time) error

@@ -40,6 +40,9 @@ import (
 //	revoked/<sid>            an ended session, JSON (chat.Revocation)
 //	states/, summaries/,     rooms with members: saved room states and
 //	members/                 their indexes (see rooms.go)
+//	notifications/, push/,   notifications, push subscriptions and the
+//	outbox/ and their        outbox (see notify.go)
+//	indexes
 //
 // Format 1 keyed ids by the id alone, so that a message of one user under an
 // id another user had sent first was taken for a retry of it: acknowledged,
@@ -104,9 +107,10 @@ func migrate(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// People's and rooms' state buckets came later without a new format:
-	// an older Parley never opens them.
-	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers} {
+	// People's, rooms' state and notifications' buckets came later without
+	// a new format: an older Parley never opens them.
+	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers,
+		bucketNotifications, bucketNotifyIDs, bucketPush, bucketPushEndpoints, bucketOutbox, bucketOutboxDue} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
