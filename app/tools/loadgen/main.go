@@ -102,10 +102,10 @@ type Result struct {
 	// With --mention-percent: the notifications consumer's lag when the
 	// sending ended, its highest seen, and how long after the sending
 	// ended it was back to 0 (-1: not within the wait).
-	MentionPercent  float64 `json:"mention_percent,omitempty"`
-	NotifyLagAtEnd  int64   `json:"notify_lag_at_send_end,omitempty"`
-	NotifyLagMax    int64   `json:"notify_lag_max,omitempty"`
-	NotifyLagZeroS  float64 `json:"notify_lag_zero_after_s,omitempty"`
+	MentionPercent float64 `json:"mention_percent,omitempty"`
+	NotifyLagAtEnd int64   `json:"notify_lag_at_send_end,omitempty"`
+	NotifyLagMax   int64   `json:"notify_lag_max,omitempty"`
+	NotifyLagZeroS float64 `json:"notify_lag_zero_after_s,omitempty"`
 	// What one connection adds to the servers' Go heap in use, stacks in
 	// use and goroutines (from /metrics; 0 when not known): the parts of
 	// kib_per_conn, which also counts freed memory not yet returned.
