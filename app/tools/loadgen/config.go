@@ -61,6 +61,10 @@ type Config struct {
 	ListLimits  []int
 	ListCallers []int
 	ListCalls   int
+	// ListUnread: another user posts this many messages to each room
+	// before the phases (every fifth mentions the listing user), so that
+	// every room object's counts cost their lookups.
+	ListUnread int
 
 	// --mode kafka: instances started, on the generator's own services.
 	Instances           int
@@ -112,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&limits, "list-limits", "100,200", "roomlist: the limit of each phase's GET /api/rooms, comma-separated (1-200)")
 	fs.StringVar(&callers, "list-callers", "1,4", "roomlist: concurrent callers of each phase, comma-separated")
 	fs.IntVar(&c.ListCalls, "list-calls", 2000, "roomlist: GET /api/rooms calls per phase, over all its callers")
+	fs.IntVar(&c.ListUnread, "list-unread", 0, "roomlist: messages another user posts to each room before the phases (every fifth mentions the listing user): unread and mention counts to compute")
 	fs.IntVar(&c.Instances, "instances", 1, "--mode kafka: server instances, connections spread over them")
 	fs.IntVar(&c.KafkaPort, "kafka-port", defaultKafkaPort, "--mode kafka: the generator's Kafka broker port")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", defaultKafkaControllerPort, "--mode kafka: its KRaft controller port")
@@ -243,6 +248,9 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 		}
 		if c.ListCalls < 1 {
 			return c, errors.New("--list-calls must be at least 1")
+		}
+		if c.ListUnread < 0 || c.ListUnread > 1000 {
+			return c, errors.New("--list-unread must be 0 to 1000")
 		}
 	}
 	if c.ServerCPUs != "" || c.GenCPUs != "" {
