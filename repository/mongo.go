@@ -121,6 +121,11 @@ type messageDoc struct {
 	// to "" or 0 stay apart, which a BSON mapping would have to be taught.
 	Kind string `bson:"kind,omitempty"`
 	Data string `bson:"data,omitempty"`
+	// Mentions and Events are the persist stage's stamps (v2): the members
+	// the text names, and the room's event count up to this item, which the
+	// wire leaves out and counts read back (see chat.Marks).
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // newMessageDoc converts m for storing under seq. A ts that is no timestamp
@@ -133,9 +138,11 @@ func newMessageDoc(m chat.Message, seq int64) any {
 	data := encodeData(m.Data)
 	t, err := parseTS(m.TS)
 	if err != nil {
-		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data}
+		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data,
+			Mentions: m.Mentions, Events: m.Events}
 	}
-	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data}
+	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data,
+		Mentions: m.Mentions, Events: m.Events}
 }
 
 // encodeData is the data field of an item: "" (not stored) for none.
@@ -158,6 +165,9 @@ type stringTSDoc struct {
 	Guest bool   `bson:"guest,omitempty"`
 	Kind  string `bson:"kind,omitempty"`
 	Data  string `bson:"data,omitempty"`
+	// As in messageDoc.
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // parseTS reads a wire timestamp: chat.TSLayout, or any RFC 3339 time
@@ -182,12 +192,16 @@ type storedDoc struct {
 	Guest bool          `bson:"guest,omitempty"`
 	Kind  string        `bson:"kind,omitempty"`
 	Data  string        `bson:"data,omitempty"`
+	// Absent (nil, 0) on documents older versions wrote.
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // message is the stored message. Only an item's data can fail to read: a
 // document this code did not write.
 func (d storedDoc) message() (chat.Message, error) {
-	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind}
+	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind,
+		Mentions: d.Mentions, Events: d.Events}
 	if ms, ok := d.TS.DateTimeOK(); ok {
 		m.TS = chat.Timestamp(time.UnixMilli(ms))
 	} else if s, ok := d.TS.StringValueOK(); ok {
@@ -206,7 +220,7 @@ func (d storedDoc) message() (chat.Message, error) {
 var messageFields = bson.D{
 	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
 	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1}, {Key: "guest", Value: 1},
-	{Key: "kind", Value: 1}, {Key: "data", Value: 1},
+	{Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "mentions", Value: 1}, {Key: "events", Value: 1},
 }
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
