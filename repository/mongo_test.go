@@ -75,6 +75,10 @@ func TestMongoRoomStatesContract(t *testing.T) {
 	storetest.RunRoomStates(t, func(t *testing.T) storetest.RoomStore { return newStore(t) })
 }
 
+func TestMongoMarksContract(t *testing.T) {
+	storetest.RunMarks(t, func(t *testing.T) storetest.MarkStore { return newStore(t) })
+}
+
 func TestOpenRejectsEmptyArguments(t *testing.T) {
 	if _, err := Open(t.Context(), "", "parley"); err == nil {
 		t.Error("Open with an empty uri succeeded")

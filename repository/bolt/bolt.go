@@ -107,9 +107,9 @@ func migrate(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// People's and rooms' state buckets came later without a new format:
+	// People's, rooms' state and marks' buckets came later without a new format:
 	// an older Parley never opens them.
-	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers} {
+	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers, bucketReads, bucketMentions} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

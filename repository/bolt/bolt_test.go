@@ -36,6 +36,12 @@ func TestRoomStates(t *testing.T) {
 	})
 }
 
+func TestMarks(t *testing.T) {
+	storetest.RunMarks(t, func(t *testing.T) storetest.MarkStore {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
 // openTemp opens the store at path and closes it when the test ends.
 func openTemp(t testing.TB, path string) *Store {
 	t.Helper()
