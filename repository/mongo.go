@@ -59,7 +59,8 @@ const (
 	// writer placed one, so the room progresses; hitting this means a storm of
 	// writers on one room, and the caller retries the whole batch.
 	maxConflicts = 64
-	// roomsParallel bounds the concurrent last-seq reads of Rooms.
+	// roomsParallel bounds the concurrent per-room reads of a room list
+	// (see inParallel).
 	roomsParallel = 8
 	// duplicateKeyCode is the server's E11000 duplicate key error.
 	duplicateKeyCode = 11000
@@ -80,6 +81,8 @@ type Store struct {
 	names    *mongo.Collection // see people.go
 	revoked  *mongo.Collection
 	members  *mongo.Collection // see rooms.go
+	reads    *mongo.Collection // see marks.go
+	mentions *mongo.Collection
 
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
@@ -254,6 +257,8 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		names:    client.Database(db).Collection(namesColl),
 		revoked:  client.Database(db).Collection(revokedColl),
 		members:  client.Database(db).Collection(membersColl),
+		reads:    client.Database(db).Collection(readsColl),
+		mentions: client.Database(db).Collection(mentionsColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -301,6 +306,20 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Options: options.Index().SetName(memberUserRoomIndex),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", membersColl, err)
+	}
+	// The marks' unique indexes hold SaveMarks' upserts to one document per
+	// key (see marks.go); (user, room, seq) also serves Counts.
+	if _, err := s.reads.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}},
+		Options: options.Index().SetName(readRoomUserIndex).SetUnique(true),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", readsColl, err)
+	}
+	if _, err := s.mentions.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}},
+		Options: options.Index().SetName(mentionRoomSeqIdx).SetUnique(true),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", mentionsColl, err)
 	}
 	return s.dropLegacyIndex(ctx)
 }
@@ -755,25 +774,36 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 	page := chat.RoomPage{More: len(docs) > q.Limit}
 	docs = docs[:min(len(docs), q.Limit)]
 	rooms := make([]chat.RoomInfo, len(docs))
-	errs := make([]error, len(docs))
-	sem := make(chan struct{}, roomsParallel)
-	var wg sync.WaitGroup
-	for i, d := range docs {
-		rooms[i].Room = d.Room
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			var top int64
-			top, errs[i] = s.topSeq(ctx, d.Room)
-			rooms[i].LastSeq = max(top, d.Last)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = inParallel(len(docs), func(i int) error {
+		rooms[i].Room = docs[i].Room
+		top, err := s.topSeq(ctx, docs[i].Room)
+		rooms[i].LastSeq = max(top, docs[i].Last)
+		return err
+	})
+	if err != nil {
 		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
 	}
 	page.Rooms = rooms
 	return page, nil
+}
+
+// inParallel runs fn(0) ... fn(n-1), at most roomsParallel at a time, and
+// returns their errors joined. The per-room reads of a room list are
+// independent point lookups: run one after another, a page would cost the
+// sum of their round trips.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, roomsParallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Ping asks the primary for a ping: writes go there.

@@ -1,0 +1,264 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/parley-chat/parley/app/chat"
+)
+
+// Read positions and the mention index (chat.Marks) on MongoDB, two
+// collections:
+//
+//	reads     {room, user, seq}: user's read position in room, unique on
+//	          (room, user); raised with $max, which the server applies
+//	          atomically, so racing writers (two persist stages holding one
+//	          room's records for a moment) cannot lower it
+//	mentions  {user, room, seq, at}: the item at seq of room mentions user,
+//	          unique on (user, room, seq), which also serves counting one
+//	          user's mentions in one room between two seqs; at is when it
+//	          was recorded, for a retention of the index later
+//
+// Every write is an upsert, so a retried SaveMarks writes nothing new.
+const (
+	readsColl          = "reads"
+	mentionsColl       = "mentions"
+	readRoomUserIndex  = "room_user_unique"
+	mentionRoomSeqIdx  = "user_room_seq_unique"
+	marksUpsertRetries = 3
+)
+
+var _ chat.Marks = (*Store)(nil)
+
+// SaveMarks implements chat.Marks with at most two unordered bulk writes of
+// upserts (more for a large batch: see memberWrite), after folding the
+// batch's own repeats: its reads to the highest per (room, user), its
+// mentions to one each.
+//
+// Two upserts of one new key can race, and the loser fails on the unique
+// index instead of matching the winner's document; its bulk then runs again,
+// and finds the document.
+func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions []chat.MentionMark) error {
+	type readKey struct{ room, user string }
+	highest := make(map[readKey]int64, len(reads))
+	var readOrder []readKey
+	for _, r := range reads {
+		if r.Seq < 1 {
+			continue // 0 is where everyone starts: nothing to record
+		}
+		k := readKey{r.Room, r.User}
+		seq, ok := highest[k]
+		if !ok {
+			readOrder = append(readOrder, k)
+		}
+		highest[k] = max(seq, r.Seq)
+	}
+	readModels := make([]mongo.WriteModel, 0, len(readOrder))
+	for _, k := range readOrder {
+		readModels = append(readModels, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "room", Value: k.room}, {Key: "user", Value: k.user}}).
+			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: highest[k]}}}}).
+			SetUpsert(true))
+	}
+
+	now := time.Now().UTC()
+	seen := make(map[chat.MentionMark]bool, len(mentions))
+	mentionModels := make([]mongo.WriteModel, 0, len(mentions))
+	for _, m := range mentions {
+		if m.Seq < 1 || seen[m] {
+			continue // no item has seq 0; refusing would stall the batch's retries
+		}
+		seen[m] = true
+		mentionModels = append(mentionModels, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "user", Value: m.User}, {Key: "room", Value: m.Room}, {Key: "seq", Value: m.Seq}}).
+			SetUpdate(bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "at", Value: now}}}}).
+			SetUpsert(true))
+	}
+
+	if err := upsertAll(ctx, s.reads, readModels); err != nil {
+		return fmt.Errorf("save read positions: %w", err)
+	}
+	if err := upsertAll(ctx, s.mentions, mentionModels); err != nil {
+		return fmt.Errorf("save mentions: %w", err)
+	}
+	return nil
+}
+
+// upsertAll runs models on coll as unordered bulk writes of at most
+// memberWrite each, running a bulk again when all it failed on are
+// duplicate keys: upserts that lost a race to create a document.
+func upsertAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+	for chunk := range slices.Chunk(models, memberWrite) {
+		var err error
+		for range marksUpsertRetries {
+			_, err = coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(false))
+			if err == nil || !onlyDuplicates(err) {
+				break
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadSeqs implements chat.Marks with one find on the (room, user) index.
+func (s *Store) ReadSeqs(ctx context.Context, room string, users []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(users))
+	if len(users) == 0 {
+		return out, nil
+	}
+	cur, err := s.reads.Find(ctx,
+		bson.D{{Key: "room", Value: room}, {Key: "user", Value: bson.D{{Key: "$in", Value: users}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "user", Value: 1}, {Key: "seq", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("read seqs of room %q: %w", room, err)
+	}
+	var docs []struct {
+		User string `bson:"user"`
+		Seq  int64  `bson:"seq"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read seqs of room %q: %w", room, err)
+	}
+	for _, d := range docs {
+		out[d.User] = d.Seq
+	}
+	return out, nil
+}
+
+// Counts implements chat.Marks: one find for user's read positions in all
+// of rooms, then, for each room with anything after the position, a few at
+// a time (inParallel), one find of the two items the count needs and a
+// count of the mentions between. A room read up to its LastSeq costs
+// nothing more.
+func (s *Store) Counts(ctx context.Context, user string, rooms []chat.RoomSummary) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	names := make([]string, len(rooms))
+	for i, r := range rooms {
+		names[i] = r.Room
+	}
+	cur, err := s.reads.Find(ctx,
+		bson.D{{Key: "room", Value: bson.D{{Key: "$in", Value: names}}}, {Key: "user", Value: user}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("counts of %q: read positions: %w", user, err)
+	}
+	var docs []struct {
+		Room string `bson:"room"`
+		Seq  int64  `bson:"seq"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("counts of %q: read positions: %w", user, err)
+	}
+	positions := make(map[string]int64, len(docs))
+	for _, d := range docs {
+		positions[d.Room] = d.Seq
+	}
+	var todo []int // rooms with something after the read position
+	for i := range rooms {
+		rs := &rooms[i]
+		rs.ReadSeq, rs.Unread, rs.Mentions = min(positions[rs.Room], rs.LastSeq), 0, 0
+		if rs.ReadSeq < rs.LastSeq {
+			todo = append(todo, i)
+		}
+	}
+	err = inParallel(len(todo), func(k int) error {
+		rs := &rooms[todo[k]]
+		first, last, err := s.edges(ctx, rs.Room, rs.ReadSeq, rs.LastSeq)
+		if err != nil {
+			return err
+		}
+		rs.Unread = chat.UnreadBetween(first, last)
+		rs.Mentions, err = s.mentions.CountDocuments(ctx, bson.D{
+			{Key: "user", Value: user}, {Key: "room", Value: rs.Room},
+			{Key: "seq", Value: bson.D{{Key: "$gt", Value: rs.ReadSeq}, {Key: "$lte", Value: rs.LastSeq}}},
+		})
+		if err != nil {
+			return fmt.Errorf("room %q: count mentions: %w", rs.Room, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("counts of %q: %w", user, err)
+	}
+	return nil
+}
+
+// edgeDoc is what a count reads of an item.
+type edgeDoc struct {
+	Seq    int64  `bson:"seq"`
+	Kind   string `bson:"kind"`
+	Events int64  `bson:"events"`
+}
+
+var edgeFields = bson.D{{Key: "_id", Value: 0}, {Key: "seq", Value: 1}, {Key: "kind", Value: 1}, {Key: "events", Value: 1}}
+
+func (d *edgeDoc) message() *chat.Message {
+	return &chat.Message{Seq: d.Seq, Kind: d.Kind, Events: d.Events}
+}
+
+// edges reads the first stored item of room after seq read and the last at
+// or before seq last (read < last), each nil when there is none. Mostly
+// both are there, at read+1 and last: one find of two exact seqs on the
+// (room, seq) index. Only an item missing (deleted by retention, or last
+// not yet visible) costs a sorted find for the nearest one, which FerretDB
+// may answer with a scan of the room.
+func (s *Store) edges(ctx context.Context, room string, read, last int64) (first, end *chat.Message, err error) {
+	cur, err := s.messages.Find(ctx,
+		bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$in", Value: bson.A{read + 1, last}}}}},
+		options.Find().SetProjection(edgeFields))
+	if err != nil {
+		return nil, nil, fmt.Errorf("room %q: read items %d and %d: %w", room, read+1, last, err)
+	}
+	var docs []edgeDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, nil, fmt.Errorf("room %q: read items %d and %d: %w", room, read+1, last, err)
+	}
+	for i := range docs {
+		// Not a switch: read+1 may be last.
+		if docs[i].Seq == read+1 {
+			first = docs[i].message()
+		}
+		if docs[i].Seq == last {
+			end = docs[i].message()
+		}
+	}
+	if first == nil {
+		if first, err = s.nearest(ctx, room, read, last, 1); err != nil || first == nil {
+			return nil, nil, err // nothing stored in (read, last]
+		}
+	}
+	if end == nil {
+		if end, err = s.nearest(ctx, room, read, last, -1); err != nil {
+			return nil, nil, err
+		}
+	}
+	return first, end, nil
+}
+
+// nearest reads the item of room with seq in (read, last] nearest read
+// (dir 1) or last (dir -1); nil when there is none.
+func (s *Store) nearest(ctx context.Context, room string, read, last int64, dir int) (*chat.Message, error) {
+	var d edgeDoc
+	err := s.messages.FindOne(ctx,
+		bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: read}, {Key: "$lte", Value: last}}}},
+		options.FindOne().SetSort(bson.D{{Key: "seq", Value: dir}}).SetProjection(edgeFields)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("room %q: read an item in (%d, %d]: %w", room, read, last, err)
+	}
+	return d.message(), nil
+}
