@@ -15,36 +15,41 @@ import (
 )
 
 // Read positions and the mention index (chat.Marks) on MongoDB, two
-// collections:
+// collections written by inserts only:
 //
-//	reads     {room, user, seq}: user's read position in room, unique on
-//	          (room, user); raised with $max, which the server applies
-//	          atomically, so racing writers (two persist stages holding one
-//	          room's records for a moment) cannot lower it
+//	reads     {room, user, seq}: user has read room up to seq, unique on
+//	          (room, user, seq). The position is the highest seq stored;
+//	          each save inserts its seq and deletes the user's lower ones,
+//	          so mostly one document is left
 //	mentions  {user, room, seq, at}: the item at seq of room mentions user,
 //	          unique on (user, room, seq), which also serves counting one
 //	          user's mentions in one room between two seqs; at is when it
 //	          was recorded, for a retention of the index later
 //
-// Every write is an upsert, so a retried SaveMarks writes nothing new.
+// Why not one document per (room, user) raised with $max: FerretDB 1.24
+// applies an update as a read and a write of its own, so concurrent $max
+// (or conditional $set) updates of one document lose updates — measured: of
+// eight concurrent raises to 1..8, the document kept anything from 1 to 8.
+// Its unique-index inserts are exact (Append depends on them), and a
+// delete of lower seqs can only ever remove a position already beaten, so
+// racing saves (two persist stages holding one room's records for a
+// moment) keep the highest on MongoDB and FerretDB alike. A repeated insert
+// collides with itself on the unique index and changes nothing: SaveMarks
+// is safe to retry.
 const (
-	readsColl          = "reads"
-	mentionsColl       = "mentions"
-	readRoomUserIndex  = "room_user_unique"
-	mentionRoomSeqIdx  = "user_room_seq_unique"
-	marksUpsertRetries = 3
+	readsColl         = "reads"
+	mentionsColl      = "mentions"
+	readRoomUserIndex = "room_user_seq_unique"
+	mentionRoomSeqIdx = "user_room_seq_unique"
 )
 
 var _ chat.Marks = (*Store)(nil)
 
-// SaveMarks implements chat.Marks with at most two unordered bulk writes of
-// upserts (more for a large batch: see memberWrite), after folding the
-// batch's own repeats: its reads to the highest per (room, user), its
-// mentions to one each.
-//
-// Two upserts of one new key can race, and the loser fails on the unique
-// index instead of matching the winner's document; its bulk then runs again,
-// and finds the document.
+// SaveMarks implements chat.Marks with unordered bulk writes (two, unless
+// the batch holds more than memberWrite of either): the reads, folded to
+// the batch's highest per (room, user), each an insert and a delete of the
+// lower ones; the mentions, each once, an insert. Duplicate keys are
+// what a retry or a racing save leaves, and are no error.
 func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions []chat.MentionMark) error {
 	type readKey struct{ room, user string }
 	highest := make(map[readKey]int64, len(reads))
@@ -60,12 +65,17 @@ func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions [
 		}
 		highest[k] = max(seq, r.Seq)
 	}
-	readModels := make([]mongo.WriteModel, 0, len(readOrder))
+	readModels := make([]mongo.WriteModel, 0, 2*len(readOrder))
 	for _, k := range readOrder {
-		readModels = append(readModels, mongo.NewUpdateOneModel().
-			SetFilter(bson.D{{Key: "room", Value: k.room}, {Key: "user", Value: k.user}}).
-			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "seq", Value: highest[k]}}}}).
-			SetUpsert(true))
+		seq := highest[k]
+		// Unordered, the delete may run first; then an older document
+		// stays beside the new one until the next save: readers take the
+		// highest anyway.
+		readModels = append(readModels,
+			mongo.NewInsertOneModel().SetDocument(bson.D{{Key: "room", Value: k.room}, {Key: "user", Value: k.user}, {Key: "seq", Value: seq}}),
+			mongo.NewDeleteManyModel().SetFilter(bson.D{
+				{Key: "room", Value: k.room}, {Key: "user", Value: k.user}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}},
+			}))
 	}
 
 	now := time.Now().UTC()
@@ -76,41 +86,35 @@ func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions [
 			continue // no item has seq 0; refusing would stall the batch's retries
 		}
 		seen[m] = true
-		mentionModels = append(mentionModels, mongo.NewUpdateOneModel().
-			SetFilter(bson.D{{Key: "user", Value: m.User}, {Key: "room", Value: m.Room}, {Key: "seq", Value: m.Seq}}).
-			SetUpdate(bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "at", Value: now}}}}).
-			SetUpsert(true))
+		mentionModels = append(mentionModels, mongo.NewInsertOneModel().SetDocument(bson.D{
+			{Key: "user", Value: m.User}, {Key: "room", Value: m.Room}, {Key: "seq", Value: m.Seq}, {Key: "at", Value: now},
+		}))
 	}
 
-	if err := upsertAll(ctx, s.reads, readModels); err != nil {
+	if err := writeMarks(ctx, s.reads, readModels); err != nil {
 		return fmt.Errorf("save read positions: %w", err)
 	}
-	if err := upsertAll(ctx, s.mentions, mentionModels); err != nil {
+	if err := writeMarks(ctx, s.mentions, mentionModels); err != nil {
 		return fmt.Errorf("save mentions: %w", err)
 	}
 	return nil
 }
 
-// upsertAll runs models on coll as unordered bulk writes of at most
-// memberWrite each, running a bulk again when all it failed on are
-// duplicate keys: upserts that lost a race to create a document.
-func upsertAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+// writeMarks runs models on coll as unordered bulk writes of at most
+// memberWrite each (a read's insert and delete may land in two: no matter,
+// as above), taking duplicate keys for marks stored already.
+func writeMarks(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
 	for chunk := range slices.Chunk(models, memberWrite) {
-		var err error
-		for range marksUpsertRetries {
-			_, err = coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(false))
-			if err == nil || !onlyDuplicates(err) {
-				break
-			}
-		}
-		if err != nil {
+		_, err := coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(false))
+		if err != nil && !onlyDuplicates(err) {
 			return err
 		}
 	}
 	return nil
 }
 
-// ReadSeqs implements chat.Marks with one find on the (room, user) index.
+// ReadSeqs implements chat.Marks with one find on the (room, user, seq)
+// index, keeping each user's highest.
 func (s *Store) ReadSeqs(ctx context.Context, room string, users []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(users))
 	if len(users) == 0 {
@@ -130,7 +134,7 @@ func (s *Store) ReadSeqs(ctx context.Context, room string, users []string) (map[
 		return nil, fmt.Errorf("read seqs of room %q: %w", room, err)
 	}
 	for _, d := range docs {
-		out[d.User] = d.Seq
+		out[d.User] = max(out[d.User], d.Seq)
 	}
 	return out, nil
 }
@@ -163,7 +167,7 @@ func (s *Store) Counts(ctx context.Context, user string, rooms []chat.RoomSummar
 	}
 	positions := make(map[string]int64, len(docs))
 	for _, d := range docs {
-		positions[d.Room] = d.Seq
+		positions[d.Room] = max(positions[d.Room], d.Seq)
 	}
 	var todo []int // rooms with something after the read position
 	for i := range rooms {

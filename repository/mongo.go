@@ -307,10 +307,10 @@ func (s *Store) createIndexes(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", membersColl, err)
 	}
-	// The marks' unique indexes hold SaveMarks' upserts to one document per
-	// key (see marks.go); (user, room, seq) also serves Counts.
+	// The marks' unique indexes make a repeated mark collide instead of
+	// being stored twice (see marks.go); they also serve the marks' reads.
 	if _, err := s.reads.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}},
+		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}, {Key: "seq", Value: 1}},
 		Options: options.Index().SetName(readRoomUserIndex).SetUnique(true),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", readsColl, err)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"maps"
+	"sync"
 	"testing"
 
 	"github.com/parley-chat/parley/app/chat"
@@ -24,6 +25,8 @@ func RunMarks(t *testing.T, newStore func(t *testing.T) MarkStore) {
 	t.Run("ReadsOnlyRise", func(t *testing.T) { testReadsOnlyRise(t, newStore(t)) })
 	t.Run("RetrySafe", func(t *testing.T) { testMarksRetrySafe(t, newStore(t)) })
 	t.Run("MentionsOnce", func(t *testing.T) { testMentionsOnce(t, newStore(t)) })
+	t.Run("LargeBatch", func(t *testing.T) { testMarksLargeBatch(t, newStore(t)) })
+	t.Run("ConcurrentSaves", func(t *testing.T) { testMarksConcurrent(t, newStore(t)) })
 	t.Run("CountsWithEvents", func(t *testing.T) { testCountsWithEvents(t, newStore(t)) })
 	t.Run("CountsEdges", func(t *testing.T) { testCountsEdges(t, newStore(t)) })
 	t.Run("CountsReadAboveLast", func(t *testing.T) { testCountsReadAboveLast(t, newStore(t)) })
@@ -169,6 +172,51 @@ func testMentionsOnce(t *testing.T, s MarkStore) {
 	saveMarks(t, s, nil, []chat.MentionMark{mention("alice", "general", 2), mention("alice", "general", 2)})
 	saveMarks(t, s, nil, []chat.MentionMark{mention("alice", "general", 2)})
 	wantCounts(t, s, "alice", []chat.RoomSummary{summary("general", 3)}, []counts{{0, 3, 1}})
+}
+
+// testMarksLargeBatch: a batch's worth of marks (more than a store may
+// write at once) is saved whole.
+func testMarksLargeBatch(t *testing.T, s MarkStore) {
+	const n = 150
+	mustAppend(t, s, msgs("general", "m", n)...)
+	var reads []chat.ReadMark
+	var mentions []chat.MentionMark
+	users := make([]string, n)
+	want := map[string]int64{}
+	for i := range n {
+		users[i] = fmt.Sprintf("user-%03d", i)
+		reads = append(reads, read("general", users[i], int64(i+1)))
+		mentions = append(mentions, mention("alice", "general", int64(i+1)))
+		want[users[i]] = int64(i + 1)
+	}
+	saveMarks(t, s, reads, mentions)
+	wantReadSeqs(t, s, "general", users, want)
+	wantCounts(t, s, "alice", []chat.RoomSummary{summary("general", n)}, []counts{{0, n, n}})
+}
+
+// testMarksConcurrent: saves racing on the same new position and mention
+// (two persist stages holding one room's records for a moment) all
+// succeed, keep the highest position and record the mention once.
+func testMarksConcurrent(t *testing.T, s MarkStore) {
+	const writers = 8
+	mustAppend(t, s, msgs("general", "m", writers)...)
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			errs[i] = s.SaveMarks(t.Context(),
+				[]chat.ReadMark{read("general", "alice", int64(i+1)), read("general", "bob", 1)},
+				[]chat.MentionMark{mention("bob", "general", 5)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("SaveMarks of writer %d: %v", i, err)
+		}
+	}
+	wantReadSeqs(t, s, "general", []string{"alice", "bob"}, map[string]int64{"alice": writers, "bob": 1})
+	wantCounts(t, s, "bob", []chat.RoomSummary{summary("general", writers)}, []counts{{1, writers - 1, 1}})
 }
 
 // testCountsWithEvents: Unread counts the plain messages after the read
