@@ -586,3 +586,27 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCounts measures the badges of a room list, one Counts call for a
+// user in many rooms, as repository/bolt's BenchmarkCounts does for 1,000.
+// PARLEY_BENCH_ROOMS sets the number, 100 by default: FerretDB serves no
+// read from an index, so each of a room's finds scans the whole collection
+// (about 60 ms per 1,000 messages measured), and 1,000 rooms of 20 items
+// take minutes per call. Against FerretDB it measures FerretDB on SQLite,
+// not MongoDB.
+func BenchmarkCounts(b *testing.B) {
+	if os.Getenv("PARLEY_TEST_MONGO") == "" {
+		b.Skip("PARLEY_TEST_MONGO unset")
+	}
+	rooms := 100
+	if v := os.Getenv("PARLEY_BENCH_ROOMS"); v != "" {
+		if _, err := fmt.Sscan(v, &rooms); err != nil {
+			b.Fatalf("PARLEY_BENCH_ROOMS=%q: %v", v, err)
+		}
+	}
+	s := newStore(b)
+	start := time.Now()
+	f := storetest.NewCountsBench(b, s, rooms)
+	b.Logf("set up %d rooms in %v", rooms, time.Since(start))
+	f.Run(b, s)
+}

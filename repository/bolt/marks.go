@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	"go.etcd.io/bbolt"
@@ -179,11 +180,9 @@ func edges(msgs *bbolt.Bucket, read, last int64) (first, end *chat.Message, err 
 	if k == nil || int64(binary.BigEndian.Uint64(k)) > last {
 		return nil, nil, nil // nothing stored in (read, last]
 	}
-	m, err := decodeItem(v)
-	if err != nil {
-		return nil, nil, fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
+	if first, err = decodeStamps(k, v); err != nil {
+		return nil, nil, err
 	}
-	first = &m
 	// The item at last, or, when it is gone or not yet there, the one
 	// before: at worst first itself.
 	if k, v = c.Seek(seqKey(last)); k == nil || int64(binary.BigEndian.Uint64(k)) != last {
@@ -192,11 +191,25 @@ func edges(msgs *bbolt.Bucket, read, last int64) (first, end *chat.Message, err 
 	if k == nil {
 		return first, first, nil
 	}
-	e, err := decodeItem(v)
-	if err != nil {
-		return nil, nil, fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
+	if end, err = decodeStamps(k, v); err != nil {
+		return nil, nil, err
 	}
-	return first, &e, nil
+	return first, end, nil
+}
+
+// decodeStamps reads of the item at (k, v) what a count needs: its seq,
+// kind and Events. Decoding into these fields alone skips building the
+// text and data, half the cost of a Counts over many rooms.
+func decodeStamps(k, v []byte) (*chat.Message, error) {
+	var d struct {
+		Kind   string `json:"kind"`
+		Events int64  `json:"events"`
+	}
+	seq := int64(binary.BigEndian.Uint64(k))
+	if err := json.Unmarshal(v, &d); err != nil {
+		return nil, fmt.Errorf("decode message at seq %d: %w", seq, err)
+	}
+	return &chat.Message{Seq: seq, Kind: d.Kind, Events: d.Events}, nil
 }
 
 // countMentions counts the keys under prefix with seq in (read, last].
