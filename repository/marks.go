@@ -140,10 +140,15 @@ func (s *Store) ReadSeqs(ctx context.Context, room string, users []string) (map[
 }
 
 // Counts implements chat.Marks: one find for user's read positions in all
-// of rooms, then, for each room with anything after the position, a few at
-// a time (inParallel), one find of the two items the count needs and a
-// count of the mentions between. A room read up to its LastSeq costs
-// nothing more.
+// of rooms; then, for the rooms with anything after the position, in
+// chunks of countsChunk rooms, a few chunks at a time (inParallel), one
+// find of the two items each room's count needs and one of the mentions
+// between. A room read up to its LastSeq costs nothing more.
+//
+// Why chunks rather than a find per room: every find is a round trip, and
+// FerretDB, which serves no read from an index, scans the whole collection
+// for each; one find of a chunk's rooms (an $or of exact keys, each an
+// index range on MongoDB) scans it once.
 func (s *Store) Counts(ctx context.Context, user string, rooms []chat.RoomSummary) error {
 	if len(rooms) == 0 {
 		return nil
@@ -169,86 +174,123 @@ func (s *Store) Counts(ctx context.Context, user string, rooms []chat.RoomSummar
 	for _, d := range docs {
 		positions[d.Room] = max(positions[d.Room], d.Seq)
 	}
-	var todo []int // rooms with something after the read position
+	var todo []*chat.RoomSummary // rooms with something after the read position
 	for i := range rooms {
 		rs := &rooms[i]
 		rs.ReadSeq, rs.Unread, rs.Mentions = min(positions[rs.Room], rs.LastSeq), 0, 0
 		if rs.ReadSeq < rs.LastSeq {
-			todo = append(todo, i)
+			todo = append(todo, rs)
 		}
 	}
-	err = inParallel(len(todo), func(k int) error {
-		rs := &rooms[todo[k]]
-		first, last, err := s.edges(ctx, rs.Room, rs.ReadSeq, rs.LastSeq)
-		if err != nil {
-			return err
-		}
-		rs.Unread = chat.UnreadBetween(first, last)
-		rs.Mentions, err = s.mentions.CountDocuments(ctx, bson.D{
-			{Key: "user", Value: user}, {Key: "room", Value: rs.Room},
-			{Key: "seq", Value: bson.D{{Key: "$gt", Value: rs.ReadSeq}, {Key: "$lte", Value: rs.LastSeq}}},
-		})
-		if err != nil {
-			return fmt.Errorf("room %q: count mentions: %w", rs.Room, err)
-		}
-		return nil
-	})
+	chunks := slices.Collect(slices.Chunk(todo, countsChunk))
+	err = inParallel(len(chunks), func(i int) error { return s.countChunk(ctx, user, chunks[i]) })
 	if err != nil {
 		return fmt.Errorf("counts of %q: %w", user, err)
 	}
 	return nil
 }
 
+// countsChunk bounds the rooms of one find of Counts.
+const countsChunk = 50
+
+// countChunk fills Unread and Mentions of rooms, each with ReadSeq below
+// LastSeq. A room appears once in a room list; should one appear twice,
+// both entries get the counts of the first.
+func (s *Store) countChunk(ctx context.Context, user string, rooms []*chat.RoomSummary) error {
+	byRoom := make(map[string]*chat.RoomSummary, len(rooms))
+	items := make(bson.A, 0, len(rooms))
+	ranges := make(bson.A, 0, len(rooms))
+	for _, rs := range rooms {
+		if _, ok := byRoom[rs.Room]; ok {
+			continue
+		}
+		byRoom[rs.Room] = rs
+		items = append(items, bson.D{{Key: "room", Value: rs.Room}, {Key: "seq", Value: bson.D{{Key: "$in", Value: bson.A{rs.ReadSeq + 1, rs.LastSeq}}}}})
+		ranges = append(ranges, bson.D{{Key: "room", Value: rs.Room}, {Key: "seq", Value: bson.D{{Key: "$gt", Value: rs.ReadSeq}, {Key: "$lte", Value: rs.LastSeq}}}})
+	}
+
+	// Mostly both items are there, at ReadSeq+1 and LastSeq; only a missing
+	// one (deleted by retention, or LastSeq not yet visible) costs a sorted
+	// find for the nearest, room by room.
+	var found []edgeDoc
+	if err := findAll(ctx, s.messages, bson.D{{Key: "$or", Value: items}}, edgeFields, &found); err != nil {
+		return fmt.Errorf("read items: %w", err)
+	}
+	first := make(map[string]*chat.Message, len(byRoom))
+	end := make(map[string]*chat.Message, len(byRoom))
+	for i := range found {
+		d := &found[i]
+		rs := byRoom[d.Room]
+		if rs == nil {
+			continue
+		}
+		// Not a switch: ReadSeq+1 may be LastSeq.
+		if d.Seq == rs.ReadSeq+1 {
+			first[d.Room] = d.message()
+		}
+		if d.Seq == rs.LastSeq {
+			end[d.Room] = d.message()
+		}
+	}
+	for room, rs := range byRoom {
+		f, e := first[room], end[room]
+		var err error
+		if f == nil {
+			if f, err = s.nearest(ctx, room, rs.ReadSeq, rs.LastSeq, 1); err != nil {
+				return err
+			}
+		}
+		if f != nil && e == nil {
+			if e, err = s.nearest(ctx, room, rs.ReadSeq, rs.LastSeq, -1); err != nil {
+				return err
+			}
+		}
+		rs.Unread = chat.UnreadBetween(f, e)
+	}
+
+	var marks []struct {
+		Room string `bson:"room"`
+	}
+	err := findAll(ctx, s.mentions, bson.D{{Key: "user", Value: user}, {Key: "$or", Value: ranges}},
+		bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}}, &marks)
+	if err != nil {
+		return fmt.Errorf("read mentions: %w", err)
+	}
+	for _, m := range marks {
+		if rs := byRoom[m.Room]; rs != nil {
+			rs.Mentions++
+		}
+	}
+	for _, rs := range rooms {
+		if o := byRoom[rs.Room]; o != rs {
+			rs.Unread, rs.Mentions = o.Unread, o.Mentions
+		}
+	}
+	return nil
+}
+
+// findAll decodes every document of coll matching filter, with projection,
+// into out.
+func findAll(ctx context.Context, coll *mongo.Collection, filter, projection bson.D, out any) error {
+	cur, err := coll.Find(ctx, filter, options.Find().SetProjection(projection))
+	if err != nil {
+		return err
+	}
+	return cur.All(ctx, out)
+}
+
 // edgeDoc is what a count reads of an item.
 type edgeDoc struct {
+	Room   string `bson:"room"`
 	Seq    int64  `bson:"seq"`
 	Kind   string `bson:"kind"`
 	Events int64  `bson:"events"`
 }
 
-var edgeFields = bson.D{{Key: "_id", Value: 0}, {Key: "seq", Value: 1}, {Key: "kind", Value: 1}, {Key: "events", Value: 1}}
+var edgeFields = bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "kind", Value: 1}, {Key: "events", Value: 1}}
 
 func (d *edgeDoc) message() *chat.Message {
 	return &chat.Message{Seq: d.Seq, Kind: d.Kind, Events: d.Events}
-}
-
-// edges reads the first stored item of room after seq read and the last at
-// or before seq last (read < last), each nil when there is none. Mostly
-// both are there, at read+1 and last: one find of two exact seqs on the
-// (room, seq) index. Only an item missing (deleted by retention, or last
-// not yet visible) costs a sorted find for the nearest one, which FerretDB
-// may answer with a scan of the room.
-func (s *Store) edges(ctx context.Context, room string, read, last int64) (first, end *chat.Message, err error) {
-	cur, err := s.messages.Find(ctx,
-		bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$in", Value: bson.A{read + 1, last}}}}},
-		options.Find().SetProjection(edgeFields))
-	if err != nil {
-		return nil, nil, fmt.Errorf("room %q: read items %d and %d: %w", room, read+1, last, err)
-	}
-	var docs []edgeDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, nil, fmt.Errorf("room %q: read items %d and %d: %w", room, read+1, last, err)
-	}
-	for i := range docs {
-		// Not a switch: read+1 may be last.
-		if docs[i].Seq == read+1 {
-			first = docs[i].message()
-		}
-		if docs[i].Seq == last {
-			end = docs[i].message()
-		}
-	}
-	if first == nil {
-		if first, err = s.nearest(ctx, room, read, last, 1); err != nil || first == nil {
-			return nil, nil, err // nothing stored in (read, last]
-		}
-	}
-	if end == nil {
-		if end, err = s.nearest(ctx, room, read, last, -1); err != nil {
-			return nil, nil, err
-		}
-	}
-	return first, end, nil
 }
 
 // nearest reads the item of room with seq in (read, last] nearest read

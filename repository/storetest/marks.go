@@ -29,6 +29,7 @@ func RunMarks(t *testing.T, newStore func(t *testing.T) MarkStore) {
 	t.Run("ConcurrentSaves", func(t *testing.T) { testMarksConcurrent(t, newStore(t)) })
 	t.Run("CountsWithEvents", func(t *testing.T) { testCountsWithEvents(t, newStore(t)) })
 	t.Run("CountsEdges", func(t *testing.T) { testCountsEdges(t, newStore(t)) })
+	t.Run("CountsManyRooms", func(t *testing.T) { testCountsManyRooms(t, newStore(t)) })
 	t.Run("CountsReadAboveLast", func(t *testing.T) { testCountsReadAboveLast(t, newStore(t)) })
 	t.Run("CountsMentionsAfterRead", func(t *testing.T) { testCountsMentions(t, newStore(t)) })
 	t.Run("CountsOthersUnaffected", func(t *testing.T) { testCountsOthers(t, newStore(t)) })
@@ -269,6 +270,46 @@ func testCountsEdges(t *testing.T, s MarkStore) {
 	wantCounts(t, s, "bob", rooms, []counts{{5, 0, 0}, {0, 0, 0}, {0, 0, 0}})
 	// An empty list is no error.
 	wantCounts(t, s, "alice", nil, nil)
+	// A LastSeq beyond the stored items (a caller's guess, or items not
+	// yet visible to it): counted up to the last one stored.
+	wantCounts(t, s, "alice", []chat.RoomSummary{summary("general", 9)}, []counts{{0, 3, 1}})
+	saveMarks(t, s, []chat.ReadMark{read("general", "alice", 2)}, nil)
+	wantCounts(t, s, "alice", []chat.RoomSummary{summary("general", 9)}, []counts{{2, 2, 1}})
+}
+
+// testCountsManyRooms: a list of more rooms than a store may count at once,
+// each with its own position and mentions, in one call.
+func testCountsManyRooms(t *testing.T, s MarkStore) {
+	const n = 130
+	var rooms []chat.RoomSummary
+	var want []counts
+	var reads []chat.ReadMark
+	var mentions []chat.MentionMark
+	for i := range n {
+		name := fmt.Sprintf("room-%03d", i)
+		timeline(t, s, name, "zed", "mem", ts, 0) // 1 m, 2 e, 3 m
+		r := int64(i % 4)
+		if r > 0 {
+			reads = append(reads, read(name, "alice", r))
+		}
+		if i%3 == 0 {
+			mentions = append(mentions, mention("alice", name, 3))
+		}
+		c := counts{read: min(r, 3)}
+		switch {
+		case r == 0:
+			c.unread = 2
+		case r < 3:
+			c.unread = 1
+		}
+		if i%3 == 0 && r < 3 {
+			c.mentions = 1
+		}
+		rooms = append(rooms, summary(name, 3))
+		want = append(want, c)
+	}
+	saveMarks(t, s, reads, mentions)
+	wantCounts(t, s, "alice", rooms, want)
 }
 
 // testCountsReadAboveLast: a position above the LastSeq the caller passes
