@@ -89,6 +89,22 @@ type Config struct {
 	// MetricsAddr serves /metrics on its own listener instead.
 	MetricsToken string
 	MetricsAddr  string
+	// NotifyDelay is how long a direct message or mention stays unread
+	// before it is notified (in-app, Web Push, webhooks).
+	NotifyDelay time.Duration
+	// WebhookURLs get every notification, signed with WebhookSecret.
+	WebhookURLs   []string
+	WebhookSecret string
+	// VAPIDPublicKey and VAPIDPrivateKey are the Web Push keys; unset in
+	// embedded mode they are generated into the data dir, unset with
+	// Kafka Web Push is off. PushLoopbackHTTP takes http push endpoints
+	// on loopback: for tests only.
+	VAPIDPublicKey   string
+	VAPIDPrivateKey  string
+	// VAPIDSubject is the contact push services see (mailto: or https:);
+	// default PARLEY_PUBLIC_URL, else a placeholder.
+	VAPIDSubject string
+	PushLoopbackHTTP bool
 	// Limits per user and per client IP, and the per-connection queue.
 	handlers.Limits
 
@@ -97,6 +113,9 @@ type Config struct {
 	// design exists to prevent, and the regression test must be able to show
 	// that it sees it.
 	fanoutGroup string
+	// outboxBackoff, when set, replaces the outbox sender's first retry
+	// wait (5 s): the tests of retries set it, so as not to wait minutes.
+	outboxBackoff time.Duration
 }
 
 // DefaultConfig is the configuration of PROTOCOL.md with nothing set: one
@@ -118,6 +137,7 @@ func DefaultConfig() Config {
 		ReadTimeout:      10 * time.Second,
 		IdleTimeout:      60 * time.Second,
 		Limits:           handlers.DefaultLimits(),
+		NotifyDelay:      10 * time.Second,
 	}
 }
 
@@ -172,6 +192,9 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 		return Config{}, fmt.Errorf("PARLEY_ACCOUNTS must be true or false, not %q", sw.Accounts)
 	}
 	cfg.NoGuests, cfg.NoAccounts = !g, !a
+	if cfg.PushLoopbackHTTP, err = strconv.ParseBool(sw.PushLoopbackHTTP); err != nil {
+		return Config{}, fmt.Errorf("PARLEY_PUSH_ALLOW_LOOPBACK_HTTP must be true or false, not %q", sw.PushLoopbackHTTP)
+	}
 	cfg.PublicURL = strings.TrimSpace(cfg.PublicURL)
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = defaultInstanceID(cfg.Addr)
@@ -181,9 +204,11 @@ func LoadConfig(getenv func(string) string, args []string) (Config, error) {
 
 // switches are the settings that read as "on" while their fields say
 // "off" (so that the zero Config has them on).
-type switches struct{ Guest, Accounts string }
+type switches struct{ Guest, Accounts, PushLoopbackHTTP string }
 
-func switchesOn() switches { return switches{Guest: "true", Accounts: "true"} }
+func switchesOn() switches {
+	return switches{Guest: "true", Accounts: "true", PushLoopbackHTTP: "false"}
+}
 
 // configFlags defines a flag for each setting over cfg (and sw, the
 // settings that are not fields as they read), its default what getenv gives
@@ -264,6 +289,16 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 	integer(&cfg.HistoryBurst, "HISTORY_BURST", "burst of history pages per user")
 	float(&cfg.RoomRate, "ROOM_RATE", "rooms per second one user may create")
 	integer(&cfg.RoomBurst, "ROOM_BURST", "burst of rooms one user may create")
+	float(&cfg.ReadRate, "READ_RATE", "read positions (read frames, PUT .../read) per second per user")
+	integer(&cfg.ReadBurst, "READ_BURST", "burst of read positions per user")
+	integer(&cfg.MaxPushSubs, "MAX_PUSH_SUBSCRIPTIONS", "Web Push subscriptions per user")
+	duration(&cfg.NotifyDelay, "NOTIFY_DELAY", "time a direct message or mention stays unread before it is notified")
+	list(&cfg.WebhookURLs, "WEBHOOK_URLS", "comma-separated URLs that get every notification, signed (POST, JSON)")
+	str(&cfg.WebhookSecret, "WEBHOOK_SECRET", "HMAC-SHA256 key of the webhooks' X-Parley-Signature")
+	str(&cfg.VAPIDPublicKey, "VAPID_PUBLIC_KEY", "Web Push VAPID public key (base64url); generated in embedded mode")
+	str(&cfg.VAPIDPrivateKey, "VAPID_PRIVATE_KEY", "Web Push VAPID private key (base64url)")
+	str(&cfg.VAPIDSubject, "VAPID_SUBJECT", "contact push services see (mailto: or https: URL); default PARLEY_PUBLIC_URL")
+	str(&sw.PushLoopbackHTTP, "PUSH_ALLOW_LOOPBACK_HTTP", "accept http push endpoints on 127.0.0.1 (tests only)")
 	return fs
 }
 
@@ -330,6 +365,23 @@ func (c Config) check() error {
 	}
 	if len(c.KafkaBrokers) > 0 && c.Secret == "" {
 		return errors.New("PARLEY_SECRET is required with PARLEY_KAFKA_BROKERS: every instance must sign and check tokens with the same secret")
+	}
+	if c.NotifyDelay <= 0 {
+		return errors.New("PARLEY_NOTIFY_DELAY must be a positive duration")
+	}
+	if c.ReadRate <= 0 || c.ReadBurst <= 0 || c.MaxPushSubs <= 0 {
+		return errors.New("PARLEY_READ_RATE, PARLEY_READ_BURST and PARLEY_MAX_PUSH_SUBSCRIPTIONS must be positive")
+	}
+	for _, u := range c.WebhookURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("PARLEY_WEBHOOK_URLS: %q is not an http(s) URL", u)
+		}
+	}
+	if len(c.WebhookURLs) > 0 && len(c.WebhookSecret) < 16 {
+		return errors.New("PARLEY_WEBHOOK_SECRET of at least 16 bytes is required with PARLEY_WEBHOOK_URLS: receivers check the signature with it")
+	}
+	if (c.VAPIDPublicKey == "") != (c.VAPIDPrivateKey == "") {
+		return errors.New("PARLEY_VAPID_PUBLIC_KEY and PARLEY_VAPID_PRIVATE_KEY go together")
 	}
 	if c.SendRate <= 0 || c.SendBurst <= 0 {
 		return errors.New("PARLEY_SEND_RATE and PARLEY_SEND_BURST must be positive")
@@ -522,4 +574,16 @@ func envRetention(v string) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// vapidSubject is the VAPID contact: PARLEY_VAPID_SUBJECT, else
+// PARLEY_PUBLIC_URL, else notify's placeholder.
+func (c Config) vapidSubject() string {
+	if c.VAPIDSubject != "" {
+		return c.VAPIDSubject
+	}
+	if strings.HasPrefix(c.PublicURL, "https://") {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	return ""
 }

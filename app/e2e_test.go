@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,7 @@ func TestTwoWebSocketClientsChat(t *testing.T) {
 		t.Fatalf("ack %v", ack)
 	}
 	am, bm := alice.messages(1)[0], bob.messages(1)[0]
-	if am != bm || am.Seq != 1 || am.User != "alice" || am.Text != "hi bob" || am.ID != "a1" {
+	if !reflect.DeepEqual(am, bm) || am.Seq != 1 || am.User != "alice" || am.Text != "hi bob" || am.ID != "a1" {
 		t.Fatalf("alice got %+v, bob got %+v", am, bm)
 	}
 	if _, err := time.Parse("2006-01-02T15:04:05.000Z", am.TS); err != nil {

@@ -246,8 +246,10 @@ type wsClient struct {
 	closed chan struct{}
 	// closeCode is the close code the server sent, once closed is closed.
 	closeCode int
-	// memberships are the membership frames the server sent.
+	// memberships are the membership frames the server sent; missed the
+	// read, receipt and notification frames.
 	memberships chan map[string]any
+	missed      chan map[string]any
 }
 
 func (s *testServer) dial(token string) *wsClient {
@@ -268,7 +270,7 @@ func (s *testServer) dialRaw(token string, header http.Header) (*wsClient, *http
 	if err != nil {
 		return nil, resp, err
 	}
-	c := &wsClient{t: s.t, conn: conn, frames: make(chan map[string]any, 10000), closed: make(chan struct{}), memberships: make(chan map[string]any, 1000)}
+	c := &wsClient{t: s.t, conn: conn, frames: make(chan map[string]any, 10000), closed: make(chan struct{}), memberships: make(chan map[string]any, 1000), missed: make(chan map[string]any, 1000)}
 	go c.readLoop()
 	s.t.Cleanup(func() { conn.Close() })
 	return c, resp, nil
@@ -294,6 +296,14 @@ func (c *wsClient) readLoop() {
 			// apart so that the frame-by-frame tests see only those.
 			select {
 			case c.memberships <- f:
+			default:
+			}
+			continue
+		}
+		if f["type"] == "read" || f["type"] == "receipt" || f["type"] == "notification" {
+			// What the user missed: apart too (see missed_test.go).
+			select {
+			case c.missed <- f:
 			default:
 			}
 			continue

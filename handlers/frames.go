@@ -40,6 +40,7 @@ type frame struct {
 	After *json.RawMessage `json:"after"`
 	ID    *string          `json:"id"`
 	Text  *string          `json:"text"`
+	Seq   *json.RawMessage `json:"seq"`
 }
 
 // decodeFrame decodes a client frame, refusing invalid UTF-8 (which

@@ -31,6 +31,12 @@ type Limits struct {
 	// HistoryRate and HistoryBurst limit history pages per user.
 	HistoryRate  float64
 	HistoryBurst int
+	// ReadRate and ReadBurst limit the read positions one user sends
+	// (read frames and PUT .../read).
+	ReadRate  float64
+	ReadBurst int
+	// MaxPushSubscriptions bounds one user's Web Push subscriptions.
+	MaxPushSubs int
 	// RoomRate and RoomBurst limit the rooms one user creates (by sending a
 	// room its first message).
 	RoomRate  float64
@@ -51,7 +57,9 @@ func DefaultLimits() Limits {
 		SignInRate: 1, SignInBurst: 20,
 		PasswordRate: 0.05, PasswordBurst: 10, // one try per 20 s after a burst of 10
 		HistoryRate: 10, HistoryBurst: 30,
-		RoomRate: 0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
+		ReadRate: 10, ReadBurst: 30,
+		MaxPushSubs: 10,
+		RoomRate:    0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
 		MaxConnsPerUser: 20, MaxConnsPerIP: 200,
 		QueueBytes: 2 << 20,
 	}
@@ -68,6 +76,9 @@ func (l Limits) WithDefaults() Limits {
 	orDefault(&l.PasswordBurst, d.PasswordBurst)
 	orDefault(&l.HistoryRate, d.HistoryRate)
 	orDefault(&l.HistoryBurst, d.HistoryBurst)
+	orDefault(&l.ReadRate, d.ReadRate)
+	orDefault(&l.ReadBurst, d.ReadBurst)
+	orDefault(&l.MaxPushSubs, d.MaxPushSubs)
 	orDefault(&l.RoomRate, d.RoomRate)
 	orDefault(&l.RoomBurst, d.RoomBurst)
 	orDefault(&l.MaxConnsPerUser, d.MaxConnsPerUser)
@@ -90,6 +101,8 @@ const (
 	limitSignIn    = "signin_rate"
 	limitPassword  = "password_rate"
 	limitHistory   = "history_rate"
+	limitRead      = "read_rate"
+	limitPush      = "push_subscriptions"
 	limitRoom      = "room_rate"
 	limitUserConns = "user_connections"
 	limitIPConns   = "ip_connections"

@@ -37,6 +37,10 @@ type roomObject struct {
 	Role      *string `json:"role"`
 	// With is, in a direct room, the other person.
 	With string `json:"with,omitempty"`
+	// What the asking user missed (see withCounts).
+	ReadSeq  int64 `json:"read_seq"`
+	Unread   int64 `json:"unread"`
+	Mentions int64 `json:"mentions"`
 }
 
 func newRoomObject(st *chat.RoomState, user string, lastSeq int64) roomObject {
@@ -116,7 +120,11 @@ func (s *Server) getRoom(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(newRoomObject(&st, userOf(c), last))
+	o := []roomObject{newRoomObject(&st, userOf(c), last)}
+	if err := s.withCounts(c.UserContext(), userOf(c), o); err != nil {
+		return err
+	}
+	return c.JSON(o[0])
 }
 
 // createRoom is POST /api/rooms {"room","kind","title"?,"topic"?}.
@@ -228,7 +236,11 @@ func (s *Server) createDM(c *fiber.Ctx) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	return c.JSON(newRoomObject(&st, me, last))
+	o := []roomObject{newRoomObject(&st, me, last)}
+	if err := s.withCounts(ctx, me, o); err != nil {
+		return err
+	}
+	return c.JSON(o[0])
 }
 
 // person resolves a name someone typed to the name its live holder goes by:
@@ -678,6 +690,9 @@ func (s *Server) listRooms(c *fiber.Ctx) error {
 			o.With = otherMember(&st, user)
 		}
 		rooms = append(rooms, o)
+	}
+	if err := s.withCounts(ctx, user, rooms); err != nil {
+		return err
 	}
 	var next *string
 	if page.More && len(rooms) > 0 {

@@ -30,12 +30,23 @@ type Server struct {
 	People chat.People
 	// Rooms holds the rooms' saved states and room lists (both stores
 	// implement it).
-	Rooms   chat.RoomStates
-	Bus     chat.Bus
-	Hub     *chat.Hub
-	Sender  *chat.Sender
-	Auth    *Auth
-	Metrics Metrics
+	Rooms chat.RoomStates
+	// Marks keeps read positions and counts; Notes notifications, push
+	// subscriptions and the outbox (both stores implement them).
+	Marks chat.Marks
+	Notes chat.Notifications
+	// VAPIDPublicKey is the Web Push application server key ("": push is
+	// off). ValidatePush checks a browser's subscription (notify's
+	// ValidateSubscription); PushLoopbackHTTP lets it take http endpoints
+	// on loopback (the tests' push service).
+	VAPIDPublicKey   string
+	ValidatePush     func(endpoint, p256dh, auth string, loopbackHTTP bool) error
+	PushLoopbackHTTP bool
+	Bus              chat.Bus
+	Hub              *chat.Hub
+	Sender           *chat.Sender
+	Auth             *Auth
+	Metrics          Metrics
 	// MetricsHTTP serves the metrics in their exposition format (nil: none),
 	// on /metrics or on the operator's own address (see MetricsHandler).
 	MetricsHTTP http.Handler
@@ -83,8 +94,8 @@ type Server struct {
 	// The limits: per user (sends, history reads, room creation), per
 	// client IP (sign-ins), per name (password attempts), and live
 	// connections per user and IP.
-	sends, signIns, reads, creates, passwordTries *keyedLimiter
-	conns                                         *connLimiter
+	sends, signIns, reads, creates, passwordTries, marksRate *keyedLimiter
+	conns                                                    *connLimiter
 	// revoked are the ended sessions this instance knows of, live their
 	// connections (see sessions.go).
 	revoked revokedSet
@@ -127,6 +138,16 @@ func (s *Server) defaults() {
 	s.passwordTries = newKeyedLimiter(s.PasswordRate, s.PasswordBurst)
 	s.reads = newKeyedLimiter(s.HistoryRate, s.HistoryBurst)
 	s.creates = newKeyedLimiter(s.RoomRate, s.RoomBurst)
+	s.marksRate = newKeyedLimiter(s.ReadRate, s.ReadBurst)
+	if s.Marks == nil {
+		s.Marks, _ = s.Store.(chat.Marks)
+	}
+	if s.Notes == nil {
+		s.Notes, _ = s.Store.(chat.Notifications)
+	}
+	if s.ValidatePush == nil {
+		s.VAPIDPublicKey = "" // no way to check a subscription: push is off
+	}
 	s.conns = newConnLimiter(s.MaxConnsPerUser, s.MaxConnsPerIP)
 }
 
@@ -166,6 +187,12 @@ func (s *Server) Register(app *fiber.App) {
 	authed.Delete("/rooms/:room/bans/:user", s.unban)
 	authed.Post("/rooms/:room/mutes", s.mute)
 	authed.Delete("/rooms/:room/mutes/:user", s.unmute)
+	authed.Put("/rooms/:room/read", s.putRead)
+	authed.Get("/rooms/:room/receipts", s.receipts)
+	authed.Get("/notifications", s.notificationsPage)
+	authed.Get("/push/vapid", s.vapidKey)
+	authed.Post("/push/subscriptions", s.addPushSubscription)
+	authed.Delete("/push/subscriptions", s.removePushSubscription)
 	api.Use(func(c *fiber.Ctx) error {
 		return chat.Errorf(chat.ENotFound, "no such API route: %s %s", c.Method(), c.Path())
 	})

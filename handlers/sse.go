@@ -160,6 +160,27 @@ func (sc *sseClient) Refused(room, id, code, message string) {
 // of its user's removal by its own items.
 func (sc *sseClient) Membership(string, string, int64) {}
 
+// Read implements chat.UserSink: "event: read" for this stream's room.
+func (sc *sseClient) Read(room string, seq int64) {
+	if room != sc.room {
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"room": room, "seq": seq})
+	sc.pushOrEnd(sseFrame("read", b))
+}
+
+// Receipt implements chat.Receipter: "event: receipt".
+func (sc *sseClient) Receipt(room, user string, seq int64) {
+	b, _ := json.Marshal(receiptFrame{"receipt", room, user, seq})
+	sc.pushOrEnd(sseFrame("receipt", b))
+}
+
+// Notified implements chat.UserSink: "event: notification" on every stream
+// of the target's (a client with several streams open knows it by id).
+func (sc *sseClient) Notified(n *chat.Notification) {
+	sc.pushOrEnd(sseFrame("notification", notificationFrame(n)))
+}
+
 func (sc *sseClient) pushOrEnd(b []byte) {
 	if !sc.out.push(b) && sc.out.close() {
 		sc.srv.Metrics.SlowClient()

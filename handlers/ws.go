@@ -288,6 +288,8 @@ func (w *wsClient) handle(data []byte) bool {
 		return w.send(map[string]string{"type": "left", "room": f.Room})
 	case "send":
 		w.sendMessage(f)
+	case "read":
+		w.read(f)
 	case "":
 		w.sendError(chat.Errorf(chat.EBadRequest, `frame needs a "type"`), "", "")
 	default:
@@ -339,6 +341,25 @@ func (w *wsClient) join(f frame) {
 		return
 	}
 	w.subs[f.Room] = sub
+}
+
+// read takes a read frame {"type":"read","room","seq"}. It has no answer
+// but an error: the read frame echoed to the user's connections says when
+// it took effect (none when it did not move the position).
+func (w *wsClient) read(f frame) {
+	if f.Seq == nil {
+		w.sendError(chat.Errorf(chat.EBadRequest, `a read frame needs "seq"`), "", f.Room)
+		return
+	}
+	seq, err := parseSeq("seq", string(*f.Seq))
+	if err == nil {
+		ctx, cancel := context.WithTimeout(w.srv.ctx(), 10*time.Second)
+		err = w.srv.markRead(ctx, w.sess, f.Room, seq)
+		cancel()
+	}
+	if err != nil {
+		w.sendError(err, "", f.Room)
+	}
 }
 
 func (w *wsClient) sendMessage(f frame) {

@@ -82,6 +82,45 @@ func (w *wsClient) Membership(room, action string, seq int64) {
 	w.pushOrCut(b)
 }
 
+// Read implements chat.UserSink: {"type":"read","room","seq"}, the user's
+// read position moved (here or on another connection).
+func (w *wsClient) Read(room string, seq int64) {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Room string `json:"room"`
+		Seq  int64  `json:"seq"`
+	}{"read", room, seq})
+	w.pushOrCut(b)
+}
+
+// Receipt implements chat.Receipter: {"type":"receipt","room","user","seq"}
+// to a connection joined to a room that keeps receipts.
+func (w *wsClient) Receipt(room, user string, seq int64) {
+	b, _ := json.Marshal(receiptFrame{"receipt", room, user, seq})
+	w.pushOrCut(b)
+}
+
+type receiptFrame struct {
+	Type string `json:"type"`
+	Room string `json:"room"`
+	User string `json:"user"`
+	Seq  int64  `json:"seq"`
+}
+
+// Notified implements chat.UserSink: {"type":"notification",...} with the
+// notification's fields.
+func (w *wsClient) Notified(n *chat.Notification) {
+	w.pushOrCut(notificationFrame(n))
+}
+
+func notificationFrame(n *chat.Notification) []byte {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		*chat.Notification
+	}{"notification", n})
+	return b
+}
+
 // pushOrCut queues a frame without blocking, cutting a client off whose
 // queue is full, as Deliver does.
 func (w *wsClient) pushOrCut(b []byte) {

@@ -84,6 +84,11 @@ type Store struct {
 	reads    *mongo.Collection // see marks.go
 	mentions *mongo.Collection
 
+	notifications *mongo.Collection // see notify.go
+	pushSubs      *mongo.Collection
+	deliveries    *mongo.Collection
+	claims        *mongo.Collection
+
 	// lostRaces counts inserts that failed on a duplicate key: another
 	// writer took the seq or stored the message first. Worth a metric later.
 	lostRaces atomic.Int64
@@ -259,6 +264,11 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		members:  client.Database(db).Collection(membersColl),
 		reads:    client.Database(db).Collection(readsColl),
 		mentions: client.Database(db).Collection(mentionsColl),
+
+		notifications: client.Database(db).Collection(notificationsColl),
+		pushSubs:      client.Database(db).Collection(pushSubsColl),
+		deliveries:    client.Database(db).Collection(deliveriesColl),
+		claims:        client.Database(db).Collection(claimsColl),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -320,6 +330,11 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		Options: options.Index().SetName(mentionRoomSeqIdx).SetUnique(true),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", mentionsColl, err)
+	}
+	for _, i := range s.notifyIndexes() {
+		if _, err := i.coll.Indexes().CreateOne(ctx, i.model); err != nil {
+			return fmt.Errorf("create indexes on %s: %w", i.coll.Name(), err)
+		}
 	}
 	return s.dropLegacyIndex(ctx)
 }

@@ -79,6 +79,10 @@ func TestMongoMarksContract(t *testing.T) {
 	storetest.RunMarks(t, func(t *testing.T) storetest.MarkStore { return newStore(t) })
 }
 
+func TestMongoNotificationsContract(t *testing.T) {
+	storetest.RunNotifications(t, func(t *testing.T) chat.Notifications { return newStore(t) })
+}
+
 func TestOpenRejectsEmptyArguments(t *testing.T) {
 	if _, err := Open(t.Context(), "", "parley"); err == nil {
 		t.Error("Open with an empty uri succeeded")

@@ -27,6 +27,58 @@ type UserSink interface {
 	// them), so that a client not joined to the room learns its room list
 	// changed. It must not block.
 	Membership(room, action string, seq int64)
+	// Read tells the user their read position in room moved to seq (from
+	// this connection or another), so that a badge clears everywhere. It
+	// must not block.
+	Read(room string, seq int64)
+	// Notified hands the user a notification (PROTOCOL.md "What you
+	// missed"). It must not block.
+	Notified(n *Notification)
+}
+
+// Receipter is a Sink told of receipts: a member's read position moved in a
+// room that keeps receipts (direct, or at most ReceiptsMaxMembers
+// members). It must not block.
+type Receipter interface {
+	Receipt(room, user string, seq int64)
+}
+
+// readMoved hands a decided read command to its user's local connections,
+// and as a receipt to the room's joined ones when the room keeps receipts.
+func (h *Hub) readMoved(m *Message) {
+	if m.Data == nil {
+		return
+	}
+	h.usersMu.Lock()
+	for c := range h.users[m.User] {
+		c.Read(m.Room, m.Data.Seq)
+	}
+	h.usersMu.Unlock()
+	if !m.Data.Receipts {
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.rooms[m.Room] {
+		if r, ok := s.sink.(Receipter); ok && !s.Ended() {
+			r.Receipt(m.Room, m.User, m.Data.Seq)
+		}
+	}
+}
+
+// notified hands a notification record to its target's local connections.
+func (h *Hub) notified(m *Message) {
+	if m.Data == nil || m.Data.Notification == nil {
+		return
+	}
+	// The target is the record's user (Notification.User is not encoded).
+	n := *m.Data.Notification
+	n.User = m.User
+	h.usersMu.Lock()
+	defer h.usersMu.Unlock()
+	for c := range h.users[n.User] {
+		c.Notified(&n)
+	}
 }
 
 // tellTargets hands a membership item to the local connections of the users

@@ -63,12 +63,20 @@ func (f *Fanout) Run(ctx context.Context) error {
 			// The record's bytes are the event's: decoded once, not
 			// encoded again.
 			ev, err := DecodeEvent(r.Value)
-			if err == nil && ev.Msg.Kind == kindRefusal {
-				// Not an item: the persist stage refused one. Its sender
-				// learns it now, in order with the items before it.
+			if err == nil && !ev.Msg.IsTimeline() {
+				// Not an item: the persist stage refused one, or a read
+				// position moved, or a notification is due. Its users
+				// learn it now, in order with the items before it.
 				f.Hub.Deliver(evs)
 				evs = evs[:0]
-				f.Hub.refused(&ev.Msg)
+				switch ev.Msg.Kind {
+				case kindRefusal:
+					f.Hub.refused(&ev.Msg)
+				case KindRead:
+					f.Hub.readMoved(&ev.Msg)
+				case KindNotification:
+					f.Hub.notified(&ev.Msg)
+				}
 				continue
 			}
 			if err != nil || ev.Msg.Seq <= 0 {

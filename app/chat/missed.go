@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strconv"
+	"fmt"
 	"time"
 )
 
@@ -122,10 +122,12 @@ type Notification struct {
 	User string `json:"-"`
 }
 
-// NotificationID names the notification of target about room's item seq.
+// NotificationID names the notification of target about room's item seq:
+// a hash of (target, room), then seq in fixed-width hex, so that a room's
+// notifications of one ts list in seq order (lists order by ts, then id).
 func NotificationID(target, room string, seq int64) string {
-	sum := sha256.Sum256([]byte(target + "\x00" + room + "\x00" + strconv.FormatInt(seq, 10)))
-	return "n" + hex.EncodeToString(sum[:15])
+	sum := sha256.Sum256([]byte(target + "\x00" + room))
+	return "n" + hex.EncodeToString(sum[:8]) + fmt.Sprintf("%016x", seq)
 }
 
 // NotificationQuery asks for one page of a user's notifications, which are
@@ -212,9 +214,12 @@ type Notifications interface {
 	// ClaimDeliveries returns up to max queued deliveries due at now
 	// (NextAt <= now), each leased for lease: claimed by nobody else until
 	// now+lease (NextAt moves there), so that instances draining the one
-	// outbox do not send the same delivery at once.
+	// outbox do not send the same delivery at once. A max below 1 is an
+	// error.
 	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, max int) ([]Delivery, error)
-	// FinishDelivery removes a delivery sent (or given up).
+	// FinishDelivery removes a delivery sent (or given up). One that is
+	// gone (finished by a claimer whose lease this one outlived) is no
+	// error, for it and for RetryDelivery.
 	FinishDelivery(ctx context.Context, id string) error
 	// RetryDelivery records a failed attempt: Attempts and NextAt as given.
 	RetryDelivery(ctx context.Context, id string, attempts int, next time.Time) error

@@ -33,6 +33,9 @@ type Persister struct {
 	// room's state (see persist_rooms.go): members, bans, mutes, slow mode,
 	// roles. Without it every message is stored (the hub's own tests).
 	Rooms RoomStates
+	// Marks, with Rooms, keeps read positions and mentions (see
+	// persist_marks.go). Without it read commands are dropped.
+	Marks Marks
 	// Drain makes finishing empty the topic into the store first: Run
 	// returns once the topic has nothing more to give. For the in-process
 	// bus, which is not durable. Without it, Run returns after the batch in
@@ -144,13 +147,16 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	parts := make([]int, 0, len(recs))
 	for _, r := range recs {
 		m, err := Decode(r.Value)
-		if err != nil || m.Room == "" || m.ID == "" || m.User == "" || m.Kind == kindRefusal {
+		if err != nil || m.Room == "" || m.ID == "" || m.User == "" || m.Kind == kindRefusal || m.Kind == KindNotification {
 			// A record no handler of ours could have written: keeping it
 			// would block the partition forever, so it is logged and skipped.
 			p.Log.Error("persist: undecodable record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
-		m.Seq = 0
+		if m.Kind == KindRead && (p.Rooms == nil || p.Marks == nil) {
+			continue
+		}
+		m.Seq, m.Events, m.Mentions = 0, 0, nil
 		msgs = append(msgs, m)
 		parts = append(parts, r.Partition)
 	}
@@ -158,12 +164,35 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	stored := 0
 	if len(msgs) > 0 {
 		var err error
-		if out, stored, err = p.store(ctx, recs, msgs, parts); err != nil {
+		var mk marks
+		if out, mk, stored, err = p.store(ctx, recs, msgs, parts); err != nil {
 			return err
 		}
-		if err := retry(ctx, p.Log, "persist: publish", func() error {
-			return p.Bus.Publish(ctx, p.TopicReceive, out...)
-		}); err != nil {
+		// The marks are written beside the publish, not before it: a
+		// sender's own read position and a mention's count follow their
+		// item within the batch's time, and delivery does not wait for
+		// them. Both are done before the commit, so a crash repeats both
+		// (the marks only ever rise).
+		saved := make(chan error, 1)
+		if mk.empty() || p.Marks == nil {
+			saved <- nil
+		} else {
+			go func() {
+				saved <- retry(ctx, p.Log, "persist: save read positions and mentions", func() error {
+					return p.Marks.SaveMarks(ctx, mk.reads, mk.mentions)
+				})
+			}()
+		}
+		if len(out) > 0 {
+			err = retry(ctx, p.Log, "persist: publish", func() error {
+				return p.Bus.Publish(ctx, p.TopicReceive, out...)
+			})
+		}
+		if serr := <-saved; err == nil {
+			err = serr
+		}
+		if err != nil {
+			p.forget(msgs)
 			return err
 		}
 	}
@@ -188,7 +217,7 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 // store decides (when p.Rooms is set) and stores one batch's messages and
 // returns the receive records to publish, in input order: each stored item,
 // and for each refused one the refusal its sender is told.
-func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, parts []int) ([]Record, int, error) {
+func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, parts []int) ([]Record, marks, int, error) {
 	items := make([]decided, len(msgs))
 	for i, m := range msgs {
 		items[i] = decided{m: m}
@@ -202,12 +231,12 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			}
 			return err
 		}); err != nil {
-			return nil, 0, err
+			return nil, marks{}, 0, err
 		}
 	}
 	var toStore []Message
 	for _, d := range items {
-		if d.refusal == nil && !d.found {
+		if d.refusal == nil && !d.found && !d.read && !d.drop {
 			toStore = append(toStore, d.m)
 		}
 	}
@@ -219,11 +248,11 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			return err
 		}); err != nil {
 			p.forget(msgs)
-			return nil, 0, err
+			return nil, marks{}, 0, err
 		}
 		j := 0
 		for i := range items {
-			if items[i].refusal == nil && !items[i].found {
+			if d := items[i]; d.refusal == nil && !d.found && !d.read && !d.drop {
 				items[i].m = stored[j]
 				j++
 			}
@@ -234,18 +263,24 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		// item finds its effect in the room lists and access checks.
 		if err := p.fold(ctx, items); err != nil {
 			p.forget(msgs)
-			return nil, 0, err
+			return nil, marks{}, 0, err
 		}
 	}
-	out := make([]Record, len(items))
-	for i, d := range items {
-		if d.refusal != nil {
-			out[i] = refusalRecord(d.m, d.refusal)
-			continue
-		}
-		out[i] = Record{Key: []byte(d.m.Room), Value: Encode(d.m)}
+	var mk marks
+	if p.Marks != nil {
+		mk = p.batchMarks(items)
 	}
-	return out, len(toStore), nil
+	out := make([]Record, 0, len(items))
+	for _, d := range items {
+		switch {
+		case d.drop:
+		case d.refusal != nil:
+			out = append(out, refusalRecord(d.m, d.refusal))
+		default:
+			out = append(out, Record{Key: []byte(d.m.Room), Value: Encode(d.m)})
+		}
+	}
+	return out, mk, len(toStore), nil
 }
 
 // retry calls f with capped exponential backoff until it succeeds or ctx ends.

@@ -39,6 +39,11 @@ type cachedRoom struct {
 	touched bool
 	pre     int64
 	changed bool
+	// reads caches the read positions of the room's readers (see
+	// persist_marks.go); canon maps members' canonical names to their
+	// names, for mentions, until the members change.
+	reads map[string]int64
+	canon map[string]string
 }
 
 // maxCachedRooms bounds the cache; past it, it starts over (each room is
@@ -76,6 +81,10 @@ type decided struct {
 	refusal *Error
 	found   bool  // already stored (a redelivery): m is the stored item
 	seq     int64 // the seq the decision assumed it gets
+	// read: a read command taken (m is its receive record); drop: a read
+	// command that changes nothing, so nothing of it is published.
+	read bool
+	drop bool
 }
 
 // decide decides each message of the batch in order against its room's
@@ -98,6 +107,14 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 			return nil, err
 		}
 		c.begin()
+		if m.Kind == KindRead {
+			d, err := p.decideRead(ctx, c, m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, d)
+			continue
+		}
 		if m.Kind != "" {
 			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 			if err != nil {
@@ -138,7 +155,9 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		c.st.Apply(&t)
 		if m.Kind != "" || len(c.st.Members) != members {
 			c.dirty, c.changed = true, true
+			c.canon = nil
 		}
+		c.stamp(&m)
 		out = append(out, decided{m: m, seq: t.Seq})
 	}
 	return out, nil

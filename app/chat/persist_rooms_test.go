@@ -194,6 +194,10 @@ func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + i
 func (s refusalSink) Membership(room, action string, seq int64) {
 	s.got <- fmt.Sprintf("%s/%s@%d", room, action, seq)
 }
+func (s refusalSink) Read(room string, seq int64) { s.got <- fmt.Sprintf("%s/read@%d", room, seq) }
+func (s refusalSink) Notified(n *chat.Notification) {
+	s.got <- fmt.Sprintf("%s/notified@%d:%s", n.Room, n.Seq, n.User)
+}
 
 // TestRefusalReachesTheSender: the persist stage's refusal travels the
 // receive topic like an item, and every instance's fan-out hands it to the

@@ -43,6 +43,9 @@ import (
 //	members/                 their indexes (see rooms.go)
 //	reads/, mentions/        read positions and the mention index (see
 //	                         marks.go)
+//	notifications/, push/,   notifications, push subscriptions and the
+//	outbox/ and their        outbox (see notify.go)
+//	indexes
 //
 // Format 1 keyed ids by the id alone, so that a message of one user under an
 // id another user had sent first was taken for a retry of it: acknowledged,
@@ -107,9 +110,11 @@ func migrate(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// People's, rooms' state and marks' buckets came later without a new format:
-	// an older Parley never opens them.
-	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers, bucketReads, bucketMentions} {
+	// People's, rooms' state, marks' and notifications' buckets came later
+	// without a new format: an older Parley never opens them.
+	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers,
+		bucketReads, bucketMentions,
+		bucketNotifications, bucketNotifyIDs, bucketPush, bucketPushEndpoints, bucketOutbox, bucketOutboxDue} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}

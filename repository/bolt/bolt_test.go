@@ -42,6 +42,12 @@ func TestMarks(t *testing.T) {
 	})
 }
 
+func TestNotifications(t *testing.T) {
+	storetest.RunNotifications(t, func(t *testing.T) chat.Notifications {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
 // openTemp opens the store at path and closes it when the test ends.
 func openTemp(t testing.TB, path string) *Store {
 	t.Helper()

@@ -127,6 +127,8 @@ type Message struct {
 	// (a membership change: kind "member").
 	Kind string    `json:"kind,omitempty"`
 	Data *ItemData `json:"data,omitempty"`
+	// Mentions are the members the text names (v2).
+	Mentions []string `json:"mentions,omitempty"`
 }
 
 // ItemData is the data of a membership item.
