@@ -99,11 +99,11 @@ type Config struct {
 	// embedded mode they are generated into the data dir, unset with
 	// Kafka Web Push is off. PushLoopbackHTTP takes http push endpoints
 	// on loopback: for tests only.
-	VAPIDPublicKey   string
-	VAPIDPrivateKey  string
+	VAPIDPublicKey  string
+	VAPIDPrivateKey string
 	// VAPIDSubject is the contact push services see (mailto: or https:);
 	// default PARLEY_PUBLIC_URL, else a placeholder.
-	VAPIDSubject string
+	VAPIDSubject     string
 	PushLoopbackHTTP bool
 	// Limits per user and per client IP, and the per-connection queue.
 	handlers.Limits
