@@ -426,7 +426,10 @@ func rcChange(t *testing.T, s *testServer, method, path, token, body string) int
 	if status/100 != 2 {
 		t.Fatalf("%s %s: %d %s", method, path, status, b)
 	}
-	var m message
+	// An item, or a room object (whose "mentions" is a count, not a list).
+	var m struct {
+		Seq int64 `json:"seq"`
+	}
 	mustJSON(t, b, &m)
 	return m.Seq
 }

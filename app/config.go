@@ -99,8 +99,11 @@ type Config struct {
 	// embedded mode they are generated into the data dir, unset with
 	// Kafka Web Push is off. PushLoopbackHTTP takes http push endpoints
 	// on loopback: for tests only.
-	VAPIDPublicKey   string
-	VAPIDPrivateKey  string
+	VAPIDPublicKey  string
+	VAPIDPrivateKey string
+	// VAPIDSubject is the contact push services see (mailto: or https:);
+	// default PARLEY_PUBLIC_URL, else a placeholder.
+	VAPIDSubject     string
 	PushLoopbackHTTP bool
 	// Limits per user and per client IP, and the per-connection queue.
 	handlers.Limits
@@ -110,6 +113,9 @@ type Config struct {
 	// design exists to prevent, and the regression test must be able to show
 	// that it sees it.
 	fanoutGroup string
+	// outboxBackoff, when set, replaces the outbox sender's first retry
+	// wait (5 s): the tests of retries set it, so as not to wait minutes.
+	outboxBackoff time.Duration
 }
 
 // DefaultConfig is the configuration of PROTOCOL.md with nothing set: one
@@ -291,6 +297,7 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 	str(&cfg.WebhookSecret, "WEBHOOK_SECRET", "HMAC-SHA256 key of the webhooks' X-Parley-Signature")
 	str(&cfg.VAPIDPublicKey, "VAPID_PUBLIC_KEY", "Web Push VAPID public key (base64url); generated in embedded mode")
 	str(&cfg.VAPIDPrivateKey, "VAPID_PRIVATE_KEY", "Web Push VAPID private key (base64url)")
+	str(&cfg.VAPIDSubject, "VAPID_SUBJECT", "contact push services see (mailto: or https: URL); default PARLEY_PUBLIC_URL")
 	str(&sw.PushLoopbackHTTP, "PUSH_ALLOW_LOOPBACK_HTTP", "accept http push endpoints on 127.0.0.1 (tests only)")
 	return fs
 }
@@ -567,4 +574,16 @@ func envRetention(v string) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// vapidSubject is the VAPID contact: PARLEY_VAPID_SUBJECT, else
+// PARLEY_PUBLIC_URL, else notify's placeholder.
+func (c Config) vapidSubject() string {
+	if c.VAPIDSubject != "" {
+		return c.VAPIDSubject
+	}
+	if strings.HasPrefix(c.PublicURL, "https://") {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	return ""
 }

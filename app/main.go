@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/notify"
 	"github.com/parley-chat/parley/handlers"
 	"github.com/parley-chat/parley/kafka/membus"
 	"github.com/parley-chat/parley/repository/bolt"
@@ -126,11 +127,23 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 	defer stopFanout()
 	var fan sync.WaitGroup
 	fan.Go(func() { fail("fan-out", fanout.Run(fanCtx)) })
-	// The notifications consumer, the third group, stops with the fan-out.
+	// The notifications consumer, the third group, and the outbox's sender
+	// stop with the fan-out.
+	vapid, err := loadVAPID(cfg)
+	if err != nil {
+		return err
+	}
 	if notes != nil {
+		outbox, err := notify.New(notify.Config{Store: notes, VAPID: vapid, Subscriber: cfg.vapidSubject(),
+			WebhookSecret: []byte(cfg.WebhookSecret), BackoffBase: cfg.outboxBackoff, Metrics: metrics, Log: log})
+		if err != nil {
+			return err
+		}
 		notifier := &chat.Notifier{Bus: bus, Topic: cfg.TopicReceive, Store: notes, Rooms: hub.SavedState,
-			Delay: cfg.NotifyDelay, Webhooks: cfg.WebhookURLs, Log: log, Metrics: metrics}
+			Delay: cfg.NotifyDelay, Webhooks: cfg.WebhookURLs, Push: vapid.PublicKey != "", Kick: outbox.Kick,
+			Log: log, Metrics: metrics}
 		fan.Go(func() { fail("notifications", notifier.Run(fanCtx)) })
+		fan.Go(func() { fail("outbox", outbox.Run(fanCtx)) })
 	}
 
 	auth := &handlers.Auth{Secret: secret, TTL: cfg.TokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
@@ -140,6 +153,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		return err
 	}
 	srv := &handlers.Server{
+		VAPIDPublicKey: vapid.PublicKey, ValidatePush: notify.ValidateSubscription, PushLoopbackHTTP: cfg.PushLoopbackHTTP,
 		Store: store, People: people, Rooms: rooms, Marks: marks, Notes: notes, Bus: bus, Hub: hub, Metrics: metrics, MetricsHTTP: metrics.handler(), Log: log, Guest: !cfg.NoGuests, Accounts: !cfg.NoAccounts, Limits: cfg.Limits,
 		Sender: &chat.Sender{Bus: bus, Topic: cfg.TopicSend, Log: log, Metrics: metrics},
 		Auth:   auth,
@@ -422,4 +436,22 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// loadVAPID is the Web Push key pair: PARLEY_VAPID_PUBLIC_KEY and
+// PARLEY_VAPID_PRIVATE_KEY, else in embedded mode a pair generated into the
+// data dir once; with Kafka and no keys, none (push is off: every instance
+// must sign with the same pair, so none may make its own).
+func loadVAPID(cfg Config) (notify.VAPID, error) {
+	switch {
+	case cfg.VAPIDPublicKey != "":
+		v, err := notify.VAPIDFromEnv(cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey)
+		if err != nil {
+			return v, fmt.Errorf("PARLEY_VAPID_PUBLIC_KEY / PARLEY_VAPID_PRIVATE_KEY: %w", err)
+		}
+		return v, nil
+	case len(cfg.KafkaBrokers) == 0:
+		return notify.LoadOrCreateVAPID(cfg.DataDir)
+	}
+	return notify.VAPID{}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/notify"
 	"github.com/parley-chat/parley/handlers"
 )
 
@@ -31,12 +32,14 @@ type promMetrics struct {
 	slowClients     prometheus.Counter
 	rateLimited     prometheus.Counter
 	refusals        *prometheus.CounterVec
+	notify          *prometheus.CounterVec
 	lag             *lagCollector
 }
 
 var (
 	_ chat.Metrics     = (*promMetrics)(nil)
 	_ handlers.Metrics = (*promMetrics)(nil)
+	_ notify.Metrics   = (*promMetrics)(nil)
 )
 
 func newPromMetrics() *promMetrics {
@@ -71,9 +74,12 @@ func newPromMetrics() *promMetrics {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_refused_total", Help: "Requests, frames and connections refused by a limit or a security rule, by reason.",
 		}, []string{"reason"}),
+		notify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_notify_deliveries_total", Help: "Web Push and webhook delivery attempts by kind and outcome (sent, retry, gave_up, gone).",
+		}, []string{"kind", "outcome"}),
 		lag: newLagCollector(),
 	}
-	r.MustRegister(m.connections, m.refusals, m.lag)
+	r.MustRegister(m.connections, m.refusals, m.notify, m.lag)
 	return m
 }
 
@@ -100,6 +106,10 @@ func (m *promMetrics) EndToEnd(d time.Duration) { m.endToEndLatency.Observe(d.Se
 func (m *promMetrics) SlowClient()              { m.slowClients.Inc() }
 func (m *promMetrics) RateLimit()               { m.rateLimited.Inc() }
 func (m *promMetrics) Refused(reason string)    { m.refusals.WithLabelValues(reason).Inc() }
+
+func (m *promMetrics) Delivery(kind, outcome string) {
+	m.notify.WithLabelValues(kind, outcome).Inc()
+}
 
 func (m *promMetrics) Conn(transport string, delta int) {
 	m.connections.WithLabelValues(transport).Add(float64(delta))

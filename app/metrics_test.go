@@ -50,6 +50,7 @@ func TestMetricsListed(t *testing.T) {
 
 	persist := `parley_consumer_lag{group="` + chat.GroupPersist + `",topic="` + s.cfg.TopicSend + `"}`
 	fanout := `parley_consumer_lag{group="` + s.cfg.FanoutGroup() + `",topic="` + s.cfg.TopicReceive + `"}`
+	notifyLag := `parley_consumer_lag{group="` + chat.GroupNotify + `",topic="` + s.cfg.TopicReceive + `"}`
 	want := map[string]float64{
 		`parley_connections{transport="websocket"}`: 1,
 		`parley_connections{transport="sse"}`:       1,
@@ -64,6 +65,7 @@ func TestMetricsListed(t *testing.T) {
 		"parley_rate_limited_total":                 1,
 		persist:                                     0,
 		fanout:                                      0,
+		notifyLag:                                   0,
 	}
 	// The persist stage counts a batch after its commit, and the lag falls
 	// once the fan-out commits: poll until the figures settle.

@@ -101,10 +101,11 @@ func TestUnreadMentionsAndReads(t *testing.T) {
 	s.waitHistory(alice, "crew", 4)
 
 	// Timeline events are not counted, nor your own messages: alice's
-	// add of carol read the room up to it, bob's message up to his.
+	// add of carol read the room up to it, bob's message up to his; carol
+	// is a member from her add on, which is where her reading starts.
 	s.waitCounts(alice, "crew", counts{ReadSeq: 3, Unread: 1})
 	s.waitCounts(bob, "crew", counts{ReadSeq: 4})
-	s.waitCounts(carol, "crew", counts{ReadSeq: 0, Unread: 1})
+	s.waitCounts(carol, "crew", counts{ReadSeq: 3, Unread: 1})
 
 	// A mention: matched canonically, the author left out, each once.
 	s.call("POST", "/api/rooms/crew/messages", alice, `{"id":"a1","text":"@carol and @Bob, thanks @bob. @alice @nobody mail@carol"}`, 202)
@@ -115,7 +116,7 @@ func TestUnreadMentionsAndReads(t *testing.T) {
 	if got := h.Messages[3].Mentions; got != nil {
 		t.Fatalf("a message that names nobody has mentions %v", got)
 	}
-	s.waitCounts(carol, "crew", counts{ReadSeq: 0, Unread: 2, Mentions: 1})
+	s.waitCounts(carol, "crew", counts{ReadSeq: 3, Unread: 2, Mentions: 1})
 	s.waitCounts(bob, "crew", counts{ReadSeq: 4, Unread: 1, Mentions: 1})
 	s.waitCounts(alice, "crew", counts{ReadSeq: 5})
 
@@ -163,6 +164,11 @@ func TestUnreadMentionsAndReads(t *testing.T) {
 	if got := fmt.Sprint(rc.Receipts); got != "[{alice 5} {bob 5} {carol 5}]" {
 		t.Fatalf("receipts %s", got)
 	}
+
+	// Added now, dave has missed nothing of what came before his add.
+	s.call("POST", "/api/rooms/crew/members", alice, `{"user":"dave"}`, 200) // 6
+	s.waitCounts(dave, "crew", counts{ReadSeq: 6})
+	s.call("DELETE", "/api/rooms/crew/members/dave", alice, "", 200)
 
 	// A room you may not read: not_found, on every way in.
 	s.refused("PUT", "/api/rooms/crew/read", dave, `{"seq":1}`, 404, "not_found")

@@ -187,6 +187,10 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 		// (and the first posts to room, each maybe before the room exists, take
 		// at most four).
 		cfg.RoomBurst, cfg.RoomRate = 5, 0.001
+		// What you missed: notifications soon, and read positions that
+		// run out (a.missed counts on both).
+		cfg.NotifyDelay = 100 * time.Millisecond
+		cfg.ReadBurst, cfg.ReadRate = missedReadBurst, 0.001
 	})
 	a := newAPICheck(t, s)
 	room := uniqueRoom(t)
@@ -245,6 +249,7 @@ func TestOpenAPIResponsesValidate(t *testing.T) {
 	a.do(call{name: "events, bad Last-Event-ID", method: "GET", path: events, header: map[string]string{"Authorization": "Bearer " + tok, "Last-Event-ID": "x"}, status: 400, badRequest: true})
 
 	a.rooms(room)
+	a.missed(room)
 
 	// The WebSocket route, before and at the upgrade.
 	a.do(call{name: "ws, no token", method: "GET", path: "/ws", status: 401, badRequest: true})
@@ -450,7 +455,8 @@ func (a *asyncSchemas) serverFrame(raw []byte) string {
 		a.t.Fatalf("frame %q: %v", raw, err)
 	}
 	schema := map[string]string{"joined": "Joined", "left": "Left", "ack": "Ack", "pong": "Pong",
-		"message": "MessageFrame", "error": "ErrorFrame", "membership": "Membership"}[f.Type]
+		"message": "MessageFrame", "error": "ErrorFrame", "membership": "Membership",
+		"read": "Read", "receipt": "Receipt", "notification": "NotificationFrame"}[f.Type]
 	if schema == "" {
 		a.t.Errorf("frame of a type the document does not describe: %s", raw)
 		return f.Type
@@ -485,37 +491,8 @@ func TestAsyncAPIFrames(t *testing.T) {
 	a := loadAsyncAPI(t)
 	room := uniqueRoom(t)
 	alice, bob := s.login("aa"+room[2:10]), s.login("ab"+room[2:10])
-	dial := func(tok string) *websocket.Conn {
-		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.base, "http")+"/ws?token="+tok, nil)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	send := func(conn *websocket.Conn, schema, frame string) {
-		t.Helper()
-		if schema != "" {
-			a.validate(schema, []byte(frame))
-		}
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// read returns the next frames until one of type typ.
-	read := func(conn *websocket.Conn, typ string) []byte {
-		t.Helper()
-		for {
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, raw, err := conn.ReadMessage()
-			if err != nil {
-				t.Fatalf("waiting for %s: %v", typ, err)
-			}
-			if a.serverFrame(raw) == typ {
-				return raw
-			}
-		}
-	}
+	dial := func(tok string) *websocket.Conn { return a.dial(s, tok) }
+	send, read := a.send, a.read
 
 	ca, cb := dial(alice), dial(bob)
 	send(ca, "Join", `{"type":"join","room":"`+room+`"}`)

@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/app/notify"
 	"github.com/parley-chat/parley/kafka/membus"
 	"github.com/parley-chat/parley/repository/bolt"
 )
@@ -135,7 +136,7 @@ func FuzzRoomRoutes(f *testing.F) {
 
 // fuzzRequest sends one fuzzed request, its headers chosen by kind's high
 // bits, and checks the answer and the store.
-func fuzzRequest(t *testing.T, app *fiber.App, tok string, store chat.Store, kind uint8, method, target string, body []byte) {
+func fuzzRequest(t *testing.T, app *fiber.App, tok string, store chat.Store, kind uint8, method, target string, body []byte) (*http.Request, *http.Response, []byte) {
 	t.Helper()
 	{
 		// The high bits choose the request's headers: the body rules and the
@@ -197,6 +198,7 @@ func fuzzRequest(t *testing.T, app *fiber.App, tok string, store chat.Store, kin
 			}
 		}
 		checkHistory(t, store)
+		return req, resp, b
 	}
 }
 
@@ -219,8 +221,10 @@ func requestLineSafe(q string) string {
 }
 
 // fuzzServer builds the handlers over the embedded bus and store, with the
-// persist stage running, and a signed-in user's token.
-func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
+// persist stage running, and a signed-in user's token. Web Push is on (a
+// generated VAPID key, the real subscription check); edit changes the
+// Server before its routes are registered.
+func fuzzServer(f testing.TB, edit ...func(*Server)) (*fiber.App, string, chat.Store) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := bolt.Open(filepath.Join(f.TempDir(), "fuzz.db"))
 	if err != nil {
@@ -228,7 +232,9 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 	}
 	bus := membus.New(membus.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &chat.Persister{Bus: bus, Store: store, Rooms: store, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: log}
+	// Read positions when the store keeps them (chat.Marks).
+	marks, _ := any(store).(chat.Marks)
+	p := &chat.Persister{Bus: bus, Store: store, Rooms: store, Marks: marks, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: log}
 	done := make(chan struct{})
 	go func() { _ = p.Run(ctx); close(done) }()
 	hub := chat.NewHub(store, log, nil)
@@ -246,7 +252,11 @@ func fuzzServer(f testing.TB) (*fiber.App, string, chat.Store) {
 		Sender: &chat.Sender{Bus: bus, Topic: chat.DefaultTopicSend, Log: log},
 		Auth:   &Auth{Secret: []byte("fuzz-secret")},
 		Limits: Limits{SendRate: 1e9, SendBurst: 1 << 30, SignInRate: 1e9, SignInBurst: 1 << 30,
-			HistoryRate: 1e9, HistoryBurst: 1 << 30, RoomRate: 1e9, RoomBurst: 1 << 30},
+			HistoryRate: 1e9, HistoryBurst: 1 << 30, RoomRate: 1e9, RoomBurst: 1 << 30, ReadRate: 1e9, ReadBurst: 1 << 30},
+		VAPIDPublicKey: fuzzVAPIDKey, ValidatePush: notify.ValidateSubscription,
+	}
+	for _, e := range edit {
+		e(srv)
 	}
 	app := fiber.New(fiber.Config{BodyLimit: chat.MaxFrameBytes, ErrorHandler: ErrorHandler(log)})
 	srv.Register(app)

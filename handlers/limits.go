@@ -59,7 +59,7 @@ func DefaultLimits() Limits {
 		HistoryRate: 10, HistoryBurst: 30,
 		ReadRate: 10, ReadBurst: 30,
 		MaxPushSubs: 10,
-		RoomRate: 0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
+		RoomRate:    0.1, RoomBurst: 10, // one room per 10 s after a burst of 10
 		MaxConnsPerUser: 20, MaxConnsPerIP: 200,
 		QueueBytes: 2 << 20,
 	}

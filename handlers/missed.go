@@ -32,7 +32,15 @@ func (s *Server) markRead(ctx context.Context, sess Session, room string, seq in
 		return err
 	}
 	if !st.Exists() {
-		return chat.Errorf(chat.ENotFound, "no such room")
+		// A public room's first items may be stored a moment before its
+		// state is saved: the store says whether it exists.
+		last, err := s.Store.LastSeq(ctx, room)
+		if err != nil {
+			return unavailable(err)
+		}
+		if last == 0 {
+			return chat.Errorf(chat.ENotFound, "no such room")
+		}
 	}
 	return s.Sender.Publish(ctx, chat.NewRead(sess.author(), room, seq, time.Now()))
 }

@@ -255,8 +255,8 @@ func TestAsyncAPIDocument(t *testing.T) {
 		}
 	}
 	for action, want := range map[string][]string{
-		"receive": {"join", "leave", "ping", "send"},
-		"send":    {"ack", "error", "joined", "left", "membership", "message", "pong"},
+		"receive": {"join", "leave", "ping", "read", "send"},
+		"send":    {"ack", "error", "joined", "left", "membership", "message", "notification", "pong", "read", "receipt"},
 	} {
 		got := directions[action]
 		slices.Sort(got)
@@ -264,13 +264,14 @@ func TestAsyncAPIDocument(t *testing.T) {
 			t.Errorf("WebSocket %s frames: %v, want %v", action, got, want)
 		}
 	}
-	// The SSE events: the timeline, the stream's own lines, left and error.
+	// The SSE events: the timeline, the stream's own lines, left and error,
+	// and what you missed.
 	var sse []string
 	for _, m := range mapOf(mapOf(doc["operations"])["sendEvents"])["messages"].([]any) {
 		sse = append(sse, strings.TrimPrefix(refOf(m), "#/channels/events/messages/"))
 	}
 	slices.Sort(sse)
-	if want := []string{"error", "event", "left", "ping", "retry"}; !slices.Equal(sse, want) {
+	if want := []string{"error", "event", "left", "notification", "ping", "read", "receipt", "retry"}; !slices.Equal(sse, want) {
 		t.Errorf("SSE events: %v, want %v", sse, want)
 	}
 	codes := mapOf(mapOf(channels["websocket"])["x-parley-close-codes"])
@@ -372,14 +373,67 @@ func TestAsyncAPIDocument(t *testing.T) {
 	fields, data = sseBlock(t, events[1])
 	check("SSELeftFields", fields)
 	check("SSELeft", data)
+
+	// What you missed, as this package's encoders lay it out: a message
+	// with mentions, the read, receipt and notification frames, and their
+	// events on a stream of the room (app/openapi_test.go validates the
+	// real ones a running server sends).
+	m := chat.Message{Room: "general", Seq: 59, ID: "c9", User: "alice", Text: "@bob @carol look", TS: chat.Timestamp(now),
+		Mentions: []string{"bob", "carol"}}
+	ev := chat.NewEvent(m)
+	check("MessageFrame", ev.Frame(wsMessage))
+	fields, data = sseBlock(t, ev.Frame(sseMessage))
+	check("SSEFields", fields)
+	check("Message", data)
+	note := &chat.Notification{ID: chat.NotificationID("bob", "general", 59), Room: "general", Seq: 59, From: "alice",
+		Text: "@bob @carol look", Kind: chat.NotifyMention, TS: chat.Timestamp(now), User: "bob"}
+	wc.Read("general", 59)
+	wc.Receipt("general", "bob", 59)
+	wc.Notified(note)
+	frames = wc.out.take(nil)
+	if len(frames) != 3 {
+		t.Fatalf("WebSocket frames queued: %q", frames)
+	}
+	check("Read", frames[0])
+	check("Receipt", frames[1])
+	check("NotificationFrame", frames[2])
+	sc.Read("general", 59)
+	sc.Read("elsewhere", 3) // another room's: not this stream's
+	sc.Receipt("general", "bob", 59)
+	sc.Notified(note)
+	events = sc.out.take(nil)
+	if len(events) != 3 {
+		t.Fatalf("SSE events queued: %q", events)
+	}
+	for i, schemas := range [][2]string{{"SSEReadFields", "SSERead"}, {"SSEReceiptFields", "Receipt"}, {"SSENotificationFields", "NotificationFrame"}} {
+		fields, data := sseBlock(t, events[i])
+		check(schemas[0], fields)
+		check(schemas[1], data)
+	}
+	// A client's read frame, as the document tells clients to write it,
+	// and the notification frame the mutations below break.
+	check("Read", []byte(`{"type":"read","room":"general","seq":0}`))
+	check("NotificationFrame", []byte(`{"type":"notification","id":"n000000000000000000000000000000","room":"general","seq":3,"from":"alice","text":"hi","kind":"mention","ts":"2026-12-01T10:00:00.000Z"}`))
+
 	// Mutations: an item without its data, a reason the document does not
-	// list, and a left event with an id, are refused.
-	for schema, frame := range map[string]string{
-		"MessageFrame":  `{"type":"message","room":"general","seq":1,"id":"x","user":"alice","text":"alice left","ts":"2026-12-01T10:00:00.000Z","kind":"member"}`,
-		"Left":          `{"type":"left","room":"general","reason":"kicked"}`,
-		"SSELeftFields": `{"event":"left","id":"7"}`,
-		"Message":       `{"room":"general","seq":1,"id":"x","user":"alice","text":"alice muted bob","ts":"2026-12-01T10:00:00.000Z","kind":"member","data":{"action":"mute","target":"bob"}}`,
+	// list, a left event with an id, empty mentions, and the missed frames
+	// without a field, with one they must not carry (the notification's
+	// target is not on the wire) or with a kind not listed, are refused.
+	for _, sf := range [][2]string{
+		{"Read", `{"type":"read","room":"general"}`},
+		{"Receipt", `{"type":"receipt","room":"general","seq":3}`},
+		{"NotificationFrame", `{"type":"notification","id":"n000000000000000000000000000000","room":"general","seq":3,"from":"alice","text":"hi","kind":"mention","ts":"2026-12-01T10:00:00.000Z","user":"bob"}`},
+		{"NotificationFrame", `{"type":"notification","id":"n000000000000000000000000000000","room":"general","seq":3,"from":"alice","text":"hi","kind":"reply","ts":"2026-12-01T10:00:00.000Z"}`},
+		{"SSERead", `{"room":"general","seq":0}`},
+		{"SSEReceiptFields", `{"event":"receipt","id":"4"}`},
+		{"SSENotificationFields", `{"event":"message"}`},
+		{"MessageFrame", `{"type":"message","room":"general","seq":1,"id":"x","user":"alice","text":"alice left","ts":"2026-12-01T10:00:00.000Z","kind":"member"}`},
+		{"Left", `{"type":"left","room":"general","reason":"kicked"}`},
+		{"SSELeftFields", `{"event":"left","id":"7"}`},
+		{"Message", `{"room":"general","seq":1,"id":"x","user":"alice","text":"alice muted bob","ts":"2026-12-01T10:00:00.000Z","kind":"member","data":{"action":"mute","target":"bob"}}`},
+		{"MessageFrame", `{"type":"message","room":"general","seq":1,"id":"x","user":"alice","text":"hi @bob","ts":"2026-12-01T10:00:00.000Z","mentions":[]}`},
 	} {
+		schema, frame := sf[0], sf[1]
 		s, _ := c.Compile("asyncapi.json#/components/schemas/" + schema)
 		bad, _ := jsonschema.UnmarshalJSON(strings.NewReader(frame))
 		if s.Validate(bad) == nil {

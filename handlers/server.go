@@ -42,11 +42,11 @@ type Server struct {
 	VAPIDPublicKey   string
 	ValidatePush     func(endpoint, p256dh, auth string, loopbackHTTP bool) error
 	PushLoopbackHTTP bool
-	Bus     chat.Bus
-	Hub     *chat.Hub
-	Sender  *chat.Sender
-	Auth    *Auth
-	Metrics Metrics
+	Bus              chat.Bus
+	Hub              *chat.Hub
+	Sender           *chat.Sender
+	Auth             *Auth
+	Metrics          Metrics
 	// MetricsHTTP serves the metrics in their exposition format (nil: none),
 	// on /metrics or on the operator's own address (see MetricsHandler).
 	MetricsHTTP http.Handler
@@ -95,7 +95,7 @@ type Server struct {
 	// client IP (sign-ins), per name (password attempts), and live
 	// connections per user and IP.
 	sends, signIns, reads, creates, passwordTries, marksRate *keyedLimiter
-	conns                                         *connLimiter
+	conns                                                    *connLimiter
 	// revoked are the ended sessions this instance knows of, live their
 	// connections (see sessions.go).
 	revoked revokedSet

@@ -59,7 +59,8 @@ const (
 	// writer placed one, so the room progresses; hitting this means a storm of
 	// writers on one room, and the caller retries the whole batch.
 	maxConflicts = 64
-	// roomsParallel bounds the concurrent last-seq reads of Rooms.
+	// roomsParallel bounds the concurrent per-room reads of a room list
+	// (see inParallel).
 	roomsParallel = 8
 	// duplicateKeyCode is the server's E11000 duplicate key error.
 	duplicateKeyCode = 11000
@@ -80,6 +81,8 @@ type Store struct {
 	names    *mongo.Collection // see people.go
 	revoked  *mongo.Collection
 	members  *mongo.Collection // see rooms.go
+	reads    *mongo.Collection // see marks.go
+	mentions *mongo.Collection
 
 	notifications *mongo.Collection // see notify.go
 	pushSubs      *mongo.Collection
@@ -126,6 +129,11 @@ type messageDoc struct {
 	// to "" or 0 stay apart, which a BSON mapping would have to be taught.
 	Kind string `bson:"kind,omitempty"`
 	Data string `bson:"data,omitempty"`
+	// Mentions and Events are the persist stage's stamps (v2): the members
+	// the text names, and the room's event count up to this item, which the
+	// wire leaves out and counts read back (see chat.Marks).
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // newMessageDoc converts m for storing under seq. A ts that is no timestamp
@@ -138,9 +146,11 @@ func newMessageDoc(m chat.Message, seq int64) any {
 	data := encodeData(m.Data)
 	t, err := parseTS(m.TS)
 	if err != nil {
-		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data}
+		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data,
+			Mentions: m.Mentions, Events: m.Events}
 	}
-	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data}
+	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data,
+		Mentions: m.Mentions, Events: m.Events}
 }
 
 // encodeData is the data field of an item: "" (not stored) for none.
@@ -163,6 +173,9 @@ type stringTSDoc struct {
 	Guest bool   `bson:"guest,omitempty"`
 	Kind  string `bson:"kind,omitempty"`
 	Data  string `bson:"data,omitempty"`
+	// As in messageDoc.
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // parseTS reads a wire timestamp: chat.TSLayout, or any RFC 3339 time
@@ -187,12 +200,16 @@ type storedDoc struct {
 	Guest bool          `bson:"guest,omitempty"`
 	Kind  string        `bson:"kind,omitempty"`
 	Data  string        `bson:"data,omitempty"`
+	// Absent (nil, 0) on documents older versions wrote.
+	Mentions []string `bson:"mentions,omitempty"`
+	Events   int64    `bson:"events,omitempty"`
 }
 
 // message is the stored message. Only an item's data can fail to read: a
 // document this code did not write.
 func (d storedDoc) message() (chat.Message, error) {
-	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind}
+	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind,
+		Mentions: d.Mentions, Events: d.Events}
 	if ms, ok := d.TS.DateTimeOK(); ok {
 		m.TS = chat.Timestamp(time.UnixMilli(ms))
 	} else if s, ok := d.TS.StringValueOK(); ok {
@@ -211,7 +228,7 @@ func (d storedDoc) message() (chat.Message, error) {
 var messageFields = bson.D{
 	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
 	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1}, {Key: "guest", Value: 1},
-	{Key: "kind", Value: 1}, {Key: "data", Value: 1},
+	{Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "mentions", Value: 1}, {Key: "events", Value: 1},
 }
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
@@ -245,6 +262,8 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		names:    client.Database(db).Collection(namesColl),
 		revoked:  client.Database(db).Collection(revokedColl),
 		members:  client.Database(db).Collection(membersColl),
+		reads:    client.Database(db).Collection(readsColl),
+		mentions: client.Database(db).Collection(mentionsColl),
 
 		notifications: client.Database(db).Collection(notificationsColl),
 		pushSubs:      client.Database(db).Collection(pushSubsColl),
@@ -297,6 +316,20 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		Keys: bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}}, Options: options.Index().SetName(memberUserRoomIndex),
 	}); err != nil {
 		return fmt.Errorf("create indexes on %s: %w", membersColl, err)
+	}
+	// The marks' unique indexes make a repeated mark collide instead of
+	// being stored twice (see marks.go); they also serve the marks' reads.
+	if _, err := s.reads.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}, {Key: "seq", Value: 1}},
+		Options: options.Index().SetName(readRoomUserIndex).SetUnique(true),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", readsColl, err)
+	}
+	if _, err := s.mentions.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "user", Value: 1}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}},
+		Options: options.Index().SetName(mentionRoomSeqIdx).SetUnique(true),
+	}); err != nil {
+		return fmt.Errorf("create indexes on %s: %w", mentionsColl, err)
 	}
 	for _, i := range s.notifyIndexes() {
 		if _, err := i.coll.Indexes().CreateOne(ctx, i.model); err != nil {
@@ -756,25 +789,36 @@ func (s *Store) Rooms(ctx context.Context, q chat.RoomQuery) (chat.RoomPage, err
 	page := chat.RoomPage{More: len(docs) > q.Limit}
 	docs = docs[:min(len(docs), q.Limit)]
 	rooms := make([]chat.RoomInfo, len(docs))
-	errs := make([]error, len(docs))
-	sem := make(chan struct{}, roomsParallel)
-	var wg sync.WaitGroup
-	for i, d := range docs {
-		rooms[i].Room = d.Room
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			var top int64
-			top, errs[i] = s.topSeq(ctx, d.Room)
-			rooms[i].LastSeq = max(top, d.Last)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = inParallel(len(docs), func(i int) error {
+		rooms[i].Room = docs[i].Room
+		top, err := s.topSeq(ctx, docs[i].Room)
+		rooms[i].LastSeq = max(top, docs[i].Last)
+		return err
+	})
+	if err != nil {
 		return chat.RoomPage{}, fmt.Errorf("list rooms: %w", err)
 	}
 	page.Rooms = rooms
 	return page, nil
+}
+
+// inParallel runs fn(0) ... fn(n-1), at most roomsParallel at a time, and
+// returns their errors joined. The per-room reads of a room list are
+// independent point lookups: run one after another, a page would cost the
+// sum of their round trips.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, roomsParallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Ping asks the primary for a ping: writes go there.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -498,22 +497,15 @@ func (s *Store) fillRoles(ctx context.Context, user string, rooms []chat.RoomSum
 // LastSeq reads it (see Rooms: one index lookup per room, a few at a time).
 func (s *Store) summaries(ctx context.Context, docs []roomDoc) ([]chat.RoomSummary, error) {
 	rooms := make([]chat.RoomSummary, len(docs))
-	errs := make([]error, len(docs))
-	sem := make(chan struct{}, roomsParallel)
-	var wg sync.WaitGroup
-	for i, d := range docs {
+	err := inParallel(len(docs), func(i int) error {
+		d := docs[i]
 		st := chat.RoomState{Kind: d.Kind}
 		rooms[i] = chat.RoomSummary{Room: d.Room, Kind: st.RoomKind(), Title: d.Title, Topic: d.Topic, SlowModeS: d.SlowModeS}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			var top int64
-			top, errs[i] = s.topSeq(ctx, d.Room)
-			rooms[i].LastSeq = max(top, d.Last)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+		top, err := s.topSeq(ctx, d.Room)
+		rooms[i].LastSeq = max(top, d.Last)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return rooms, nil

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strconv"
+	"fmt"
 	"time"
 )
 
@@ -122,10 +122,12 @@ type Notification struct {
 	User string `json:"-"`
 }
 
-// NotificationID names the notification of target about room's item seq.
+// NotificationID names the notification of target about room's item seq:
+// a hash of (target, room), then seq in fixed-width hex, so that a room's
+// notifications of one ts list in seq order (lists order by ts, then id).
 func NotificationID(target, room string, seq int64) string {
-	sum := sha256.Sum256([]byte(target + "\x00" + room + "\x00" + strconv.FormatInt(seq, 10)))
-	return "n" + hex.EncodeToString(sum[:15])
+	sum := sha256.Sum256([]byte(target + "\x00" + room))
+	return "n" + hex.EncodeToString(sum[:8]) + fmt.Sprintf("%016x", seq)
 }
 
 // NotificationQuery asks for one page of a user's notifications, which are

@@ -15,13 +15,15 @@ import (
 
 // decideRead decides a read command: capped at the room's last seq (the
 // items of the batch before it included), dropped when it would not move the
-// user's position, refused when the user may not read the room.
+// user's position or the user may not read the room (the accepting instance
+// refused that already, unless a removal or ban came between: a read has no
+// id the client knows, so an error would tell it nothing).
 func (p *Persister) decideRead(ctx context.Context, c *cachedRoom, m Message) (decided, error) {
 	if m.Data == nil || m.Data.Seq < 0 || !c.st.Exists() {
 		return decided{m: m, drop: true}, nil
 	}
-	if err := c.st.CanRead(m.User, itemTime(&m)); err != nil {
-		return decided{m: m, refusal: asError(err)}, nil
+	if c.st.CanRead(m.User, itemTime(&m)) != nil {
+		return decided{m: m, drop: true}, nil
 	}
 	at := min(m.Data.Seq, c.st.Seq)
 	cur, err := p.readOf(ctx, c, m.Room, m.User)
@@ -140,7 +142,7 @@ func (mk *marks) empty() bool { return len(mk.reads) == 0 && len(mk.mentions) ==
 
 // batchMarks collects what the batch's decided items write: each read
 // command taken, each stored item's author's read position (you have read
-// what you sent), each mention. Read commands are capped again at the
+// what you sent) and that of the members it adds, each mention. Read commands are capped again at the
 // state's seq, which fold may have set lower than decide assumed.
 func (p *Persister) batchMarks(items []decided) marks {
 	var mk marks
@@ -165,12 +167,26 @@ func (p *Persister) batchMarks(items []decided) marks {
 			}
 			read(d.m.Room, d.m.User, d.m.Data.Seq)
 		case d.m.Seq > 0:
-			read(d.m.Room, d.m.User, d.m.Seq)
-			if c != nil {
-				if c.reads == nil {
-					c.reads = map[string]int64{}
+			// The author has read up to it; so have those it makes
+			// members: a member added at seq N sees the room from N on,
+			// and nothing before N is theirs to miss.
+			readers := []string{d.m.User}
+			if d.m.Kind == KindMember && d.m.Data != nil {
+				switch d.m.Data.Action {
+				case ActAdd:
+					readers = append(readers, d.m.Data.Target)
+				case ActCreate:
+					readers = append(readers, d.m.Data.Members...)
 				}
-				c.reads[d.m.User] = max(c.reads[d.m.User], d.m.Seq)
+			}
+			for _, u := range readers {
+				read(d.m.Room, u, d.m.Seq)
+				if c != nil {
+					if c.reads == nil {
+						c.reads = map[string]int64{}
+					}
+					c.reads[u] = max(c.reads[u], d.m.Seq)
+				}
 			}
 			for _, u := range d.m.Mentions {
 				mk.mentions = append(mk.mentions, MentionMark{User: u, Room: d.m.Room, Seq: d.m.Seq})

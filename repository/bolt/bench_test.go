@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/repository/storetest"
 )
 
 // BenchmarkAppend measures batches of new messages to one room. Each batch is
@@ -101,4 +102,17 @@ func BenchmarkMemberRooms(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCounts measures the badges of a room list: one Counts call for a
+// user in 1,000 rooms of 20 items each, some read to the end, some partly,
+// some not at all, with mentions on either side of the read position.
+func BenchmarkCounts(b *testing.B) {
+	s := openTemp(b, filepath.Join(b.TempDir(), "parley.db"))
+	// Setting up is not what is measured: skip the fsync of its
+	// transactions.
+	s.db.NoSync = true
+	f := storetest.NewCountsBench(b, s, 1000)
+	s.db.NoSync = false
+	f.Run(b, s)
 }

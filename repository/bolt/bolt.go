@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -32,14 +33,16 @@ import (
 //	rooms/<room>/            one bucket per room; its bucket sequence is the
 //	                         room's last seq, which retention (Sweep) leaves
 //	                         alone: seqs are never reused
-//	rooms/<room>/msgs/<seq>  message JSON, keyed by 8-byte big-endian seq so
-//	                         that byte order is seq order
+//	rooms/<room>/msgs/<seq>  the item's JSON (see item), keyed by 8-byte
+//	                         big-endian seq so that byte order is seq order
 //	rooms/<room>/ids/<key>   8-byte seq of the message with that user and id:
 //	                         the idempotency index (see idKey)
 //	names/<canonical>        the name's holder, JSON (chat.Holder)
 //	revoked/<sid>            an ended session, JSON (chat.Revocation)
 //	states/, summaries/,     rooms with members: saved room states and
 //	members/                 their indexes (see rooms.go)
+//	reads/, mentions/        read positions and the mention index (see
+//	                         marks.go)
 //	notifications/, push/,   notifications, push subscriptions and the
 //	outbox/ and their        outbox (see notify.go)
 //	indexes
@@ -107,9 +110,10 @@ func migrate(tx *bbolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	// People's, rooms' state and notifications' buckets came later without
-	// a new format: an older Parley never opens them.
+	// People's, rooms' state, marks' and notifications' buckets came later
+	// without a new format: an older Parley never opens them.
 	for _, b := range [][]byte{bucketNames, bucketRevoked, bucketStates, bucketSummaries, bucketMembers,
+		bucketReads, bucketMentions,
 		bucketNotifications, bucketNotifyIDs, bucketPush, bucketPushEndpoints, bucketOutbox, bucketOutboxDue} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
@@ -169,7 +173,7 @@ func rebuildIDs(room *bbolt.Bucket) error {
 		return err
 	}
 	return msgs.ForEach(func(k, v []byte) error {
-		m, err := chat.Decode(v)
+		m, err := decodeItem(v)
 		if err != nil {
 			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
 		}
@@ -233,7 +237,7 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	msgs, ids := room.Bucket(bucketMsgs), room.Bucket(bucketIDs)
 	idk := idKey(m.User, m.ID)
 	if key := ids.Get(idk); key != nil {
-		stored, err := chat.Decode(msgs.Get(key))
+		stored, err := decodeItem(msgs.Get(key))
 		if err != nil {
 			return chat.Message{}, fmt.Errorf("decode message %s: %w", m.ID, err)
 		}
@@ -247,7 +251,7 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	}
 	m.Seq = int64(seq)
 	key := seqKey(m.Seq)
-	if err := msgs.Put(key, chat.Encode(m)); err != nil {
+	if err := msgs.Put(key, encodeItem(m)); err != nil {
 		return chat.Message{}, err
 	}
 	if err := ids.Put(idk, key); err != nil {
@@ -402,7 +406,7 @@ func (s *Store) Messages(ctx context.Context, room string, q chat.Query) (chat.P
 // step, then sets HasMore if one more key lies in that direction.
 func readPage(page *chat.Page, k, v []byte, step func() ([]byte, []byte), limit int) error {
 	for ; k != nil && len(page.Messages) < limit; k, v = step() {
-		m, err := chat.Decode(v)
+		m, err := decodeItem(v)
 		if err != nil {
 			return fmt.Errorf("decode message at seq %d: %w", binary.BigEndian.Uint64(k), err)
 		}
@@ -410,6 +414,31 @@ func readPage(page *chat.Page, k, v []byte, step func() ([]byte, []byte), limit 
 	}
 	page.HasMore = k != nil
 	return nil
+}
+
+// item is a message as msgs/ holds it: its wire JSON plus what the wire
+// leaves out, its Events ordinal (chat.Message.Events, json "-"), which
+// counts need back. Items stored before Events existed read as 0.
+type item struct {
+	chat.Message
+	// Events shadows the embedded Message's Events, which never encodes.
+	Events int64 `json:"events,omitempty"`
+}
+
+// encodeItem is m's value in msgs/.
+func encodeItem(m chat.Message) []byte {
+	b, _ := json.Marshal(item{Message: m, Events: m.Events}) // a Message's fields always encode
+	return b
+}
+
+// decodeItem reads a value of msgs/, Events included.
+func decodeItem(b []byte) (chat.Message, error) {
+	var it item
+	if err := json.Unmarshal(b, &it); err != nil {
+		return chat.Message{}, err
+	}
+	it.Message.Events = it.Events
+	return it.Message, nil
 }
 
 // idKey is the ids key of a message: the length of its user as a uvarint,

@@ -36,6 +36,12 @@ func TestRoomStates(t *testing.T) {
 	})
 }
 
+func TestMarks(t *testing.T) {
+	storetest.RunMarks(t, func(t *testing.T) storetest.MarkStore {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
 func TestNotifications(t *testing.T) {
 	storetest.RunNotifications(t, func(t *testing.T) chat.Notifications {
 		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))

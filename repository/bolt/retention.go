@@ -78,7 +78,7 @@ func sweepRoom(room *bbolt.Bucket, before time.Time, limit int) (int, error) {
 	var idks [][]byte
 	c := msgs.Cursor()
 	for k, v := c.First(); k != nil && len(old) < limit; k, v = c.Next() {
-		m, err := chat.Decode(v)
+		m, err := decodeItem(v)
 		if err != nil {
 			return 0, fmt.Errorf("decode message at seq %x: %w", k, err)
 		}

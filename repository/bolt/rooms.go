@@ -193,7 +193,7 @@ func (s *Store) Find(ctx context.Context, room, user, id string) (chat.Message, 
 			return nil // deleted by retention: the ids entry goes with it, but be safe
 		}
 		var err error
-		m, err = chat.Decode(v)
+		m, err = decodeItem(v)
 		ok = err == nil
 		return err
 	})
@@ -345,7 +345,7 @@ func firstItemKind(rb *bbolt.Bucket) (string, error) {
 	if k == nil {
 		return chat.RoomPublic, nil
 	}
-	m, err := chat.Decode(v)
+	m, err := decodeItem(v)
 	if err != nil {
 		return "", fmt.Errorf("decode first message: %w", err)
 	}

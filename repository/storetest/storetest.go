@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		t.Run("RoomsIndependent", func(t *testing.T) { testRoomsIndependent(t, newStore(t)) })
 		t.Run("EmptyBatch", func(t *testing.T) { testEmptyBatch(t, newStore(t)) })
 		t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newStore(t)) })
+		t.Run("StampsRoundTrip", func(t *testing.T) { testStampsRoundTrip(t, newStore(t)) })
 	})
 	t.Run("Idempotency", func(t *testing.T) {
 		t.Run("LaterBatch", func(t *testing.T) { testDuplicateLaterBatch(t, newStore(t)) })
@@ -327,6 +328,33 @@ func testRoundTrip(t *testing.T, s chat.Store) {
 	}
 	equalMessages(t, "Append result", mustAppend(t, s, in...), want)
 	equalMessages(t, "history", history(t, s, "general"), want)
+}
+
+// testStampsRoundTrip: the persist stage's stamps, Mentions and Events (the
+// latter not on the wire), come back from Append, history and a redelivery,
+// which gets the stored ones, not its own.
+func testStampsRoundTrip(t *testing.T, s chat.Store) {
+	in := []chat.Message{
+		{Room: "general", ID: "plain", User: "alice", Text: "no mentions, no events before", TS: ts},
+		// Events as if the room's history held three events before.
+		{Room: "general", ID: "named", User: "alice", Text: "@bob @zoë look", TS: ts, Mentions: []string{"bob", "zoë"}, Events: 3},
+		{Room: "general", ID: "event", User: "alice", TS: ts, Kind: chat.KindMember,
+			Data: &chat.ItemData{Action: chat.ActAdd, Target: "bob"}, Events: 4},
+		{Room: "general", ID: "after", User: "carol", Text: "@alice", TS: ts, Mentions: []string{"alice"}, Events: 4},
+	}
+	want := make([]chat.Message, len(in))
+	for i, m := range in {
+		want[i] = stored(m, int64(i+1))
+	}
+	equalMessages(t, "Append result", mustAppend(t, s, in...), want)
+	equalMessages(t, "history", history(t, s, "general"), want)
+
+	// A redelivery stamped differently (a persist stage that counted
+	// otherwise) gets the stored stamps back, and changes none.
+	retry := in[1]
+	retry.Mentions, retry.Events = []string{"dana"}, 99
+	equalMessages(t, "Append result of a redelivery", mustAppend(t, s, retry), want[1:2])
+	equalMessages(t, "history after the redelivery", history(t, s, "general"), want)
 }
 
 func testDuplicateLaterBatch(t *testing.T, s chat.Store) {

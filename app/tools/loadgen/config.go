@@ -42,6 +42,10 @@ type Config struct {
 	// every receiver and sender is added to its room as a member before
 	// the measured phase (in roomlist: the kind of the rooms created).
 	Private bool
+	// MentionPercent is the share of sent messages that mention another
+	// sender of the same room (@name): each is a notification due when its
+	// target has not read it within PARLEY_NOTIFY_DELAY.
+	MentionPercent float64
 	// Setup is how many room creations and member adds are in flight at
 	// once before the measured phase.
 	Setup int
@@ -57,6 +61,10 @@ type Config struct {
 	ListLimits  []int
 	ListCallers []int
 	ListCalls   int
+	// ListUnread: another user posts this many messages to each room
+	// before the phases (every fifth mentions the listing user), so that
+	// every room object's counts cost their lookups.
+	ListUnread int
 
 	// --mode kafka: instances started, on the generator's own services.
 	Instances           int
@@ -101,12 +109,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Dial, "dial-concurrency", 64, "connections dialed at once")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
 	fs.BoolVar(&c.Private, "private", false, "private rooms: an owner creates them and adds every receiver and sender as a member before the measured phase (roomlist: the rooms created are private)")
+	fs.Float64Var(&c.MentionPercent, "mention-percent", 0, "percent of messages that @mention another sender of the room (0-100): the notifications consumer's load")
 	fs.IntVar(&c.Setup, "setup-concurrency", 8, "room creations and member adds in flight at once before the measured phase")
 	fs.StringVar(&c.ServerCPUs, "server-cpus", "", "pin the servers this run starts to these CPUs (taskset list, e.g. 0); Kafka and FerretDB are not pinned")
 	fs.StringVar(&c.GenCPUs, "gen-cpus", "", "pin the generator to these CPUs (taskset list, e.g. 1): it runs itself again under taskset -c")
 	fs.StringVar(&limits, "list-limits", "100,200", "roomlist: the limit of each phase's GET /api/rooms, comma-separated (1-200)")
 	fs.StringVar(&callers, "list-callers", "1,4", "roomlist: concurrent callers of each phase, comma-separated")
 	fs.IntVar(&c.ListCalls, "list-calls", 2000, "roomlist: GET /api/rooms calls per phase, over all its callers")
+	fs.IntVar(&c.ListUnread, "list-unread", 0, "roomlist: messages another user posts to each room before the phases (every fifth mentions the listing user): unread and mention counts to compute")
 	fs.IntVar(&c.Instances, "instances", 1, "--mode kafka: server instances, connections spread over them")
 	fs.IntVar(&c.KafkaPort, "kafka-port", defaultKafkaPort, "--mode kafka: the generator's Kafka broker port")
 	fs.IntVar(&c.KafkaControllerPort, "kafka-controller-port", defaultKafkaControllerPort, "--mode kafka: its KRaft controller port")
@@ -217,6 +227,12 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 	if c.Duration > time.Hour {
 		return c, errors.New("--duration is capped at 1h")
 	}
+	if c.MentionPercent < 0 || c.MentionPercent > 100 {
+		return c, errors.New("--mention-percent must be 0 to 100")
+	}
+	if c.MentionPercent > 0 && c.Senders < 2*c.Rooms {
+		return c, errors.New("--mention-percent needs at least two senders per room (a sender mentions another of its room)")
+	}
 	if c.Dial < 1 {
 		c.Dial = 1
 	}
@@ -232,6 +248,9 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 		}
 		if c.ListCalls < 1 {
 			return c, errors.New("--list-calls must be at least 1")
+		}
+		if c.ListUnread < 0 || c.ListUnread > 1000 {
+			return c, errors.New("--list-unread must be 0 to 1000")
 		}
 	}
 	if c.ServerCPUs != "" || c.GenCPUs != "" {

@@ -99,6 +99,13 @@ type Result struct {
 	PersistedPerS float64 `json:"persisted_per_s"`
 	PersistLag    int64   `json:"persist_lag_end"`
 	FanoutLag     int64   `json:"fanout_lag_end"`
+	// With --mention-percent: the notifications consumer's lag when the
+	// sending ended, its highest seen, and how long after the sending
+	// ended it was back to 0 (-1: not within the wait).
+	MentionPercent float64 `json:"mention_percent,omitempty"`
+	NotifyLagAtEnd int64   `json:"notify_lag_at_send_end,omitempty"`
+	NotifyLagMax   int64   `json:"notify_lag_max,omitempty"`
+	NotifyLagZeroS float64 `json:"notify_lag_zero_after_s,omitempty"`
 	// What one connection adds to the servers' Go heap in use, stacks in
 	// use and goroutines (from /metrics; 0 when not known): the parts of
 	// kib_per_conn, which also counts freed memory not yet returned.
@@ -295,16 +302,29 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	}
 	sendStart := time.Now()
 	tick := time.NewTicker(2 * time.Second)
+	var notifyMax float64
 	for sendCtx.Err() == nil {
 		select {
 		case <-sendCtx.Done():
 		case <-tick.C:
 			r.progress("%4.0fs sent %d acked %d delivered %d", time.Since(sendStart).Seconds(), r.c.sent.Load(), r.c.acked.Load(), r.c.delivered.Load())
+			if cfg.MentionPercent > 0 {
+				if f, ok := r.scrape(ctx, targets); ok {
+					notifyMax = max(notifyMax, f.notifyLag)
+				}
+			}
 		}
 	}
 	stopSend()
 	swg.Wait()
 	sendElapsed := time.Since(sendStart)
+	notifyAtEnd := -1.0
+	if cfg.MentionPercent > 0 {
+		if f, ok := r.scrape(ctx, targets); ok {
+			notifyAtEnd = f.notifyLag
+			notifyMax = max(notifyMax, f.notifyLag)
+		}
+	}
 
 	// Drain: until every send is answered and every acked message reached
 	// every receiver of its room, or the drain period ends.
@@ -376,6 +396,26 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	}
 	if n := countNonNil(r.clients); n > 0 && endRSS > 0 {
 		res.KiBPerConn = float64(endRSS-baseRSS) / float64(n)
+	}
+	if cfg.MentionPercent > 0 {
+		// The notifications consumer holds each mention until it is due
+		// (PARLEY_NOTIFY_DELAY after its ts) and commits only what it has
+		// made: its lag is back to 0 once the last one was made. Wait up
+		// to a minute for that.
+		res.MentionPercent, res.NotifyLagAtEnd, res.NotifyLagZeroS = cfg.MentionPercent, int64(notifyAtEnd), -1
+		sendEnd := sendStart.Add(sendElapsed)
+		for limit := time.Now().Add(time.Minute); time.Now().Before(limit) && ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
+			f, ok := r.scrape(ctx, targets)
+			if !ok {
+				break
+			}
+			notifyMax = max(notifyMax, f.notifyLag)
+			if f.notifyLag == 0 {
+				res.NotifyLagZeroS = time.Since(sendEnd).Seconds()
+				break
+			}
+		}
+		res.NotifyLagMax = int64(notifyMax)
 	}
 	return res, nil
 }
@@ -797,11 +837,16 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 		prefix = `{"id":"s` + strconv.Itoa(idx) + "-"
 	}
 	buf := make([]byte, 0, 128)
+	mention := r.mentionOf(idx)
 	for n := 0; ; n++ {
 		buf = append(buf[:0], prefix...)
 		buf = strconv.AppendInt(buf, int64(n), 10)
 		buf = append(buf, `","text":"t=`...)
 		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+		if mention != "" && r.mentions(idx, n) {
+			buf = append(buf, " @"...)
+			buf = append(buf, mention...)
+		}
 		buf = append(buf, `"}`...)
 		if cl.post != nil {
 			// A POST waits for its 202: a sender whose answers take longer
@@ -823,6 +868,26 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 		case <-t.C:
 		}
 	}
+}
+
+// mentionOf is the name sender idx mentions: the next sender of its room
+// (senders idx and idx+Rooms share a room), "" without --mention-percent.
+func (r *runner) mentionOf(idx int) string {
+	if r.cfg.MentionPercent <= 0 {
+		return ""
+	}
+	other := (idx + r.cfg.Rooms) % r.cfg.Senders
+	if other%r.cfg.Rooms != idx%r.cfg.Rooms {
+		other = idx % r.cfg.Rooms // the room's first sender
+	}
+	return r.names[r.cfg.Conns+other]
+}
+
+// mentions reports whether sender idx's message n mentions: an even
+// spread of MentionPercent percent, the same on every run.
+func (r *runner) mentions(idx, n int) bool {
+	p := r.cfg.MentionPercent / 100
+	return int(float64(n+idx)*p) != int(float64(n+idx+1)*p)
 }
 
 // rss is the VmRSS in KiB of the servers this run started, summed, or 0
@@ -878,6 +943,9 @@ func printResult(w io.Writer, res *Result) {
 	store := "n/a (no /metrics)"
 	if res.Persisted >= 0 {
 		store = fmt.Sprintf("%d persisted (%.0f/s); lag at end: persist %d, fan-out %d", res.Persisted, res.PersistedPerS, res.PersistLag, res.FanoutLag)
+		if res.MentionPercent > 0 {
+			store += fmt.Sprintf("; %.0f%% mentions: notify lag at send end %d, max %d, back to 0 %.1f s after the sending ended", res.MentionPercent, res.NotifyLagAtEnd, res.NotifyLagMax, res.NotifyLagZeroS)
+		}
 	}
 	capped := ""
 	if res.ConnsRequested > 0 {

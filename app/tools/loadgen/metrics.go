@@ -16,6 +16,7 @@ type serverFigures struct {
 	persisted  float64 // parley_messages_persisted_total
 	persistLag float64 // parley_consumer_lag{group="parley-persist"}
 	fanoutLag  float64 // parley_consumer_lag{group="parley-fanout-…"}
+	notifyLag  float64 // parley_consumer_lag{group="parley-notify"}
 	// The fullest instance's descriptors: process_open_fds of
 	// process_max_fds (the server's file limit).
 	openFDs, maxFDs float64
@@ -37,6 +38,7 @@ func (r *runner) scrape(ctx context.Context, targets []string) (f serverFigures,
 		f.persisted += one.persisted
 		f.persistLag += one.persistLag
 		f.fanoutLag += one.fanoutLag
+		f.notifyLag += one.notifyLag
 		f.heapInuse += one.heapInuse
 		f.stackInuse += one.stackInuse
 		f.goroutines += one.goroutines
@@ -98,6 +100,8 @@ func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures
 				f.persistLag += v
 			case strings.HasPrefix(l.GetValue(), "parley-fanout-"):
 				f.fanoutLag += v
+			case l.GetValue() == "parley-notify":
+				f.notifyLag += v
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -230,7 +231,7 @@ func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: "http", Rooms: cfg.Rooms, Private: cfg.Private, Instances: 1}
 	res.ServerCPUs, res.GenCPUs = r.cpus()
 	res.BaseRSSKiB = r.rss()
-	token, _, err := r.signIn(ctx, base, "lg"+r.runID+"_list")
+	token, me, err := r.signIn(ctx, base, "lg"+r.runID+"_list")
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +243,13 @@ func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 	if err := r.createRooms(ctx, base, token, cfg.Rooms, kind); err != nil {
 		return nil, err
 	}
+	if cfg.ListUnread > 0 {
+		if err := r.postUnread(ctx, base, token, me); err != nil {
+			return nil, err
+		}
+	}
 	res.SetupS = time.Since(t0).Seconds()
-	r.progress("roomlist: %d %s rooms created in %.1fs", cfg.Rooms, kind, res.SetupS)
+	r.progress("roomlist: %d %s rooms created (%d unread each) in %.1fs", cfg.Rooms, kind, cfg.ListUnread, res.SetupS)
 	if err := r.checkList(ctx, base, token, kind); err != nil {
 		return nil, err
 	}
@@ -265,20 +271,71 @@ func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 	return res, nil
 }
 
+// postUnread has another user post cfg.ListUnread messages to each room
+// (added as a member first in private rooms), every fifth mentioning me.
+func (r *runner) postUnread(ctx context.Context, base, token, me string) error {
+	other, name, err := r.signIn(ctx, base, "lg"+r.runID+"_poster")
+	if err != nil {
+		return err
+	}
+	n := r.cfg.ListUnread
+	failed, first := r.forEach(ctx, r.cfg.Rooms, r.cfg.Setup, "posting unread messages", func(k int) error {
+		room := r.roomName(k)
+		if r.cfg.Private {
+			if err := r.api(ctx, "POST", base+"/api/rooms/"+room+"/members", token, map[string]string{"user": name}, http.StatusOK, nil); err != nil {
+				return err
+			}
+		}
+		for i := range n {
+			text := "unread " + strconv.Itoa(i)
+			if i%5 == 0 {
+				text += " @" + me
+			}
+			if err := r.api(ctx, "POST", base+"/api/rooms/"+room+"/messages", other,
+				map[string]string{"id": "u" + strconv.Itoa(i), "text": text}, http.StatusAccepted, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return setupFailed(ctx, "unread posts", failed, r.cfg.Rooms, first)
+}
+
+// wantCounts is what each room object must say once the posts are stored.
+func (r *runner) wantCounts() (unread, mentions int64) {
+	n := int64(r.cfg.ListUnread)
+	return n, (n + 4) / 5
+}
+
 // roomPage is what the generator reads of a GET /api/rooms answer.
 type roomPage struct {
 	Rooms []struct {
-		Room string  `json:"room"`
-		Kind string  `json:"kind"`
-		Role *string `json:"role"`
+		Room     string  `json:"room"`
+		Kind     string  `json:"kind"`
+		Role     *string `json:"role"`
+		Unread   int64   `json:"unread"`
+		Mentions int64   `json:"mentions"`
 	} `json:"rooms"`
 	NextCursor *string `json:"next_cursor"`
 }
 
 // checkList pages through the user's whole list: exactly the rooms it
-// created, each once, of their kind, the user their owner. A phase timing
-// answers that leave rooms out would time the wrong thing.
+// created, each once, of their kind, the user their owner, with the counts
+// the posts made (waiting up to 30 s for the last of them to be stored). A
+// phase timing answers that leave rooms out would time the wrong thing.
 func (r *runner) checkList(ctx context.Context, base, token, kind string) error {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := r.checkListOnce(ctx, base, token, kind)
+		if err == nil || !errors.Is(err, errCounts) || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+var errCounts = errors.New("counts not yet as posted")
+
+func (r *runner) checkListOnce(ctx context.Context, base, token, kind string) error {
+	unread, mentions := r.wantCounts()
 	want := map[string]bool{}
 	for k := range r.cfg.Rooms {
 		want[r.roomName(k)] = true
@@ -299,6 +356,9 @@ func (r *runner) checkList(ctx context.Context, base, token, kind string) error 
 			}
 			if o.Kind != kind || o.Role == nil || *o.Role != "owner" {
 				return fmt.Errorf("roomlist: room %s listed as kind %q role %v, want %s owner", o.Room, o.Kind, o.Role, kind)
+			}
+			if o.Unread != unread || o.Mentions != mentions {
+				return fmt.Errorf("roomlist: room %s: unread %d mentions %d, want %d and %d: %w", o.Room, o.Unread, o.Mentions, unread, mentions, errCounts)
 			}
 			delete(want, o.Room)
 			seen++
