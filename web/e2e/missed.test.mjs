@@ -18,9 +18,15 @@
 // direct room, bob's message badges like a mention, and "Seen" comes under
 // alice's message once bob has read it.
 //
+// The service worker (/sw.js) is registered, shows a push delivered through
+// Chromium's DevTools protocol, and a click on it takes a tab to the
+// message; turning browser push on is offered, and refused by this
+// Chromium (no push service for a Playwright context): the refusal is said.
+//
 // No CSP violation, console error or warning may be seen (harness.mjs),
-// except, when the server has no Web Push, the 404 of GET /api/push/vapid
-// when the bell's panel first opens.
+// except: when the server has no Web Push, the 404 of GET /api/push/vapid
+// when the bell's panel first opens; Chromium's own words on refusing the
+// push subscription.
 
 import { BASE, T, WAIT, assert, check, expecting, finalChecks, launch, newPage, run, signIn, suffix, tid, waitFor, waitLive } from './harness.mjs';
 
@@ -408,6 +414,28 @@ async function main() {
     const other = went === a1 ? a2 : a1;
     assert((await other.textContent(tid('room-title'))).includes(HOME), 'both tabs went');
   });
+
+  // Chromium refuses push subscriptions in a context that is not a profile
+  // on disk (as every Playwright context is: "incognito"), and says so on the
+  // console: what can be checked is the offer and a refusal said plainly.
+  const noPushHere = [{ page: 'alice1', re: /does not support the Push API in incognito/, why: 'no push service for this browser context' }];
+  await check('browser push: the bell panel offers it (the server has Web Push, Chromium PushManager); a refused subscription is said, nothing is kept', () =>
+    expecting(noPushHere, async () => {
+      await a1.click(tid('bell'));
+      await a1.waitForSelector(`${tid('bell-panel')}:popover-open`);
+      await a1.waitForSelector(`${tid('push-toggle')}:not([hidden])`, { timeout: WAIT });
+      assert((await a1.textContent(tid('push-toggle'))) === T('push.on'), `the button says ${await a1.textContent(tid('push-toggle'))}`);
+      await a1.click(tid('push-toggle'));
+      const said = await waitFor(async () => a1.$eval(tid('notice'), (e) => (e.hidden ? '' : e.textContent)), 'a notice');
+      const prefix = T('push.failed', { error: '' });
+      assert(said.startsWith(prefix), `the notice says ${JSON.stringify(said)}`);
+      await waitFor(async () => !(await a1.isDisabled(tid('push-toggle'))), 'the button usable again');
+      assert((await a1.getAttribute(tid('push-toggle'), 'data-on')) === 'false', 'push shows as on');
+      assert((await a1.textContent(tid('push-toggle'))) === T('push.on'), 'the button no longer offers push');
+      const sub = await a1.evaluate(async () => (await navigator.serviceWorker.getRegistration('/'))?.pushManager.getSubscription());
+      assert(!sub, 'a subscription was kept');
+    }),
+  );
 
   await finalChecks(5);
 }
