@@ -40,7 +40,7 @@ import { bindLangSwitch } from './i18n.js';
 import { onIncoming } from './live.js';
 import { bindMembers } from './members.js';
 import { bindNav, openRoom, openRoomAt, roomFromHash } from './nav.js';
-import { bindBell, onNotification } from './notifications.js';
+import { bindBell, loadNotifications, onNotification } from './notifications.js';
 import { flushPending, onErrorFrame } from './outbox.js';
 import { onServiceWorkerOpen } from './push.js';
 import { bindReading } from './reading.js';
@@ -134,6 +134,7 @@ async function initApp() {
   if (!live) return;
   conn.start();
   refreshRooms();
+  loadNotifications();
   setInterval(refreshRooms, ROOMS_EVERY);
 }
 

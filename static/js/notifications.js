@@ -22,6 +22,7 @@ const notes = new Map(); // id -> notification
 let cursor = null; // next_cursor of the oldest page read; null: nothing older
 let loaded = false;
 let loading = false;
+let seenHere = null; // the last seen when localStorage cannot keep it
 
 const seenKey = () => `parley.notifications.seen.${state.me}`;
 
@@ -32,10 +33,11 @@ const order = (a, b) => (a.ts === b.ts ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0
 function lastSeen() {
   try {
     const v = JSON.parse(localStorage.getItem(seenKey()) || 'null');
-    return v && typeof v.ts === 'string' && typeof v.id === 'string' ? v : null;
+    if (v && typeof v.ts === 'string' && typeof v.id === 'string') return seenHere && order(seenHere, v) > 0 ? seenHere : v;
   } catch {
-    return null;
+    /* no storage, or not JSON */
   }
+  return seenHere;
 }
 
 /** unseen counts the notifications newer than the last seen. */
@@ -122,7 +124,12 @@ function markAllSeen() {
   if (!newest) return;
   const seen = lastSeen();
   if (seen && order(newest, seen) <= 0) return;
-  localStorage.setItem(seenKey(), JSON.stringify({ ts: newest.ts, id: newest.id }));
+  try {
+    localStorage.setItem(seenKey(), JSON.stringify({ ts: newest.ts, id: newest.id }));
+  } catch {
+    // No storage (a private mode, a full quota): the count is this visit's only.
+    seenHere = { ts: newest.ts, id: newest.id };
+  }
   renderCount();
 }
 
@@ -134,7 +141,7 @@ export function onNotification(x) {
   else renderCount();
 }
 
-/** bindBell wires the bell and its panel, and reads the latest page. */
+/** bindBell wires the bell and its panel (loadNotifications reads the latest page). */
 export function bindBell() {
   ui.bell.addEventListener('click', () => {
     if (ui.bellPanel.matches(':popover-open')) return ui.bellPanel.hidePopover();
@@ -155,5 +162,9 @@ export function bindBell() {
   window.addEventListener('storage', (ev) => {
     if (ev.key === seenKey()) renderCount();
   });
-  loadPage(false);
+}
+
+/** loadNotifications reads the latest page, for the bell's count (once the session is known good: a 401 signs out). */
+export function loadNotifications() {
+  if (!loaded) loadPage(false);
 }
