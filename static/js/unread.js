@@ -21,7 +21,12 @@ import { state } from './state.js';
 // ones are folded into the snapshot's numbers (until the next snapshot).
 const LIVE_KEPT = 500;
 
-/** room -> {base, snapRead, unread, mentions, read, live: [{seq, mention}], direct} */
+/**
+ * room -> {base, snapRead, unread, mentions: the last snapshot (its last_seq,
+ * read_seq and counts); read: my read position as known here; live: [{seq,
+ * mention}] the messages of others after base; direct; known: a snapshot
+ * came; asked: the read the list was asked again about}
+ */
 const rooms = new Map();
 let onChange = () => {};
 let askAgain = () => {};
@@ -35,7 +40,7 @@ export function bindUnread({ changed, refresh }) {
 function entry(name) {
   let e = rooms.get(name);
   if (!e) {
-    e = { base: 0, snapRead: 0, unread: 0, mentions: 0, read: 0, live: [], direct: false, known: false };
+    e = { base: 0, snapRead: 0, unread: 0, mentions: 0, read: 0, live: [], direct: false, known: false, asked: -1 };
     rooms.set(name, e);
   }
   return e;
@@ -68,7 +73,16 @@ export function fromRoomObject(o) {
   e.unread = o.unread;
   e.mentions = o.mentions || 0;
   e.live = e.live.filter((x) => x.seq > last);
-  if (e.read > e.snapRead && e.read < last) refreshSoon(); // a read the snapshot has not seen yet
+  if (e.read > e.snapRead && e.read < last) {
+    // A read the snapshot has not seen: not stored yet when it answered
+    // (ask again), or, asked once already, never taken (the server's word
+    // stands).
+    if (e.asked === e.read) e.read = e.snapRead;
+    else {
+      e.asked = e.read;
+      refreshSoon();
+    }
+  }
   e.read = Math.max(e.read, e.snapRead);
   onChange(o.room);
 }
