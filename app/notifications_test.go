@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/app/notify"
 	"github.com/parley-chat/parley/app/notify/pushtest"
 )
@@ -83,6 +84,26 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(204)
 }
 
+// waitAttempts waits until notes notifications have deliveries, each
+// attempted at least attempts times, and returns what delivered gives then
+// (or at the end of within).
+func (h *hookReceiver) waitAttempts(notes, attempts int, within time.Duration) map[string]map[string]int {
+	var got map[string]map[string]int
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got = h.delivered()
+		done := len(got) >= notes
+		for _, ids := range got {
+			for _, n := range ids {
+				done = done && n >= attempts
+			}
+		}
+		if done {
+			break
+		}
+	}
+	return got
+}
+
 // delivered returns, per notification id, its delivery ids and their
 // attempts.
 func (h *hookReceiver) delivered() map[string]map[string]int {
@@ -119,15 +140,8 @@ func notificationServer(t *testing.T, hook *hookReceiver, edit func(*Config)) *t
 	})
 }
 
-type note struct {
-	ID   string `json:"id"`
-	Room string `json:"room"`
-	Seq  int64  `json:"seq"`
-	From string `json:"from"`
-	Text string `json:"text"`
-	Kind string `json:"kind"`
-	TS   string `json:"ts"`
-}
+// note is a notification as the API answers it.
+type note = chat.Notification
 
 func (s *testServer) notifications(token, query string) (notes []note, hasMore bool, next *string) {
 	s.t.Helper()
@@ -228,19 +242,7 @@ func TestNotificationsDueAndReadInTime(t *testing.T) {
 
 	// One webhook delivery each: two failed attempts, then the third
 	// answered, all under one delivery id.
-	var got map[string]map[string]int
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		got = hook.delivered()
-		done := len(got) == 2
-		for _, ids := range got {
-			for _, n := range ids {
-				done = done && n >= 3
-			}
-		}
-		if done {
-			break
-		}
-	}
+	got := hook.waitAttempts(2, 3, 15*time.Second)
 	for _, n := range notes {
 		ids := got[n.ID]
 		if len(ids) != 1 {

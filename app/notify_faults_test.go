@@ -137,19 +137,7 @@ func TestNotifyHolderKilled(t *testing.T) {
 	}
 	// Webhooks: each notification under one delivery id, delivered (the
 	// receiver fails each id's first attempt).
-	var got map[string]map[string]int
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		got = hook.delivered()
-		done := len(got) >= total
-		for _, dids := range got {
-			for _, attempts := range dids {
-				done = done && attempts >= 2
-			}
-		}
-		if done {
-			break
-		}
-	}
+	got := hook.waitAttempts(total, 2, 60*time.Second)
 	for _, n := range notes {
 		dids := got[n.ID]
 		if len(dids) != 1 {

@@ -175,7 +175,11 @@ func (s *Server) createRoom(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Status(fiber.StatusCreated).JSON(newRoomObject(&st, userOf(c), stored.Seq))
+	o := newRoomObject(&st, userOf(c), stored.Seq)
+	// Its creator has read it: the create is theirs (the marks the persist
+	// stage writes beside it may land a moment after this answer).
+	o.ReadSeq = stored.Seq
+	return c.Status(fiber.StatusCreated).JSON(o)
 }
 
 // dmPrefix starts the names of direct rooms, which POST /api/rooms refuses.

@@ -341,7 +341,7 @@ func (n *Notifier) commit(ctx context.Context, c Consumer, st *notifyState) {
 	for p, last := range st.last {
 		q := st.queue[p]
 		for len(q) > 0 && (q[0].done || q[0].cancelled) {
-			delete(st.keys, q[0].n.ID)
+			st.drop(q[0])
 			q = q[1:]
 		}
 		st.queue[p] = q
@@ -367,11 +367,30 @@ func (n *Notifier) commit(ctx context.Context, c Consumer, st *notifyState) {
 	}
 }
 
+// drop forgets a note that is finished (made, cancelled or given up to
+// another consumer).
+func (st *notifyState) drop(e *pendingNote) {
+	delete(st.keys, e.n.ID)
+	k := readerKey{e.n.User, e.n.Room}
+	notes := st.byReader[k]
+	for i, o := range notes {
+		if o == e {
+			notes = append(notes[:i], notes[i+1:]...)
+			break
+		}
+	}
+	if len(notes) == 0 {
+		delete(st.byReader, k)
+	} else {
+		st.byReader[k] = notes
+	}
+}
+
 // forget drops a partition's notes.
 func (st *notifyState) forget(p int) {
 	for _, e := range st.queue[p] {
-		delete(st.keys, e.n.ID)
-		e.cancelled = true // byReader drops it on its next cancel
+		e.cancelled = true
+		st.drop(e)
 	}
 	delete(st.queue, p)
 	delete(st.last, p)

@@ -49,13 +49,7 @@ var _ chat.Notifications = (*Store)(nil)
 // notificationRec is a notification as stored: chat.Notification keeps its
 // User off the wire, the store keeps it.
 type notificationRec struct {
-	ID   string `json:"id"`
-	Room string `json:"room"`
-	Seq  int64  `json:"seq"`
-	From string `json:"from"`
-	Text string `json:"text"`
-	Kind string `json:"kind"`
-	TS   string `json:"ts"`
+	chat.Notification
 	User string `json:"user"`
 }
 
@@ -114,7 +108,7 @@ func (s *Store) AddNotification(ctx context.Context, n chat.Notification, ds []c
 			return false, fmt.Errorf("add notification %s: delivery %d has no id", n.ID, i)
 		}
 	}
-	val, err := json.Marshal(notificationRec{ID: n.ID, Room: n.Room, Seq: n.Seq, From: n.From, Text: n.Text, Kind: n.Kind, TS: n.TS, User: n.User})
+	val, err := json.Marshal(notificationRec{Notification: n, User: n.User})
 	if err != nil {
 		return false, fmt.Errorf("add notification %s: %w", n.ID, err)
 	}
@@ -197,8 +191,8 @@ func (s *Store) ListNotifications(ctx context.Context, user string, q chat.Notif
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode notification %q: %w", k, err)
 			}
-			page.Notifications = append(page.Notifications, chat.Notification{
-				ID: r.ID, Room: r.Room, Seq: r.Seq, From: r.From, Text: r.Text, Kind: r.Kind, TS: r.TS, User: r.User})
+			r.Notification.User = r.User
+			page.Notifications = append(page.Notifications, r.Notification)
 		}
 		page.HasMore = k != nil
 		return nil

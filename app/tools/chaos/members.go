@@ -58,9 +58,13 @@ type moderator struct {
 
 func newModerator(ctx context.Context, urls []string, mongo, db string) (*moderator, error) {
 	m := &moderator{urls: urls, http: &http.Client{Timeout: 15 * time.Second}, mongo: mongo, db: db}
-	tok, _, err := signIn(ctx, m.http, urls, modName)
+	tok, user, err := signIn(ctx, m.http, urls, modName)
 	if err != nil {
 		return nil, err
+	}
+	if user != modName {
+		// The verdict knows the moderator's items by this name.
+		return nil, fmt.Errorf("the moderator got the name %q, not %q (a sign-in that timed out kept it): run again", user, modName)
 	}
 	m.token = tok
 	return m, nil
@@ -69,14 +73,20 @@ func newModerator(ctx context.Context, urls []string, mongo, db string) (*modera
 // signIn signs name in as a guest on the first instance that answers and
 // returns the token and the name the server gave back.
 func signIn(ctx context.Context, hc *http.Client, urls []string, name string) (token, user string, err error) {
-	body, _ := json.Marshal(map[string]string{"name": name})
+	asked := name
+	// ambiguous: an attempt failed without an answer, or with a 5xx: its
+	// claim of the name may have been stored (FerretDB timing out after
+	// the write), leaving the name held by a session nobody has the token
+	// of. A 409 after that asks for the name with a suffix instead.
+	ambiguous := false
 	for try := 0; try < 20; try++ {
+		body, _ := json.Marshal(map[string]string{"name": asked})
 		base := urls[(try+mrand.IntN(len(urls)))%len(urls)]
 		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/session", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err2 := hc.Do(req)
 		if err2 != nil {
-			err = err2
+			err, ambiguous = err2, true
 		} else {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -84,8 +94,14 @@ func signIn(ctx context.Context, hc *http.Client, urls []string, name string) (t
 			if resp.StatusCode == 200 && json.Unmarshal(b, &r) == nil && r.Token != "" {
 				return r.Token, r.User, nil
 			}
-			err = fmt.Errorf("sign in %s: %d %s", name, resp.StatusCode, b)
-			if resp.StatusCode < 500 && resp.StatusCode != 429 {
+			err = fmt.Errorf("sign in %s: %d %s", asked, resp.StatusCode, b)
+			switch {
+			case resp.StatusCode == 409 && ambiguous:
+				asked, ambiguous = fmt.Sprintf("%s-%d", name, try), false
+				continue
+			case resp.StatusCode >= 500:
+				ambiguous = true
+			case resp.StatusCode != 429:
 				return "", "", err
 			}
 		}

@@ -399,6 +399,16 @@ func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[
 			return nil, nil, err
 		}
 	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if err := parallel(16, len(names), func(k int) error {
+		// The name the server gave: another one when a claim that timed
+		// out had taken the first (see signIn).
+		var err error
+		tokens[k], names[k], err = signIn(ctx, hc, mod.urls, names[k])
+		return err
+	}); err != nil {
+		return nil, nil, fmt.Errorf("sign the clients in: %w", err)
+	}
 	type add struct {
 		i    int
 		room string
@@ -411,14 +421,6 @@ func (c *cluster) privateRooms(ctx context.Context, mod *moderator, private map[
 				members[r] = append(members[r], member{name: names[i], index: i})
 			}
 		}
-	}
-	hc := &http.Client{Timeout: 10 * time.Second}
-	if err := parallel(16, len(names), func(k int) error {
-		var err error
-		tokens[k], _, err = signIn(ctx, hc, mod.urls, names[k])
-		return err
-	}); err != nil {
-		return nil, nil, fmt.Errorf("sign the clients in: %w", err)
 	}
 	if err := parallel(16, len(adds), func(k int) error { return mod.add(ctx, adds[k].room, names[adds[k].i]) }); err != nil {
 		return nil, nil, fmt.Errorf("add the private rooms' members: %w", err)
