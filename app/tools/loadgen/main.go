@@ -103,6 +103,8 @@ type Result struct {
 	// sending ended, its highest seen, and how long after the sending
 	// ended it was back to 0 (-1: not within the wait).
 	MentionPercent float64 `json:"mention_percent,omitempty"`
+	// ListUnread is --list-unread (roomlist).
+	ListUnread     int     `json:"list_unread,omitempty"`
 	NotifyLagAtEnd int64   `json:"notify_lag_at_send_end,omitempty"`
 	NotifyLagMax   int64   `json:"notify_lag_max,omitempty"`
 	NotifyLagZeroS float64 `json:"notify_lag_zero_after_s,omitempty"`
@@ -978,7 +980,7 @@ func printResult(w io.Writer, res *Result) {
 		rows = [][2]string{
 			{"scenario", res.Scenario},
 			{"mode", fmt.Sprintf("%s, %d instance(s)", res.Mode, res.Instances)},
-			{"rooms", fmt.Sprintf("%d %s rooms, the listing user their owner (made in %.1fs)", res.Rooms, kind, res.SetupS)},
+			{"rooms", fmt.Sprintf("%d %s rooms, the listing user their owner, %d unread in each (%d mentions), checked in the list (made in %.1fs)", res.Rooms, kind, res.ListUnread, (res.ListUnread+4)/5, res.SetupS)},
 			{"server RSS", rss},
 			rows[len(rows)-1], // cpus
 		}

@@ -228,7 +228,7 @@ const listWarmup = 20
 // request to its last byte.
 func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 	cfg := r.cfg
-	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: "http", Rooms: cfg.Rooms, Private: cfg.Private, Instances: 1}
+	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: "http", Rooms: cfg.Rooms, Private: cfg.Private, Instances: 1, ListUnread: cfg.ListUnread}
 	res.ServerCPUs, res.GenCPUs = r.cpus()
 	res.BaseRSSKiB = r.rss()
 	token, me, err := r.signIn(ctx, base, "lg"+r.runID+"_list")
