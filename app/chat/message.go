@@ -29,6 +29,15 @@ type Message struct {
 	// a plain message has none. Data is such an item's data.
 	Kind string    `json:"kind,omitempty"`
 	Data *ItemData `json:"data,omitempty"`
+	// ReplyTo is the seq of the item of the room a message answers.
+	ReplyTo int64 `json:"reply_to,omitempty"`
+	// EditedTS, Deleted and Reactions are a message as it stands, folded
+	// from its lifecycle items (history; see lifecycle.go): the ts of its
+	// last edit, whether it was deleted (its text erased), and each emoji's
+	// users in the order they reacted.
+	EditedTS  string              `json:"edited_ts,omitempty"`
+	Deleted   bool                `json:"deleted,omitempty"`
+	Reactions map[string][]string `json:"reactions,omitempty"`
 	// Mentions lists the room's members the text names with @name,
 	// matched canonically; computed by the persist stage (v2).
 	Mentions []string `json:"mentions,omitempty"`

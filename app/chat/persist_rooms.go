@@ -44,6 +44,10 @@ type cachedRoom struct {
 	// names, for mentions, until the members change.
 	reads map[string]int64
 	canon map[string]string
+	// recent knows the items decided since the state was read, by the
+	// seq they were decided at: the targets of lifecycle items that come
+	// soon after them (often in the same batch, before they are stored).
+	recent map[int64]TargetInfo
 }
 
 // maxCachedRooms bounds the cache; past it, it starts over (each room is
@@ -135,7 +139,16 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 				continue
 			}
 		}
-		if err := c.st.Check(&m); err != nil {
+		if m.IsLifecycle() {
+			var t TargetInfo
+			if t, err = p.targetOf(ctx, c, m.Room, m.Target()); err != nil {
+				return nil, err
+			}
+			err = c.st.CheckLifecycle(&m, t)
+		} else {
+			err = c.st.Check(&m)
+		}
+		if err != nil {
 			if m.Kind == "" {
 				stored, ok, ferr := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 				if ferr != nil {
@@ -158,6 +171,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 			c.canon = nil
 		}
 		c.stamp(&m)
+		c.remember(&t)
 		out = append(out, decided{m: m, seq: t.Seq})
 	}
 	return out, nil
@@ -256,6 +270,7 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 			} else {
 				c.st.Seq = real
 			}
+			c.recent = nil // decided at seqs the store did not give
 		}
 		c.touched = false
 	}
@@ -329,4 +344,47 @@ func refusalRecord(m Message, e *Error) Record {
 	r := Message{Room: m.Room, ID: m.ID, User: m.User, TS: m.TS, Kind: kindRefusal,
 		Data: &ItemData{Code: e.Code, Message: e.Message}}
 	return Record{Key: []byte(m.Room), Value: Encode(r)}
+}
+
+// maxRecent bounds a room's recent items; past it, it starts over (a
+// target not found there is read from the store).
+const maxRecent = 4096
+
+// remember records an item decided at its seq, and a delete's effect on its
+// target.
+func (c *cachedRoom) remember(m *Message) {
+	if c.recent == nil || len(c.recent) >= maxRecent {
+		c.recent = map[int64]TargetInfo{}
+	}
+	c.recent[m.Seq] = TargetInfo{Found: true, User: m.User, Kind: m.Kind}
+	if m.Kind == KindDelete {
+		if t, ok := c.recent[m.Target()]; ok {
+			t.Deleted = true
+			c.recent[m.Target()] = t
+		} else {
+			// Read from the store (targetOf) and not deleted then: it is
+			// now. Its author and kind matter no more.
+			c.recent[m.Target()] = TargetInfo{Found: true, Deleted: true}
+		}
+	}
+}
+
+// targetOf is what the room knows of the item at seq: from the items decided
+// lately, else from the store (which marks a deleted message).
+func (p *Persister) targetOf(ctx context.Context, c *cachedRoom, room string, seq int64) (TargetInfo, error) {
+	if t, ok := c.recent[seq]; ok {
+		return t, nil
+	}
+	if seq < 1 || seq > c.st.Seq {
+		return TargetInfo{}, nil
+	}
+	page, err := p.Store.Messages(ctx, room, Query{Kind: After, Seq: seq - 1, Limit: 1})
+	if err != nil {
+		return TargetInfo{}, err
+	}
+	if len(page.Messages) == 0 || page.Messages[0].Seq != seq {
+		return TargetInfo{}, nil // gone (retention)
+	}
+	m := page.Messages[0]
+	return TargetInfo{Found: true, User: m.User, Kind: m.Kind, Deleted: m.Deleted}, nil
 }

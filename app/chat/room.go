@@ -88,6 +88,13 @@ type ItemData struct {
 	Topic     *string  `json:"topic,omitempty"`
 	SlowModeS *int     `json:"slow_mode_s,omitempty"`
 	Members   []string `json:"members,omitempty"`
+	// TargetSeq is the message a lifecycle item (edit, delete, reaction)
+	// is about: "target" on the wire, a number there (see lifecycle.go).
+	TargetSeq int64 `json:"-"`
+	// Emoji and On are a reaction's: on (absent: true) adds the actor's
+	// reaction, off takes it back.
+	Emoji string `json:"emoji,omitempty"`
+	On    *bool  `json:"on,omitempty"`
 	// Seq is a read position (KindRead records); Receipts says the room
 	// keeps receipts (the fan-out sends them to its joined connections).
 	Seq      int64 `json:"seq,omitempty"`
@@ -255,7 +262,14 @@ func itemTime(m *Message) time.Time {
 func (st *RoomState) Check(m *Message) error {
 	now := itemTime(m)
 	if m.Kind == "" {
-		return st.checkSend(m.User, now)
+		if err := st.checkSend(m.User, now); err != nil {
+			return err
+		}
+		return st.checkReply(m)
+	}
+	if m.IsLifecycle() {
+		// Decided with its target: CheckLifecycle.
+		return Errorf(EInternal, "a %s item is decided with its target", m.Kind)
 	}
 	if m.Kind != KindMember || m.Data == nil {
 		return Errorf(EBadRequest, "unknown item kind %q", m.Kind)
