@@ -174,7 +174,13 @@ func ValidateEmoji(e string) error {
 	}
 	for i, r := range e {
 		switch {
-		case unicode.Is(unicode.So, r), r >= 0x1F1E6 && r <= 0x1F1FF:
+		case isRegional(r):
+			// A flag is two regional indicators; one alone is a letter.
+			if rs := []rune(e); i == 0 && len(rs) == 2 && isRegional(rs[1]) {
+				return nil
+			}
+			return bad
+		case unicode.Is(unicode.So, r):
 			return nil
 		case i == 0 && (r == '#' || r == '*' || (r >= '0' && r <= '9')):
 			// A keycap: digit, U+FE0F, U+20E3.
@@ -188,6 +194,8 @@ func ValidateEmoji(e string) error {
 	}
 	return bad
 }
+
+func isRegional(r rune) bool { return r >= 0x1F1E6 && r <= 0x1F1FF }
 
 // NewLifecycle makes a lifecycle item of actor in room about target, stamped
 // now, with a text that reads sensibly to a client that ignores kind: an
