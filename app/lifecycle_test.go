@@ -123,7 +123,7 @@ func TestMessageLifecycle(t *testing.T) {
 
 	// The edits, for the author and moderators only.
 	var ed struct {
-		Original struct{ Text string } `json:"original"`
+		Original struct{ Text string }   `json:"original"`
 		Edits    []struct{ Text string } `json:"edits"`
 	}
 	mustJSON(t, s.call("GET", fmt.Sprintf("/api/rooms/lc/messages/%d/edits", m1), carol, "", 200), &ed)
