@@ -9,7 +9,17 @@ export interface ParleyMessage {
   user: string;
   text: string;
   ts: string;
-  [field: string]: unknown; // extensions of the contract (kind, data, reply_to, ...)
+  /** '' or absent for a message; 'member' for a membership event; 'edit', 'delete' or 'reaction' for a lifecycle item. */
+  kind?: string;
+  /** What an item is about: a lifecycle item's target seq, a reaction's emoji and on. */
+  data?: { target?: number | string; emoji?: string; on?: boolean; [field: string]: unknown };
+  /** The seq of the item this message answers. */
+  reply_to?: number;
+  /** A message as it stands (history, or fold): when it was last edited, whether it was deleted, who reacted with what. */
+  edited_ts?: string;
+  deleted?: boolean;
+  reactions?: Record<string, string[]>;
+  [field: string]: unknown; // extensions of the contract
 }
 
 export type ParleyState = 'connecting' | 'live' | 'reconnecting' | 'offline' | 'closed';
@@ -60,6 +70,11 @@ export interface ParleySendOptions {
   ackTimeout?: number;
 }
 
+export interface ParleyReplyOptions extends ParleySendOptions {
+  /** The seq of the item of the room this message answers. */
+  replyTo?: number;
+}
+
 export interface ParleyClientOptions {
   /** The server's base URL; default the page's origin. */
   baseUrl?: string;
@@ -86,6 +101,12 @@ export function wsURL(base: string, token?: string): string;
 export function eventsURL(base: string, room: string, after: number | null | undefined, token?: string): string;
 /** A v4 UUID, also outside secure contexts. */
 export function newId(): string;
+/** Whether an item is an edit, delete or reaction. */
+export function isLifecycle(m: ParleyMessage | null | undefined): boolean;
+/** The seq a lifecycle item is about; 0 for any other item. */
+export function targetOf(item: ParleyMessage): number;
+/** m with lifecycle item `item` applied, by the rule of the server's chat.Message.Fold; m is not changed. */
+export function fold(m: ParleyMessage, item: ParleyMessage): ParleyMessage;
 
 export class ParleyClient extends EventTarget {
   constructor(options?: ParleyClientOptions);
@@ -100,8 +121,25 @@ export class ParleyClient extends EventTarget {
   leave(room: string): void;
   /** Sends my read position in room (a read frame, or PUT .../read over SSE); the 'read' event says when it took effect. */
   read(room: string, seq: number): Promise<void>;
-  send(room: string, text: string, options?: ParleySendOptions): Promise<string>;
+  send(room: string, text: string, options?: ParleyReplyOptions): Promise<string>;
+  /** Edits my message at seq target (PATCH over SSE); resolves with the id on ack. */
+  edit(room: string, target: number, text: string, options?: ParleySendOptions): Promise<string>;
+  /** Deletes the message at seq target (DELETE over SSE). */
+  delete(room: string, target: number, options?: ParleySendOptions): Promise<string>;
+  /** Puts (on, the default) or takes back my reaction emoji on the message at seq target (POST .../reactions over SSE). */
+  react(room: string, target: number, emoji: string, on?: boolean, options?: ParleySendOptions): Promise<string>;
   /** With now, the client comes back at once rather than after a backoff. */
   reconnect(options?: { now?: boolean }): void;
   close(): void;
+}
+
+/** The messages of one room as they stand, lifecycle items folded in (see parley-client.js). */
+export class Timeline {
+  constructor(options?: { keep?: number });
+  get(seq: number): ParleyMessage | undefined;
+  /** upTo: the highest seq of items history already folded into m (default m.seq). */
+  add(m: ParleyMessage, options?: { upTo?: number }): ParleyMessage;
+  /** The target as it stands after item, or null when nothing held changed (an item about a message not held is kept). */
+  apply(item: ParleyMessage): ParleyMessage | null;
+  clear(): void;
 }

@@ -12,8 +12,10 @@
 // N+2) fetches the history after N before delivering what follows. On every
 // reconnect it re-joins each room with `after` = that seq, so the server
 // replays what was missed. A send is retried under the same id — the
-// server's idempotency key — until it is acknowledged or its budget ends.
-// The chat page (main.js, through transport.js and outbox.js) runs on it.
+// server's idempotency key — until it is acknowledged or its budget ends;
+// so are edits, deletes and reactions (the message lifecycle), which
+// arrive as items of their own that fold into their target (fold,
+// Timeline). The chat page (main.js, through transport.js and outbox.js) runs on it.
 
 const PING_EVERY = 25_000;
 const PONG_TIMEOUT = 10_000; // no frame this long after a ping: the socket is dead
@@ -88,7 +90,7 @@ export class ParleyClient extends EventTarget {
   #mode;
   #auto;
   #rooms = new Map(); // name -> { last, joined, broken, waiters, chain, es }
-  #pending = new Map(); // id -> { room, text, resolve, reject, timer, ackTimer, tries, attempts, ackTimeout, lastErr }
+  #pending = new Map(); // id -> { room, type, fields, rest, resolve, reject, timer, ackTimer, tries, attempts, ackTimeout, lastErr }
   #ws = null;
   #wsOpenedOnce = false;
   #wanted = false; // a connection was asked for (connect, join or send): come back when online again
@@ -215,12 +217,57 @@ export class ParleyClient extends EventTarget {
    * Unacknowledged sends go out again, same id, on every reconnect, after
    * an answer that may pass (rate_limited, unavailable, internal), and with
    * ackTimeout (ms) when a transmission over WebSocket has no ack that long.
+   * With replyTo (a seq of the room) the message answers that item.
    */
-  send(room, text, { id = newId(), budget = SEND_BUDGET, attempts = Infinity, ackTimeout = 0 } = {}) {
+  send(room, text, { replyTo, ...opts } = {}) {
+    if (replyTo != null && !isSeq(replyTo)) return Promise.reject(new ParleyError('bad_request', 'replyTo must be a seq (a whole number >= 1)'));
+    const reply = replyTo ? { reply_to: replyTo } : {};
+    return this.#submit(room, 'send', { text, ...reply }, () => ({ method: 'POST', path: '/messages', body: { text, ...reply } }), opts);
+  }
+
+  /**
+   * edit replaces the text of my message at seq target of room; it is
+   * acknowledged and retried as a send is (same options) and resolves with
+   * its id. The edit comes back as an item of kind "edit" (see fold).
+   */
+  edit(room, target, text, opts = {}) {
+    if (!isSeq(target)) return Promise.reject(new ParleyError('bad_request', 'target must be a seq (a whole number >= 1)'));
+    return this.#submit(room, 'edit', { target, text }, () => ({ method: 'PATCH', path: `/messages/${target}`, body: { text } }), opts);
+  }
+
+  /**
+   * delete erases the message at seq target of room (mine, or any in a
+   * room I moderate): acknowledged and retried as a send is; an item of
+   * kind "delete" follows.
+   */
+  delete(room, target, opts = {}) {
+    if (!isSeq(target)) return Promise.reject(new ParleyError('bad_request', 'target must be a seq (a whole number >= 1)'));
+    return this.#submit(room, 'delete', { target }, (id) => ({ method: 'DELETE', path: `/messages/${target}?id=${encodeURIComponent(id)}` }), opts);
+  }
+
+  /**
+   * react puts my reaction emoji on the message at seq target of room (on
+   * false: takes it back): acknowledged and retried as a send is; an item
+   * of kind "reaction" follows.
+   */
+  react(room, target, emoji, on = true, opts = {}) {
+    if (!isSeq(target)) return Promise.reject(new ParleyError('bad_request', 'target must be a seq (a whole number >= 1)'));
+    if (typeof emoji !== 'string' || !emoji) return Promise.reject(new ParleyError('bad_request', 'emoji must be one emoji'));
+    on = on !== false;
+    return this.#submit(room, 'react', { target, emoji, on }, () => ({ method: 'POST', path: `/messages/${target}/reactions`, body: { emoji, on } }), opts);
+  }
+
+  /**
+   * submit sends a frame of type (send, edit, delete, react) with fields
+   * under an id, acknowledged and retried alike; over SSE, rest(id) is its
+   * REST route under /api/rooms/{room} ({method, path, body}; the id goes
+   * in the body).
+   */
+  #submit(room, type, fields, rest, { id = newId(), budget = SEND_BUDGET, attempts = Infinity, ackTimeout = 0 } = {}) {
     if (this.#closed) return Promise.reject(new ParleyError('closed', 'client closed'));
     this.#wanted = true;
     return new Promise((resolve, reject) => {
-      const p = { room, text, resolve, reject, timer: 0, ackTimer: 0, tries: 0, attempts, ackTimeout, lastErr: null };
+      const p = { room, type, fields, rest, resolve, reject, timer: 0, ackTimer: 0, tries: 0, attempts, ackTimeout, lastErr: null };
       p.timer = setTimeout(() => this.#settle(id, new ParleyError('timeout', 'no ack within the send budget')), budget);
       this.#pending.set(id, p);
       this.#transmit(id, p);
@@ -295,7 +342,7 @@ export class ParleyClient extends EventTarget {
     if (this.#ws?.readyState !== WebSocket.OPEN) return; // it goes out on open
     if (p.tries >= p.attempts) return this.#settle(id, p.lastErr || new ParleyError('timeout', 'no ack after every attempt'));
     p.tries++;
-    this.#frame({ type: 'send', room: p.room, id, text: p.text });
+    this.#frame({ type: p.type, room: p.room, id, ...p.fields });
     clearTimeout(p.ackTimer);
     if (p.ackTimeout) p.ackTimer = setTimeout(() => this.#pending.get(id) === p && this.#transmit(id, p), p.ackTimeout);
   }
@@ -678,7 +725,8 @@ export class ParleyClient extends EventTarget {
         if (p.tries >= p.attempts) return this.#settle(id, p.lastErr || new ParleyError('timeout', 'no answer after every attempt'));
         p.tries++;
         try {
-          await this.#request('POST', `/api/rooms/${encodeURIComponent(p.room)}/messages`, { id, text: p.text });
+          const { method, path, body } = p.rest(id);
+          await this.#request(method, `/api/rooms/${encodeURIComponent(p.room)}${path}`, body && { id, ...body });
           return this.#settle(id);
         } catch (err) {
           // A refusal is final; no answer, or a code that may pass, is retried, same id.
@@ -704,4 +752,147 @@ export function newId() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** isSeq: n is a seq of a room (a whole number >= 1). */
+const isSeq = (n) => Number.isInteger(n) && n >= 1;
+
+const LIFECYCLE = new Set(['edit', 'delete', 'reaction']);
+
+/** isLifecycle reports whether item m is an edit, delete or reaction item (PROTOCOL.md v2, "Message lifecycle"). */
+export function isLifecycle(m) {
+  return LIFECYCLE.has(m?.kind);
+}
+
+/** targetOf is the seq of the message a lifecycle item is about; 0 for any other item. */
+export function targetOf(it) {
+  return isLifecycle(it) && isSeq(it.data?.target) ? it.data.target : 0;
+}
+
+/**
+ * fold returns message m with the lifecycle item it (stored after m, about
+ * m) applied, by exactly the rule of the server's chat.Message.Fold
+ * (app/chat/lifecycle.go), so that history (folded by the server) and what
+ * a client folds itself agree: an edit sets text and edited_ts; a delete
+ * empties text, edited_ts and reactions for good; a reaction adds or
+ * removes its user under its emoji (on absent counts as on), in order. A
+ * deleted message takes nothing more. m itself is not changed.
+ */
+export function fold(m, it) {
+  if (m.deleted || !it?.data) return m;
+  switch (it.kind) {
+    case 'edit':
+      return { ...m, text: it.text, edited_ts: it.ts };
+    case 'delete': {
+      const { edited_ts, reactions, ...rest } = m;
+      return { ...rest, deleted: true, text: '' };
+    }
+    case 'reaction': {
+      const e = it.data.emoji;
+      const users = m.reactions?.[e] || [];
+      const i = users.indexOf(it.user);
+      const on = it.data.on == null || it.data.on === true;
+      if (on && i < 0) return { ...m, reactions: { ...m.reactions, [e]: [...users, it.user] } };
+      if (!on && i >= 0) {
+        const reactions = { ...m.reactions, [e]: users.filter((_, k) => k !== i) };
+        if (!reactions[e].length) delete reactions[e];
+        const out = { ...m, reactions };
+        if (!Object.keys(reactions).length) delete out.reactions;
+        return out;
+      }
+      return m;
+    }
+  }
+  return m;
+}
+
+/**
+ * Timeline holds the messages of one room as they stand, folding the
+ * lifecycle items into them as they come:
+ *
+ *   - add(m, {upTo}) takes a message: live or replayed (upTo its own seq:
+ *     nothing folded into it yet), or from history, which the server
+ *     folded with every lifecycle item stored when it answered — at least
+ *     those up to upTo (the highest seq the client had when it asked, or
+ *     the page's last). Items kept for it with a higher seq are folded in.
+ *   - apply(item) folds a lifecycle item into its target when the target
+ *     is held and the item is newer than what is folded into it; an item
+ *     about a message not held is kept (at most `keep` of them) for when
+ *     it is added.
+ *
+ * Folding an item twice is harmless: items come in seq order, and folding
+ * again a run of the last ones gives the same text, deletion and reactions
+ * (a reaction taken back and put again may change its place in the order).
+ */
+export class Timeline {
+  #msgs = new Map(); // seq -> message as it stands
+  #upTo = new Map(); // seq -> the highest seq of items folded into it
+  #kept = new Map(); // target -> [items] about a message not held
+  #keptCount = 0;
+  #keep;
+
+  constructor({ keep = 1000 } = {}) {
+    this.#keep = keep;
+  }
+
+  /** get is the message at seq as it stands, or undefined when not held. */
+  get(seq) {
+    return this.#msgs.get(seq);
+  }
+
+  /** add holds message m (see the class); it returns m as it stands. */
+  add(m, { upTo = m.seq } = {}) {
+    let cur = m;
+    let top = Math.max(upTo, m.seq);
+    for (const it of this.#kept.get(m.seq) || []) {
+      if (it.seq <= top) continue;
+      cur = fold(cur, it);
+      top = it.seq;
+    }
+    this.#keptCount -= this.#kept.get(m.seq)?.length || 0;
+    this.#kept.delete(m.seq);
+    this.#msgs.set(m.seq, cur);
+    this.#upTo.set(m.seq, top);
+    return cur;
+  }
+
+  /** apply folds lifecycle item it into its target; it returns the target as it stands now, or null when nothing held changed. */
+  apply(it) {
+    const target = targetOf(it);
+    if (!target || !Number.isInteger(it.seq)) return null;
+    const m = this.#msgs.get(target);
+    if (!m) {
+      const list = this.#kept.get(target) || [];
+      if (list.some((x) => x.seq === it.seq)) return null;
+      list.push(it);
+      list.sort((a, b) => a.seq - b.seq);
+      this.#kept.set(target, list);
+      if (++this.#keptCount > this.#keep) this.#dropOldest();
+      return null;
+    }
+    if (it.seq <= this.#upTo.get(target)) return null;
+    this.#upTo.set(target, it.seq);
+    const next = fold(m, it);
+    if (next === m) return null;
+    this.#msgs.set(target, next);
+    return next;
+  }
+
+  /** clear forgets everything (the room was left). */
+  clear() {
+    this.#msgs.clear();
+    this.#upTo.clear();
+    this.#kept.clear();
+    this.#keptCount = 0;
+  }
+
+  /** dropOldest forgets the kept item of the lowest seq: its target is the least likely to load. */
+  #dropOldest() {
+    let low = null;
+    for (const [target, list] of this.#kept) if (!low || list[0].seq < low[1][0].seq) low = [target, list];
+    if (!low) return;
+    low[1].shift();
+    this.#keptCount--;
+    if (!low[1].length) this.#kept.delete(low[0]);
+  }
 }

@@ -255,7 +255,21 @@ export const conn = {
   /** send hands a pending entry to the client: it resolves on ack, rejects with a ParleyError. */
   send(entry, options) {
     if (!this.client) return Promise.reject(new ParleyError('closed', 'not connected'));
-    return this.client.send(entry.room, entry.text, { id: entry.id, ...options });
+    return this.client.send(entry.room, entry.text, { id: entry.id, replyTo: entry.reply_to || undefined, ...options });
+  },
+
+  /**
+   * change edits, deletes or reacts to a message (lifecycle.js): op is
+   * 'edit' (arg: the text), 'delete', or 'react' (arg: [emoji, on]); it
+   * resolves on ack, rejects with a ParleyError. The item itself comes back
+   * as a message and is folded into its target there.
+   */
+  change(op, room, target, arg, options) {
+    const c = this.client;
+    if (!c) return Promise.reject(new ParleyError('closed', 'not connected'));
+    if (op === 'edit') return c.edit(room, target, arg, options);
+    if (op === 'delete') return c.delete(room, target, options);
+    return c.react(room, target, arg[0], arg[1], options);
   },
 
   async checkSession() {

@@ -1,7 +1,7 @@
 // A program using the client library, type-checked against
 // static/js/parley-client.d.ts by client.test.mjs (tsc --noEmit): a
 // declaration that drifts from how the module is used fails the check.
-import { ParleyClient, ParleyError, eventsURL, newId, wsURL } from '../../../static/js/parley-client.js';
+import { ParleyClient, ParleyError, Timeline, eventsURL, fold, isLifecycle, newId, targetOf, wsURL } from '../../../static/js/parley-client.js';
 import type { ParleyMessage, ParleyNotification, ParleyState } from '../../../static/js/parley-client.js';
 
 export async function usage(): Promise<void> {
@@ -22,9 +22,24 @@ export async function usage(): Promise<void> {
   const wait: number = c.retryAt && c.retryAt - Date.now();
   await c.join('general', { after: 0 });
   const id: string = await c.send('general', 'hello', { id: newId(), budget: 5000, attempts: 3, ackTimeout: 1000 });
+  const reply: string = await c.send('general', 'yes', { replyTo: 1, ackTimeout: 1000 });
+  await c.edit('general', 1, 'hello again', { id: newId() });
+  await c.react('general', 1, '👍');
+  await c.react('general', 1, '👍', false, { attempts: 2 });
+  await c.delete('general', 1);
+  const tl = new Timeline({ keep: 100 });
+  c.on('message', (m) => {
+    if (isLifecycle(m)) {
+      const now: ParleyMessage | null = tl.apply(m);
+      console.log(targetOf(m), now?.text, now?.edited_ts, now?.deleted, now?.reactions?.['👍']?.length);
+    } else tl.add(m, { upTo: m.seq });
+  });
+  const m0: ParleyMessage | undefined = tl.get(1);
+  if (m0) console.log(fold(m0, m0).reply_to);
+  tl.clear();
   const last: number | null = c.last('general');
   const mode: 'ws' | 'sse' = c.transport;
-  console.log(id, last, mode, c.state, wait, wsURL('http://x'), eventsURL('http://x', 'general', 3, 't'));
+  console.log(id, reply, last, mode, c.state, wait, wsURL('http://x'), eventsURL('http://x', 'general', 3, 't'));
   try {
     await c.send('general', 'x'.repeat(4001));
   } catch (err) {
