@@ -44,9 +44,12 @@ async function loadLatest(r) {
   }
   if (r !== state.room || r.denied) return; // put out of it meanwhile
   setPaneStatus('');
-  for (const m of page.messages) insertSequenced(r, m);
+  // History comes folded with every lifecycle item stored when it answered,
+  // at least those up to its last seq (see Timeline in parley-client.js).
   const last = page.messages.at(-1);
-  r.lastSeq = Math.max(r.lastSeq ?? 0, last ? last.seq : 0);
+  const upTo = Math.max(r.lastSeq ?? 0, last ? last.seq : 0);
+  for (const m of page.messages) insertSequenced(r, m, { upTo });
+  r.lastSeq = upTo;
   r.hasMore = page.has_more;
   if (at) await loadNewer(r);
   if (r !== state.room || r.denied) return;
@@ -74,9 +77,10 @@ async function loadLatest(r) {
 async function loadNewer(r) {
   const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&after=${r.lastSeq}`);
   if (r !== state.room || r.denied) return;
-  for (const m of page.messages) insertSequenced(r, m);
   const last = page.messages.at(-1);
-  if (last) r.lastSeq = Math.max(r.lastSeq, last.seq);
+  const upTo = Math.max(r.lastSeq, last ? last.seq : 0);
+  for (const m of page.messages) insertSequenced(r, m, { upTo });
+  r.lastSeq = upTo;
 }
 
 /** Keep loading older pages while the pane has no scroll bar to pull on. */
@@ -92,12 +96,15 @@ export async function loadOlder() {
   if (!r || !r.hasMore || r.loadingOlder || r.oldestSeq === null) return false;
   r.loadingOlder = true;
   updateOlderButton();
+  // Every lifecycle item up to the last seq shown was stored before this
+  // page is asked for: it comes folded with them at least.
+  const upTo = r.lastSeq ?? 0;
   try {
     const page = await api('GET', `${roomPath(r.name)}/messages?limit=${PAGE_SIZE}&before=${r.oldestSeq}`);
     if (r !== state.room || r.denied) return false;
     const height = ui.pane.scrollHeight;
     const top = ui.pane.scrollTop;
-    for (const m of page.messages) insertSequenced(r, m);
+    for (const m of page.messages) insertSequenced(r, m, { upTo });
     r.hasMore = page.has_more && page.messages.length > 0;
     updateEmpty();
     ui.pane.scrollTop = top + (ui.pane.scrollHeight - height);

@@ -14,7 +14,8 @@
 //                 under the same id), outbox.js (pending, sent and failed
 //                 sends, Retry), live.js (the open room's live messages),
 //                 view.js and messages.js (the DOM), nav.js (#room=),
-//                 composer.js, session.js (refresh before expiry, back
+//                 composer.js, lifecycle.js (replies, edits, deletes,
+//                 reactions, folded into their messages), session.js (refresh before expiry, back
 //                 to sign-in when the session ends); what I missed:
 //                 unread.js (the badges' counts), reading.js (the
 //                 new-messages line, my read position sent as I read, a
@@ -37,6 +38,7 @@ import { bindComposer } from './composer.js';
 import { bindDialogs } from './dialogs.js';
 import { ensureHistory, loadOlder } from './history.js';
 import { bindLangSwitch } from './i18n.js';
+import { bindLifecycle } from './lifecycle.js';
 import { onIncoming } from './live.js';
 import { bindMembers } from './members.js';
 import { bindNav, openRoom, openRoomAt, roomFromHash } from './nav.js';
@@ -95,6 +97,7 @@ async function initApp() {
   bindBell();
   onServiceWorkerOpen(openRoomAt);
   bindComposer();
+  bindLifecycle();
   bindMembers();
   bindDialogs();
   ui.joinPublic.addEventListener('click', () => joinPublic());

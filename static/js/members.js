@@ -203,7 +203,7 @@ export function openPersonMenu(user, from) {
 }
 
 /** place puts the popover under (or, near the bottom, above) the element it belongs to, inside the window. */
-function place(menu, anchor) {
+export function place(menu, anchor) {
   const a = anchor.getBoundingClientRect();
   const m = menu.getBoundingClientRect();
   const left = Math.max(8, Math.min(a.left, window.innerWidth - m.width - 8));

@@ -2,6 +2,7 @@
 // drawer (narrow screens) lead there.
 
 import { t } from './i18n.js';
+import { renderReplyBar } from './lifecycle.js';
 import { notice } from './notice.js';
 import { attachPending } from './outbox.js';
 import { showTarget } from './reading.js';
@@ -36,6 +37,7 @@ export function openRoom(name, { force = false, at = null } = {}) {
   ui.list.replaceChildren();
   setPaneStatus('');
   renderHead();
+  renderReplyBar();
   updateOlderButton();
   updateEmpty();
   // Sends to this room still waiting for their seq are shown again.

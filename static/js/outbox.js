@@ -5,6 +5,7 @@
 // sends a failed one again, same id, on Retry.
 
 import { t } from './i18n.js';
+import { clearReply, decorate, replyTarget } from './lifecycle.js';
 import { notice } from './notice.js';
 import { newId } from './parley-client.js';
 import { signedOut } from './session.js';
@@ -26,7 +27,8 @@ const RETRYABLE = ['rate_limited', 'unavailable', 'internal'];
 const show = (entry) => renderPending(entry, retry);
 
 export function submit(text) {
-  const entry = { id: newId(), room: state.room.name, text, state: 'pending', inflight: false, error: '', node: null };
+  const entry = { id: newId(), room: state.room.name, text, reply_to: replyTarget() || undefined, state: 'pending', inflight: false, error: '', node: null };
+  clearReply();
   pending.set(entry.id, entry);
   attachPending(entry);
   scrollToBottom();
@@ -40,6 +42,7 @@ export function attachPending(entry) {
     return;
   }
   entry.node = messageNode(entry, entry.state);
+  decorate(state.room, entry.node, entry); // the quote of its parent
   ui.list.append(entry.node);
   regroup(entry.node);
   show(entry);

@@ -31,9 +31,18 @@ function inView(li) {
   return box.bottom > pane.top && box.top < pane.bottom && box.height > 0;
 }
 
-/** newestNode is the open room's node of its highest seq shown. */
+/**
+ * newestNode is the open room's node of its highest seq shown. The last seq
+ * may be a lifecycle item, which has no line of its own: then the last
+ * line before it stands for it.
+ */
 function newestNode(r) {
-  return r.lastSeq ? r.nodes.get(r.lastSeq) : null;
+  if (!r.lastSeq) return null;
+  const li = r.nodes.get(r.lastSeq);
+  if (li) return li;
+  let best = 0;
+  for (const seq of r.nodes.keys()) if (seq < r.lastSeq && seq > best) best = seq;
+  return best ? r.nodes.get(best) : null;
 }
 
 /**

@@ -170,6 +170,7 @@ export function deny(r, why) {
   r.bans = null;
   r.hasMore = false;
   r.nodes.clear();
+  r.timeline.clear();
   ui.list.replaceChildren();
   if (r === state.room) {
     setPaneStatus(deniedText(r));
@@ -235,6 +236,9 @@ export function renderHead() {
   const n = r.members?.size;
   ui.membersCount.textContent = n ? String(n) : '';
   ui.membersToggle.setAttribute('aria-label', n ? t('chat.members.toggleCount', { n }) : t('chat.members.toggle'));
+
+  // Deleting others' messages is a moderator's (lifecycle.js offers it so).
+  ui.list.classList.toggle('moderating', moderates(r));
 
   const closed = !!r.denied;
   ui.input.disabled = closed;

@@ -2,6 +2,8 @@
 // what I have sent that has no seq yet. Plain data; the modules that change
 // it are named after what they do (history, live, outbox, rooms).
 
+import { Timeline } from './parley-client.js';
+
 export const state = {
   me: '', // the signed-in user (body data-user)
   /**
@@ -23,6 +25,8 @@ export function newRoom(name, { readAt = null, target = null } = {}) {
     hasMore: false, // history has older messages than oldestSeq
     loadingOlder: false,
     nodes: new Map(), // seq -> <li>, to drop duplicates
+    timeline: new Timeline(), // the messages as they stand, lifecycle items folded in (lifecycle.js)
+    replyTo: null, // the seq the composer's next message answers, or null
     history: null, // promise of the first history page (memoized, reset on failure)
     info: null, // the room object (GET /api/rooms/{room}): kind, title, topic, slow_mode_s, my role, with
     members: null, // user -> {user, role, guest, muted_until}, once GET .../members answered
