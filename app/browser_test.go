@@ -77,6 +77,15 @@ func TestBrowserMissed(t *testing.T) {
 	browserScript(t, "missed.test.mjs", func(c *Config) { c.NotifyDelay = time.Second })
 }
 
+// TestBrowserLifecycle runs web/e2e/lifecycle.test.mjs: a message's life
+// in the UI, two users in two browsers — a reply with its quote (a click
+// jumps to the parent), an edit in place, a reaction from the picker, a
+// delete after a confirmation — live on both pages and the same after a
+// reload.
+func TestBrowserLifecycle(t *testing.T) {
+	browserScript(t, "lifecycle.test.mjs", func(c *Config) { c.SendRate, c.SendBurst = 20, 60 })
+}
+
 // browserScript runs one script of web/e2e against a server configured by
 // edit, with env added to the script's environment.
 func browserScript(t *testing.T, script string, edit func(*Config), env ...string) {
