@@ -165,7 +165,7 @@ function actionsNode(r, m) {
     button('reply', t('message.reply'), '↩', () => startReply(r, m.seq)),
     button('react', t('message.react'), '☺', (ev) => openPicker(r, m.seq, ev.currentTarget)),
     mine ? button('edit', t('message.edit'), '✎', () => startEdit(r, m.seq)) : null,
-    button('delete', t('message.delete'), '🗑', () => confirmDelete(r, m.seq), mine ? '' : ' mod-only'),
+    button('delete', t('message.delete'), '×', () => confirmDelete(r, m.seq), mine ? '' : ' mod-only'),
   );
 }
 

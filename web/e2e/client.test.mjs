@@ -11,14 +11,16 @@
 // error frame rejecting a send with its code, the fallback to SSE when
 // WebSocket never opens, waiting while offline, the events the chat page
 // runs on (disconnect, an error after the ack, membership, joined, left with
-// its reason, a denied join); and that parley-client.d.ts declares every
+// its reason, a denied join); the message lifecycle (a reply, edits,
+// reactions and deletes acked over WebSocket and by REST over SSE; fold and
+// Timeline, by the rule of chat.Message.Fold); and that parley-client.d.ts declares every
 // export of the module and type-checks a program using it (types/usage.ts,
 // with the pinned typescript's tsc).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BASE, WAIT, assert, check, finalChecks, launch, newPage, run, suffix, waitFor } from './harness.mjs';
+import { BASE, WAIT, assert, check, expecting, finalChecks, launch, newPage, run, suffix, waitFor } from './harness.mjs';
 
 const ROOM = `lib-${suffix}`;
 const MODULE = '/static/js/parley-client.js';
@@ -437,6 +439,121 @@ async function main() {
     const d = await waitEvent(bob, 'denied', (d) => d.room === PRIV, 'the denied event');
     assert(d.code === 'not_found', JSON.stringify(d));
     await waitFor(() => bob.evaluate(() => window.pc.state === 'live'), 'bob live on the rooms left');
+  });
+
+  await check('fold: the rule of chat.Message.Fold, table by table; Timeline folds once, keeps items for messages not held', async () => {
+    const bad = await ann.evaluate(async () => {
+      const { fold, Timeline, isLifecycle, targetOf } = await import('/static/js/parley-client.js');
+      const m = { seq: 1, user: 'a', text: 'hi', ts: 't1' };
+      const it = (seq, kind, data, extra = {}) => ({ seq, kind, user: 'b', ts: `t${seq}`, text: `x${seq}`, data, ...extra });
+      const cases = [
+        ['an edit sets text and edited_ts', m, [it(2, 'edit', { target: 1 })], { text: 'x2', edited_ts: 't2' }],
+        ['a reaction adds its user, in order', m, [it(2, 'reaction', { target: 1, emoji: '👍', on: true }), it(3, 'reaction', { target: 1, emoji: '👍' }, { user: 'a' })], { text: 'hi', reactions: { '👍': ['b', 'a'] } }],
+        ['twice on is once', m, [it(2, 'reaction', { target: 1, emoji: '👍', on: true }), it(3, 'reaction', { target: 1, emoji: '👍', on: true })], { text: 'hi', reactions: { '👍': ['b'] } }],
+        ['off removes; the last off empties reactions', m, [it(2, 'reaction', { target: 1, emoji: '👍', on: true }), it(3, 'reaction', { target: 1, emoji: '👍', on: false })], { text: 'hi' }],
+        ['off of none is nothing', m, [it(2, 'reaction', { target: 1, emoji: '👍', on: false })], { text: 'hi' }],
+        ['a delete erases text, edited_ts and reactions', m, [it(2, 'edit', { target: 1 }), it(3, 'reaction', { target: 1, emoji: '🎉' }), it(4, 'delete', { target: 1 })], { text: '', deleted: true }],
+        ['a deleted message takes nothing more', { ...m, text: '', deleted: true }, [it(2, 'edit', { target: 1 }), it(3, 'reaction', { target: 1, emoji: '🎉' })], { text: '', deleted: true }],
+        ['an item without data is nothing', m, [{ seq: 2, kind: 'edit', text: 'no', user: 'a', ts: 't2' }], { text: 'hi' }],
+      ];
+      const pick = (x) => JSON.stringify({ text: x.text, edited_ts: x.edited_ts, deleted: x.deleted, reactions: x.reactions });
+      const out = [];
+      for (const [name, start, items, want] of cases) {
+        const got = items.reduce(fold, start);
+        if (pick(got) !== pick(want)) out.push(`${name}: ${pick(got)}, want ${pick(want)}`);
+        if (JSON.stringify(start) !== JSON.stringify(cases.find((c) => c[0] === name)[1])) out.push(`${name}: fold changed its argument`);
+      }
+      if (!isLifecycle({ kind: 'reaction' }) || isLifecycle({ kind: 'member' }) || targetOf({ kind: 'member', data: { target: 'bob' } }) !== 0) out.push('isLifecycle/targetOf');
+      // Timeline: history folded up to 5 skips items up to 5; a kept item newer than that is folded in on add.
+      const tl = new Timeline();
+      tl.apply(it(4, 'edit', { target: 1 }));
+      tl.apply(it(6, 'reaction', { target: 1, emoji: '👍' }));
+      const added = tl.add({ ...m, text: 'x4', edited_ts: 't4' }, { upTo: 5 });
+      if (pick(added) !== pick({ text: 'x4', edited_ts: 't4', reactions: { '👍': ['b'] } })) out.push(`Timeline.add: ${pick(added)}`);
+      if (tl.apply(it(6, 'reaction', { target: 1, emoji: '👍' })) !== null) out.push('Timeline.apply folded an item twice');
+      if (tl.apply(it(3, 'edit', { target: 1 })) !== null) out.push('Timeline.apply folded an item older than history');
+      if (tl.apply(it(7, 'edit', { target: 1 }))?.text !== 'x7') out.push('Timeline.apply: a newer edit');
+      return out;
+    });
+    assert(bad.length === 0, bad.join('; '));
+  });
+
+  const LIFE = `lib-life-${suffix}`;
+  await check('reply, edit, react, delete over WebSocket: acked; the items reach the other client and fold as history says', async () => {
+    const target = await ann.evaluate(async (LIFE) => {
+      await window.pc.send(LIFE, 'a life');
+      await window.pc.join(LIFE, { after: 0 });
+      return null;
+    }, LIFE);
+    assert(target === null, 'setup');
+    await bob.evaluate((LIFE) => window.pc.join(LIFE, { after: 0 }), LIFE);
+    const lifeGot = (page) => page.evaluate((LIFE) => window.got.filter((m) => m.room === LIFE), LIFE);
+    const first = await waitFor(async () => (await lifeGot(bob)).find((m) => m.text === 'a life'), 'bob gets the message');
+    const seq = first.seq;
+    const acks = await bob.evaluate(
+      async ({ LIFE, seq }) => [await window.pc.send(LIFE, 'a reply', { replyTo: seq }), await window.pc.react(LIFE, seq, '👍'), await window.pc.react(LIFE, seq, '🎉'), await window.pc.react(LIFE, seq, '👍', false)],
+      { LIFE, seq },
+    );
+    const edit = await ann.evaluate(({ LIFE, seq }) => window.pc.edit(LIFE, seq, 'a life, edited'), { LIFE, seq });
+    const ids = [...acks, edit];
+    assert(ids.every((id) => typeof id === 'string' && id), `acks ${ids}`);
+    const ms = await waitFor(async () => {
+      const ms = await lifeGot(ann);
+      return ids.every((id) => ms.some((m) => m.id === id)) && ms;
+    }, 'ann gets the reply and every item');
+    const reply = ms.find((m) => m.id === acks[0]);
+    assert(reply.reply_to === seq && !reply.kind, `the reply: ${JSON.stringify(reply)}`);
+    const kinds = ids.slice(1).map((id) => ms.find((m) => m.id === id)).map((m) => `${m.kind}:${m.data?.target}:${m.data?.emoji ?? ''}:${m.data?.on ?? ''}`);
+    assert(kinds.join() === `reaction:${seq}:👍:true,reaction:${seq}:🎉:true,reaction:${seq}:👍:false,edit:${seq}::`, `items ${kinds}`);
+    // What ann's client folds is what history says (once the stores fold it).
+    const folded = await ann.evaluate(
+      async ({ LIFE, seq }) => {
+        const { Timeline, isLifecycle } = await import('/static/js/parley-client.js');
+        const tl = new Timeline();
+        for (const m of window.got.filter((m) => m.room === LIFE)) (isLifecycle(m) ? tl.apply(m) : tl.add(m));
+        const h = await (await fetch(`/api/rooms/${LIFE}/messages?limit=100`)).json();
+        const pick = (x) => JSON.stringify({ text: x.text, edited: !!x.edited_ts, deleted: !!x.deleted, reactions: x.reactions });
+        return { mine: pick(tl.get(seq)), history: pick(h.messages.find((m) => m.seq === seq)) };
+      },
+      { LIFE, seq },
+    );
+    assert(folded.mine === JSON.stringify({ text: 'a life, edited', edited: true, deleted: false, reactions: { '🎉': [`lib-bob-${suffix}`] } }), `folded ${folded.mine}`);
+    // Refused by the persist stage after the ack: an error event naming it.
+    const refused = await bob.evaluate(({ LIFE, seq }) => window.pc.edit(LIFE, seq, 'not mine'), { LIFE, seq });
+    const err = await waitEvent(bob, 'error', (e) => e.id === refused, 'the refusal of an edit of another author');
+    assert(err.code === 'forbidden', JSON.stringify(err));
+    const del = await ann.evaluate(({ LIFE, seq }) => window.pc.delete(LIFE, seq), { LIFE, seq });
+    await waitFor(async () => (await lifeGot(bob)).some((m) => m.id === del && m.kind === 'delete'), 'bob gets the delete');
+    const bad = await bob.evaluate(({ LIFE }) => window.pc.edit(LIFE, 0, 'x').then(() => 'sent', (e) => e.code), { LIFE });
+    assert(bad === 'bad_request', `an edit of seq 0: ${bad}`);
+    assert(folded.mine === folded.history, `folded ${folded.mine}, history ${folded.history}`);
+  });
+
+  await check('edit, react and delete over SSE: the REST routes, answered once stored; a refusal rejects with its code', async () => {
+    const name = `lib-sal-${suffix}`;
+    const sse = await open(name, 'sse');
+    const why = 'an edit of a deleted message, refused on purpose';
+    const r = await expecting([{ page: name, re: /status of 409/, why }], () => sse.evaluate(async (LIFE) => {
+      await window.pc.join(LIFE, { after: 0 });
+      const sent = await window.pc.send(LIFE, 'by sse');
+      const wait = (id) =>
+        new Promise((res) => {
+          const t = setInterval(() => {
+            const m = window.got.find((m) => m.id === id);
+            if (m) res(m, clearInterval(t));
+          }, 50);
+        });
+      const m = await wait(sent);
+      const reply = await wait(await window.pc.send(LIFE, 'a reply by sse', { replyTo: m.seq }));
+      const ids = [await window.pc.edit(LIFE, m.seq, 'by sse, edited'), await window.pc.react(LIFE, m.seq, '👀'), await window.pc.delete(LIFE, m.seq)];
+      const items = await Promise.all(ids.map(wait));
+      const refused = await window.pc.edit(LIFE, m.seq, 'again').then(() => 'sent', (e) => e.code);
+      window.pc.close();
+      return { reply_to: reply.reply_to, seq: m.seq, kinds: items.map((x) => `${x.kind}:${x.data.target}`), refused };
+    }, LIFE));
+    assert(r.reply_to === r.seq, `reply_to ${r.reply_to}`);
+    assert(r.kinds.join() === `edit:${r.seq},reaction:${r.seq},delete:${r.seq}`, `items ${r.kinds}`);
+    assert(r.refused === 'conflict', `an edit of a deleted message: ${r.refused}`);
   });
 
   await check('close settles the client: state closed, a later send rejects with code closed', async () => {
