@@ -614,3 +614,7 @@ func BenchmarkCounts(b *testing.B) {
 	b.Logf("set up %d rooms in %v", rooms, time.Since(start))
 	f.Run(b, s)
 }
+
+func TestMongoLifecyclesContract(t *testing.T) {
+	storetest.RunLifecycles(t, func(t *testing.T) storetest.LifecycleStore { return newStore(t) })
+}
