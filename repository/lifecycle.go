@@ -25,7 +25,11 @@ func (s *Store) ItemsAbout(ctx context.Context, room string, targets []int64) ([
 	slices.Sort(targets)
 	targets = slices.Compact(targets)
 	cur, err := s.messages.Find(ctx,
-		bson.D{{Key: "room", Value: room}, {Key: "target", Value: bson.D{{Key: "$in", Value: targets}}}},
+		// An item is stored after what it is about: the bound on seq
+		// changes no answer, and spares a store that scans (FerretDB)
+		// the older part of the room.
+		bson.D{{Key: "room", Value: room}, {Key: "target", Value: bson.D{{Key: "$in", Value: targets}}},
+			{Key: "seq", Value: bson.D{{Key: "$gt", Value: targets[0]}}}},
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetProjection(messageFields))
 	if err != nil {
 		return nil, fmt.Errorf("read items about messages of room %q: %w", room, err)
