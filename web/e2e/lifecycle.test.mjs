@@ -12,7 +12,9 @@
 // place: bob sees the new text and "(edited)", and his reply's quote says
 // the new text too. bob reacts with 👍 from the picker: alice sees the chip
 // with count 1 and bob's name in its title, and toggling it is bob's (his
-// chip is pressed; a second click takes it back, and puts it again). alice
+// chip is pressed; a second click takes it back, and puts it again). While
+// bob is offline alice edits again and reacts to his reply: back online, his
+// page folds both from the replay of his resume. alice
 // deletes another message of hers after a confirmation: bob sees "message
 // deleted". Edits, deletes and reactions are never lines of their own. A
 // reload of each page shows the very same (history folded by the server).
@@ -23,6 +25,7 @@ import { BASE, T, WAIT, assert, check, finalChecks, launch, newPage, run, signIn
 const ROOM = `life-${suffix}`;
 const FIRST = `the first word ${suffix}`;
 const EDITED = `the first word, edited ${suffix}`;
+const AGAIN = `the first word, edited again ${suffix}`;
 const DOOMED = `a message to delete ${suffix}`;
 const REPLY = `a reply ${suffix}`;
 const FILLERS = 30; // messages between FIRST and the reply: FIRST scrolls out of view
@@ -159,6 +162,11 @@ async function main() {
     assert(!onBob.actions.includes('message-edit') && !onBob.actions.includes('message-delete'), `bob is offered ${onBob.actions} on alice's message`);
     const onAlice = await shown(alice, first);
     assert(onAlice.actions.includes('message-edit') && onAlice.actions.includes('message-delete'), `alice is offered ${onAlice.actions}`);
+    // alice owns the room: she may delete bob's reply (not edit it); bob, a member, only his own.
+    const replyOnAlice = await waitShown(alice, reply, (s) => s.actions.includes('message-delete'), "alice (the owner) is offered to delete bob's reply");
+    assert(!replyOnAlice.actions.includes('message-edit'), `alice is offered ${replyOnAlice.actions} on bob's reply`);
+    const replyOnBob = await shown(bob, reply);
+    assert(replyOnBob.actions.includes('message-edit') && replyOnBob.actions.includes('message-delete'), `bob is offered ${replyOnBob.actions} on his reply`);
     await act(alice, first, 'edit');
     await alice.fill(`${msgSel(first)} ${tid('edit-input')}`, EDITED);
     await alice.press(`${msgSel(first)} ${tid('edit-input')}`, 'Enter');
@@ -188,6 +196,26 @@ async function main() {
     await act(bob, first, 'react');
     await bob.click(`${tid('react-choice')}[data-emoji="👍"]`);
     await waitShown(alice, first, (s) => s.reactions[0]?.count === '1', 'alice: the chip is back');
+  });
+
+  await check('after a resume: what changed while bob was offline is folded from the replay', async () => {
+    await bob.context().setOffline(true);
+    await waitFor(async () => (await bob.$eval(tid('conn-state'), (e) => e.dataset.state)) === 'offline', 'bob offline');
+    try {
+      await act(alice, first, 'edit');
+      await alice.fill(`${msgSel(first)} ${tid('edit-input')}`, AGAIN);
+      await alice.click(`${msgSel(first)} ${tid('edit-save')}`);
+      await waitShown(alice, first, (s) => s.text === AGAIN, 'alice: edited again');
+      await act(alice, reply, 'react');
+      await alice.click(`${tid('react-choice')}[data-emoji="🎉"]`);
+      await waitShown(alice, reply, (s) => s.reactions[0]?.emoji === '🎉', "alice: her reaction on bob's reply");
+    } finally {
+      await bob.context().setOffline(false);
+    }
+    await waitLive(bob, 'ws');
+    await waitShown(bob, first, (s) => s.text === AGAIN && s.edited === T('message.edited') && s.reactions[0]?.count === '1', 'bob: the second edit, his reaction kept');
+    const s = await waitShown(bob, reply, (s) => s.reactions.length === 1, "bob: alice's reaction on his reply");
+    assert(s.reactions[0].emoji === '🎉' && s.reactions[0].title.includes('alice') && s.quote.text.includes(AGAIN), JSON.stringify(s));
   });
 
   await check('alice deletes a message after a confirmation: bob sees "message deleted"', async () => {
@@ -241,7 +269,7 @@ async function main() {
         const b = JSON.stringify({ ...now[k], actions: undefined });
         assert(a === b, `${who}: ${k} was ${a}, after the reload ${b}`);
       }
-      assert(now.first.text === EDITED && now.first.reactions[0]?.count === '1' && now.doomed.deleted, `${who}: ${JSON.stringify(now)}`);
+      assert(now.first.text === AGAIN && now.first.reactions[0]?.count === '1' && now.reply.reactions[0]?.emoji === '🎉' && now.doomed.deleted, `${who}: ${JSON.stringify(now)}`);
     }
   });
 
