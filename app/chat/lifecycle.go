@@ -165,12 +165,20 @@ func (st *RoomState) checkReply(m *Message) error {
 const MaxEmojiBytes = 64
 
 // ValidateEmoji checks a reaction's emoji: exactly one grapheme cluster
-// (uniseg, UAX #29), and an emoji: it starts with a pictographic symbol
-// (So, or a regional indicator of a flag) or is a keycap sequence.
+// (uniseg, UAX #29) without stacked combining marks, and an emoji: it
+// starts with a pictographic symbol (So), is a flag (two regional
+// indicators) or a keycap sequence.
 func ValidateEmoji(e string) error {
 	bad := Errorf(EBadRequest, "emoji must be one emoji")
 	if e == "" || len(e) > MaxEmojiBytes || uniseg.GraphemeClusterCount(e) != 1 {
 		return bad
+	}
+	for _, r := range e {
+		// Marks other than an emoji's own (the emoji presentation
+		// selector, the keycap) are stacked on it, not part of it.
+		if unicode.Is(unicode.M, r) && r != 0xFE0F && r != 0xFE0E && r != 0x20E3 {
+			return bad
+		}
 	}
 	for i, r := range e {
 		switch {
@@ -272,7 +280,10 @@ func (d *ItemData) UnmarshalJSON(b []byte) error {
 //     erases what the deleted message said, in the store, for good: the
 //     target's Text becomes "" and its Deleted true, and every edit item
 //     about it has its Text erased too. Reactions are items of their own and
-//     say nothing of the text; they stay.
+//     say nothing of the text; they stay. An edit Append is given about a
+//     message deleted already (the persist stage refuses one, but two
+//     instances racing may store it) is stored, and returned, with its
+//     Text erased likewise.
 type Lifecycles interface {
 	// ItemsAbout returns the stored lifecycle items of room about any of
 	// the messages at targets, ascending by seq; none is an empty slice.
