@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-chat/parley/app/chat"
@@ -263,5 +264,54 @@ func mustDecode(t *testing.T, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", b, err)
+	}
+}
+
+// TestOpenAPILifecycleSchemas checks openapi.json's schemas of a message's
+// life on values the server gives (history folded, a replay's deleted
+// message, the edits of a deleted message) and on mutations they must
+// refuse, with kin-openapi's JSON Schema 2020-12 validator (the one
+// openapi3filter uses for a 3.1 document).
+func TestOpenAPILifecycleSchemas(t *testing.T) {
+	doc := loadOpenAPI(t)
+	const msg = `"room":"general","seq":5,"id":"x","user":"alice","ts":"2026-12-01T10:00:00.000Z"`
+	for _, c := range []struct {
+		schema, value string
+		valid         bool
+	}{
+		{"Message", `{` + msg + `,"text":"hello, all","edited_ts":"2026-12-01T10:01:00.000Z","reactions":{"👍":["bob","alice"]},"reply_to":2}`, true},
+		{"Message", `{` + msg + `,"text":"","deleted":true,"reply_to":2}`, true},
+		{"Message", `{` + msg + `,"text":"","kind":"edit","data":{"target":4}}`, true},
+		{"Message", `{` + msg + `,"text":"bob reacted 👍","kind":"reaction","data":{"target":4,"emoji":"👍","on":true}}`, true},
+		{"Message", `{` + msg + `,"text":"alice removed bob","kind":"member","data":{"action":"remove","target":"bob"}}`, true},
+		{"LifecycleItem", `{` + msg + `,"text":"alice deleted a message","kind":"delete","data":{"target":4}}`, true},
+		{"MessageEdits", `{"seq":4,"original":{"text":"","ts":"2026-12-01T10:00:00.000Z"},"deleted":true,"edits":[{"seq":5,"text":"","ts":"2026-12-01T10:01:00.000Z"}]}`, true},
+		{"MessageEdits", `{"seq":4,"original":{"text":"v1","ts":"2026-12-01T10:00:00.000Z"},"deleted":false,"edits":[]}`, true},
+		// Mutations.
+		{"Message", `{` + msg + `,"text":"still here","deleted":true}`, false},
+		{"Message", `{` + msg + `,"text":"","deleted":true,"reactions":{"👍":["bob"]}}`, false},
+		{"Message", `{` + msg + `,"text":""}`, false},
+		{"Message", `{` + msg + `,"text":"hi","reactions":{"👍":[]}}`, false},
+		{"Message", `{` + msg + `,"text":"hi","reactions":{}}`, false},
+		{"Message", `{` + msg + `,"text":"v2","kind":"edit","data":{"target":"4"}}`, false},
+		{"Message", `{` + msg + `,"text":"alice left","kind":"member","data":{"action":"leave","target":4}}`, false},
+		{"Message", `{` + msg + `,"text":"bob reacted","kind":"reaction","data":{"target":4,"on":true}}`, false},
+		{"Message", `{` + msg + `,"text":"v2","kind":"edit","data":{"target":4,"on":true}}`, false},
+		{"Message", `{` + msg + `,"text":"alice deleted a message","kind":"delete","data":{"target":4},"reply_to":2}`, false},
+		{"Message", `{` + msg + `,"text":"","kind":"delete","data":{"target":4}}`, false},
+		{"LifecycleItem", `{` + msg + `,"text":"alice removed bob","kind":"member","data":{"action":"remove","target":"bob"}}`, false},
+		{"MessageEdits", `{"seq":4,"original":{"text":"v1","ts":"2026-12-01T10:00:00.000Z"},"deleted":true,"edits":[]}`, false},
+		{"MessageEdits", `{"seq":4,"original":{"text":"v1","ts":"2026-12-01T10:00:00.000Z"},"deleted":false,"edits":[{"seq":5,"text":"","ts":"2026-12-01T10:01:00.000Z"}]}`, false},
+		{"NewMessage", `{"text":"x","reply_to":0}`, false},
+		{"NewReaction", `{"emoji":"👍","on":"yes"}`, false},
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(c.value), &v); err != nil {
+			t.Fatal(err)
+		}
+		err := doc.Components.Schemas[c.schema].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+		if (err == nil) != c.valid {
+			t.Errorf("%s %s: valid %v, want %v (%v)", c.schema, c.value, err == nil, c.valid, err)
+		}
 	}
 }
