@@ -255,7 +255,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 		}
 	}
 	for action, want := range map[string][]string{
-		"receive": {"join", "leave", "ping", "read", "send"},
+		"receive": {"delete", "edit", "join", "leave", "ping", "react", "read", "send"},
 		"send":    {"ack", "error", "joined", "left", "membership", "message", "notification", "pong", "read", "receipt"},
 	} {
 		got := directions[action]
@@ -415,6 +415,35 @@ func TestAsyncAPIDocument(t *testing.T) {
 	check("Read", []byte(`{"type":"read","room":"general","seq":0}`))
 	check("NotificationFrame", []byte(`{"type":"notification","id":"n000000000000000000000000000000","room":"general","seq":3,"from":"alice","text":"hi","kind":"mention","ts":"2026-12-01T10:00:00.000Z"}`))
 
+	// A message's life, as this package's encoders lay it out: an edit, a
+	// delete and a reaction (on and off) as message frames and events, a
+	// reply, and the client frames as the document tells clients to write
+	// them (app/openapi_test.go validates the real ones).
+	for _, it := range []chat.Message{
+		chat.NewLifecycle(chat.Author{Name: "alice"}, "general", "e1", chat.KindEdit, 59, "hello, all", "", true, now),
+		chat.NewLifecycle(chat.Author{Name: "alice", Guest: true}, "general", "d1", chat.KindDelete, 59, "", "", true, now),
+		chat.NewLifecycle(chat.Author{Name: "bob"}, "general", "r1", chat.KindReaction, 59, "", "👍🏽", true, now),
+		chat.NewLifecycle(chat.Author{Name: "bob"}, "general", "r2", chat.KindReaction, 59, "", "🇰🇷", false, now),
+		{Room: "general", Seq: 61, ID: "c10", User: "bob", Text: "to you", TS: chat.Timestamp(now), ReplyTo: 59},
+	} {
+		if it.Seq == 0 {
+			it.Seq = 60
+		}
+		ev := chat.NewEvent(it)
+		check("MessageFrame", ev.Frame(wsMessage))
+		fields, data := sseBlock(t, ev.Frame(sseMessage))
+		check("SSEFields", fields)
+		check("Message", data)
+	}
+	check("Send", []byte(`{"type":"send","room":"general","id":"s1","text":"to you","reply_to":59}`))
+	check("Send", []byte(`{"type":"send","room":"general","text":"to nobody","reply_to":null}`))
+	check("Edit", []byte(`{"type":"edit","room":"general","id":"e1","target":59,"text":"hello, all"}`))
+	check("Delete", []byte(`{"type":"delete","room":"general","id":"d1","target":59}`))
+	check("React", []byte(`{"type":"react","room":"general","id":"r1","target":59,"emoji":"👍","on":false}`))
+	// A message as a replay gives it once deleted, and an edit of it.
+	check("Message", []byte(`{"room":"general","seq":59,"id":"c9","user":"alice","text":"","ts":"2026-12-01T10:00:00.000Z","deleted":true,"reply_to":3}`))
+	check("Message", []byte(`{"room":"general","seq":60,"id":"e1","user":"alice","text":"","ts":"2026-12-01T10:00:00.000Z","kind":"edit","data":{"target":59}}`))
+
 	// Mutations: an item without its data, a reason the document does not
 	// list, a left event with an id, empty mentions, and the missed frames
 	// without a field, with one they must not carry (the notification's
@@ -432,6 +461,28 @@ func TestAsyncAPIDocument(t *testing.T) {
 		{"SSELeftFields", `{"event":"left","id":"7"}`},
 		{"Message", `{"room":"general","seq":1,"id":"x","user":"alice","text":"alice muted bob","ts":"2026-12-01T10:00:00.000Z","kind":"member","data":{"action":"mute","target":"bob"}}`},
 		{"MessageFrame", `{"type":"message","room":"general","seq":1,"id":"x","user":"alice","text":"hi @bob","ts":"2026-12-01T10:00:00.000Z","mentions":[]}`},
+		// A message's life: a lifecycle item's target is a seq, a membership
+		// item's a name; a reaction has its emoji and on, an edit none; an
+		// item with kind is no message (no reply_to, reactions, deleted);
+		// a deleted message has no text left; only a deleted message or an
+		// edit may have an empty text; the client frames need their target
+		// as a number.
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"v2","ts":"2026-12-01T10:00:00.000Z","kind":"edit","data":{"target":"4"}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"alice left","ts":"2026-12-01T10:00:00.000Z","kind":"member","data":{"action":"leave","target":4}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"alice reacted","ts":"2026-12-01T10:00:00.000Z","kind":"reaction","data":{"target":4,"on":true}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"v2","ts":"2026-12-01T10:00:00.000Z","kind":"edit","data":{"target":4,"emoji":"👍"}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"v2","ts":"2026-12-01T10:00:00.000Z","kind":"edit","data":{"target":4,"action":"add"}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"alice deleted a message","ts":"2026-12-01T10:00:00.000Z","kind":"delete","data":{"target":4},"reply_to":2}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"still here","ts":"2026-12-01T10:00:00.000Z","deleted":true}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"","ts":"2026-12-01T10:00:00.000Z"}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"","ts":"2026-12-01T10:00:00.000Z","kind":"delete","data":{"target":4}}`},
+		{"Message", `{"room":"general","seq":5,"id":"x","user":"alice","text":"hi","ts":"2026-12-01T10:00:00.000Z","reply_to":0}`},
+		{"Edit", `{"type":"edit","room":"general","id":"e1","target":"4","text":"v2"}`},
+		{"Edit", `{"type":"edit","room":"general","id":"e1","target":4}`},
+		{"Delete", `{"type":"delete","room":"general","id":"d1","target":0}`},
+		{"React", `{"type":"react","room":"general","id":"r1","target":4}`},
+		{"React", `{"type":"react","room":"general","id":"r1","target":4,"emoji":"👍","on":"yes"}`},
+		{"Send", `{"type":"send","room":"general","id":"s1","text":"hi","reply_to":"4"}`},
 	} {
 		schema, frame := sf[0], sf[1]
 		s, _ := c.Compile("asyncapi.json#/components/schemas/" + schema)
