@@ -141,7 +141,7 @@ function reactionsNode(r, m) {
           'aria-pressed': mine ? 'true' : 'false',
           title: t('reactions.who', { emoji, users: users.join(', ') }),
           dataset: { emoji, users: users.join('\n') },
-          onclick: () => change(r, 'react', m.seq, [emoji, !mine]),
+          onclick: () => change(r, 'react', m.seq, [emoji, !mine]).catch(() => {}), // said by change
         },
         el('span', { class: 'reaction-emoji', text: emoji }),
         el('span', { class: 'reaction-count', 'data-testid': 'reaction-count', text: String(users.length) }),
