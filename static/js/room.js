@@ -171,6 +171,8 @@ export function deny(r, why) {
   r.hasMore = false;
   r.nodes.clear();
   r.timeline.clear();
+  r.replyTo = null; // nothing left to answer
+  ui.replyBar.hidden = true;
   ui.list.replaceChildren();
   if (r === state.room) {
     setPaneStatus(deniedText(r));
