@@ -41,6 +41,12 @@ type frame struct {
 	ID    *string          `json:"id"`
 	Text  *string          `json:"text"`
 	Seq   *json.RawMessage `json:"seq"`
+	// The message lifecycle's: send's reply_to; edit, delete and react's
+	// target; react's emoji and on.
+	ReplyTo *json.RawMessage `json:"reply_to"`
+	Target  *json.RawMessage `json:"target"`
+	Emoji   *string          `json:"emoji"`
+	On      *bool            `json:"on"`
 }
 
 // decodeFrame decodes a client frame, refusing invalid UTF-8 (which

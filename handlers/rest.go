@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"slices"
 
 	"github.com/gofiber/fiber/v2"
@@ -58,6 +59,9 @@ func (s *Server) history(c *fiber.Ctx) error {
 	if page.Messages == nil {
 		page.Messages = []chat.Message{}
 	}
+	if err := s.foldHistory(c.UserContext(), room, page.Messages); err != nil {
+		return err
+	}
 	if i := slices.IndexFunc(page.Messages, func(m chat.Message) bool { return m.Seq >= from }); i != 0 {
 		if i < 0 {
 			i = len(page.Messages)
@@ -77,10 +81,18 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 		return err
 	}
 	var req struct {
-		ID   *string `json:"id"`
-		Text *string `json:"text"`
+		ID      *string          `json:"id"`
+		Text    *string          `json:"text"`
+		ReplyTo *json.RawMessage `json:"reply_to"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	reply, err := replyTo(req.ReplyTo)
+	if err == nil {
+		err = s.checkReply(c.UserContext(), room, reply)
+	}
+	if err != nil {
 		return err
 	}
 	if err := s.allowSend(c.UserContext(), userOf(c), room); err != nil {
@@ -97,7 +109,7 @@ func (s *Server) postMessage(c *fiber.Ctx) error {
 	if req.Text != nil {
 		text = *req.Text
 	}
-	if _, err := s.Sender.Send(c.UserContext(), sessionOf(c).author(), room, id, text); err != nil {
+	if _, err := s.Sender.SendReply(c.UserContext(), sessionOf(c).author(), room, id, text, reply); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"room": room, "id": id})

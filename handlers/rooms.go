@@ -328,18 +328,7 @@ func (s *Server) apply(c *fiber.Ctx, room string, d chat.ItemData) (chat.Message
 	if err := st.Check(&item); err != nil {
 		return chat.Message{}, err
 	}
-	wait, cancel := s.Hub.Await(room, item.User, item.ID)
-	defer cancel()
-	if err := s.Sender.Publish(context.WithoutCancel(ctx), item); err != nil {
-		return chat.Message{}, err
-	}
-	wctx, stop := context.WithTimeout(s.ctx(), applyWait)
-	defer stop()
-	stored, err := wait(wctx)
-	if err != nil && errors.Is(err, wctx.Err()) {
-		return chat.Message{}, chat.Errorf(chat.EUnavailable, "the change was accepted but not confirmed in time; check the room before trying again")
-	}
-	return stored, err
+	return s.publishAndWait(ctx, item)
 }
 
 // changed answers a change with the item it made.

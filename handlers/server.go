@@ -35,6 +35,8 @@ type Server struct {
 	// subscriptions and the outbox (both stores implement them).
 	Marks chat.Marks
 	Notes chat.Notifications
+	// Lifecycles folds history as it stands (both stores implement it).
+	Lifecycles chat.Lifecycles
 	// VAPIDPublicKey is the Web Push application server key ("": push is
 	// off). ValidatePush checks a browser's subscription (notify's
 	// ValidateSubscription); PushLoopbackHTTP lets it take http endpoints
@@ -145,6 +147,9 @@ func (s *Server) defaults() {
 	if s.Notes == nil {
 		s.Notes, _ = s.Store.(chat.Notifications)
 	}
+	if s.Lifecycles == nil {
+		s.Lifecycles, _ = s.Store.(chat.Lifecycles)
+	}
 	if s.ValidatePush == nil {
 		s.VAPIDPublicKey = "" // no way to check a subscription: push is off
 	}
@@ -187,6 +192,10 @@ func (s *Server) Register(app *fiber.App) {
 	authed.Delete("/rooms/:room/bans/:user", s.unban)
 	authed.Post("/rooms/:room/mutes", s.mute)
 	authed.Delete("/rooms/:room/mutes/:user", s.unmute)
+	authed.Patch("/rooms/:room/messages/:seq", s.editMessage)
+	authed.Delete("/rooms/:room/messages/:seq", s.deleteMessage)
+	authed.Post("/rooms/:room/messages/:seq/reactions", s.react)
+	authed.Get("/rooms/:room/messages/:seq/edits", s.edits)
 	authed.Put("/rooms/:room/read", s.putRead)
 	authed.Get("/rooms/:room/receipts", s.receipts)
 	authed.Get("/notifications", s.notificationsPage)

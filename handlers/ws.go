@@ -290,6 +290,12 @@ func (w *wsClient) handle(data []byte) bool {
 		w.sendMessage(f)
 	case "read":
 		w.read(f)
+	case "edit":
+		w.lifecycle(chat.KindEdit, f)
+	case "delete":
+		w.lifecycle(chat.KindDelete, f)
+	case "react":
+		w.lifecycle(chat.KindReaction, f)
 	case "":
 		w.sendError(chat.Errorf(chat.EBadRequest, `frame needs a "type"`), "", "")
 	default:
@@ -381,11 +387,19 @@ func (w *wsClient) sendMessage(f frame) {
 	if f.Text != nil {
 		text = *f.Text
 	}
+	reply, err := replyTo(f.ReplyTo)
+	if err == nil {
+		err = w.srv.checkReply(context.Background(), f.Room, reply)
+	}
+	if err != nil {
+		w.sendError(err, id, f.Room)
+		return
+	}
 	// Sends are handled in order on this goroutine, so one connection's
 	// messages keep their order.
 	// Not the server's context: a send under way during shutdown finishes
 	// and is answered.
-	if _, err := w.srv.Sender.Send(context.Background(), w.sess.author(), f.Room, id, text); err != nil {
+	if _, err := w.srv.Sender.SendReply(context.Background(), w.sess.author(), f.Room, id, text, reply); err != nil {
 		w.sendError(err, id, f.Room)
 		return
 	}

@@ -165,16 +165,30 @@ func (st *RoomState) checkReply(m *Message) error {
 const MaxEmojiBytes = 64
 
 // ValidateEmoji checks a reaction's emoji: exactly one grapheme cluster
-// (uniseg, UAX #29), and an emoji: it starts with a pictographic symbol
-// (So, or a regional indicator of a flag) or is a keycap sequence.
+// (uniseg, UAX #29) without stacked combining marks, and an emoji: it
+// starts with a pictographic symbol (So), is a flag (two regional
+// indicators) or a keycap sequence.
 func ValidateEmoji(e string) error {
 	bad := Errorf(EBadRequest, "emoji must be one emoji")
 	if e == "" || len(e) > MaxEmojiBytes || uniseg.GraphemeClusterCount(e) != 1 {
 		return bad
 	}
+	for _, r := range e {
+		// Marks other than an emoji's own (the emoji presentation
+		// selector, the keycap) are stacked on it, not part of it.
+		if unicode.Is(unicode.M, r) && r != 0xFE0F && r != 0xFE0E && r != 0x20E3 {
+			return bad
+		}
+	}
 	for i, r := range e {
 		switch {
-		case unicode.Is(unicode.So, r), r >= 0x1F1E6 && r <= 0x1F1FF:
+		case isRegional(r):
+			// A flag is two regional indicators; one alone is a letter.
+			if rs := []rune(e); i == 0 && len(rs) == 2 && isRegional(rs[1]) {
+				return nil
+			}
+			return bad
+		case unicode.Is(unicode.So, r):
 			return nil
 		case i == 0 && (r == '#' || r == '*' || (r >= '0' && r <= '9')):
 			// A keycap: digit, U+FE0F, U+20E3.
@@ -188,6 +202,8 @@ func ValidateEmoji(e string) error {
 	}
 	return bad
 }
+
+func isRegional(r rune) bool { return r >= 0x1F1E6 && r <= 0x1F1FF }
 
 // NewLifecycle makes a lifecycle item of actor in room about target, stamped
 // now, with a text that reads sensibly to a client that ignores kind: an

@@ -51,6 +51,12 @@ type busHealth struct {
 // unavailable when the bus did not take the message (safe to retry with the
 // same id).
 func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (Message, error) {
+	return s.SendReply(ctx, from, room, id, text, 0)
+}
+
+// SendReply is Send of a message that answers the item at seq replyTo of
+// the room (0: none).
+func (s *Sender) SendReply(ctx context.Context, from Author, room, id, text string, replyTo int64) (Message, error) {
 	orNop(s.Metrics).Received()
 	if err := ValidateRoom(room); err != nil {
 		return Message{}, err
@@ -61,7 +67,7 @@ func (s *Sender) Send(ctx context.Context, from Author, room, id, text string) (
 	if err := ValidateText(text); err != nil {
 		return Message{}, err
 	}
-	m := Message{Room: room, ID: id, User: from.Name, Guest: from.Guest, Text: text, TS: Timestamp(s.now())}
+	m := Message{Room: room, ID: id, User: from.Name, Guest: from.Guest, Text: text, TS: Timestamp(s.now()), ReplyTo: replyTo}
 	if err := s.Publish(ctx, m); err != nil {
 		return Message{}, err
 	}
