@@ -174,7 +174,9 @@ func TestFoldedView(t *testing.T) {
 	c := startClient(t, f, nil)
 	waitLast(t, c, 13)
 	got := c.Messages("r")
-	ts := func(s int) string { return time.Date(2026, 12, 3, 10, 0, s, 0, time.UTC).Format("2006-01-02T15:04:05.000Z") }
+	ts := func(s int) string {
+		return time.Date(2026, 12, 3, 10, 0, s, 0, time.UTC).Format("2006-01-02T15:04:05.000Z")
+	}
 	want := []client.Message{
 		{Room: "r", Seq: 1, ID: "ib", User: "alice", Text: "", TS: ts(1), Deleted: true},
 		{Room: "r", Seq: 2, ID: "ic", User: "bob", Text: "hi", TS: ts(2), Reactions: map[string][]string{"👍": {"alice"}, "🎉": {"bob"}}},
