@@ -45,6 +45,9 @@ const (
 	// stand in for another's under the same id: acknowledged, never stored.
 	// Open drops it (see createIndexes).
 	legacyRoomIDIndex = "room_id_unique"
+	// roomTargetSeqIndex serves ItemsAbout: a room's lifecycle items by
+	// the message they are about, in seq order (see lifecycle.go).
+	roomTargetSeqIndex = "room_target_seq"
 )
 
 const (
@@ -129,6 +132,13 @@ type messageDoc struct {
 	// to "" or 0 stay apart, which a BSON mapping would have to be taught.
 	Kind string `bson:"kind,omitempty"`
 	Data string `bson:"data,omitempty"`
+	// Target is a lifecycle item's target seq (Data's too), kept at the top
+	// so that ItemsAbout can use the {room, target, seq} index; absent on
+	// any other item. ReplyTo is a message's reply_to; Deleted marks a
+	// message a delete erased (see erase). Both are absent unless set.
+	Target  int64 `bson:"target,omitempty"`
+	ReplyTo int64 `bson:"reply_to,omitempty"`
+	Deleted bool  `bson:"deleted,omitempty"`
 	// Mentions and Events are the persist stage's stamps (v2): the members
 	// the text names, and the room's event count up to this item, which the
 	// wire leaves out and counts read back (see chat.Marks).
@@ -147,10 +157,10 @@ func newMessageDoc(m chat.Message, seq int64) any {
 	t, err := parseTS(m.TS)
 	if err != nil {
 		return stringTSDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: m.TS, Guest: m.Guest, Kind: m.Kind, Data: data,
-			Mentions: m.Mentions, Events: m.Events}
+			Target: m.Target(), ReplyTo: m.ReplyTo, Deleted: m.Deleted, Mentions: m.Mentions, Events: m.Events}
 	}
 	return messageDoc{Room: m.Room, Seq: seq, ID: m.ID, User: m.User, Text: m.Text, TS: t, Guest: m.Guest, Kind: m.Kind, Data: data,
-		Mentions: m.Mentions, Events: m.Events}
+		Target: m.Target(), ReplyTo: m.ReplyTo, Deleted: m.Deleted, Mentions: m.Mentions, Events: m.Events}
 }
 
 // encodeData is the data field of an item: "" (not stored) for none.
@@ -174,6 +184,9 @@ type stringTSDoc struct {
 	Kind  string `bson:"kind,omitempty"`
 	Data  string `bson:"data,omitempty"`
 	// As in messageDoc.
+	Target   int64    `bson:"target,omitempty"`
+	ReplyTo  int64    `bson:"reply_to,omitempty"`
+	Deleted  bool     `bson:"deleted,omitempty"`
 	Mentions []string `bson:"mentions,omitempty"`
 	Events   int64    `bson:"events,omitempty"`
 }
@@ -200,7 +213,10 @@ type storedDoc struct {
 	Guest bool          `bson:"guest,omitempty"`
 	Kind  string        `bson:"kind,omitempty"`
 	Data  string        `bson:"data,omitempty"`
-	// Absent (nil, 0) on documents older versions wrote.
+	// Absent (0, false, nil) on documents older versions wrote. Target is
+	// not read back: Data holds it too.
+	ReplyTo  int64    `bson:"reply_to,omitempty"`
+	Deleted  bool     `bson:"deleted,omitempty"`
 	Mentions []string `bson:"mentions,omitempty"`
 	Events   int64    `bson:"events,omitempty"`
 }
@@ -209,7 +225,7 @@ type storedDoc struct {
 // document this code did not write.
 func (d storedDoc) message() (chat.Message, error) {
 	m := chat.Message{Room: d.Room, Seq: d.Seq, ID: d.ID, User: d.User, Text: d.Text, Guest: d.Guest, Kind: d.Kind,
-		Mentions: d.Mentions, Events: d.Events}
+		ReplyTo: d.ReplyTo, Deleted: d.Deleted, Mentions: d.Mentions, Events: d.Events}
 	if ms, ok := d.TS.DateTimeOK(); ok {
 		m.TS = chat.Timestamp(time.UnixMilli(ms))
 	} else if s, ok := d.TS.StringValueOK(); ok {
@@ -228,7 +244,8 @@ func (d storedDoc) message() (chat.Message, error) {
 var messageFields = bson.D{
 	{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
 	{Key: "user", Value: 1}, {Key: "text", Value: 1}, {Key: "ts", Value: 1}, {Key: "guest", Value: 1},
-	{Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "mentions", Value: 1}, {Key: "events", Value: 1},
+	{Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "reply_to", Value: 1}, {Key: "deleted", Value: 1},
+	{Key: "mentions", Value: 1}, {Key: "events", Value: 1},
 }
 
 // Open connects to the MongoDB at uri, checks that it answers and creates the
@@ -301,6 +318,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		{
 			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "user", Value: 1}, {Key: "id", Value: 1}},
 			Options: options.Index().SetName(roomUserIDIndex).SetUnique(true),
+		},
+		{
+			// ItemsAbout's lookup; every other document indexes as target
+			// null, which no lookup asks for.
+			Keys:    bson.D{{Key: "room", Value: 1}, {Key: "target", Value: 1}, {Key: "seq", Value: 1}},
+			Options: options.Index().SetName(roomTargetSeqIndex),
 		},
 	} {
 		if _, err := s.messages.Indexes().CreateOne(ctx, m); err != nil {
@@ -398,6 +421,13 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 	}
 	for _, room := range order {
 		if err := s.appendRoom(ctx, room, msgs, byRoom[room], out); err != nil {
+			return nil, fmt.Errorf("append to room %q: %w", room, err)
+		}
+		// After the insert, not before: a crash in between leaves the
+		// delete stored and its erasure undone, and the redelivery (the
+		// persist stage commits only after Append) finds the stored delete
+		// and erases then.
+		if err := s.applyLifecycles(ctx, room, byRoom[room], out); err != nil {
 			return nil, fmt.Errorf("append to room %q: %w", room, err)
 		}
 	}

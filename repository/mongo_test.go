@@ -614,3 +614,30 @@ func BenchmarkCounts(b *testing.B) {
 	b.Logf("set up %d rooms in %v", rooms, time.Since(start))
 	f.Run(b, s)
 }
+
+// BenchmarkHistoryFolded measures the latest page of 50, plain and folded,
+// as repository/bolt's BenchmarkHistoryFolded does for 10,000 items, in a
+// room of PARLEY_BENCH_ITEMS items, 1,000 by default: FerretDB serves no
+// read from an index (each find scans the collection, about 60 ms per 1,000
+// documents), so against FerretDB it measures FerretDB's scans, not
+// MongoDB's index ranges.
+func BenchmarkHistoryFolded(b *testing.B) {
+	if os.Getenv("PARLEY_TEST_MONGO") == "" {
+		b.Skip("PARLEY_TEST_MONGO unset")
+	}
+	items := 1000
+	if v := os.Getenv("PARLEY_BENCH_ITEMS"); v != "" {
+		if _, err := fmt.Sscan(v, &items); err != nil {
+			b.Fatalf("PARLEY_BENCH_ITEMS=%q: %v", v, err)
+		}
+	}
+	s := newStore(b)
+	start := time.Now()
+	f := storetest.NewHistoryBench(b, s, items)
+	b.Logf("set up %d items in %v", items, time.Since(start))
+	f.Run(b, s)
+}
+
+func TestMongoLifecyclesContract(t *testing.T) {
+	storetest.RunLifecycles(t, func(t *testing.T) storetest.LifecycleStore { return newStore(t) })
+}

@@ -280,7 +280,10 @@ func (d *ItemData) UnmarshalJSON(b []byte) error {
 //     erases what the deleted message said, in the store, for good: the
 //     target's Text becomes "" and its Deleted true, and every edit item
 //     about it has its Text erased too. Reactions are items of their own and
-//     say nothing of the text; they stay.
+//     say nothing of the text; they stay. An edit Append is given about a
+//     message deleted already (the persist stage refuses one, but two
+//     instances racing may store it) is stored, and returned, with its
+//     Text erased likewise.
 type Lifecycles interface {
 	// ItemsAbout returns the stored lifecycle items of room about any of
 	// the messages at targets, ascending by seq; none is an empty slice.

@@ -116,3 +116,16 @@ func BenchmarkCounts(b *testing.B) {
 	s.db.NoSync = false
 	f.Run(b, s)
 }
+
+// BenchmarkHistoryFolded measures the latest page of 50 of a room of 10,000
+// items (a fifth reactions, some edits and deletes): Messages alone
+// ("plain", a join's replay) against the page as history shows it
+// ("folded": Messages, ItemsAbout, chat.FoldInto).
+func BenchmarkHistoryFolded(b *testing.B) {
+	s := openTemp(b, filepath.Join(b.TempDir(), "parley.db"))
+	// Setting up is not what is measured.
+	s.db.NoSync = true
+	f := storetest.NewHistoryBench(b, s, 10_000)
+	s.db.NoSync = false
+	f.Run(b, s)
+}

@@ -37,6 +37,8 @@ import (
 //	                         big-endian seq so that byte order is seq order
 //	rooms/<room>/ids/<key>   8-byte seq of the message with that user and id:
 //	                         the idempotency index (see idKey)
+//	rooms/<room>/about/<target><seq>  the lifecycle items about each
+//	                         message (see lifecycle.go)
 //	names/<canonical>        the name's holder, JSON (chat.Holder)
 //	revoked/<sid>            an ended session, JSON (chat.Revocation)
 //	states/, summaries/,     rooms with members: saved room states and
@@ -241,6 +243,15 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 		if err != nil {
 			return chat.Message{}, fmt.Errorf("decode message %s: %w", m.ID, err)
 		}
+		if stored.Kind == chat.KindDelete && stored.Target() > 0 {
+			// A redelivered delete erases again (chat.Lifecycles): here
+			// the first erasure was in the delete's own transaction, so
+			// this changes nothing, but it costs little and holds the
+			// rule whatever the file went through.
+			if err := erase(room, stored.Target()); err != nil {
+				return chat.Message{}, err
+			}
+		}
 		return stored, nil
 	}
 	// The bucket sequence is part of the transaction: a failed batch rolls it
@@ -257,6 +268,9 @@ func appendOne(room *bbolt.Bucket, m chat.Message) (chat.Message, error) {
 	if err := ids.Put(idk, key); err != nil {
 		return chat.Message{}, err
 	}
+	if m.IsLifecycle() {
+		return indexLifecycle(room, m)
+	}
 	return m, nil
 }
 
@@ -267,7 +281,7 @@ func createRoom(rooms *bbolt.Bucket, name string) (*bbolt.Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", name, err)
 	}
-	for _, sub := range [][]byte{bucketMsgs, bucketIDs} {
+	for _, sub := range [][]byte{bucketMsgs, bucketIDs, bucketAbout} {
 		if _, err := room.CreateBucketIfNotExists(sub); err != nil {
 			return nil, fmt.Errorf("room %s: %w", name, err)
 		}

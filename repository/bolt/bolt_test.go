@@ -385,3 +385,9 @@ func TestNewerFormatRefused(t *testing.T) {
 		t.Fatalf("Open of a file of a newer format: %v, want it to say so", err)
 	}
 }
+
+func TestLifecycles(t *testing.T) {
+	storetest.RunLifecycles(t, func(t *testing.T) storetest.LifecycleStore {
+		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	})
+}

@@ -75,7 +75,7 @@ func sweepRoom(room *bbolt.Bucket, before time.Time, limit int) (int, error) {
 		return 0, nil
 	}
 	var old [][]byte // seq keys, then deleted: a bucket is not changed while a cursor walks it
-	var idks [][]byte
+	var idks, abouts [][]byte
 	c := msgs.Cursor()
 	for k, v := c.First(); k != nil && len(old) < limit; k, v = c.Next() {
 		m, err := decodeItem(v)
@@ -88,6 +88,16 @@ func sweepRoom(room *bbolt.Bucket, before time.Time, limit int) (int, error) {
 		}
 		old = append(old, bytes.Clone(k))
 		idks = append(idks, idKey(m.User, m.ID))
+		if t := m.Target(); t > 0 {
+			abouts = append(abouts, aboutKey(t, m.Seq))
+		}
+	}
+	if about := room.Bucket(bucketAbout); about != nil {
+		for _, k := range abouts {
+			if err := about.Delete(k); err != nil {
+				return 0, err
+			}
+		}
 	}
 	for i, k := range old {
 		if err := msgs.Delete(k); err != nil {

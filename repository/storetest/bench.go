@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -110,4 +111,138 @@ func (f CountsBench) Run(b *testing.B, s chat.Marks) {
 	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(took[(len(took)*99)/100].Nanoseconds()), "p99-ns")
 	b.ReportMetric(float64(len(rooms)), "rooms")
+}
+
+// HistoryBench is the data of a history benchmark, the same for every
+// store: one room of a long timeline in which a fifth of the items are
+// reactions and some are edits and deletes, each about one of the messages
+// just before it, as in a lively room. Want is the latest page of Limit
+// items as history shows it, folded in memory from the generated timeline,
+// not by a store.
+type HistoryBench struct {
+	Room  string
+	Limit int
+	Want  []chat.Message
+}
+
+// NewHistoryBench fills s with a room of items items (reactions at every
+// fifth seq, an edit at every 25th, a delete at every 500th; plain
+// messages otherwise) and works out the latest page of 50.
+func NewHistoryBench(tb testing.TB, s chat.Store, items int) HistoryBench {
+	tb.Helper()
+	ctx := tb.Context()
+	f := HistoryBench{Room: "general", Limit: 50}
+	users := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
+	emoji := []string{"👍", "🎉", "❤️"}
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	var all, batch []chat.Message
+	var msgSeqs []int64 // the plain messages' seqs so far
+	byAuthor := map[int64]string{}
+	for seq := int64(1); seq <= int64(items); seq++ {
+		now := at.Add(time.Duration(seq) * time.Second)
+		id := fmt.Sprintf("b%d", seq)
+		// A target among the last ten messages.
+		recent := func(k int64) int64 { return msgSeqs[len(msgSeqs)-1-int(k%int64(min(10, len(msgSeqs))))] }
+		var m chat.Message
+		switch {
+		case len(msgSeqs) > 0 && seq%5 == 0:
+			u := users[seq%int64(len(users))]
+			m = chat.NewLifecycle(chat.Author{Name: u}, f.Room, id, chat.KindReaction, recent(seq/5), "", emoji[seq%3], seq%35 != 0, now)
+		case len(msgSeqs) > 0 && seq%500 == 251:
+			t := recent(seq)
+			m = chat.NewLifecycle(chat.Author{Name: byAuthor[t]}, f.Room, id, chat.KindDelete, t, "", "", false, now)
+		case len(msgSeqs) > 0 && seq%25 == 3:
+			t := recent(seq)
+			m = chat.NewLifecycle(chat.Author{Name: byAuthor[t]}, f.Room, id, chat.KindEdit, t, fmt.Sprintf("message %d, edited at %d", t, seq), "", false, now)
+		default:
+			u := users[seq%4]
+			m = chat.Message{Room: f.Room, ID: id, User: u, Text: fmt.Sprintf("message %d", seq), TS: chat.Timestamp(now)}
+			msgSeqs = append(msgSeqs, seq)
+			byAuthor[seq] = u
+		}
+		batch = append(batch, m)
+		if len(batch) == 500 || seq == int64(items) {
+			out, err := s.Append(ctx, batch)
+			if err != nil {
+				tb.Fatalf("Append: %v", err)
+			}
+			all = append(all, out...)
+			batch = batch[:0]
+		}
+	}
+	// The latest page, folded: every item about a message of the page, in
+	// seq order; the store erased what a delete took, so the expected page
+	// is built from the generated items with Fold, not from the store.
+	page := slices.Clone(all[len(all)-f.Limit:])
+	pos := map[int64]int{}
+	for i := range page {
+		pos[page[i].Seq] = i
+	}
+	for k := range all {
+		it := &all[k]
+		if i, ok := pos[it.Target()]; ok {
+			page[i].Fold(it)
+		}
+	}
+	// Edits of deleted messages are stored without their text.
+	for i := range page {
+		if page[i].Kind == chat.KindEdit && page[i].Target() > 0 {
+			if isDeleted(all, page[i].Target()) {
+				page[i].Text = ""
+			}
+		}
+	}
+	f.Want = page
+	return f
+}
+
+// isDeleted reports whether a delete about target is among all.
+func isDeleted(all []chat.Message, target int64) bool {
+	for i := range all {
+		if all[i].Kind == chat.KindDelete && all[i].Target() == target {
+			return true
+		}
+	}
+	return false
+}
+
+// Run measures the latest page of history: "plain" is Messages only, as a
+// join's replay reads it; "folded" is the page as history shows it,
+// Messages + ItemsAbout + chat.FoldInto. It checks the folded page first, so
+// that a store answering fast and wrong does not pass for fast.
+func (f HistoryBench) Run(b *testing.B, s LifecycleStore) {
+	ctx := b.Context()
+	q := chat.Query{Kind: chat.Latest, Limit: f.Limit}
+	read := func(fold bool) []chat.Message {
+		page, err := s.Messages(ctx, f.Room, q)
+		if err != nil || len(page.Messages) != f.Limit {
+			b.Fatalf("Messages: %d messages, %v", len(page.Messages), err)
+		}
+		if fold {
+			// The page's messages, not its items: as the history handler
+			// asks.
+			var targets []int64
+			for _, m := range page.Messages {
+				if m.Kind == "" {
+					targets = append(targets, m.Seq)
+				}
+			}
+			items, err := s.ItemsAbout(ctx, f.Room, targets)
+			if err != nil {
+				b.Fatalf("ItemsAbout: %v", err)
+			}
+			chat.FoldInto(page.Messages, items)
+		}
+		return page.Messages
+	}
+	if got := read(true); !reflect.DeepEqual(got, f.Want) {
+		b.Fatalf("folded page:\n got %+v\nwant %+v", got, f.Want)
+	}
+	for _, fold := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "folded"}[fold], func(b *testing.B) {
+			for b.Loop() {
+				read(fold)
+			}
+		})
+	}
 }

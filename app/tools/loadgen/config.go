@@ -46,6 +46,10 @@ type Config struct {
 	// sender of the same room (@name): each is a notification due when its
 	// target has not read it within PARLEY_NOTIFY_DELAY.
 	MentionPercent float64
+	// ReactPercent is the share of sends that are reactions (WebSocket
+	// react frames) to the newest message a receiver of the room saw:
+	// timeline items of their own, delivered like messages.
+	ReactPercent float64
 	// Setup is how many room creations and member adds are in flight at
 	// once before the measured phase.
 	Setup int
@@ -109,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Dial, "dial-concurrency", 64, "connections dialed at once")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
 	fs.BoolVar(&c.Private, "private", false, "private rooms: an owner creates them and adds every receiver and sender as a member before the measured phase (roomlist: the rooms created are private)")
+	fs.Float64Var(&c.ReactPercent, "react-percent", 0, "percent of sends that are reactions (react frames) to the room's newest message (0-100; --transport ws)")
 	fs.Float64Var(&c.MentionPercent, "mention-percent", 0, "percent of messages that @mention another sender of the room (0-100): the notifications consumer's load")
 	fs.IntVar(&c.Setup, "setup-concurrency", 8, "room creations and member adds in flight at once before the measured phase")
 	fs.StringVar(&c.ServerCPUs, "server-cpus", "", "pin the servers this run starts to these CPUs (taskset list, e.g. 0); Kafka and FerretDB are not pinned")
@@ -226,6 +231,12 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 	}
 	if c.Duration > time.Hour {
 		return c, errors.New("--duration is capped at 1h")
+	}
+	if c.ReactPercent < 0 || c.ReactPercent > 100 {
+		return c, errors.New("--react-percent must be 0 to 100")
+	}
+	if c.ReactPercent > 0 && (c.Transport != "ws" || c.Conns == 0) {
+		return c, errors.New("--react-percent needs --transport ws and receivers (they tell the senders the seqs to react to)")
 	}
 	if c.MentionPercent < 0 || c.MentionPercent > 100 {
 		return c, errors.New("--mention-percent must be 0 to 100")

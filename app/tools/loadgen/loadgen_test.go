@@ -127,6 +127,11 @@ func TestScenarioDefaultsAndOverrides(t *testing.T) {
 		{"--mode=target"},
 		{"--rooms=0"},
 		{"--senders=0", "--rate=10"},
+		{"--react-percent=101"},
+		{"--react-percent=20", "--transport=sse"},
+		{"--mention-percent=-1"},
+		{"--scenario=ingest", "--mention-percent=10", "--senders=10"}, // one sender per room: none to mention
+		{"--scenario=roomlist", "--list-unread=1001"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)

@@ -103,6 +103,10 @@ type Result struct {
 	// sending ended, its highest seen, and how long after the sending
 	// ended it was back to 0 (-1: not within the wait).
 	MentionPercent float64 `json:"mention_percent,omitempty"`
+	// With --react-percent: the share asked and the react frames sent
+	// (in Sent too; their items are delivered like messages).
+	ReactPercent float64 `json:"react_percent,omitempty"`
+	Reactions    int64   `json:"reactions,omitempty"`
 	// ListUnread is --list-unread (roomlist).
 	ListUnread     int     `json:"list_unread,omitempty"`
 	NotifyLagAtEnd int64   `json:"notify_lag_at_send_end,omitempty"`
@@ -138,6 +142,8 @@ type Result struct {
 // counters shared by every connection, updated with atomics only.
 type counters struct {
 	sent, acked, delivered, rateLimited, errors, sendFailed atomic.Int64
+	// reactions counts the sends that were react frames.
+	reactions atomic.Int64
 }
 
 // client is one connection of the generator: a WebSocket (ws), an SSE
@@ -182,6 +188,9 @@ type runner struct {
 	runID   string
 	c       counters
 	roomAck []atomic.Int64
+	// roomMsg is, per room, the newest message seq a receiver saw: what
+	// --react-percent's reactions are about.
+	roomMsg []atomic.Int64
 	http    *http.Client
 	perAddr int
 	portLow int
@@ -200,6 +209,7 @@ type runner struct {
 func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {
 	r := &runner{cfg: cfg, log: log, runID: strconv.FormatInt(time.Now().UnixNano()%(36*36*36*36*36*36), 36)}
 	r.roomAck = make([]atomic.Int64, cfg.Rooms)
+	r.roomMsg = make([]atomic.Int64, cfg.Rooms)
 	r.roomBase = make([]int64, cfg.Rooms)
 	if err := r.raiseNoFile(); err != nil {
 		return nil, err
@@ -428,6 +438,7 @@ func (r *runner) collect(recvPerRoom []int64) *Result {
 		Senders: cfg.Senders, Rooms: cfg.Rooms, Rate: cfg.Rate, Private: cfg.Private}
 	res.ServerCPUs, res.GenCPUs = r.cpus()
 	res.Sent, res.Acked = r.c.sent.Load(), r.c.acked.Load()
+	res.ReactPercent, res.Reactions = cfg.ReactPercent, r.c.reactions.Load()
 	res.RateLimited, res.Errors = r.c.rateLimited.Load(), r.c.errors.Load()
 	res.Delivered = r.c.delivered.Load()
 	// A room's expected messages: its acked sends, or more if a receiver saw
@@ -756,6 +767,15 @@ func (r *runner) message(cl *client, data []byte, now time.Time) int64 {
 	cl.seqs.add(seq - r.roomBase[cl.room])
 	if stamped {
 		cl.h.record(now.Sub(time.Unix(0, sentAt)))
+		// A sender's message (a reaction item has no stamp).
+		if r.roomMsg != nil {
+			for m := &r.roomMsg[cl.room]; ; {
+				old := m.Load()
+				if seq <= old || m.CompareAndSwap(old, seq) {
+					break
+				}
+			}
+		}
 	}
 	return seq
 }
@@ -840,7 +860,28 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 	}
 	buf := make([]byte, 0, 128)
 	mention := r.mentionOf(idx)
+	react := `{"type":"react","room":"` + r.roomName(cl.room) + `","emoji":"👍","id":"s` + strconv.Itoa(idx) + "-"
 	for n := 0; ; n++ {
+		if target := r.roomMsg[cl.room].Load(); cl.post == nil && target > 0 && r.reacts(idx, n) {
+			buf = append(buf[:0], react...)
+			buf = strconv.AppendInt(buf, int64(n), 10)
+			buf = append(buf, `","target":`...)
+			buf = strconv.AppendInt(buf, target, 10)
+			buf = append(buf, '}')
+			_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+				r.c.sendFailed.Add(1)
+				return
+			}
+			r.c.sent.Add(1)
+			r.c.reactions.Add(1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			continue
+		}
 		buf = append(buf[:0], prefix...)
 		buf = strconv.AppendInt(buf, int64(n), 10)
 		buf = append(buf, `","text":"t=`...)
@@ -887,8 +928,14 @@ func (r *runner) mentionOf(idx int) string {
 
 // mentions reports whether sender idx's message n mentions: an even
 // spread of MentionPercent percent, the same on every run.
-func (r *runner) mentions(idx, n int) bool {
-	p := r.cfg.MentionPercent / 100
+func (r *runner) mentions(idx, n int) bool { return spread(r.cfg.MentionPercent, idx, n) }
+
+// reacts reports whether sender idx's send n is a reaction.
+func (r *runner) reacts(idx, n int) bool { return spread(r.cfg.ReactPercent, idx, n) }
+
+// spread picks percent of the n's evenly, offset by idx.
+func spread(percent float64, idx, n int) bool {
+	p := percent / 100
 	return int(float64(n+idx)*p) != int(float64(n+idx+1)*p)
 }
 
@@ -958,7 +1005,7 @@ func printResult(w io.Writer, res *Result) {
 		{"mode", fmt.Sprintf("%s / %s, %d instance(s)", res.Mode, res.Transport, res.Instances)},
 		{"conns", fmt.Sprintf("%d receivers + %d senders in %d rooms (%d failed)%s", res.Conns, res.Senders, res.Rooms, res.DialFailed, capped)},
 		{"rate", fmt.Sprintf("%.0f msg/s for %.1fs", res.Rate, res.DurationS)},
-		{"sent", strconv.FormatInt(res.Sent, 10)},
+		{"sent", sentText(res)},
 		{"acked", fmt.Sprintf("%d (rate_limited %d, other errors %d)", res.Acked, res.RateLimited, res.Errors)},
 		{"delivered", fmt.Sprintf("%d of %d expected", res.Delivered, res.Expected)},
 		{"deliveries/s", fmt.Sprintf("%.0f", res.DeliveriesPerS)},
@@ -1013,4 +1060,11 @@ func orAll(cpus string) string {
 		return "n/a"
 	}
 	return cpus
+}
+
+func sentText(res *Result) string {
+	if res.ReactPercent > 0 {
+		return fmt.Sprintf("%d (%d of them reactions, --react-percent %.0f)", res.Sent, res.Reactions, res.ReactPercent)
+	}
+	return strconv.FormatInt(res.Sent, 10)
 }
