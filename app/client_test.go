@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/app/tools/client"
 )
 
@@ -522,5 +524,81 @@ func TestClientResumesAtOwnAdd(t *testing.T) {
 	want := []int64{3, 4, added, added + 1}
 	if fmt.Sprint(rcSeqs(rec)) != fmt.Sprint(want) || rec.Resumes != 1 || len(rec.Exits) != 0 || rec.GapsFilled != 0 {
 		t.Fatalf("delivered %v (resumes %d, exits %+v, gaps filled %d), want %v", rcSeqs(rec), rec.Resumes, rec.Exits, rec.GapsFilled, want)
+	}
+}
+
+// TestClientFoldedView: the client's folded view of a room (edits, a
+// delete, reactions given, taken back and given again, a reply) is the
+// server's history as it stands, for a client that got every item live and
+// for one that got the first ones from the history (its proxy dropped their
+// frames): the history's message comes folded with items the client then
+// folds again, and the reactions' order must still come out the server's.
+// A reaction to the deleted message is acknowledged, then refused.
+func TestClientFoldedView(t *testing.T) {
+	s := startServer(t, nil)
+	room := uniqueRoom(t)
+	aliceTok, bobTok := s.login("alice"), s.login("bob")
+	p := newRCProxy(t, s.base)
+	p.setFilter(func(b []byte) int {
+		if rcFrameIs(b, "message", func(f map[string]any) bool { return f["seq"].(float64) <= 5 }) {
+			return 0
+		}
+		return 1
+	})
+	alice := rcClient(t, []string{s.base}, aliceTok, []string{room}, nil)
+	bob := rcClient(t, []string{p.url()}, bobTok, []string{room}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(alice.Send(ctx, room, "a1", "one"))
+	must(alice.Send(ctx, room, "a2", "two"))
+	rcWaitDelivered(t, alice, room, 2)
+	must(alice.React(ctx, room, "r1", 1, "👍", true))
+	must(alice.React(ctx, room, "r2", 1, "👍", false))
+	must(alice.React(ctx, room, "r3", 1, "👍", true))
+	rcWaitDelivered(t, alice, room, 5)
+	must(bob.React(ctx, room, "r4", 1, "👍", true))
+	rcWaitDelivered(t, bob, room, 6)
+	must(alice.Edit(ctx, room, "e1", 1, "one, edited"))
+	must(bob.SendReply(ctx, room, "b1", "a reply", 1))
+	must(alice.Delete(ctx, room, "d1", 2))
+	rcWaitDelivered(t, alice, room, 9)
+	must(bob.React(ctx, room, "r5", 2, "🎉", true))
+	rcWaitDelivered(t, bob, room, 9)
+
+	want := s.waitFolded(aliceTok, room, 1, func(m chat.Message) bool { return m.EditedTS != "" })
+	if !reflect.DeepEqual(want.Reactions, map[string][]string{"👍": {"alice", "bob"}}) {
+		t.Fatalf("the server's history: message 1 stands as %+v", want)
+	}
+	s.waitFolded(aliceTok, room, 2, func(m chat.Message) bool { return m.Deleted })
+	history := s.foldedHistory(aliceTok, room)
+	for name, c := range map[string]*client.Client{"alice": alice, "bob": bob} {
+		view := c.Messages(room)
+		if len(view) != len(history) {
+			t.Fatalf("%s: %d messages in its view, %d in the history", name, len(view), len(history))
+		}
+		for _, v := range view {
+			h := history[v.Seq]
+			if v.Text != h.Text || v.EditedTS != h.EditedTS || v.Deleted != h.Deleted || v.ReplyTo != h.ReplyTo ||
+				!reflect.DeepEqual(v.Reactions, h.Reactions) {
+				t.Errorf("%s: seq %d folded %+v, the history has %+v", name, v.Seq, v, h)
+			}
+		}
+	}
+	if rec := bob.Record().Rooms[room]; rec.GapsFilled != 1 || rec.Delivered[0].Via != client.History {
+		t.Fatalf("bob: gaps filled %d, delivered %+v: want 1..5 from the history", rec.GapsFilled, rec.Delivered)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		sent := bob.Record().Sent
+		if r5 := sent[len(sent)-1]; r5.ID == "r5" && r5.Acked && r5.Refused == "conflict" && r5.RefusedAfterAck {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("r5, a reaction to a deleted message: %+v", r5)
+		}
 	}
 }

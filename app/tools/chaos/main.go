@@ -5,7 +5,9 @@
 // Kafka broker once and stops the store for 10 s. With --scenario=rolling it
 // instead restarts each instance in turn with SIGTERM (a rolling deploy).
 // Every third room is private (members.go): a moderator removes, bans,
-// unbans and adds back its members meanwhile, and they keep sending.
+// unbans and adds back its members meanwhile, and they keep sending. The
+// clients also edit and delete their own messages, react and reply
+// (lifecycle.go).
 //
 // The verdict comes from the clients' own records and from the store: every
 // acknowledged message is stored exactly once, every client saw every
@@ -14,7 +16,9 @@
 // membership the store's timeline tells: no client got an item of a room
 // while no member, no message of a user is stored while no member, and each
 // client saw every item of each stretch of its membership once and in
-// order (a refused send is no loss). It prints the
+// order (a refused send is no loss); and every client's folded view of each
+// room (its messages as they stand after their edits, deletes and
+// reactions) is what the store's items it delivered fold to. It prints the
 // figures, the verdict last, and exits 1 on any loss or duplicate.
 //
 // It uses Kafka and FerretDB ports of its own (19192, 19193, 27118) and

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/app/tools/client"
 )
 
@@ -28,9 +29,15 @@ type storedMsg struct {
 	Kind string        `bson:"kind"`
 	Data string        `bson:"data"`
 	TS   bson.RawValue `bson:"ts"`
+	// Text, ReplyTo and Deleted are what the folded views are checked
+	// against (a deleted message's text is erased in the store).
+	Text    string `bson:"text"`
+	ReplyTo int64  `bson:"reply_to"`
+	Deleted bool   `bson:"deleted"`
 
-	data itemData  // Data decoded
-	at   time.Time // TS read
+	data itemData       // Data decoded, of a member item
+	life *chat.ItemData // Data decoded, of a lifecycle item ("target" a seq)
+	at   time.Time      // TS read
 }
 
 // itemData is what the verdict reads of a member item's data.
@@ -43,7 +50,12 @@ type itemData struct {
 
 // decode fills data and at from the document's fields.
 func (m *storedMsg) decode() {
-	if m.Data != "" {
+	if m.Data != "" && isLifecycle(m.Kind) {
+		m.life = new(chat.ItemData)
+		if json.Unmarshal([]byte(m.Data), m.life) != nil {
+			m.life = nil // not folded: the view check reports the difference
+		}
+	} else if m.Data != "" {
 		_ = json.Unmarshal([]byte(m.Data), &m.data)
 	}
 	if ms, ok := m.TS.DateTimeOK(); ok {
@@ -68,7 +80,8 @@ func readStore(ctx context.Context, uri, db string) ([]storedMsg, error) {
 	defer cancel()
 	cur, err := cl.Database(db).Collection("messages").Find(ctx, bson.D{},
 		options.Find().SetProjection(bson.D{{Key: "_id", Value: 0}, {Key: "room", Value: 1}, {Key: "seq", Value: 1}, {Key: "id", Value: 1},
-			{Key: "user", Value: 1}, {Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "ts", Value: 1}}))
+			{Key: "user", Value: 1}, {Key: "kind", Value: 1}, {Key: "data", Value: 1}, {Key: "ts", Value: 1},
+			{Key: "text", Value: 1}, {Key: "reply_to", Value: 1}, {Key: "deleted", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("read the store: %w", err)
 	}
@@ -160,6 +173,14 @@ type Report struct {
 	// StoredOutside stored messages of a user while no member (check 2).
 	AfterRemoval, StoredOutside int
 
+	// A message's life. Edits, Deletes, Reactions and Replies are the
+	// stored items of each kind (replies: messages with reply_to). Views
+	// counts the clients' folded views of a room compared with the store's
+	// (ViewMessages messages in all), ViewMismatches the messages whose
+	// folded form differed (or views of another length).
+	Edits, Deletes, Reactions, Replies  int
+	Views, ViewMessages, ViewMismatches int
+
 	// Outages counts lost connections; KillRecoveries the recovery times of
 	// those lost to a kill or SIGTERM of their instance.
 	Outages        int
@@ -175,10 +196,11 @@ type Report struct {
 func (r *Report) Lost() int { return r.LostAcked + r.MissedDeliveries }
 
 // Pass reports whether nothing was lost, doubled or reordered, nobody saw
-// or wrote a room while no member, and every membership change was made.
+// or wrote a room while no member, every membership change was made, and
+// every client's folded view is the store's.
 func (r *Report) Pass() bool {
 	return r.Lost() == 0 && r.StoreDuplicates == 0 && r.OutOfOrder == 0 && r.Unknown == 0 && len(r.StoreSeqProblems) == 0 &&
-		r.AfterRemoval == 0 && r.StoredOutside == 0 && r.Unrestored == 0
+		r.AfterRemoval == 0 && r.StoredOutside == 0 && r.Unrestored == 0 && r.ViewMismatches == 0
 }
 
 // problem keeps p among the first 40 problems.
@@ -228,11 +250,21 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 	}
 	tl := membership(stored)
 	rep.PrivateRooms = len(tl.private)
+	// Messages a stored delete is about (room + "/" + seq): an edit,
+	// delete or reaction about one may have been refused (conflict) after
+	// its ack without the client being told.
+	deletedTarget := map[string]bool{}
+	for _, m := range stored {
+		if m.Kind == chat.KindDelete && m.life != nil {
+			deletedTarget[fmt.Sprintf("%s/%d", m.Room, m.life.TargetSeq)] = true
+		}
+	}
 
 	// The clients' sends against the store. A send refused (before its ack
 	// or after it) is no loss; neither is an acknowledged one the store
 	// lacks whose sender was out of the room at the time, as the timeline
-	// says, though no refusal reached it (it was away when it came).
+	// says, though no refusal reached it (it was away when it came), nor an
+	// edit, delete or reaction whose target the store holds deleted.
 	sent := map[string]bool{}
 	for i, rec := range recs {
 		for _, s := range rec.Sent {
@@ -245,7 +277,8 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 				rep.RefusedAfterAck++
 			case s.Refused != "":
 				rep.RefusedBeforeAck++
-			case s.Acked && count[key] == 0 && tl.outAround(s.Room, names[i], s.First, s.AckedAt):
+			case s.Acked && count[key] == 0 && (tl.outAround(s.Room, names[i], s.First, s.AckedAt) ||
+				s.Kind != "" && deletedTarget[fmt.Sprintf("%s/%d", s.Room, s.Target)]):
 				rep.RefusedUntold++
 			case s.Acked && count[key] == 0:
 				rep.LostAcked++
@@ -262,7 +295,7 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 		switch {
 		case m.Kind == "member" && m.User == modName:
 			rep.MemberItems++
-		case m.Kind != "" || !sent[key]:
+		case m.Kind != "" && !isLifecycle(m.Kind) || !sent[key]:
 			rep.Unknown++
 			rep.problems = append(rep.problems, fmt.Sprintf("stored but sent by no client: %s (kind %q, user %s)", key, m.Kind, m.User))
 		case tl.private[m.Room] && !inside(tl.of(m.Room, m.User), m.Seq):
@@ -359,6 +392,7 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 			}
 		}
 	}
+	checkViews(rep, recs, clientRooms, stored)
 	slices.Sort(rep.KillRecoveries)
 	slices.SortStableFunc(rep.Events, func(a, b event) int { return a.At.Compare(b.At) })
 	slices.SortFunc(rep.slowest, func(a, b client.Outage) int { return cmp.Compare(b.Recovered, a.Recovered) })
@@ -400,6 +434,8 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  sends refused %d (before the ack %d, after it %d, not told but out of the room %d); clients left %d times, rejoined at their add %d times, %d stretches cut short by a removal while away (%d items)\n",
 		r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.RefusedBeforeAck, r.RefusedAfterAck, r.RefusedUntold, r.Exits, r.Resumes, r.CutShort, r.CutShortItems)
 	fmt.Fprintf(w, "  items delivered while no member %d, messages stored while no member %d\n", r.AfterRemoval, r.StoredOutside)
+	fmt.Fprintf(w, "lifecycle: stored %d edits, %d deletes, %d reactions, %d replies; %d folded views compared with the store's (%d messages), %d messages differ\n",
+		r.Edits, r.Deletes, r.Reactions, r.Replies, r.Views, r.ViewMessages, r.ViewMismatches)
 	rec := "none"
 	if n := len(r.KillRecoveries); n > 0 {
 		rec = fmt.Sprintf("longest %v (p50 %v, p99 %v over %d reconnects)", r.KillRecoveries[n-1].Round(time.Millisecond),
@@ -419,9 +455,10 @@ func (r *Report) Print(w io.Writer) {
 	if !r.Pass() {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(w, "verdict: %s %s: sent=%d acked=%d stored=%d delivered=%d lost=%d duplicated=%d out_of_order=%d recovery_max=%v items=%d removals=%d refused=%d after_removal=%d stored_outside=%d\n",
+	fmt.Fprintf(w, "verdict: %s %s: sent=%d acked=%d stored=%d delivered=%d lost=%d duplicated=%d out_of_order=%d recovery_max=%v items=%d removals=%d refused=%d after_removal=%d stored_outside=%d lifecycle=%d views_differ=%d\n",
 		verdict, r.Scenario, r.Sent, r.Acked, r.Stored, r.Delivered, r.Lost(), r.StoreDuplicates, r.OutOfOrder, longest.Round(time.Millisecond),
-		r.MemberItems, r.Removals+r.Bans, r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.AfterRemoval, r.StoredOutside)
+		r.MemberItems, r.Removals+r.Bans, r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.AfterRemoval, r.StoredOutside,
+		r.Edits+r.Deletes+r.Reactions, r.ViewMismatches)
 }
 
 // open is the To of a stretch of membership not ended.

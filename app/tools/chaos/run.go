@@ -298,7 +298,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 
 	// Senders: each client sends every Clients/Rate seconds, from a random
 	// phase, one send at a time (a send that waits for its ack delays the
-	// client's next).
+	// client's next); some turns edit, delete or react instead (act).
 	sendCtx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
 	sendEnd := time.Now().Add(o.Duration)
@@ -312,9 +312,13 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 			}
 			tick := time.NewTicker(every)
 			defer tick.Stop()
+			deleted := map[string]map[int64]bool{}
+			for _, r := range clientRooms[i] {
+				deleted[r] = map[int64]bool{}
+			}
 			for n := 0; time.Now().Before(sendEnd) || !faultsDone.Load(); n++ {
 				room := clientRooms[i][n%len(clientRooms[i])]
-				_ = cl.Send(sendCtx, room, fmt.Sprintf("c%d-%d", i, n), fmt.Sprintf("message %d of client %d", n, i))
+				act(sendCtx, cl, i, n, names[i], room, deleted[room])
 				select {
 				case <-tick.C:
 				case <-sendCtx.Done():

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/app/tools/client"
 )
 
@@ -42,6 +43,18 @@ func deliveries(st []storedMsg, seqs ...int64) []client.Delivered {
 	return out
 }
 
+// views is the folded view of the plain messages among seqs, as stored
+// (no lifecycle items in the fixture).
+func views(st []storedMsg, seqs ...int64) []client.Message {
+	var out []client.Message
+	for _, s := range seqs {
+		if m := st[s-1]; m.Kind == "" {
+			out = append(out, client.Message{Room: m.Room, Seq: m.Seq, ID: m.ID, User: m.User, Text: m.Text, TS: chat.Timestamp(m.at)})
+		}
+	}
+	return out
+}
+
 func newFixture() *fixture {
 	f := &fixture{names: []string{"u1", "u2"}, rooms: [][]string{{"p"}, {"p"}}}
 	f.stored = []storedMsg{
@@ -56,12 +69,13 @@ func newFixture() *fixture {
 	}
 	f.recs = []client.Record{
 		{Rooms: map[string]client.RoomRecord{"p": {Room: "p", Start: 3, Delivered: deliveries(f.stored, 4, 5, 7, 8),
-			Exits: []client.Exit{{Seq: 5, Reason: "removed", Frame: true}}, Resumes: 1}},
+			Messages: views(f.stored, 4, 5, 7, 8), Exits: []client.Exit{{Seq: 5, Reason: "removed", Frame: true}}, Resumes: 1}},
 			Sent: []client.Sent{
 				{Room: "p", ID: "a", Acked: true, First: at(3), AckedAt: at(3)},
 				{Room: "p", ID: "c", Acked: true, First: at(7), AckedAt: at(7)},
 			}},
-		{Rooms: map[string]client.RoomRecord{"p": {Room: "p", Start: 3, Delivered: deliveries(f.stored, 4, 5, 6, 7, 8)}},
+		{Rooms: map[string]client.RoomRecord{"p": {Room: "p", Start: 3, Delivered: deliveries(f.stored, 4, 5, 6, 7, 8),
+			Messages: views(f.stored, 4, 5, 6, 7, 8)}},
 			Sent: []client.Sent{{Room: "p", ID: "b", Acked: true, First: at(5), AckedAt: at(5)}}},
 	}
 	return f

@@ -19,6 +19,15 @@
 // the server refuses after its ack (the persist stage decides later) is
 // recorded as refused.
 //
+// A message's life (PROTOCOL.md v2 "Message lifecycle"): Edit, Delete and
+// React send the lifecycle frames, acknowledged and retried under their id
+// like a send, and SendReply a reply. The client keeps a folded view of each
+// room: every plain message it delivered as it stands now, each lifecycle
+// item it delivered folded into its target in seq order by chat.Message.Fold
+// itself (the tools may import app/chat; only the server may not import the
+// tools), so the client and the server's history cannot disagree on the
+// rule. RoomRecord.Messages is that view.
+//
 // Everything it does is recorded (Record) so that a test can check, from the
 // client's side, what it was sent and what it was told.
 //
@@ -37,12 +46,15 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"github.com/parley-chat/parley/app/chat"
 )
 
 // Config configures a Client. Zero fields mean the defaults given.
@@ -129,15 +141,76 @@ type Message struct {
 	Data *ItemData `json:"data,omitempty"`
 	// Mentions are the members the text names (v2).
 	Mentions []string `json:"mentions,omitempty"`
+	// ReplyTo is the seq of the item the message answers.
+	ReplyTo int64 `json:"reply_to,omitempty"`
+	// EditedTS, Deleted and Reactions are the message as it stands: in the
+	// history (folded by the server) and in the client's folded view; a
+	// message frame carries them only for a message stored deleted.
+	EditedTS  string              `json:"edited_ts,omitempty"`
+	Deleted   bool                `json:"deleted,omitempty"`
+	Reactions map[string][]string `json:"reactions,omitempty"`
 }
 
-// ItemData is the data of a membership item.
+// ItemData is the data of a membership item or of a lifecycle item.
 type ItemData struct {
-	Action string `json:"action"`
-	Target string `json:"target,omitempty"`
-	Role   string `json:"role,omitempty"`
-	Until  string `json:"until,omitempty"`
+	Action string `json:"action,omitempty"`
+	// Target is the user a membership item is about; TargetSeq the message
+	// a lifecycle item (edit, delete, reaction) is about. Both are "target"
+	// on the wire, told apart by its JSON type: a string or a number.
+	Target    string `json:"-"`
+	TargetSeq int64  `json:"-"`
+	Role      string `json:"role,omitempty"`
+	Until     string `json:"until,omitempty"`
+	// Emoji and On are a reaction's (on absent means true).
+	Emoji string `json:"emoji,omitempty"`
+	On    *bool  `json:"on,omitempty"`
 }
+
+// itemDataFields is ItemData without its methods, for the JSON of the
+// other fields.
+type itemDataFields ItemData
+
+// UnmarshalJSON reads "target" into Target (a string) or TargetSeq (a
+// number).
+func (d *ItemData) UnmarshalJSON(b []byte) error {
+	var in struct {
+		itemDataFields
+		Target json.RawMessage `json:"target"`
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	*d = ItemData(in.itemDataFields)
+	switch {
+	case len(in.Target) == 0 || string(in.Target) == "null":
+		return nil
+	case in.Target[0] == '"':
+		return json.Unmarshal(in.Target, &d.Target)
+	default:
+		return json.Unmarshal(in.Target, &d.TargetSeq)
+	}
+}
+
+// MarshalJSON writes TargetSeq or Target as "target".
+func (d ItemData) MarshalJSON() ([]byte, error) {
+	out := struct {
+		itemDataFields
+		Target any `json:"target,omitempty"`
+	}{itemDataFields: itemDataFields(d)}
+	if d.TargetSeq != 0 {
+		out.Target = d.TargetSeq
+	} else if d.Target != "" {
+		out.Target = d.Target
+	}
+	return json.Marshal(out)
+}
+
+// Kinds of lifecycle items (and of Sent.Kind).
+const (
+	KindEdit     = chat.KindEdit
+	KindDelete   = chat.KindDelete
+	KindReaction = chat.KindReaction
+)
 
 // How a delivered message reached the client.
 const (
@@ -175,6 +248,11 @@ type RoomRecord struct {
 	// AfterLeft counts message frames of the room that came while the
 	// client had left it: the server must send none.
 	AfterLeft int
+	// Messages is the folded view: every plain message delivered (kind
+	// none), in seq order, as it stands after the lifecycle items
+	// delivered. Lifecycle items about a message not delivered (before
+	// Start) are not folded anywhere.
+	Messages []Message
 }
 
 // Exit is the end of a stretch of membership, as the client learned it.
@@ -198,9 +276,14 @@ func (r RoomRecord) Last() int64 {
 	return r.Start
 }
 
-// Sent is one message the client sent (under one id, however many tries).
+// Sent is one message the client sent (under one id, however many tries),
+// or one edit, delete or reaction.
 type Sent struct {
 	Room, ID string
+	// Kind is "" for a message, else KindEdit, KindDelete or KindReaction;
+	// Target is the seq such an item is about.
+	Kind   string
+	Target int64
 	// First is when it was first sent; AckedAt when the first ack came
 	// (zero if none).
 	First, AckedAt time.Time
@@ -273,7 +356,10 @@ type Client struct {
 }
 
 type roomState struct {
-	rec     RoomRecord
+	rec RoomRecord
+	// view is the folded view by seq; order its seqs, ascending.
+	view    map[int64]*Message
+	order   []int64
 	started bool // Start is known (first joined seen)
 	// left: the client is not a member as far as it knows, and joins the
 	// room only after Rejoin.
@@ -289,7 +375,7 @@ type roomState struct {
 
 type sendState struct {
 	rec    Sent
-	text   string
+	frame  frame         // sent again as it is on every try
 	acked  chan struct{} // closed on ack or give-up
 	result error
 	// wake tells the Send loop to send again now (an error answer, or a
@@ -317,7 +403,7 @@ func New(cfg Config) (*Client, error) {
 		next:    rand.IntN(len(cfg.URLs)),
 	}
 	for _, r := range cfg.Rooms {
-		c.rooms[r] = &roomState{rec: RoomRecord{Room: r}}
+		c.rooms[r] = &roomState{rec: RoomRecord{Room: r}, view: map[int64]*Message{}}
 	}
 	return c, nil
 }
@@ -579,9 +665,40 @@ func (c *Client) Left(room string) bool {
 // (ErrNotAcked) or ctx ends. The server stores a (room, user, id) once, however
 // many times it is sent.
 func (c *Client) Send(ctx context.Context, room, id, text string) error {
+	return c.send(ctx, frame{Type: "send", Room: room, ID: id, Text: text}, Sent{Room: room, ID: id})
+}
+
+// SendReply is Send of a reply to the item at seq replyTo.
+func (c *Client) SendReply(ctx context.Context, room, id, text string, replyTo int64) error {
+	return c.send(ctx, frame{Type: "send", Room: room, ID: id, Text: text, ReplyTo: replyTo}, Sent{Room: room, ID: id})
+}
+
+// Edit replaces the text of the client's own message at seq target, under
+// id (its own id, not the message's): acknowledged and retried like Send.
+func (c *Client) Edit(ctx context.Context, room, id string, target int64, text string) error {
+	return c.send(ctx, frame{Type: "edit", Room: room, ID: id, Target: target, Text: text},
+		Sent{Room: room, ID: id, Kind: KindEdit, Target: target})
+}
+
+// Delete deletes the message at seq target, under id, like Send.
+func (c *Client) Delete(ctx context.Context, room, id string, target int64) error {
+	return c.send(ctx, frame{Type: "delete", Room: room, ID: id, Target: target},
+		Sent{Room: room, ID: id, Kind: KindDelete, Target: target})
+}
+
+// React adds (on) or takes back (!on) the client's reaction emoji to the
+// message at seq target, under id, like Send.
+func (c *Client) React(ctx context.Context, room, id string, target int64, emoji string, on bool) error {
+	return c.send(ctx, frame{Type: "react", Room: room, ID: id, Target: target, Emoji: emoji, On: &on},
+		Sent{Room: room, ID: id, Kind: KindReaction, Target: target})
+}
+
+// send sends f until its ack: Send's loop, for every kind of frame.
+func (c *Client) send(ctx context.Context, f frame, rec Sent) error {
+	room, id := f.Room, f.ID
 	key := room + "\x00" + id
-	s := &sendState{rec: Sent{Room: room, ID: id, First: time.Now()}, text: text,
-		acked: make(chan struct{}), wake: make(chan struct{}, 1)}
+	rec.First = time.Now()
+	s := &sendState{rec: rec, frame: f, acked: make(chan struct{}), wake: make(chan struct{}, 1)}
 	c.mu.Lock()
 	if _, dup := c.pending[key]; dup {
 		c.mu.Unlock()
@@ -608,7 +725,7 @@ func (c *Client) Send(ctx context.Context, room, id, text string) error {
 			c.mu.Lock()
 			s.rec.Attempts++
 			c.mu.Unlock()
-			if err := cn.write(frame{Type: "send", Room: room, ID: id, Text: text}); err != nil {
+			if err := cn.write(s.frame); err != nil {
 				cn.fail(err) // the reader notices and the client reconnects
 			}
 			ackTimer.Reset(c.cfg.AckTimeout)
@@ -655,12 +772,23 @@ func (c *Client) Record() Record {
 	for name, rs := range c.rooms {
 		rr := rs.rec
 		rr.Delivered = append([]Delivered(nil), rs.rec.Delivered...)
+		rr.Messages = rs.folded()
 		r.Rooms[name] = rr
 	}
 	for _, s := range c.sent {
 		r.Sent = append(r.Sent, s.rec)
 	}
 	return r
+}
+
+// Messages returns the folded view of room (see RoomRecord.Messages).
+func (c *Client) Messages(room string) []Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rs := c.rooms[room]; rs != nil {
+		return rs.folded()
+	}
+	return nil
 }
 
 // frame is a client-to-server frame.
@@ -670,6 +798,12 @@ type frame struct {
 	ID    string `json:"id,omitempty"`
 	Text  string `json:"text,omitempty"`
 	After *int64 `json:"after,omitempty"`
+	// ReplyTo is a send's; Target an edit's, delete's or react's, Emoji and
+	// On a react's.
+	ReplyTo int64  `json:"reply_to,omitempty"`
+	Target  int64  `json:"target,omitempty"`
+	Emoji   string `json:"emoji,omitempty"`
+	On      *bool  `json:"on,omitempty"`
 }
 
 // serverFrame is any server-to-client frame.
@@ -687,6 +821,12 @@ type serverFrame struct {
 	Kind    string    `json:"kind"`
 	Data    *ItemData `json:"data"`
 	Reason  string    `json:"reason"`
+	// A message's v2 fields.
+	Mentions  []string            `json:"mentions"`
+	ReplyTo   int64               `json:"reply_to"`
+	EditedTS  string              `json:"edited_ts"`
+	Deleted   bool                `json:"deleted"`
+	Reactions map[string][]string `json:"reactions"`
 }
 
 // conn is one WebSocket connection of the client.
@@ -909,7 +1049,8 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 	c := cn.c
 	switch f.Type {
 	case "message":
-		return cn.message(ctx, Message{Room: f.Room, Seq: f.Seq, ID: f.ID, User: f.User, Text: f.Text, TS: f.TS, Kind: f.Kind, Data: f.Data})
+		return cn.message(ctx, Message{Room: f.Room, Seq: f.Seq, ID: f.ID, User: f.User, Text: f.Text, TS: f.TS, Kind: f.Kind, Data: f.Data,
+			Mentions: f.Mentions, ReplyTo: f.ReplyTo, EditedTS: f.EditedTS, Deleted: f.Deleted, Reactions: f.Reactions})
 	case "joined":
 		// A rejoin's (joinAll takes the others).
 		c.joined(cn, f.Room, f.LastSeq)
@@ -947,8 +1088,9 @@ func (cn *conn) handle(ctx context.Context, f serverFrame) error {
 		s := c.pending[f.Room+"\x00"+f.ID]
 		if s == nil {
 			// Refused after its ack: the persist stage decided against
-			// it (the sender was removed or banned meanwhile).
-			if done := c.sentBy[f.Room+"\x00"+f.ID]; done != nil && done.rec.Acked && refusal(f.Code) {
+			// it (the sender was removed or banned meanwhile; an edit,
+			// delete or reaction's target was deleted meanwhile).
+			if done := c.sentBy[f.Room+"\x00"+f.ID]; done != nil && done.rec.Acked && (refusal(f.Code) || done.rec.Kind != "" && f.Code == "conflict") {
 				done.rec.Refused, done.rec.RefusedAfterAck = f.Code, true
 			}
 		}
@@ -1000,14 +1142,14 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 		c.mu.Unlock()
 		return nil
 	case m.Seq == last+1:
-		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: time.Now(), Via: Live})
+		rs.deliver(m, Live, time.Now())
 		c.mu.Unlock()
 		return nil
 	case c.ownAdd(m):
 		// Re-added: the room resumes at the add, what lies between is
 		// not the client's to see.
 		rs.rec.Resumes++
-		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: time.Now(), Via: Live})
+		rs.deliver(m, Live, time.Now())
 		c.mu.Unlock()
 		return nil
 	}
@@ -1022,11 +1164,75 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 	defer c.mu.Unlock()
 	now := time.Now()
 	for _, h := range missing {
-		rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: h.Seq, ID: h.ID, At: now, Via: History})
+		rs.deliver(h, History, now)
 	}
-	rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: now, Via: Live})
+	rs.deliver(m, Live, now)
 	rs.rec.GapsFilled++
 	return nil
+}
+
+// deliver records m as delivered and folds it into the view: a plain
+// message joins it, a lifecycle item is folded into its target there.
+// c.mu is held.
+//
+// A message from the history comes folded by the server, as it stands at
+// the read, which may include items after the ones fetched with it (the
+// client gets those later, live, and folds them again). Edits and the
+// delete fold again to the same result; reactions may not (a user who took
+// a reaction back and gave it again moves to the end of its list), so the
+// history's reactions are dropped and the reaction items, every one of
+// which lies after the message and reaches the client, fold them anew.
+func (rs *roomState) deliver(m Message, via string, at time.Time) {
+	rs.rec.Delivered = append(rs.rec.Delivered, Delivered{Seq: m.Seq, ID: m.ID, At: at, Via: via})
+	switch {
+	case m.Kind == "":
+		v := m
+		v.Mentions = slices.Clone(m.Mentions)
+		v.Reactions = nil
+		if via != History {
+			v.Reactions = cloneReactions(m.Reactions)
+		}
+		rs.view[m.Seq] = &v
+		rs.order = append(rs.order, m.Seq)
+	case m.Data != nil && (m.Kind == KindEdit || m.Kind == KindDelete || m.Kind == KindReaction):
+		if v := rs.view[m.Data.TargetSeq]; v != nil && m.Seq > v.Seq {
+			fold(v, &m)
+		}
+	}
+}
+
+// fold applies the lifecycle item it to v with chat.Message.Fold, the one
+// rule of the server's history.
+func fold(v, it *Message) {
+	cm := chat.Message{Seq: v.Seq, User: v.User, Text: v.Text, TS: v.TS,
+		EditedTS: v.EditedTS, Deleted: v.Deleted, Reactions: v.Reactions}
+	ci := chat.Message{Seq: it.Seq, User: it.User, Text: it.Text, TS: it.TS, Kind: it.Kind,
+		Data: &chat.ItemData{TargetSeq: it.Data.TargetSeq, Emoji: it.Data.Emoji, On: it.Data.On}}
+	cm.Fold(&ci)
+	v.Text, v.EditedTS, v.Deleted, v.Reactions = cm.Text, cm.EditedTS, cm.Deleted, cm.Reactions
+}
+
+// folded copies the view, in seq order. c.mu is held.
+func (rs *roomState) folded() []Message {
+	out := make([]Message, 0, len(rs.order))
+	for _, seq := range rs.order {
+		v := *rs.view[seq]
+		v.Mentions = slices.Clone(v.Mentions)
+		v.Reactions = cloneReactions(v.Reactions)
+		out = append(out, v)
+	}
+	return out
+}
+
+func cloneReactions(r map[string][]string) map[string][]string {
+	if r == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(r))
+	for e, users := range r {
+		out[e] = slices.Clone(users)
+	}
+	return out
 }
 
 // ownAdd reports whether m is the item that added the client to its room.
