@@ -36,9 +36,10 @@ type cachedRoom struct {
 	stale     bool  // behind the log: read it again
 	// Per batch: touched once decide used the state, pre its seq then,
 	// changed when the batch changed what others read (see fold).
-	touched bool
-	pre     int64
-	changed bool
+	touched   bool
+	pre       int64
+	preEvents int64
+	changed   bool
 	// reads caches the read positions of the room's readers (see
 	// persist_marks.go); canon maps members' canonical names to their
 	// names, for mentions, until the members change.
@@ -119,7 +120,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 			out = append(out, d)
 			continue
 		}
-		if m.Kind != "" {
+		if m.Kind == KindMember {
 			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 			if err != nil {
 				return nil, err
@@ -149,7 +150,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 			err = c.st.Check(&m)
 		}
 		if err != nil {
-			if m.Kind == "" {
+			if m.Kind != KindMember {
 				stored, ok, ferr := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
 				if ferr != nil {
 					return nil, ferr
@@ -166,7 +167,9 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		t.Seq = c.st.Seq + 1
 		members := len(c.st.Members)
 		c.st.Apply(&t)
-		if m.Kind != "" || len(c.st.Members) != members {
+		// Lifecycle items change nothing others read of the state (its
+		// seq and events only, as a plain message does).
+		if m.Kind == KindMember || len(c.st.Members) != members {
 			c.dirty, c.changed = true, true
 			c.canon = nil
 		}
@@ -205,7 +208,7 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 // begin marks the state used by the batch at hand.
 func (c *cachedRoom) begin() {
 	if !c.touched {
-		c.touched, c.pre, c.changed = true, c.st.Seq, false
+		c.touched, c.pre, c.preEvents, c.changed = true, c.st.Seq, c.st.Events, false
 	}
 }
 
@@ -231,6 +234,7 @@ func (p *Persister) forget(msgs []Message) {
 func (p *Persister) fold(ctx context.Context, items []decided) error {
 	var order []string
 	seqs := map[string]map[int64]bool{} // room -> the seqs of its items stored now
+	events := map[string]int64{}        // room -> how many of them are events
 	for _, d := range items {
 		c := p.rooms.rooms[d.m.Room]
 		if _, ok := seqs[d.m.Room]; !ok {
@@ -246,6 +250,9 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 			c.stale = true
 		case !d.found && d.m.Seq > c.pre:
 			seqs[d.m.Room][d.m.Seq] = true
+			if d.m.Kind != "" {
+				events[d.m.Room]++
+			}
 		}
 	}
 	for _, room := range order {
@@ -268,7 +275,12 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 			if c.changed {
 				c.stale = true
 			} else {
-				c.st.Seq = real
+				// A redelivered message or lifecycle item was stored
+				// before: it is not the state's again. (Items decided
+				// after it in this batch were stamped one event too many
+				// when it was a lifecycle item: an unread count off by
+				// one, after a crash, until the reader reads on.)
+				c.st.Seq, c.st.Events = real, c.preEvents+events[room]
 			}
 			c.recent = nil // decided at seqs the store did not give
 		}
