@@ -190,7 +190,7 @@ func (s *leaveSink) until(t *testing.T, done func([]string) bool) string {
 // refusalSink records the refusals a hub hands a user's connection.
 type refusalSink struct{ got chan string }
 
-func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + id + ":" + code }
+func (s refusalSink) Refused(room, id string, e *chat.Error) { s.got <- room + "/" + id + ":" + e.Code }
 func (s refusalSink) Membership(room, action string, seq int64) {
 	s.got <- fmt.Sprintf("%s/%s@%d", room, action, seq)
 }

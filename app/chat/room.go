@@ -94,9 +94,12 @@ type ItemData struct {
 	Receipts bool  `json:"receipts,omitempty"`
 	// Notification is what a KindNotification record carries.
 	Notification *Notification `json:"notification,omitempty"`
-	// Code and Message are a refusal's (kindRefusal records only).
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	// Code, Message, Key and Params are a refusal's (kindRefusal records
+	// only; see Error).
+	Code    string   `json:"code,omitempty"`
+	Message string   `json:"message,omitempty"`
+	Key     string   `json:"key,omitempty"`
+	Params  []string `json:"params,omitempty"`
 }
 
 // Member is one member of a room.
