@@ -6,7 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,7 +26,8 @@ const serverKeyPrefix = "server."
 // errorKeys returns every key a server error can carry, each with the
 // place it comes from: the format of every chat.Errorf call in the
 // module's non-test Go files, the fixed texts of the handlers' HTTP-layer
-// answers (fiberMessages, statusError, unsupported) and chat's own keys.
+// answers (fiberMessages, statusError, unsupported), the sign-in page's
+// notices of a failed OIDC sign-in (oidcNotices) and chat's own keys.
 // A call whose format is not a string literal is a problem: its key
 // cannot be checked, so no translation can be promised for it.
 func errorKeys(t *testing.T) (keys map[string]string, problems []string) {
@@ -102,7 +103,7 @@ func errorKeys(t *testing.T) (keys map[string]string, problems []string) {
 				}
 			case *ast.ValueSpec:
 				for i, id := range n.Names {
-					if id.Name != "fiberMessages" || i >= len(n.Values) {
+					if (id.Name != "fiberMessages" && id.Name != "oidcNotices") || i >= len(n.Values) {
 						continue
 					}
 					for _, el := range n.Values[i].(*ast.CompositeLit).Elts {
@@ -132,7 +133,7 @@ func TestServerErrorsTranslated(t *testing.T) {
 		t.Error(p)
 	}
 	// The walk must see the domain, the handlers and the stores.
-	for _, k := range []string{"text must be at most %d characters", "wrong name or password", "the name is taken", "no such route", "request bodies must be Content-Type: application/json"} {
+	for _, k := range []string{"text must be at most %d characters", "wrong name or password", "the name is taken", "no such route", "request bodies must be Content-Type: application/json", "The identity provider did not sign you in."} {
 		if _, ok := keys[k]; !ok {
 			t.Fatalf("the key %q was not found: is the walk still right?", k)
 		}
@@ -147,7 +148,7 @@ func TestServerErrorsTranslated(t *testing.T) {
 		if err := json.Unmarshal(b, &c); err != nil {
 			t.Fatalf("%s.json: %v", lang, err)
 		}
-		for _, key := range slices.Sorted(mapsKeys(keys)) {
+		for _, key := range slices.Sorted(maps.Keys(keys)) {
 			s, ok := c[serverKeyPrefix+key]
 			if !ok {
 				t.Errorf("%s.json lacks %q (%s)", lang, serverKeyPrefix+key, keys[key])
@@ -173,29 +174,5 @@ func TestServerErrorsTranslated(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-// dumpErrorKeys writes the keys for a translator when PARLEY_DUMP_ERROR_KEYS
-// names a file; it is a tool, not a check.
-func TestCatalogDumpErrorKeys(t *testing.T) {
-	out := os.Getenv("PARLEY_DUMP_ERROR_KEYS")
-	if out == "" {
-		t.Skip("set PARLEY_DUMP_ERROR_KEYS to a file to write the keys")
-	}
-	keys, _ := errorKeys(t)
-	b, _ := json.MarshalIndent(keys, "", "  ")
-	if err := os.WriteFile(out, b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
