@@ -63,11 +63,13 @@ func decodeFrame(data []byte) (frame, error) {
 }
 
 type errorFrame struct {
-	Type    string `json:"type"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	ID      string `json:"id,omitempty"`
-	Room    string `json:"room,omitempty"`
+	Type    string   `json:"type"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Key     string   `json:"key,omitempty"`
+	Params  []string `json:"params,omitempty"`
+	ID      string   `json:"id,omitempty"`
+	Room    string   `json:"room,omitempty"`
 }
 
 // joinedFrame answers a join.
@@ -81,5 +83,6 @@ func joinedFrame(room string, lastSeq int64) []byte {
 }
 
 func newErrorFrame(err error, id, room string) errorFrame {
-	return errorFrame{Type: "error", Code: chat.ErrorCode(err), Message: chat.ErrorMessage(err), ID: id, Room: room}
+	key, params := chat.ErrorKey(err)
+	return errorFrame{Type: "error", Code: chat.ErrorCode(err), Message: chat.ErrorMessage(err), Key: key, Params: params, ID: id, Room: room}
 }

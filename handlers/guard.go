@@ -23,7 +23,8 @@ import (
 //     nor allowed (403), unless it carries only a bearer token.
 
 // statusError is a client error whose HTTP status is not its code's usual
-// one (415 is bad_request, PROTOCOL.md v2).
+// one (415 is bad_request, PROTOCOL.md v2). Its msg, a fixed text, is its
+// key (chat.Error).
 type statusError struct {
 	status int
 	code   string

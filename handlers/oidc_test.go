@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/parley-chat/parley/web"
 )
 
 // The OIDC flow end to end, through a real provider, is tested black-box
@@ -107,5 +110,32 @@ func TestOIDCNotice(t *testing.T) {
 	}
 	if n := OIDCNotice("<script>"); n != OIDCNotice(OIDCInternal) {
 		t.Errorf("unknown code: %q", n)
+	}
+}
+
+// The sign-in page says why an OIDC sign-in failed in the page's language:
+// the catalogue's translation of the notice, not the English text.
+func TestOIDCNoticeInThePageLanguage(t *testing.T) {
+	app, _, _ := fuzzServer(t)
+	for _, lang := range web.Langs {
+		req := httptest.NewRequest("GET", "http://parley.test/?oidc_error="+OIDCNameTaken, nil)
+		req.Header.Set("Cookie", web.LangCookie+"="+lang)
+		resp, err := app.Test(req, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := goquery.NewDocumentFromReader(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.TrimSpace(doc.Find(`[data-testid="signin-notice"]`).Text())
+		want := web.Catalogue(lang)["server."+OIDCNotice(OIDCNameTaken)]
+		if want == "" {
+			t.Fatalf("%s.json lacks the notice %q", lang, OIDCNotice(OIDCNameTaken))
+		}
+		if got != want {
+			t.Errorf("%s: the notice is %q, want %q", lang, got, want)
+		}
 	}
 }

@@ -351,7 +351,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 	}
 	wc := &wsClient{out: newQueue(1 << 20)}
 	wc.Left("general", "banned")
-	wc.Refused("general", "c1", chat.ERateLimited, "slow mode: one message per 60 s")
+	wc.Refused("general", "c1", chat.Errorf(chat.ERateLimited, "slow mode: one message per %d s", 60))
 	wc.Membership("general", chat.ActAdd, 9)
 	frames := wc.out.take(nil)
 	if len(frames) != 3 {
@@ -361,7 +361,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 	check("ErrorFrame", frames[1])
 	check("Membership", frames[2])
 	sc := &sseClient{room: "general", out: newQueue(1 << 20)}
-	sc.Refused("general", "c2", chat.EForbidden, "you are muted in this room")
+	sc.Refused("general", "c2", chat.Errorf(chat.EForbidden, "you are muted in this room until %s", "2026-12-01T10:00:00Z"))
 	sc.Left("general", "removed")
 	events := sc.out.take(nil)
 	if len(events) != 2 {

@@ -50,7 +50,17 @@ func (s *Server) index(c *fiber.Ctx) error {
 	// The page differs by language as well as by session.
 	c.Vary(fiber.HeaderAcceptLanguage, fiber.HeaderCookie)
 	if code := c.Query("oidc_error"); code != "" {
-		props.Notice = OIDCNotice(code)
+		props.Notice = localNotice(props.Lang, OIDCNotice(code))
 	}
 	return web.Index(props).Render(c.UserContext(), c.Response().BodyWriter())
+}
+
+// localNotice is notice in lang: like a server error's message, its English
+// text is its key, "server.<text>" in the catalogue (app/catalog_test.go
+// keeps every one translated); the English text when lang lacks it.
+func localNotice(lang, notice string) string {
+	if s, ok := web.Catalogue(lang)["server."+notice]; ok && s != "" {
+		return s
+	}
+	return notice
 }

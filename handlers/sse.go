@@ -148,11 +148,11 @@ func (sc *sseClient) Left(room, reason string) {
 
 // Refused implements chat.UserSink: an item of the user's in this stream's
 // room was refused after its POST was answered.
-func (sc *sseClient) Refused(room, id, code, message string) {
+func (sc *sseClient) Refused(room, id string, e *chat.Error) {
 	if room != sc.room {
 		return
 	}
-	b, _ := json.Marshal(errorFrame{Type: "error", Code: code, Message: message, ID: id, Room: room})
+	b, _ := json.Marshal(newErrorFrame(e, id, room))
 	sc.pushOrEnd(sseFrame("error", b))
 }
 

@@ -63,8 +63,8 @@ func (w *wsClient) Left(room, reason string) {
 
 // Refused implements chat.UserSink: the persist stage refused an item the
 // user sent (on this connection or another), after it was acknowledged.
-func (w *wsClient) Refused(room, id, code, message string) {
-	b, _ := json.Marshal(errorFrame{Type: "error", Code: code, Message: message, ID: id, Room: room})
+func (w *wsClient) Refused(room, id string, e *chat.Error) {
+	b, _ := json.Marshal(newErrorFrame(e, id, room))
 	w.pushOrCut(b)
 }
 

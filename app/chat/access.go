@@ -20,8 +20,8 @@ type RoomLoader func(ctx context.Context, room string) (RoomState, error)
 // of an item the user sent reaches every connection of theirs.
 type UserSink interface {
 	// Refused tells the user that their item id in room was not stored:
-	// code and message say why. It must not block.
-	Refused(room, id, code, message string)
+	// e says why. It must not block.
+	Refused(room, id string, e *Error)
 	// Membership tells the user that an item at seq changed their place in
 	// room (added, removed, banned, a new role, a direct room made with
 	// them), so that a client not joined to the room learns its room list
@@ -249,16 +249,16 @@ func (h *Hub) Connect(user string, c UserSink) (remove func()) {
 // refused hands the persist stage's refusal of an item to its sender's
 // local connections and to a request waiting for it.
 func (h *Hub) refused(m *Message) {
-	code, msg := EForbidden, "refused"
+	e := &Error{Code: EForbidden, Message: KeyRefused, Key: KeyRefused}
 	if m.Data != nil {
-		code, msg = m.Data.Code, m.Data.Message
+		e = &Error{Code: m.Data.Code, Message: m.Data.Message, Key: m.Data.Key, Params: m.Data.Params}
 	}
 	h.usersMu.Lock()
 	for c := range h.users[m.User] {
-		c.Refused(m.Room, m.ID, code, msg)
+		c.Refused(m.Room, m.ID, e)
 	}
 	h.usersMu.Unlock()
-	h.settle(m, &Error{Code: code, Message: msg})
+	h.settle(m, e)
 }
 
 // waitKey names an item by its idempotency key.

@@ -354,7 +354,7 @@ func (p *Persister) saveLagging(ctx context.Context) {
 // refused: not an item, never stored, no seq.
 func refusalRecord(m Message, e *Error) Record {
 	r := Message{Room: m.Room, ID: m.ID, User: m.User, TS: m.TS, Kind: kindRefusal,
-		Data: &ItemData{Code: e.Code, Message: e.Message}}
+		Data: &ItemData{Code: e.Code, Message: e.Message, Key: e.Key, Params: e.Params}}
 	return Record{Key: []byte(m.Room), Value: Encode(r)}
 }
 

@@ -190,7 +190,9 @@ func (s *leaveSink) until(t *testing.T, done func([]string) bool) string {
 // refusalSink records the refusals a hub hands a user's connection.
 type refusalSink struct{ got chan string }
 
-func (s refusalSink) Refused(room, id, code, _ string) { s.got <- room + "/" + id + ":" + code }
+func (s refusalSink) Refused(room, id string, e *chat.Error) {
+	s.got <- room + "/" + id + ":" + e.Code + ":" + e.Key + ":" + strings.Join(e.Params, "|")
+}
 func (s refusalSink) Membership(room, action string, seq int64) {
 	s.got <- fmt.Sprintf("%s/%s@%d", room, action, seq)
 }
@@ -233,7 +235,10 @@ func TestRefusalReachesTheSender(t *testing.T) {
 		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActMute, Target: "bob", Until: chat.Timestamp(now.Add(time.Hour))}, now),
 		chat.Message{Room: "p", ID: "b1", User: "bob", Text: "muted?", TS: chat.Timestamp(now)},
 	)
-	for _, want := range []string{"p/mute@2", "p/b1:forbidden"} {
+	// The refusal keeps its key and parameters across the bus, for the
+	// sender's translation.
+	muted := "p/b1:forbidden:you are muted in this room until %s:" + chat.Timestamp(now.Add(time.Hour))
+	for _, want := range []string{"p/mute@2", muted} {
 		select {
 		case got := <-bobs.got:
 			if got != want {
@@ -247,6 +252,8 @@ func TestRefusalReachesTheSender(t *testing.T) {
 	defer wcancel()
 	if _, err := wait(wctx); chat.ErrorCode(err) != chat.EForbidden {
 		t.Fatalf("the waiter got %v", err)
+	} else if key, params := chat.ErrorKey(err); key != "you are muted in this room until %s" || len(params) != 1 {
+		t.Fatalf("the waiter's error has key %q params %q", key, params)
 	}
 	// That copy knows the mute now: its fan-out folded it in.
 	if err := hub.CheckSend(context.Background(), "bob", "p"); chat.ErrorCode(err) != chat.EForbidden {

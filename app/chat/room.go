@@ -101,9 +101,12 @@ type ItemData struct {
 	Receipts bool  `json:"receipts,omitempty"`
 	// Notification is what a KindNotification record carries.
 	Notification *Notification `json:"notification,omitempty"`
-	// Code and Message are a refusal's (kindRefusal records only).
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	// Code, Message, Key and Params are a refusal's (kindRefusal records
+	// only; see Error).
+	Code    string   `json:"code,omitempty"`
+	Message string   `json:"message,omitempty"`
+	Key     string   `json:"key,omitempty"`
+	Params  []string `json:"params,omitempty"`
 }
 
 // Member is one member of a room.
@@ -326,9 +329,9 @@ func (st *RoomState) Check(m *Message) error {
 		case direct:
 			return Errorf(EForbidden, "a direct room has no moderation")
 		case !moderator:
-			return Errorf(EForbidden, "only an owner or a moderator may %s members", d.Action)
+			return moderatorsOnly(d.Action)
 		case target == actor:
-			return Errorf(EBadRequest, "you cannot %s yourself", d.Action)
+			return notYourself(d.Action)
 		case !outranks:
 			return Errorf(EForbidden, "%s has a role as high as yours", target)
 		case d.Action == ActRemove && !st.IsMember(target):
@@ -341,7 +344,7 @@ func (st *RoomState) Check(m *Message) error {
 	case ActUnban, ActUnmute:
 		switch {
 		case !moderator:
-			return Errorf(EForbidden, "only an owner or a moderator may %s members", d.Action)
+			return moderatorsOnly(d.Action)
 		case d.Action == ActUnban && !st.Banned(target, now):
 			return Errorf(ENotFound, "%s is not banned", target)
 		case d.Action == ActUnmute && !st.Muted(target, now):
@@ -364,6 +367,37 @@ func (st *RoomState) Check(m *Message) error {
 		return Errorf(EBadRequest, "unknown action %q", d.Action)
 	}
 	return nil
+}
+
+// moderatorsOnly refuses a moderation by a member who may not moderate.
+// Each action has its own format, not "may %s members": the format is the
+// key a client translates, and a verb inside it would stay English.
+func moderatorsOnly(action string) error {
+	switch action {
+	case ActRemove:
+		return Errorf(EForbidden, "only an owner or a moderator may remove members")
+	case ActBan:
+		return Errorf(EForbidden, "only an owner or a moderator may ban members")
+	case ActMute:
+		return Errorf(EForbidden, "only an owner or a moderator may mute members")
+	case ActUnban:
+		return Errorf(EForbidden, "only an owner or a moderator may unban members")
+	default:
+		return Errorf(EForbidden, "only an owner or a moderator may unmute members")
+	}
+}
+
+// notYourself refuses a moderation of oneself (one format per action, as
+// moderatorsOnly's).
+func notYourself(action string) error {
+	switch action {
+	case ActRemove:
+		return Errorf(EBadRequest, "you cannot remove yourself")
+	case ActBan:
+		return Errorf(EBadRequest, "you cannot ban yourself")
+	default:
+		return Errorf(EBadRequest, "you cannot mute yourself")
+	}
 }
 
 // checkSend decides a plain message of user at now.

@@ -2,12 +2,18 @@
 
 import { t } from './i18n.js';
 
-/** An error answer of /api/*: {"error":{"code","message"}}; status 0 = no answer at all. */
+/**
+ * An error answer of /api/*: {"error":{"code","message","key","params"}};
+ * status 0 = no answer at all. Show it with errorText (i18n.js), which
+ * translates its key.
+ */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, key = '', params = []) {
     super(message);
     this.status = status;
     this.code = code;
+    this.key = key;
+    this.params = params;
   }
   /** Worth trying again later: no answer, rate limited, or the server's fault. */
   get transient() {
@@ -55,7 +61,7 @@ export async function call(method, path, body) {
   if (!res.ok) {
     const e = data && data.error;
     if (res.status === 401) unauthorized?.();
-    throw new ApiError(res.status, e?.code || `http_${res.status}`, e?.message || `${res.status} ${res.statusText}`.trim());
+    throw new ApiError(res.status, e?.code || `http_${res.status}`, e?.message || `${res.status} ${res.statusText}`.trim(), e?.key || '', Array.isArray(e?.params) ? e.params : []);
   }
   return { data, res };
 }

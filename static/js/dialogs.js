@@ -5,7 +5,7 @@
 
 import { api, roomPath } from './api.js';
 import { el } from './dom.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { goToRoom } from './nav.js';
 import { loadRoom, moderates, renderHead } from './room.js';
 import { refreshRooms, rememberRoom } from './rooms.js';
@@ -58,7 +58,7 @@ async function submitCreate(ev) {
       showError(ui.createNameError, t('create.taken', { room }));
       ui.createName.setAttribute('aria-invalid', 'true');
       ui.createName.focus();
-    } else showError(ui.createError, err.message);
+    } else showError(ui.createError, errorText(err));
   } finally {
     button.disabled = false;
   }
@@ -90,7 +90,7 @@ async function loadDirectory() {
     ui.directoryList.append(...(data.rooms || []).map(directoryItem));
     showError(ui.directoryStatus, ui.directoryList.childElementCount ? '' : t('directory.empty'));
   } catch (err) {
-    showError(ui.directoryStatus, t('directory.failed', { error: err.message }));
+    showError(ui.directoryStatus, t('directory.failed', { error: errorText(err) }));
   } finally {
     dirLoading = false;
     ui.directoryMore.disabled = false;
@@ -115,7 +115,7 @@ function directoryItem(x) {
           await api('POST', `${roomPath(x.room)}/members`, { user: state.me });
         } catch (err) {
           b.disabled = false;
-          showError(ui.directoryStatus, err.message);
+          showError(ui.directoryStatus, errorText(err));
           return;
         }
         rememberRoom({ ...x, role: 'member' });
@@ -178,7 +178,7 @@ async function submitSettings(ev) {
     ui.settingsDialog.close();
     if (r === state.room) loadRoom(r);
   } catch (err) {
-    showError(ui.settingsError, err.message);
+    showError(ui.settingsError, errorText(err));
   } finally {
     button.disabled = false;
   }

@@ -3,7 +3,7 @@
 // filled by the client library, parley-client.js.)
 
 import { api, roomPath } from './api.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { insertSequenced } from './messages.js';
 import { maybeRead, showNewLine, showTarget } from './reading.js';
 import { notice } from './notice.js';
@@ -19,7 +19,7 @@ const PAGE_SIZE = 50; // history page when opening a room or scrolling up
 export function ensureHistory(r) {
   r.history ??= loadLatest(r).catch((err) => {
     r.history = null; // try again on the next connect
-    if (r === state.room) setPaneStatus(t('history.retrying', { error: err.message }));
+    if (r === state.room) setPaneStatus(t('history.retrying', { error: errorText(err) }));
     throw err;
   });
   return r.history;
@@ -38,7 +38,7 @@ async function loadLatest(r) {
     // say which); 403: I am banned. Either way there is nothing to show or
     // join, and trying again would not change that.
     if (err.status !== 404 && err.status !== 403) throw err;
-    if (r === state.room) deny(r, { code: err.status === 403 ? 'forbidden' : 'not_found', message: err.message });
+    if (r === state.room) deny(r, { code: err.status === 403 ? 'forbidden' : 'not_found', message: err.message, key: err.key, params: err.params });
     else r.denied = { code: 'not_found' };
     return;
   }
@@ -110,7 +110,7 @@ export async function loadOlder() {
     ui.pane.scrollTop = top + (ui.pane.scrollHeight - height);
     return true;
   } catch (err) {
-    notice(t('history.olderFailed', { error: err.message }), { kind: 'error' });
+    notice(t('history.olderFailed', { error: errorText(err) }), { kind: 'error' });
     return false;
   } finally {
     r.loadingOlder = false;

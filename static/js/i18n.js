@@ -29,6 +29,20 @@ export function t(key, params = {}) {
   return s.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
 }
 
+/**
+ * errorText is what the page says of a server error ({code, message, key,
+ * params}: an ApiError, a ParleyError, an error frame): the catalogue's
+ * "server.<key>" with {0}, {1}, ... as its params when the catalogue has
+ * it, else the server's own (English) message. app/catalog_test.go keeps
+ * the catalogues holding every key the server makes.
+ */
+export function errorText(err) {
+  if (!err) return '';
+  const key = err.key && `server.${err.key}`;
+  if (key && Object.hasOwn(catalogue(), key)) return t(key, Array.isArray(err.params) ? err.params : []);
+  return err.message || err.code || '';
+}
+
 /** bindLangSwitch makes the switcher keep the chosen language in a cookie and reload in it. */
 export function bindLangSwitch() {
   const sel = document.querySelector('[data-testid="lang-switch"]');

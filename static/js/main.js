@@ -82,8 +82,8 @@ async function initApp() {
     // banned. The open room then shows as one I may not read.
     denied(room, err) {
       const r = state.room;
-      if (r?.name === room && !r.denied && ['not_found', 'forbidden'].includes(err.code)) deny(r, { code: err.code, message: err.message });
-      else onErrorFrame({ code: err.code, message: err.message, room });
+      if (r?.name === room && !r.denied && ['not_found', 'forbidden'].includes(err.code)) deny(r, { code: err.code, message: err.message, key: err.key, params: err.params });
+      else onErrorFrame({ code: err.code, message: err.message, key: err.key, params: err.params, room });
     },
     // Added to a room, or a direct room made with me, on any instance: the
     // list shows it now rather than at its next periodic refresh.

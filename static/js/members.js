@@ -5,7 +5,7 @@
 
 import { api, roomPath } from './api.js';
 import { el } from './dom.js';
-import { lang, t } from './i18n.js';
+import { errorText, lang, t } from './i18n.js';
 import { goToRoom } from './nav.js';
 import { notice } from './notice.js';
 import { actionsOn, loadRoom, mayAdd, moderates, mutedUntil, onMembersChanged, putOut, rank, renderHead } from './room.js';
@@ -121,7 +121,7 @@ async function addMember(ev) {
     ui.addMemberInput.value = '';
     if (r === state.room) await loadRoom(r);
   } catch (err) {
-    showError(err.message);
+    showError(errorText(err));
   } finally {
     button.disabled = false;
   }
@@ -284,6 +284,6 @@ export async function act(action, user) {
     }
     if (r === state.room) loadRoom(r);
   } catch (err) {
-    notice(err.message, { kind: 'error' });
+    notice(errorText(err), { kind: 'error' });
   }
 }

@@ -4,7 +4,7 @@
 // duplicate a message; this module shows it pending, sent or failed, and
 // sends a failed one again, same id, on Retry.
 
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { clearReply, decorate, replyTarget } from './lifecycle.js';
 import { notice } from './notice.js';
 import { newId } from './parley-client.js';
@@ -96,7 +96,7 @@ function onSendError(entry, err) {
 function reason(err) {
   if (err.code === 'network') return t('api.unreachable');
   if (err.code === 'timeout') return t('message.noAnswer');
-  return err.message;
+  return errorText(err);
 }
 
 function fail(entry, why) {
@@ -129,10 +129,10 @@ export function flushPending() {
 export function onErrorFrame(f) {
   const entry = f.id && pending.get(f.id);
   if (entry) {
-    if (!RETRYABLE.includes(f.code)) fail(entry, f.message || f.code);
+    if (!RETRYABLE.includes(f.code)) fail(entry, errorText(f));
     return;
   }
   if (f.code === 'unauthorized') return signedOut();
-  const message = f.message || f.code;
+  const message = errorText(f);
   notice(f.room ? `#${f.room}: ${message}` : message, { kind: 'error' });
 }

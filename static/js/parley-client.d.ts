@@ -86,7 +86,7 @@ export interface ParleyClientOptions {
 
 /** What a failed send or request rejects with: the server's error code and message. */
 export class ParleyError extends Error {
-  constructor(code: string, message: string, status?: number);
+  constructor(code: string, message: string, status?: number, key?: string, params?: string[]);
   /** bad_request, unauthorized, rate_limited, unavailable, ..., or from the client: timeout, closed, network (no answer), gap (history lacked a seq). */
   code: string;
   /** The HTTP status, 0 for a WebSocket error frame. */
@@ -95,6 +95,10 @@ export class ParleyError extends Error {
   room?: string;
   /** The send an error frame concerns, when it says. */
   id?: string;
+  /** The server's stable name for the message, for a translation: the English format it was made from ("text must be at most %d characters"); '' when there is none. */
+  key: string;
+  /** The values in the message, in the order of key's verbs (["4000"]); [] when none. */
+  params: string[];
 }
 
 export function wsURL(base: string, token?: string): string;

@@ -29,13 +29,21 @@ const NOTES_KEPT = 500; // notification ids remembered to drop repeats
 // Error codes that may pass: the send goes again, same id, within its budget.
 const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
 
-/** ParleyError is what a failed send or request rejects with. */
+/**
+ * ParleyError is what a failed send or request rejects with. key and params
+ * are the server's name for its message and the values in it (a format
+ * such as "text must be at most %d characters" and ["4000"]), for a client
+ * that shows the message in its own language; '' and [] for the client's
+ * own errors and a server message without a key.
+ */
 export class ParleyError extends Error {
-  constructor(code, message, status = 0) {
+  constructor(code, message, status = 0, key = '', params = []) {
     super(message);
     this.name = 'ParleyError';
     this.code = code;
     this.status = status;
+    this.key = key || '';
+    this.params = Array.isArray(params) ? params : [];
   }
 }
 
@@ -360,7 +368,10 @@ export class ParleyClient extends EventTarget {
       throw new ParleyError('network', 'no answer from the server');
     }
     const data = await res.json().catch(() => null);
-    if (!res.ok) throw new ParleyError(data?.error?.code || 'internal', data?.error?.message || res.statusText, res.status);
+    if (!res.ok) {
+      const e = data?.error;
+      throw new ParleyError(e?.code || 'internal', e?.message || res.statusText, res.status, e?.key, e?.params);
+    }
     return data;
   }
 
@@ -435,7 +446,7 @@ export class ParleyClient extends EventTarget {
 
   /** onErrorFrame takes an error frame, of WebSocket or of an event stream. */
   #onErrorFrame(f) {
-    const err = new ParleyError(f.code, f.message || f.code);
+    const err = new ParleyError(f.code, f.message || f.code, 0, f.key, f.params);
     if (f.room) err.room = f.room;
     if (f.id) err.id = f.id;
     const p = f.id && this.#pending.get(f.id);

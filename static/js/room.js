@@ -7,7 +7,7 @@
 // a button the server would refuse.
 
 import { api, roomPath } from './api.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { notice } from './notice.js';
 import { loadReceipts } from './receipts.js';
 import { forgetRoom, renderRoomList, roomInfo } from './rooms.js';
@@ -193,7 +193,7 @@ function deniedText(r) {
     case 'left':
       return t('room.youLeft', { room: r.name });
     case 'forbidden':
-      return t('room.forbidden', { room: r.name, error: r.denied.message || '' });
+      return t('room.forbidden', { room: r.name, error: errorText(r.denied) });
     default:
       return t('room.notFound', { room: r.name });
   }
@@ -256,7 +256,7 @@ export async function joinPublic() {
     await api('POST', `${roomPath(r.name)}/members`, { user: state.me });
     await loadRoom(r);
   } catch (err) {
-    notice(err.message, { kind: 'error' });
+    notice(errorText(err), { kind: 'error' });
   } finally {
     ui.joinPublic.disabled = false;
   }

@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { $, countText, el } from './dom.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { notice } from './notice.js';
 import { signedOut } from './session.js';
 import { state } from './state.js';
@@ -100,7 +100,7 @@ export async function loadMoreRooms() {
     moreCursor = data.next_cursor ?? null;
   } catch (err) {
     if (err.status === 401) signedOut();
-    else notice(t('rooms.moreFailed', { error: err.message }), { kind: 'error' });
+    else notice(t('rooms.moreFailed', { error: errorText(err) }), { kind: 'error' });
   } finally {
     loadingMore = false;
     renderRoomList();

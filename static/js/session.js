@@ -2,7 +2,7 @@
 // (signedOut) or by the user (signOut).
 
 import { api, call, onUnauthorized } from './api.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { notice } from './notice.js';
 import { conn } from './transport.js';
 
@@ -46,7 +46,7 @@ export async function signOut(button) {
   try {
     await api('DELETE', '/api/session');
   } catch (err) {
-    notice(t('session.signoutFailed', { error: err.message }), { kind: 'error' });
+    notice(t('session.signoutFailed', { error: errorText(err) }), { kind: 'error' });
     ended = false;
     button.disabled = false;
     conn.start();

@@ -11,7 +11,7 @@
 
 import { api } from './api.js';
 import { $, byTestId } from './dom.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { ENDED_PARAM } from './session.js';
 
 const MIN_PASSWORD = 10; // code points, as the server counts (PROTOCOL.md)
@@ -128,7 +128,7 @@ function guestForm(form) {
       await api('POST', '/api/session', { name });
       return true;
     } catch (err) {
-      return show(fieldOf(err, 'name'), err.message); // the server's own words, e.g. why a name is refused
+      return show(fieldOf(err, 'name'), errorText(err)); // the server's own words, e.g. why a name is refused, in the page's language
     }
   };
 }
@@ -149,7 +149,7 @@ function passwordForm(form) {
       await api('POST', '/api/session', { name, password });
       return true;
     } catch (err) {
-      return show(fieldOf(err, 'password'), err.message);
+      return show(fieldOf(err, 'password'), errorText(err));
     }
   };
 }
@@ -175,7 +175,7 @@ function accountForm(form) {
       await api('POST', '/api/accounts', { name, password });
       return true;
     } catch (err) {
-      return show(fieldOf(err, 'name'), err.message);
+      return show(fieldOf(err, 'name'), errorText(err));
     }
   };
 }

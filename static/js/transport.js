@@ -11,7 +11,7 @@
 // which main.js sets before start().
 
 import { api } from './api.js';
-import { t } from './i18n.js';
+import { errorText, t } from './i18n.js';
 import { notice } from './notice.js';
 import { ParleyClient, ParleyError } from './parley-client.js';
 import { state } from './state.js';
@@ -148,7 +148,7 @@ export const conn = {
           console.warn('parley:', err.message);
           return;
         }
-        this.on.errorFrame({ code: err.code, message: err.message, id: err.id, room: err.room });
+        this.on.errorFrame({ code: err.code, message: err.message, key: err.key, params: err.params, id: err.id, room: err.room });
       }),
     );
     c.on(
@@ -190,7 +190,7 @@ export const conn = {
     } catch (err) {
       if (r !== state.room || this.client !== c) return;
       if (err.status === 401) return this.on.signedOut();
-      notice(t('transport.loadFailed', { error: err.message }), { kind: 'error' });
+      notice(t('transport.loadFailed', { error: errorText(err) }), { kind: 'error' });
       const delay = Math.random() * Math.min(BACKOFF_CAP, BACKOFF_BASE * 2 ** this.failures);
       if (++this.failures >= 3) this.checkSession();
       this.timers.prepare = setTimeout(() => this.joinOpen(), delay);

@@ -85,15 +85,32 @@ async function main() {
   const textHTML = `<b>bold</b> & <i>not italic</i> ${suffix}`;
 
   let signinResponse;
-  await check('sign-in page refuses a bad name with the server message', async () => {
+  // The server's refusal in the page's language: the error's key and
+  // params (the name) through the catalogue's server.<key>, not the
+  // English message (which the en run shows, as its translation is it).
+  await check("sign-in page refuses a bad name with the server's reason, in the page's language", async () => {
     signinResponse = await alice.goto(`${BASE}/`);
-    await expecting([{ page: 'alice', re: /status of 400\b.*\/api\/session/, why: 'the refused name' }], async () => {
-      await alice.fill(tid('signin-name'), 'no spaces allowed!');
-      await alice.click(tid('signin-button'));
-      const err = await alice.waitForSelector(`${tid('signin-error')}:not([hidden])`);
-      const text = (await err.textContent()).trim();
-      assert(text.length > 0, 'error message is empty');
-      assert(await alice.$(tid('user-name')) === null, 'signed in with a bad name');
+    await expecting([{ page: 'alice', re: /status of 400\b.*\/api\/session/, why: 'the refused names' }], async () => {
+      for (const [name, key, params, english] of [
+        ['no spaces allowed!', 'name may contain only letters, digits, _ - and .', [], 'name may contain only letters, digits, _ - and .'],
+        ['Admin', 'name %q is reserved', ['"Admin"'], 'name "Admin" is reserved'],
+      ]) {
+        const answer = alice.waitForResponse((r) => r.url().endsWith('/api/session') && r.request().method() === 'POST');
+        await alice.fill(tid('signin-name'), name);
+        await alice.click(tid('signin-button'));
+        const body = await (await answer).json();
+        assert(body.error.key === key && JSON.stringify(body.error.params ?? []) === JSON.stringify(params),
+          `${name}: the answer's error is ${JSON.stringify(body.error)}`);
+        const want = T(`server.${key}`, params);
+        const text = await waitFor(async () => {
+          const e = await alice.$(`${tid('signin-error')}:not([hidden])`);
+          const s = e && (await e.textContent()).trim();
+          return s === want ? s : null;
+        }, `${name}: the sign-in error says ${JSON.stringify(want)}`);
+        if (LANG !== 'en') assert(text !== english, `${name}: the error is the English message`);
+        else assert(text === english, `${name}: the English error ${JSON.stringify(text)} is not the message`);
+        assert(await alice.$(tid('user-name')) === null, `signed in as ${name}`);
+      }
     });
   });
 

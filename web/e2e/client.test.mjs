@@ -293,17 +293,19 @@ async function main() {
     await gus.evaluate(() => window.pc.close());
   });
 
-  await check('an error frame rejects the send with its code (text too long: bad_request)', async () => {
+  await check('an error frame rejects the send with its code, key and params (text too long: bad_request)', async () => {
     const err = await ann.evaluate(
       (ROOM) =>
         window.pc.send(ROOM, 'x'.repeat(4001)).then(
           () => null,
-          (e) => ({ code: e.code, message: e.message, name: e.name }),
+          (e) => ({ code: e.code, message: e.message, name: e.name, key: e.key, params: e.params }),
         ),
       ROOM,
     );
     assert(err, 'a text of 4001 characters was acknowledged');
     assert(err.code === 'bad_request', `code ${err.code}: ${err.message}`);
+    assert(err.key === 'text must be at most %d characters' && JSON.stringify(err.params) === '["4000"]',
+      `key ${JSON.stringify(err.key)} params ${JSON.stringify(err.params)}`);
   });
 
   await check('a refused join rejects with the code of its error frame', async () => {

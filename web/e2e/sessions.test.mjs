@@ -47,7 +47,9 @@ const PASSWORD = `correct horse ${suffix}`;
 const GUEST = `gus-${suffix}`;
 const ENDED = T('signin.ended');
 // The server's own words (the API's error messages, e.g. that a name is
-// taken) are English in every language; the checks below match those.
+// taken) are shown in the page's language: its catalogue's server.<key>
+// with the error's params (static/js/i18n.js errorText).
+const TAKEN = (name) => T('server.the name %q (or one that looks like it) is taken', [JSON.stringify(name)]);
 
 /** The visible text of the element with test id `id`, or null when it is hidden or absent. */
 async function shown(page, id) {
@@ -180,13 +182,13 @@ async function main() {
         await eve.fill(tid('signin-name'), name);
         await eve.click(tid('signin-button'));
         const err = await waitShown(eve, 'signin-error', 'the conflict');
-        assert(/taken/i.test(err), `${name}: the error says ${JSON.stringify(err)}`);
+        assert(err === TAKEN(name), `${name}: the error says ${JSON.stringify(err)}, want ${JSON.stringify(TAKEN(name))}`);
         assert((await eve.getAttribute(tid('signin-name'), 'aria-invalid')) === 'true', `${name}: the name field is not marked invalid`);
         assert((await eve.$(tid('user-name'))) === null, `${name}: signed in`);
       }
       await createAccount(eve, ACCOUNT, 'another password 123');
       const err = await waitShown(eve, 'account-name-error', 'the conflict');
-      assert(/taken/i.test(err), `account: the error says ${JSON.stringify(err)}`);
+      assert(err === TAKEN(ACCOUNT), `account: the error says ${JSON.stringify(err)}, want ${JSON.stringify(TAKEN(ACCOUNT))}`);
       assert((await shown(eve, 'account-password-error')) === null, 'account: the conflict is shown under the password');
     }),
   );
@@ -211,7 +213,7 @@ async function main() {
       await eve.goto(`${BASE}/`);
       await passwordSignIn(eve, ACCOUNT, 'not the password');
       const err = await waitShown(eve, 'password-error', 'the refusal');
-      assert(/wrong name or password/i.test(err), `the error says ${JSON.stringify(err)}`);
+      assert(err === T('server.wrong name or password'), `the error says ${JSON.stringify(err)}`);
       assert((await shown(eve, 'password-name-error')) === null, 'the refusal is shown under the name');
       assert((await eve.$(tid('user-name'))) === null, 'signed in with a wrong password');
     }),
@@ -235,7 +237,8 @@ async function main() {
       }
       assert(status === 429, 'never limited');
       const err = await waitShown(eve, 'password-form-error', 'the limit');
-      assert(/too many/i.test(err), `the form error says ${JSON.stringify(err)}`);
+      const limits = ['server.too many sign-in attempts for this name; wait a minute', 'server.too many sign-ins from your address: at most %g per second'];
+      assert(err === T(limits[0]) || err.startsWith(T(limits[1]).split('{0}')[0]), `the form error says ${JSON.stringify(err)}`);
       assert((await shown(eve, 'password-error')) === null, 'the limit is shown under the password');
     }),
   );

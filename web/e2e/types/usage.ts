@@ -8,7 +8,7 @@ export async function usage(): Promise<void> {
   const c = new ParleyClient({ baseUrl: 'http://127.0.0.1:8080', token: 't', transport: 'auto' });
   const off = c.on('message', (m: ParleyMessage) => console.log(m.room, m.seq, m.user, m.text));
   c.on('state', (s: ParleyState) => console.log(s));
-  c.on('error', (e: ParleyError) => console.log(e.code, e.status, e.room, e.id));
+  c.on('error', (e: ParleyError) => console.log(e.code, e.status, e.room, e.id, e.key?.length, e.params?.join(', ')));
   c.on('joined', ({ room, last_seq }) => console.log(room, last_seq === null ? 'sse' : last_seq + 1));
   c.on('left', ({ room, reason }: { room: string; reason: string }) => console.log(room, reason || 'my own leave'));
   c.on('membership', (f) => console.log(f.room));
