@@ -16,7 +16,7 @@
 
 import { $, el } from './dom.js';
 import { loadOlder } from './history.js';
-import { lang, t } from './i18n.js';
+import { errorText, lang, t } from './i18n.js';
 import { place } from './members.js';
 import { notice } from './notice.js';
 import { showTarget } from './reading.js';
@@ -172,7 +172,7 @@ function actionsNode(r, m) {
 /** change sends an edit, delete or reaction; a refusal is said (the message stays as it was). */
 function change(r, op, seq, arg) {
   return conn.change(op, r.name, seq, arg, CHANGE).catch((err) => {
-    if (r === state.room) notice(t('message.changeFailed', { error: err.message || err.code }), { kind: 'error' });
+    if (r === state.room) notice(t('message.changeFailed', { error: errorText(err) }), { kind: 'error' });
     throw err;
   });
 }
@@ -289,7 +289,7 @@ async function submitDelete(ev) {
     deleting = null;
     ui.deleteDialog.close();
   } catch (err) {
-    ui.deleteError.textContent = err.message || err.code;
+    ui.deleteError.textContent = errorText(err);
     ui.deleteError.hidden = false;
   } finally {
     ui.deleteConfirm.disabled = false;

@@ -8,7 +8,7 @@
 
 import { api } from './api.js';
 import { countText, el } from './dom.js';
-import { lang, t } from './i18n.js';
+import { errorText, lang, t } from './i18n.js';
 import { openRoomAt } from './nav.js';
 import { bindPush } from './push.js';
 import { state } from './state.js';
@@ -108,7 +108,7 @@ async function loadPage(older) {
     loaded = true;
     ui.bellStatus.hidden = true;
   } catch (err) {
-    ui.bellStatus.textContent = t('chat.bell.failed', { error: err.message });
+    ui.bellStatus.textContent = t('chat.bell.failed', { error: errorText(err) });
     ui.bellStatus.hidden = false;
   } finally {
     loading = false;
