@@ -156,17 +156,7 @@ func checkLife(t *testing.T, store chat.Store) {
 // TestOpenAPILifecycleValidate runs them on the real program.
 func TestOpenAPILifecycleAnswers(t *testing.T) {
 	doc := newDocCheck(t)
-	expect := func(app *fiber.App, tok, method, target, body string, status int) []byte {
-		t.Helper()
-		req, resp, b := authedAnswer(t, app, tok, method, target, body)
-		if resp.StatusCode != status {
-			t.Errorf("%s %s: %d %s, want %d", method, target, resp.StatusCode, b, status)
-		}
-		if err := doc.check(req, resp.StatusCode, resp.Header, b); err != nil {
-			t.Errorf("%s %s: %d %s, not as openapi.json says: %v", method, target, resp.StatusCode, b, err)
-		}
-		return b
-	}
+	expect := doc.expecter(t)
 	var srv *Server
 	app, tok, store := fuzzServer(t, func(s *Server) { srv = s })
 	other, _, err := srv.Auth.Issue("other", NewSID(), false)

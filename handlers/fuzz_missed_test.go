@@ -63,6 +63,22 @@ type docCheck struct {
 	opts   *openapi3filter.Options
 }
 
+// expecter returns a call that makes an authenticated request, wants its
+// status, and checks the answer against openapi.json.
+func (doc *docCheck) expecter(t *testing.T) func(app *fiber.App, tok, method, target, body string, status int) []byte {
+	return func(app *fiber.App, tok, method, target, body string, status int) []byte {
+		t.Helper()
+		req, resp, b := authedAnswer(t, app, tok, method, target, body)
+		if resp.StatusCode != status {
+			t.Errorf("%s %s: %d %s, want %d", method, target, resp.StatusCode, b, status)
+		}
+		if err := doc.check(req, resp.StatusCode, resp.Header, b); err != nil {
+			t.Errorf("%s %s: %d %s, not as openapi.json says: %v", method, target, resp.StatusCode, b, err)
+		}
+		return b
+	}
+}
+
 func newDocCheck(tb testing.TB) *docCheck {
 	tb.Helper()
 	doc, err := openapi3.NewLoader().LoadFromData(OpenAPI)
@@ -196,17 +212,7 @@ func authedAnswer(tb testing.TB, app *fiber.App, tok, method, target, body strin
 // real program; this one also sees Web Push off.
 func TestOpenAPIMissedAnswers(t *testing.T) {
 	doc := newDocCheck(t)
-	expect := func(app *fiber.App, tok, method, target, body string, status int) []byte {
-		t.Helper()
-		req, resp, b := authedAnswer(t, app, tok, method, target, body)
-		if resp.StatusCode != status {
-			t.Errorf("%s %s: %d %s, want %d", method, target, resp.StatusCode, b, status)
-		}
-		if err := doc.check(req, resp.StatusCode, resp.Header, b); err != nil {
-			t.Errorf("%s %s: %d %s, not as openapi.json says: %v", method, target, resp.StatusCode, b, err)
-		}
-		return b
-	}
+	expect := doc.expecter(t)
 	app, tok, store := fuzzServer(t)
 	expect(app, tok, "POST", "/api/rooms/fuzz/messages", `{"id":"m1","text":"hello"}`, 202)
 	waitRoom(t, store, "fuzz")
