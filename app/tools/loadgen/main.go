@@ -263,10 +263,24 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		setup = time.Since(t0)
 		r.progress("private rooms: %d rooms and their members in %.1fs", cfg.Rooms, setup.Seconds())
 		// The creations and adds are stored items too: persisted counts
-		// the run's messages only. The memory figures keep their earlier
-		// base, as in a public run.
-		if f, ok := r.scrape(ctx, targets); ok && haveBefore {
-			before.persisted = f.persisted
+		// the run's messages only. The persist stage counts a batch after
+		// its commit, a moment after the add was confirmed through the
+		// fan-out: the count is taken once it stops moving (lag 0, the
+		// same twice in a row; 5 s at most). The memory figures keep
+		// their earlier base, as in a public run.
+		if haveBefore {
+			last := -1.0
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				f, ok := r.scrape(ctx, targets)
+				if !ok {
+					break
+				}
+				before.persisted = f.persisted
+				if f.persistLag == 0 && f.persisted == last {
+					break
+				}
+				last = f.persisted
+			}
 		}
 	}
 	start := time.Now()
