@@ -116,6 +116,11 @@ type Config struct {
 	// outboxBackoff, when set, replaces the outbox sender's first retry
 	// wait (5 s): the tests of retries set it, so as not to wait minutes.
 	outboxBackoff time.Duration
+	// storeTimeout, when set, replaces the handlers' bound on a request's
+	// store calls (5 s): the browser test of what you missed sets it on
+	// FerretDB, which scans each room list's counts where MongoDB uses
+	// indexes, and under the suite's load can take longer.
+	storeTimeout time.Duration
 }
 
 // DefaultConfig is the configuration of PROTOCOL.md with nothing set: one

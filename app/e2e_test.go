@@ -275,7 +275,7 @@ func TestJoinDoesNotCreateRoom(t *testing.T) {
 	// The lists come from the room's saved state, written a moment after
 	// the message (history can show it first).
 	for _, list := range []string{"", "?directory=1"} {
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(15 * time.Second)
 		for {
 			rooms, _ := s.roomList(tok, list)
 			if len(rooms) == 1 && rooms[0].Room == "fresh-room-3" && rooms[0].LastSeq == 1 {

@@ -165,6 +165,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 		},
 		AllowedOrigins: cfg.allowedOrigins(), TrustedProxies: proxies,
 		MetricsToken: cfg.MetricsToken, MetricsElsewhere: cfg.MetricsAddr != "",
+		StoreTimeout: cfg.storeTimeout,
 	}
 	app := fiber.New(fiber.Config{
 		AppName:   "parley",
