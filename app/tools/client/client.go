@@ -2,9 +2,10 @@
 // client that recovers on its own, the one the tests, the chaos command and
 // the load generator use (the browser's counterpart is the ES module
 // static/js/parley-client.js). It keeps, per
-// room, the last seq it delivered; when its connection drops it reconnects,
-// with jittered exponential backoff, to any ready instance and rejoins with
-// `after`, so the server replays what it missed. A seq jump on a live
+// room, the last seq it delivered; when its connection drops it reconnects
+// at once to another ready instance (backing off, jittered and exponential,
+// only when none takes it) and rejoins with `after`, so the server replays
+// what it missed. A seq jump on a live
 // connection is closed from the history (GET …/messages?after=), repeats are
 // dropped by seq, and a send is retried under the same id until it is
 // acknowledged or its budget runs out.
@@ -60,8 +61,8 @@ import (
 // Config configures a Client. Zero fields mean the defaults given.
 type Config struct {
 	// URLs are the instances' base URLs (http://host:port). The client
-	// connects to one at random and, after a failure, tries the others.
-	// Required.
+	// connects to one at random; when a connection is lost or an attempt
+	// fails, it tries the others, one after another at once. Required.
 	URLs []string
 	// Token is a session token. When empty, the client signs in as the
 	// guest Name (POST /api/session) on its first connection. Name is also
@@ -72,10 +73,13 @@ type Config struct {
 	// Rooms are joined on every connection.
 	Rooms []string
 
-	// BackoffMin and BackoffMax bound the reconnect delay: attempt n waits a
-	// random time in [BackoffMin, min(BackoffMax, BackoffMin·2ⁿ)] (full
-	// jitter, so a crowd of clients does not reconnect in step). Defaults
-	// 100 ms and 5 s.
+	// BackoffMin and BackoffMax bound the reconnect delay, paid only when
+	// a whole round of URLs failed: after the n-th such round in a row
+	// (from 0) the client waits a random time in [BackoffMin,
+	// min(BackoffMax, BackoffMin·2ⁿ)] (full jitter, so a crowd of clients
+	// does not reconnect in step). The first attempt after a lost
+	// connection waits only a random spread of at most BackoffMin/2.
+	// Defaults 100 ms and 5 s.
 	BackoffMin, BackoffMax time.Duration
 	// AckTimeout is how long a send waits for its ack on one connection
 	// before it is sent again under the same id. It should exceed the
@@ -311,12 +315,61 @@ type Outage struct {
 	Cause    string
 	Instance string
 	// Recovered is the time from At until every room was joined again on a
-	// new connection (zero while not recovered).
+	// new connection (zero while not recovered): the client is live again,
+	// taking live messages and acks, from then on.
 	Recovered time.Duration
+	// CaughtUp is the time from At until, besides, every room rejoined had
+	// delivered up to the last seq its "joined" told: the server's replay
+	// of what the client missed is in (zero until then, and for good when
+	// the connection was lost again first).
+	CaughtUp time.Duration
 	// Attempts counts the connection attempts it took; LastErr is why the
 	// last failed one failed.
 	Attempts int
 	LastErr  string
+	// Spread is the random pause before the first attempt (at most
+	// BackoffMin/2); Backoffs counts the pauses taken because a whole round
+	// of instances failed, Backoff is their sum.
+	Spread   time.Duration
+	Backoffs int
+	Backoff  time.Duration
+	// To is the instance the client recovered on, Phases the steps of the
+	// attempt that succeeded. Recovered less Spread, Backoff and Phases'
+	// total is the time the failed attempts took.
+	To     string
+	Phases Phases
+}
+
+// Phases is how long each step of one connection attempt took.
+type Phases struct {
+	// Ready is the /readyz check (zero when skipped), SignIn the guest
+	// sign-in (zero with a token, or once signed in), Dial the TCP connect
+	// and WebSocket upgrade, Join from the joins sent (at once, every room)
+	// until every room's "joined" came.
+	Ready, SignIn, Dial, Join time.Duration
+}
+
+// Total is the attempt's whole time.
+func (p Phases) Total() time.Duration { return p.Ready + p.SignIn + p.Dial + p.Join }
+
+// Slowest names the longest step and its time.
+func (p Phases) Slowest() (string, time.Duration) {
+	name, d := "ready", p.Ready
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{{"sign-in", p.SignIn}, {"dial", p.Dial}, {"join", p.Join}} {
+		if s.d > d {
+			name, d = s.name, s.d
+		}
+	}
+	return name, d
+}
+
+// String is each step's time, in milliseconds.
+func (p Phases) String() string {
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + "ms" }
+	return "ready " + ms(p.Ready) + ", sign-in " + ms(p.SignIn) + ", dial " + ms(p.Dial) + ", join " + ms(p.Join)
 }
 
 // Record is a snapshot of everything the client did.
@@ -351,8 +404,9 @@ type Client struct {
 	connects int
 	conn     *conn         // current connection, every room joined; nil between
 	connCh   chan struct{} // closed and replaced whenever conn changes
-	next     int           // index into cfg.URLs of the next instance to try
-	notReady int           // instances found not ready in a row
+	// catching is 1 + the index in outages of the outage whose replay is
+	// not yet in (Outage.CaughtUp), 0 when none.
+	catching int
 }
 
 type roomState struct {
@@ -365,9 +419,10 @@ type roomState struct {
 	// room only after Rejoin.
 	left bool
 	// want counts Rejoin calls, have is want at the last "joined";
-	// joinedOn is the connection of that "joined".
+	// joinedOn is the connection of that "joined", joinedLast its last_seq.
 	want, have int
 	joinedOn   *conn
+	joinedLast int64
 	// rejoinUntil: a join refused before it is tried again (the instance
 	// may not have seen the add yet).
 	rejoinUntil time.Time
@@ -400,7 +455,6 @@ func New(cfg Config) (*Client, error) {
 		pending: map[string]*sendState{},
 		sentBy:  map[string]*sendState{},
 		connCh:  make(chan struct{}),
-		next:    rand.IntN(len(cfg.URLs)),
 	}
 	for _, r := range cfg.Rooms {
 		c.rooms[r] = &roomState{rec: RoomRecord{Room: r}, view: map[int64]*Message{}}
@@ -410,33 +464,26 @@ func New(cfg Config) (*Client, error) {
 
 // Run keeps the client connected until ctx ends: connect, join every room
 // (resuming after the last seq delivered), read until the connection fails,
-// back off, again. It returns ctx's error.
+// again. A lost connection is followed at once by a round of the other
+// instances (see reconnect); the client backs off only when a whole round
+// failed. It returns ctx's error.
 func (c *Client) Run(ctx context.Context) error {
-	attempt := 0
 	var out *Outage // the outage being recovered from, nil on the first connection
+	skip := ""      // the instance just lost
 	for ctx.Err() == nil {
-		cn, err := c.connect(ctx)
-		if out != nil {
-			out.Attempts++
-			if err != nil {
-				out.LastErr = err.Error()
-			}
+		cn := c.reconnect(ctx, out, skip)
+		if cn == nil {
+			break
 		}
-		if err != nil {
-			if !sleep(ctx, c.backoff(attempt)) {
-				break
-			}
-			attempt++
-			continue
-		}
-		attempt = 0
 		c.mu.Lock()
 		c.connects++
 		if out != nil {
 			out.Recovered = time.Since(out.At)
 			c.outages = append(c.outages, *out)
+			c.catching = len(c.outages)
 		}
 		c.setConn(cn)
+		c.checkCaughtUp()
 		// Rooms Rejoin asked for while joinAll was under way.
 		var late []string
 		for name, rs := range c.rooms {
@@ -453,15 +500,20 @@ func (c *Client) Run(ctx context.Context) error {
 
 		c.mu.Lock()
 		c.setConn(nil)
+		c.catching = 0
 		c.mu.Unlock()
 		cn.close()
 		if ctx.Err() != nil {
 			break
 		}
 		out = &Outage{At: time.Now(), Cause: cause.Error(), Instance: cn.base}
-		// A short first pause, jittered, so that a crowd whose instance
-		// died does not reconnect in step.
-		if !sleep(ctx, c.backoff(0)) {
+		skip = cn.base
+		// A crowd whose instance died all learn it in the same instant: a
+		// spread of a few tens of milliseconds keeps them from arriving at
+		// the other instances in one burst, and costs a client next to
+		// nothing.
+		out.Spread = rand.N(c.cfg.BackoffMin/2 + 1)
+		if !sleep(ctx, out.Spread) {
 			break
 		}
 	}
@@ -471,6 +523,77 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Unlock()
 	}
 	return ctx.Err()
+}
+
+// reconnect connects to the first instance that takes the client, and
+// returns nil once ctx ends. A round tries every instance once, one after
+// another and in a random order (so that the clients of a dead instance
+// spread over the others), leaving out skip, the instance just lost, when
+// there is another: a connection closed with 1012 (restarting), cut or
+// silent says nothing about the other instances, which take the client at
+// once. Only when a whole round failed does it back off (full jitter,
+// BackoffMin·2ⁿ after the n-th failed round, at most BackoffMax) before the
+// next round, of every instance. out, when not nil, records the attempts,
+// the pauses and the phases of the attempt that succeeded.
+func (c *Client) reconnect(ctx context.Context, out *Outage, skip string) *conn {
+	// Fail open, as load balancers do: after a round that found no
+	// instance ready (the bus or the store is down for all of them), the
+	// next one connects without asking; joins work once the store answers.
+	open := false
+	for round := 0; ctx.Err() == nil; round++ {
+		if round > 0 {
+			d := c.backoff(round - 1)
+			if out != nil {
+				out.Backoffs++
+				out.Backoff += d
+			}
+			if !sleep(ctx, d) {
+				return nil
+			}
+			skip = ""
+		}
+		notReady, tried := 0, 0
+		for _, base := range c.order(skip) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			cn, ph, err := c.connect(ctx, base, !open && !c.cfg.SkipReadyCheck)
+			tried++
+			if out != nil {
+				out.Attempts++
+				if err != nil {
+					out.LastErr = err.Error()
+				}
+			}
+			if err == nil {
+				if out != nil {
+					out.To, out.Phases = base, ph
+				}
+				return cn
+			}
+			if errors.Is(err, errNotReady) {
+				notReady++
+			}
+		}
+		open = tried > 0 && notReady == tried
+	}
+	return nil
+}
+
+// order is one round of instances: every URL once, from a random start,
+// skip left out unless it is the only one.
+func (c *Client) order(skip string) []string {
+	n := len(c.cfg.URLs)
+	off := rand.IntN(n)
+	out := make([]string, 0, n)
+	for i := range n {
+		u := c.cfg.URLs[(off+i)%n]
+		if u == skip && n > 1 {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // setConn replaces the current connection and wakes whoever waits for one.
@@ -489,65 +612,63 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return c.cfg.BackoffMin + rand.N(max-c.cfg.BackoffMin+1)
 }
 
-// pickURL returns the next instance to try, in turn from a random start.
-func (c *Client) pickURL() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u := c.cfg.URLs[c.next%len(c.cfg.URLs)]
-	c.next++
-	return u
-}
+// errNotReady is a connection attempt's error when the instance's /readyz
+// did not answer 200.
+var errNotReady = errors.New("not ready")
 
-// connect dials one instance, signs in if needed, and joins every room.
-func (c *Client) connect(ctx context.Context) (*conn, error) {
-	base := c.pickURL()
-	if !c.cfg.SkipReadyCheck && !c.ready(ctx, base) {
-		// Fail open, as load balancers do: when a whole round found no
-		// instance ready (the bus or the store is down for all of them),
-		// connect anyway; joins work as soon as the store answers.
-		c.mu.Lock()
-		c.notReady++
-		open := c.notReady > len(c.cfg.URLs)
-		if open {
-			c.notReady = 0
+// connect dials base (after asking its /readyz when check), signs in if
+// needed, and joins every room; it times each step.
+func (c *Client) connect(ctx context.Context, base string, check bool) (*conn, Phases, error) {
+	var ph Phases
+	t := time.Now()
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d, t = now.Sub(t), now
+	}
+	if check {
+		err := c.ready(ctx, base)
+		lap(&ph.Ready)
+		if err != nil {
+			return nil, ph, fmt.Errorf("%s %w: %v", base, errNotReady, err)
 		}
-		c.mu.Unlock()
-		if !open {
-			return nil, fmt.Errorf("%s not ready", base)
-		}
-	} else {
-		c.mu.Lock()
-		c.notReady = 0
-		c.mu.Unlock()
 	}
 	token, err := c.signIn(ctx, base)
+	lap(&ph.SignIn)
 	if err != nil {
-		return nil, err
+		return nil, ph, err
 	}
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + url.QueryEscape(token)
 	ws, _, err := c.cfg.Dialer.DialContext(ctx, u, nil)
+	lap(&ph.Dial)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", base, err)
+		return nil, ph, fmt.Errorf("dial %s: %w", base, err)
 	}
 	cn := &conn{c: c, base: base, ws: ws, done: make(chan struct{})}
-	if err := cn.joinAll(ctx); err != nil {
+	err = cn.joinAll(ctx)
+	lap(&ph.Join)
+	if err != nil {
 		cn.close()
-		return nil, err
+		return nil, ph, err
 	}
-	return cn, nil
+	return cn, ph, nil
 }
 
-func (c *Client) ready(ctx context.Context, base string) bool {
+// ready asks base's /readyz; nil means 200.
+func (c *Client) ready(ctx context.Context, base string) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", base+"/readyz", nil)
 	if err != nil {
-		return false
+		return err
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	resp.Body.Close()
-	return resp.StatusCode == 200
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("readyz %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 func (c *Client) signIn(ctx context.Context, base string) (string, error) {
@@ -970,7 +1091,24 @@ func (c *Client) joined(cn *conn, room string, lastSeq int64) {
 		rs.started = true
 		rs.rec.Start = lastSeq
 	}
-	rs.left, rs.have, rs.joinedOn = false, rs.want, cn
+	rs.left, rs.have, rs.joinedOn, rs.joinedLast = false, rs.want, cn, lastSeq
+}
+
+// checkCaughtUp sets the recovered outage's CaughtUp once every room joined
+// on the current connection has delivered up to its "joined"'s last_seq.
+// c.mu is held.
+func (c *Client) checkCaughtUp() {
+	if c.catching == 0 || c.conn == nil {
+		return
+	}
+	for _, rs := range c.rooms {
+		if !rs.left && rs.joinedOn == c.conn && rs.rec.Last() < rs.joinedLast {
+			return
+		}
+	}
+	o := &c.outages[c.catching-1]
+	o.CaughtUp = max(time.Since(o.At), o.Recovered)
+	c.catching = 0
 }
 
 // refusal reports whether code refuses a join or send for good: the user is
@@ -1143,6 +1281,7 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 		return nil
 	case m.Seq == last+1:
 		rs.deliver(m, Live, time.Now())
+		c.checkCaughtUp()
 		c.mu.Unlock()
 		return nil
 	case c.ownAdd(m):
@@ -1150,6 +1289,7 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 		// not the client's to see.
 		rs.rec.Resumes++
 		rs.deliver(m, Live, time.Now())
+		c.checkCaughtUp()
 		c.mu.Unlock()
 		return nil
 	}
@@ -1168,6 +1308,7 @@ func (cn *conn) message(ctx context.Context, m Message) error {
 	}
 	rs.deliver(m, Live, now)
 	rs.rec.GapsFilled++
+	c.checkCaughtUp()
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,15 @@ type fake struct {
 	// history answers GET /api/rooms/{room}/messages, by query.
 	mu      sync.Mutex
 	history func(r *http.Request) any
+	// down makes /readyz answer 503 and refuses WebSocket upgrades (503),
+	// as an instance that is starting or stopping would; dials counts the
+	// upgrades asked for, refused or not.
+	down  atomic.Bool
+	dials atomic.Int32
+	// unready makes /readyz alone answer 503.
+	unready atomic.Bool
+	// refuse, when set, is asked at each upgrade: true refuses it (503).
+	refuse func() bool
 }
 
 type fakeConn struct {
@@ -39,7 +49,19 @@ func newFake(t *testing.T, serve func(ws *fakeConn)) *fake {
 	f := &fake{t: t, serve: serve}
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if f.down.Load() || f.unready.Load() {
+			http.Error(w, `{"status":"unavailable"}`, 503)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		f.dials.Add(1)
+		if f.down.Load() || f.refuse != nil && f.refuse() {
+			http.Error(w, "down", 503)
+			return
+		}
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
