@@ -342,15 +342,23 @@ type Outage struct {
 
 // Phases is how long each step of one connection attempt took.
 type Phases struct {
-	// Ready is the /readyz check (zero when skipped), SignIn the guest
-	// sign-in (zero with a token, or once signed in), Dial the TCP connect
-	// and WebSocket upgrade, Join from the joins sent (at once, every room)
-	// until every room's "joined" came.
+	// Ready is the /readyz check (zero when skipped), asked alongside
+	// SignIn, the guest sign-in (zero with a token, or once signed in),
+	// and Dial, the TCP connect and WebSocket upgrade. Join runs once both
+	// are done: from the joins sent (at once, every room) until every
+	// room's "joined" came.
 	Ready, SignIn, Dial, Join time.Duration
+	total                     time.Duration
 }
 
-// Total is the attempt's whole time.
-func (p Phases) Total() time.Duration { return p.Ready + p.SignIn + p.Dial + p.Join }
+// Total is the attempt's whole time: the longer of Ready and SignIn+Dial,
+// then Join.
+func (p Phases) Total() time.Duration {
+	if p.total > 0 {
+		return p.total
+	}
+	return max(p.Ready, p.SignIn+p.Dial) + p.Join
+}
 
 // Slowest names the longest step and its time.
 func (p Phases) Slowest() (string, time.Duration) {
@@ -616,40 +624,73 @@ func (c *Client) backoff(attempt int) time.Duration {
 // did not answer 200.
 var errNotReady = errors.New("not ready")
 
-// connect dials base (after asking its /readyz when check), signs in if
-// needed, and joins every room; it times each step.
+// connect dials base, signs in if needed, and joins every room; it times
+// each step. With check it asks base's /readyz too, alongside the sign-in
+// and the dial (one round trip fewer in a recovery's path), and joins only
+// once it answered 200.
 func (c *Client) connect(ctx context.Context, base string, check bool) (*conn, Phases, error) {
 	var ph Phases
-	t := time.Now()
+	start := time.Now()
+	type answer struct {
+		err error
+		d   time.Duration
+	}
+	var readyCh chan answer
+	if check {
+		readyCh = make(chan answer, 1)
+		go func() {
+			err := c.ready(ctx, base)
+			readyCh <- answer{err, time.Since(start)}
+		}()
+	}
+	// notReady waits for the readiness answer: an instance that is not
+	// ready fails the attempt as such (a round of them fails open),
+	// whatever else failed.
+	notReady := func() error {
+		if readyCh == nil {
+			return nil
+		}
+		a := <-readyCh
+		ph.Ready = a.d
+		if a.err != nil {
+			return fmt.Errorf("%s %w: %v", base, errNotReady, a.err)
+		}
+		return nil
+	}
+	t := start
 	lap := func(d *time.Duration) {
 		now := time.Now()
 		*d, t = now.Sub(t), now
 	}
-	if check {
-		err := c.ready(ctx, base)
-		lap(&ph.Ready)
-		if err != nil {
-			return nil, ph, fmt.Errorf("%s %w: %v", base, errNotReady, err)
-		}
-	}
 	token, err := c.signIn(ctx, base)
 	lap(&ph.SignIn)
 	if err != nil {
+		if nr := notReady(); nr != nil {
+			return nil, ph, nr
+		}
 		return nil, ph, err
 	}
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + url.QueryEscape(token)
 	ws, _, err := c.cfg.Dialer.DialContext(ctx, u, nil)
 	lap(&ph.Dial)
+	if nr := notReady(); nr != nil {
+		if ws != nil {
+			_ = ws.Close()
+		}
+		return nil, ph, nr
+	}
 	if err != nil {
 		return nil, ph, fmt.Errorf("dial %s: %w", base, err)
 	}
 	cn := &conn{c: c, base: base, ws: ws, done: make(chan struct{})}
+	t = time.Now()
 	err = cn.joinAll(ctx)
 	lap(&ph.Join)
 	if err != nil {
 		cn.close()
 		return nil, ph, err
 	}
+	ph.total = time.Since(start)
 	return cn, ph, nil
 }
 

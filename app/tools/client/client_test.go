@@ -38,6 +38,8 @@ type fake struct {
 	unready atomic.Bool
 	// refuse, when set, is asked at each upgrade: true refuses it (503).
 	refuse func() bool
+	// readyHook, when set, runs before /readyz answers.
+	readyHook func()
 }
 
 type fakeConn struct {
@@ -50,6 +52,9 @@ func newFake(t *testing.T, serve func(ws *fakeConn)) *fake {
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if f.readyHook != nil {
+			f.readyHook()
+		}
 		if f.down.Load() || f.unready.Load() {
 			http.Error(w, `{"status":"unavailable"}`, 503)
 			return

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,8 +76,17 @@ func (g *group) others() []*fake {
 }
 
 // serveOn answers the join and holds the connection until the client ends.
+// A connection closed before its join is one the client dialled alongside
+// a /readyz that said no.
 func serveOn(ws *fakeConn) {
-	ws.joined("r")
+	f := ws.read()
+	if f == nil {
+		return
+	}
+	if f["type"] != "join" || f["room"] != "r" {
+		ws.t.Errorf("first frame %v, want a join of r", f)
+	}
+	ws.send(map[string]any{"type": "joined", "room": "r", "last_seq": 0})
 	for ws.read() != nil {
 	}
 }
@@ -188,6 +198,58 @@ func TestReconnectOneURLAtOnce(t *testing.T) {
 	}
 	if rest := o.Recovered - o.Spread; rest >= pause {
 		t.Errorf("recovered %v after a spread of %v: %v more, as long as a backoff pause", o.Recovered, o.Spread, rest)
+	}
+}
+
+// TestReadyAlongsideDial: the /readyz check runs alongside the dial (one
+// round trip fewer), and the joins wait for its 200.
+func TestReadyAlongsideDial(t *testing.T) {
+	restart, gate := make(chan struct{}), make(chan struct{})
+	var armed, answered, joinedEarly atomic.Bool
+	var conns atomic.Int32
+	f := newFake(t, func(ws *fakeConn) {
+		if conns.Add(1) == 1 {
+			ws.joined("r")
+			<-restart
+			ws.restart()
+			return
+		}
+		fr := ws.read()
+		if !answered.Load() {
+			joinedEarly.Store(true)
+		}
+		if fr["type"] == "join" {
+			ws.send(map[string]any{"type": "joined", "room": "r", "last_seq": 0})
+		}
+		for ws.read() != nil {
+		}
+	})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	f.readyHook = func() {
+		if armed.Load() {
+			<-gate
+			answered.Store(true)
+		}
+	}
+	c := startClient(t, f, func(cfg *client.Config) { cfg.SkipReadyCheck = false })
+	t.Cleanup(open) // runs first: the fake server's Close waits for the held /readyz
+	armed.Store(true)
+	close(restart)
+	for t0 := time.Now(); f.dials.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Since(t0) > 10*time.Second {
+			t.Fatal("no dial while /readyz was held: the check is not alongside the dial")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // room for a join that does not wait
+	if joinedEarly.Load() {
+		t.Fatal("the client joined before /readyz answered")
+	}
+	open()
+	o := waitOutage(t, c)
+	if joinedEarly.Load() || o.Attempts != 1 || o.Phases.Ready < 200*time.Millisecond || o.Phases.Ready > o.Phases.Total() {
+		t.Errorf("joined early %v, attempts %d, phases %v (total %v): want one attempt, its join after the held /readyz",
+			joinedEarly.Load(), o.Attempts, o.Phases, o.Phases.Total())
 	}
 }
 
