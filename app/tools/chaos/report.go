@@ -182,10 +182,12 @@ type Report struct {
 	Views, ViewMessages, ViewMismatches int
 
 	// Outages counts lost connections; KillRecoveries the recovery times of
-	// those lost to a kill or SIGTERM of their instance.
+	// those lost to a kill or SIGTERM of their instance, killOutages those
+	// outages (recovery.go).
 	Outages        int
 	slowest        []client.Outage
 	KillRecoveries []time.Duration
+	killOutages    []client.Outage
 	LongestOutage  time.Duration
 	Unrecovered    int
 
@@ -389,6 +391,7 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 			rep.slowest = append(rep.slowest, out)
 			if killedAt(events, out) {
 				rep.KillRecoveries = append(rep.KillRecoveries, out.Recovered)
+				rep.killOutages = append(rep.killOutages, out)
 			}
 		}
 	}
@@ -443,9 +446,10 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "recovery after a kill or SIGTERM of the client's instance: %s; %d connections lost in all, longest recovery %v, %d not recovered\n",
 		rec, r.Outages, r.LongestOutage.Round(time.Millisecond), r.Unrecovered)
+	printRecoverySteps(w, r.killOutages)
 	for _, o := range r.slowest {
-		fmt.Fprintf(w, "  slow recovery: %v from +%.1fs (%s, lost to %s), %d attempts, last failure: %s\n",
-			o.Recovered.Round(time.Millisecond), o.At.Sub(r.start).Seconds(), o.Instance, o.Cause, o.Attempts, o.LastErr)
+		fmt.Fprintf(w, "  slow recovery: %v from +%.1fs (%s, lost to %s), %d attempts, last failure: %s\n    %s\n",
+			o.Recovered.Round(time.Millisecond), o.At.Sub(r.start).Seconds(), o.Instance, o.Cause, o.Attempts, o.LastErr, slowDetail(o))
 	}
 	var longest time.Duration
 	if n := len(r.KillRecoveries); n > 0 {
