@@ -21,6 +21,10 @@ const PING_EVERY = 25_000;
 const PONG_TIMEOUT = 10_000; // no frame this long after a ping: the socket is dead
 const BACKOFF_BASE = 500;
 const BACKOFF_CAP = 15_000;
+// The first retry after a lost connection waits at most this (ms): at once,
+// but spread, so that the clients of an instance that died do not all
+// reach the load balancer's other instances in the same instant.
+const RECONNECT_SPREAD = 50;
 const SEND_BUDGET = 60_000;
 const POST_RETRY = 1_000; // a POST with no answer goes again after this times its attempts
 const REQUEST_TIMEOUT = 15_000;
@@ -105,6 +109,7 @@ export class ParleyClient extends EventTarget {
   #offline = false;
   #attempt = 0;
   #retryAt = 0;
+  #prompt = true; // the next lost connection is retried at once: it was live since the last such retry
   #timers = { retry: 0, ping: 0, pong: 0 };
   #closed = false;
   #probing = false; // a probe (see probe) is under way: no socket meanwhile
@@ -330,6 +335,7 @@ export class ParleyClient extends EventTarget {
     if ([...this.#rooms.values()].every((r) => r.joined)) {
       this.#attempt = 0;
       this.#retryAt = 0;
+      this.#prompt = true;
       this.#setState('live');
     } else if (this.state === 'live') this.#setState('connecting');
   }
@@ -485,11 +491,19 @@ export class ParleyClient extends EventTarget {
     return Math.random() * ceiling;
   }
 
-  /** retry connects again after a full-jitter backoff (prompt: within half a second). */
-  #retry(prompt = false) {
+  /**
+   * retry connects again: after a full-jitter backoff, or with lost (a
+   * connection that was live is gone) at once, within RECONNECT_SPREAD.
+   * Only the first loss after being live is retried at once: a connection
+   * lost again before it was live (an instance that closes every socket)
+   * backs off, and so does a failed attempt.
+   */
+  #retry(lost = false) {
     if (this.#closed || this.#offline) return;
     clearTimeout(this.#timers.retry);
-    const delay = prompt ? Math.random() * BACKOFF_BASE : this.#backoff();
+    const now = lost && this.#prompt;
+    if (now) this.#prompt = false;
+    const delay = now ? Math.random() * RECONNECT_SPREAD : this.#backoff();
     this.#retryAt = Date.now() + delay;
     this.#timers.retry = setTimeout(() => {
       this.#timers.retry = 0;
@@ -538,12 +552,16 @@ export class ParleyClient extends EventTarget {
     }
   }
 
-  /** drop ends the socket now (a half-open one may take long to say it closed) and reconnects after a backoff. */
+  /**
+   * drop ends the socket now (a half-open one may take long to say it
+   * closed) and reconnects: a dead one at once, as any lost connection; one
+   * the program asked to drop (quiet) after a backoff.
+   */
   #drop(reason, { quiet = false } = {}) {
     if (this.#mode !== 'ws') return;
     this.#teardown();
     if (!quiet) this.#emit('disconnect', { code: 4000, reason });
-    this.#retry();
+    this.#retry(!quiet);
   }
 
   #connect() {
@@ -584,12 +602,12 @@ export class ParleyClient extends EventTarget {
       for (const r of this.#rooms.values()) r.joined = false;
       if (this.#auto && !opened && !this.#wsOpenedOnce) return this.#probe();
       this.#emit('disconnect', { code: ev.code, reason: ev.reason });
-      // 1012: the server restarts, another instance takes over: come back at
-      // once. 1008: the session this socket was opened with ended; one
-      // renewed since works at once (and a dead one is refused at once).
-      const prompt = ev.code === 1012 || ev.code === 1008;
-      if (prompt) this.#attempt = 0;
-      this.#retry(prompt);
+      // A connection that was open is lost (1012: the server restarts; 1006:
+      // it died; 1008: the session this socket was opened with ended, and
+      // one renewed since works): come back at once, the load balancer has
+      // other instances (a dead session is refused at once, and backs off).
+      // A socket that never opened is a failed attempt: back off.
+      this.#retry(opened);
     };
   }
 

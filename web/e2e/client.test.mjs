@@ -6,7 +6,8 @@
 // Pages of the server (each its own browser context, so its own cookie)
 // sign in as a guest with fetch and then import the module. The checks:
 // send and ack, the other client gets each message once and in seq order, a
-// forced reconnect resumes with no gap and no duplicate, a seq gap (a frame
+// forced reconnect resumes with no gap and no duplicate, the reconnect policy
+// (a lost live connection retried at once, failures backing off), a seq gap (a frame
 // the page's WebSocket drops) is filled from history, the SSE transport, an
 // error frame rejecting a send with its code, the fallback to SSE when
 // WebSocket never opens, waiting while offline, the events the chat page
@@ -379,6 +380,77 @@ async function main() {
     const [id] = await sendAll(ann, ['after a close']);
     ids.push(id);
     assertOnceInOrder(await waitGot(bob, ids, 'bob'), 'bob');
+  });
+
+  await check('reconnect policy: a lost live connection is retried at once (within 50 ms); a loss before live, and a socket that never opens, back off', async () => {
+    // A scripted WebSocket in a page of its own, and the jitter fixed at its
+    // middle, so that each retry's delay (retryAt) tells the policy.
+    const page = await newPage(`lib-rp-${suffix}`);
+    await page.goto(`${BASE}/`);
+    const delays = await page.evaluate(async (MODULE) => {
+      const made = [];
+      window.WebSocket = class ScriptedWebSocket extends EventTarget {
+        static CONNECTING = 0;
+        static OPEN = 1;
+        static CLOSING = 2;
+        static CLOSED = 3;
+        constructor(url) {
+          super();
+          this.url = url;
+          this.readyState = 0;
+          made.push(this);
+        }
+        send() {}
+        close() {}
+        open() {
+          this.readyState = 1;
+          this.onopen?.(new Event('open'));
+        }
+        joined() {
+          this.onmessage?.({ data: JSON.stringify({ type: 'joined', room: 'r', last_seq: 0 }) });
+        }
+        lose(code) {
+          this.readyState = 3;
+          this.onclose?.(new CloseEvent('close', { code, wasClean: code !== 1006 }));
+        }
+      };
+      Math.random = () => 0.5;
+      const { ParleyClient } = await import(MODULE);
+      const pc = new ParleyClient({ token: 'scripted', transport: 'ws' });
+      const socket = async (n) => {
+        while (made.length < n) await new Promise((r) => setTimeout(r, 5));
+        return made[n - 1];
+      };
+      const delay = () => pc.retryAt - Date.now();
+      const out = {};
+      pc.join('r').catch(() => {});
+      let ws = await socket(1);
+      ws.open();
+      ws.joined();
+      out.live = pc.state;
+      ws.lose(1006); // live, then lost: at once
+      out.lost = delay();
+      ws = await socket(2);
+      ws.open();
+      ws.lose(1012); // lost again before live: a backoff (attempt 0: 500 ms ceiling)
+      out.beforeLive = delay();
+      ws = await socket(3);
+      ws.lose(1006); // never opened: a failed attempt, the backoff grows
+      out.neverOpened = delay();
+      ws = await socket(4);
+      ws.open();
+      ws.joined();
+      ws.lose(1012); // live again, then lost: at once again
+      out.again = delay();
+      pc.close();
+      return out;
+    }, MODULE);
+    await page.close();
+    const d = delays;
+    assert(d.live === 'live', `state ${d.live} after the scripted joined`);
+    assert(d.lost >= 0 && d.lost <= 50 && d.again >= 0 && d.again <= 50, `a lost live connection waits ${d.lost} ms, then ${d.again} ms: want at most 50`);
+    assert(d.beforeLive > 200 && d.beforeLive <= 250, `lost before live: waits ${d.beforeLive} ms, want the backoff's 250 (jitter at 0.5 of 500)`);
+    assert(d.neverOpened > 450 && d.neverOpened <= 500, `never opened: waits ${d.neverOpened} ms, want the backoff's 500 (0.5 of 1000)`);
   });
 
   await check('offline: the client waits for the network, then comes back and resumes', async () => {
