@@ -478,11 +478,13 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Run(ctx context.Context) error {
 	var out *Outage // the outage being recovered from, nil on the first connection
 	skip := ""      // the instance just lost
+	flaps := 0      // connections in a row lost within stableAfter
 	for ctx.Err() == nil {
-		cn := c.reconnect(ctx, out, skip)
+		cn := c.reconnect(ctx, out, skip, max(0, flaps-1))
 		if cn == nil {
 			break
 		}
+		connected := time.Now()
 		c.mu.Lock()
 		c.connects++
 		if out != nil {
@@ -516,6 +518,11 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		out = &Outage{At: time.Now(), Cause: cause.Error(), Instance: cn.base}
 		skip = cn.base
+		if out.At.Sub(connected) < stableAfter {
+			flaps++
+		} else {
+			flaps = 0
+		}
 		// A crowd whose instance died all learn it in the same instant: a
 		// spread of a few tens of milliseconds keeps them from arriving at
 		// the other instances in one burst, and costs a client next to
@@ -543,12 +550,17 @@ func (c *Client) Run(ctx context.Context) error {
 // BackoffMin·2ⁿ after the n-th failed round, at most BackoffMax) before the
 // next round, of every instance. out, when not nil, records the attempts,
 // the pauses and the phases of the attempt that succeeded.
-func (c *Client) reconnect(ctx context.Context, out *Outage, skip string) *conn {
+//
+// flaps rounds are taken as failed already: Run passes the connections in
+// a row, after the first, that were lost within stableAfter of being made,
+// so that instances that take the client and drop it at once (a join
+// refused after the fact) are not hammered in a loop.
+func (c *Client) reconnect(ctx context.Context, out *Outage, skip string, flaps int) *conn {
 	// Fail open, as load balancers do: after a round that found no
 	// instance ready (the bus or the store is down for all of them), the
 	// next one connects without asking; joins work once the store answers.
 	open := false
-	for round := 0; ctx.Err() == nil; round++ {
+	for round := flaps; ctx.Err() == nil; round++ {
 		if round > 0 {
 			d := c.backoff(round - 1)
 			if out != nil {
@@ -558,7 +570,6 @@ func (c *Client) reconnect(ctx context.Context, out *Outage, skip string) *conn 
 			if !sleep(ctx, d) {
 				return nil
 			}
-			skip = ""
 		}
 		notReady, tried := 0, 0
 		for _, base := range c.order(skip) {
@@ -584,9 +595,15 @@ func (c *Client) reconnect(ctx context.Context, out *Outage, skip string) *conn 
 			}
 		}
 		open = tried > 0 && notReady == tried
+		skip = ""
 	}
 	return nil
 }
+
+// stableAfter is how long a connection must last for its loss not to
+// count as a flap (see reconnect): of two losses in a row each within it
+// of its connection, the second is followed by a backoff pause.
+const stableAfter = time.Second
 
 // order is one round of instances: every URL once, from a random start,
 // skip left out unless it is the only one.

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,5 +351,55 @@ func TestRecoveryPhasesAndCatchUp(t *testing.T) {
 	o = c.Record().Outages[0]
 	if o.CaughtUp < o.Recovered {
 		t.Errorf("caught up %v, recovered %v: want caught up once seq 3 came, after the recovery", o.CaughtUp, o.Recovered)
+	}
+}
+
+// TestReconnectFlapsBackOff: instances that take the client and drop it at
+// once are not hammered: of the losses in a row within a second of their
+// connection, the first is followed at once, the next by a pause each; a
+// connection that lasted resets that.
+func TestReconnectFlapsBackOff(t *testing.T) {
+	var conns atomic.Int32
+	serve := func(ws *fakeConn) {
+		n := conns.Add(1)
+		switch {
+		case n <= 4:
+			ws.joined("r")
+			ws.restart()
+		case n == 5:
+			ws.joined("r")
+			time.Sleep(1200 * time.Millisecond) // past stableAfter
+			ws.restart()
+		default:
+			serveOn(ws)
+		}
+	}
+	a, b := newFake(t, serve), newFake(t, serve)
+	const lo = 50 * time.Millisecond
+	c := startClient(t, a, func(cfg *client.Config) {
+		cfg.URLs = []string{a.srv.URL, b.srv.URL}
+		cfg.BackoffMin, cfg.BackoffMax = lo, 4*lo
+	})
+	var outs []client.Outage
+	for t0 := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		outs = c.Record().Outages
+		if len(outs) == 5 && outs[4].Recovered > 0 {
+			break
+		}
+		if time.Since(t0) > 15*time.Second {
+			t.Fatalf("outages after 15 s: %+v", outs)
+		}
+	}
+	var pauses []int
+	for _, o := range outs {
+		pauses = append(pauses, o.Backoffs)
+	}
+	if want := []int{0, 1, 1, 1, 0}; !slices.Equal(pauses, want) {
+		t.Fatalf("backoff pauses per outage %v, want %v (the first flap at once, the next ones paused, none after a lasting connection)", pauses, want)
+	}
+	for i, o := range outs[1:4] {
+		if o.Backoff < lo {
+			t.Errorf("outage %d paused %v, want at least BackoffMin %v", i+1, o.Backoff, lo)
+		}
 	}
 }
