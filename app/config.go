@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -71,6 +72,9 @@ type Config struct {
 	// LogFormat is text (the default) or json: slog's JSON handler, one
 	// object per line, for log collectors.
 	LogFormat string
+	// LogLevel is debug, info (the default), warn or error. Debug adds a
+	// line per persist batch with the time of each step.
+	LogLevel string
 
 	// Hardening (PROTOCOL.md v2).
 	// ReadTimeout bounds the arrival of a request's headers and body;
@@ -139,6 +143,7 @@ func DefaultConfig() Config {
 		JWTNameClaim:     handlers.DefaultJWTNameClaim,
 		OIDCName:         "SSO",
 		LogFormat:        "text",
+		LogLevel:         "info",
 		ReadTimeout:      10 * time.Second,
 		IdleTimeout:      60 * time.Second,
 		Limits:           handlers.DefaultLimits(),
@@ -248,6 +253,7 @@ func configFlags(cfg *Config, sw *switches, getenv func(string) string) *flag.Fl
 	}
 	str(&cfg.Addr, "ADDR", "listen address")
 	str(&cfg.LogFormat, "LOG_FORMAT", "log format: text or json")
+	str(&cfg.LogLevel, "LOG_LEVEL", "log level: debug, info, warn or error")
 	str(&cfg.DataDir, "DATA_DIR", "embedded store and generated secret")
 	list(&cfg.KafkaBrokers, "KAFKA_BROKERS", "comma-separated Kafka bootstrap brokers; unset: embedded bus")
 	str(&cfg.MongoURI, "MONGO_URI", "MongoDB connection string; unset: embedded store")
@@ -405,6 +411,9 @@ func (c Config) check() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("PARLEY_LOG_FORMAT must be text or json, not %q", c.LogFormat)
+	}
+	if _, ok := logLevels[c.LogLevel]; !ok {
+		return fmt.Errorf("PARLEY_LOG_LEVEL must be debug, info, warn or error, not %q", c.LogLevel)
 	}
 	if c.TopicSend == "" || c.TopicReceive == "" || c.TopicSend == c.TopicReceive {
 		return errors.New("PARLEY_TOPIC_SEND and PARLEY_TOPIC_RECEIVE must be set and differ")
@@ -592,3 +601,6 @@ func (c Config) vapidSubject() string {
 	}
 	return ""
 }
+
+// logLevels are PARLEY_LOG_LEVEL's values.
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}

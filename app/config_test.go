@@ -80,6 +80,17 @@ func TestLoadConfigEnvFlagsAndZeros(t *testing.T) {
 	}, nil); err == nil {
 		t.Error("PARLEY_GUEST=maybe accepted")
 	}
+	for v, ok := range map[string]bool{"debug": true, "warn": true, "error": true, "verbose": false, "DEBUG": false} {
+		cfg, err := LoadConfig(func(k string) string {
+			if k == "PARLEY_LOG_LEVEL" {
+				return v
+			}
+			return ""
+		}, nil)
+		if ok && (err != nil || cfg.LogLevel != v) || !ok && (err == nil || !strings.Contains(err.Error(), "PARLEY_LOG_LEVEL")) {
+			t.Errorf("PARLEY_LOG_LEVEL=%s: %v", v, err)
+		}
+	}
 }
 
 // README's configuration table names every setting and gives each its

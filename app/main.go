@@ -35,9 +35,10 @@ func main() {
 		os.Exit(2)
 	}
 	// PARLEY_LOG_FORMAT=json: one JSON object per line, for log collectors.
-	var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+	opts := &slog.HandlerOptions{Level: logLevels[cfg.LogLevel]}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(os.Stderr, nil)
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	log := slog.New(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

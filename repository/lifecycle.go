@@ -72,8 +72,8 @@ func (s *Store) applyLifecycles(ctx context.Context, room string, idx []int, out
 			edited = append(edited, m.Target())
 		}
 	}
-	for _, t := range deletes {
-		if err := s.erase(ctx, room, t); err != nil {
+	if len(deletes) > 0 {
+		if err := s.erase(ctx, room, deletes); err != nil {
 			return err
 		}
 	}
@@ -84,10 +84,8 @@ func (s *Store) applyLifecycles(ctx context.Context, room string, idx []int, out
 	if err != nil || len(gone) == 0 {
 		return err
 	}
-	for _, t := range gone {
-		if err := s.blankEdits(ctx, room, t); err != nil {
-			return err
-		}
+	if err := s.blankEdits(ctx, room, gone); err != nil {
+		return err
 	}
 	for _, i := range idx {
 		if out[i].Kind == chat.KindEdit && slices.Contains(gone, out[i].Target()) {
@@ -97,27 +95,29 @@ func (s *Store) applyLifecycles(ctx context.Context, room string, idx []int, out
 	return nil
 }
 
-// erase is a delete's effect on the store: the message at target loses its
-// text and is marked deleted, then every edit about it loses its text.
-// The text is overwritten, not flagged: no document holds it any more.
-func (s *Store) erase(ctx context.Context, room string, target int64) error {
-	_, err := s.messages.UpdateOne(ctx,
-		bson.D{{Key: "room", Value: room}, {Key: "seq", Value: target}},
+// erase is the batch's deletes' effect on the store: the messages at
+// targets lose their text and are marked deleted, then every edit about
+// them loses its text. The text is overwritten, not flagged: no document
+// holds it any more. One update for all the targets, and one for their
+// edits: a store that scans (FerretDB) pays a scan per update.
+func (s *Store) erase(ctx context.Context, room string, targets []int64) error {
+	_, err := s.messages.UpdateMany(ctx,
+		bson.D{{Key: "room", Value: room}, {Key: "seq", Value: bson.D{{Key: "$in", Value: targets}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "text", Value: ""}, {Key: "deleted", Value: true}}}})
 	if err != nil {
-		return fmt.Errorf("erase message %d: %w", target, err)
+		return fmt.Errorf("erase messages %v: %w", targets, err)
 	}
-	return s.blankEdits(ctx, room, target)
+	return s.blankEdits(ctx, room, targets)
 }
 
-// blankEdits erases the text of every edit about target.
-func (s *Store) blankEdits(ctx context.Context, room string, target int64) error {
+// blankEdits erases the text of every edit about the targets.
+func (s *Store) blankEdits(ctx context.Context, room string, targets []int64) error {
 	_, err := s.messages.UpdateMany(ctx,
-		bson.D{{Key: "room", Value: room}, {Key: "target", Value: target}, {Key: "kind", Value: chat.KindEdit},
+		bson.D{{Key: "room", Value: room}, {Key: "target", Value: bson.D{{Key: "$in", Value: targets}}}, {Key: "kind", Value: chat.KindEdit},
 			{Key: "text", Value: bson.D{{Key: "$ne", Value: ""}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "text", Value: ""}}}})
 	if err != nil {
-		return fmt.Errorf("erase edits of message %d: %w", target, err)
+		return fmt.Errorf("erase edits of messages %v: %w", targets, err)
 	}
 	return nil
 }

@@ -239,6 +239,29 @@ func (s *Store) Find(ctx context.Context, room, user, id string) (chat.Message, 
 	return m, true, nil
 }
 
+// FindAll implements chat.FindMany: one query for all of keys.
+func (s *Store) FindAll(ctx context.Context, room string, keys []chat.ItemKey) (map[chat.ItemKey]chat.Message, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	msgs := make([]chat.Message, len(keys))
+	idx := make([]int, len(keys))
+	for i, k := range keys {
+		msgs[i], idx[i] = chat.Message{Room: room, User: k.User, ID: k.ID}, i
+	}
+	found, err := s.storedByKey(ctx, room, msgs, idx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[chat.ItemKey]chat.Message, len(found))
+	for k, m := range found {
+		out[chat.ItemKey{User: k.user, ID: k.id}] = m
+	}
+	return out, nil
+}
+
+var _ chat.FindMany = (*Store)(nil)
+
 // MemberRooms implements chat.RoomStates: the user's index entries from
 // q.After, each checked against its room's saved state. An entry the saved
 // state does not confirm is left out (see SaveRoomState), and deleted when

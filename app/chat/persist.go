@@ -3,7 +3,10 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -211,7 +214,30 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 	if stored > 0 {
 		orNop(p.Metrics).Persisted(stored, time.Since(start))
 	}
+	if p.Log.Enabled(ctx, slog.LevelDebug) {
+		p.Log.Debug("persist: batch done", "records", len(recs), "stored", stored, "published", len(out), "partitions", offsetRanges(recs), "took", time.Since(start))
+	}
 	return nil
+}
+
+// offsetRanges describes recs as "partition:first-last" ranges, for the log.
+func offsetRanges(recs []Record) string {
+	type span struct{ from, to int64 }
+	spans := map[int]span{}
+	var parts []int
+	for _, r := range recs {
+		s, ok := spans[r.Partition]
+		if !ok {
+			parts, s = append(parts, r.Partition), span{r.Offset, r.Offset}
+		}
+		spans[r.Partition] = span{min(s.from, r.Offset), max(s.to, r.Offset)}
+	}
+	slices.Sort(parts)
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = fmt.Sprintf("%d:%d-%d", p, spans[p].from, spans[p].to)
+	}
+	return strings.Join(out, " ")
 }
 
 // store decides (when p.Rooms is set) and stores one batch's messages and
@@ -222,6 +248,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 	for i, m := range msgs {
 		items[i] = decided{m: m}
 	}
+	t0 := time.Now()
 	if p.Rooms != nil {
 		p.rooms.checkContinuity(recs)
 		if err := retry(ctx, p.Log, "persist: decide", func() error {
@@ -234,6 +261,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			return nil, marks{}, 0, err
 		}
 	}
+	t1 := time.Now()
 	var toStore []Message
 	for _, d := range items {
 		if d.refusal == nil && !d.found && !d.read && !d.drop {
@@ -258,6 +286,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			}
 		}
 	}
+	t2 := time.Now()
 	if p.Rooms != nil {
 		// Saved before the items are republished: a client that saw an
 		// item finds its effect in the room lists and access checks.
@@ -266,6 +295,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			return nil, marks{}, 0, err
 		}
 	}
+	p.Log.Debug("persist: batch decided and stored", "records", len(recs), "decide", t1.Sub(t0), "append", t2.Sub(t1), "fold", time.Since(t2))
 	var mk marks
 	if p.Marks != nil {
 		mk = p.batchMarks(items)
@@ -275,6 +305,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		switch {
 		case d.drop:
 		case d.refusal != nil:
+			p.Log.Debug("persist: refused", "room", d.m.Room, "id", d.m.ID, "user", d.m.User, "kind", d.m.Kind, "code", d.refusal.Code, "reason", d.refusal.Message)
 			out = append(out, refusalRecord(d.m, d.refusal))
 		default:
 			out = append(out, Record{Key: []byte(d.m.Room), Value: Encode(d.m)})

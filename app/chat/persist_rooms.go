@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"slices"
+	"time"
 )
 
 // The persist stage's decisions: it is the one place that handles a room's
@@ -104,7 +106,13 @@ type decided struct {
 // item another seq than assumed (a redelivered message, someone else's
 // write), fold reads the state again from the log.
 func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]decided, error) {
+	if err := p.prefetchTargets(ctx, msgs, parts); err != nil {
+		return nil, err
+	}
 	out := make([]decided, 0, len(msgs))
+	// The refused items, looked up after the loop, one query per room
+	// (refusing changes no state, so the lookup may come later).
+	var refused []int
 	for i := range msgs {
 		m := msgs[i]
 		c, err := p.cached(ctx, m.Room, parts[i])
@@ -151,14 +159,7 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		}
 		if err != nil {
 			if m.Kind != KindMember {
-				stored, ok, ferr := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
-				if ferr != nil {
-					return nil, ferr
-				}
-				if ok {
-					out = append(out, decided{m: stored, found: true})
-					continue
-				}
+				refused = append(refused, len(out))
 			}
 			out = append(out, decided{m: m, refusal: asError(err)})
 			continue
@@ -177,7 +178,126 @@ func (p *Persister) decide(ctx context.Context, msgs []Message, parts []int) ([]
 		c.remember(&t)
 		out = append(out, decided{m: m, seq: t.Seq})
 	}
+	if err := p.findRefused(ctx, out, refused); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// findRefused turns each refused item of out (at the indexes refused) that
+// is stored already into a redelivery: found, not refused.
+func (p *Persister) findRefused(ctx context.Context, out []decided, refused []int) error {
+	if len(refused) == 0 {
+		return nil
+	}
+	fm, many := p.Rooms.(FindMany)
+	if !many {
+		for _, k := range refused {
+			m := out[k].m
+			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out[k] = decided{m: stored, found: true}
+			}
+		}
+		return nil
+	}
+	byRoom := map[string][]int{}
+	var rooms []string
+	for _, k := range refused {
+		r := out[k].m.Room
+		if _, ok := byRoom[r]; !ok {
+			rooms = append(rooms, r)
+		}
+		byRoom[r] = append(byRoom[r], k)
+	}
+	for _, r := range rooms {
+		keys := make([]ItemKey, 0, len(byRoom[r]))
+		for _, k := range byRoom[r] {
+			keys = append(keys, ItemKey{User: out[k].m.User, ID: out[k].m.ID})
+		}
+		found, err := fm.FindAll(ctx, r, keys)
+		if err != nil {
+			return err
+		}
+		for _, k := range byRoom[r] {
+			if stored, ok := found[ItemKey{User: out[k].m.User, ID: out[k].m.ID}]; ok {
+				out[k] = decided{m: stored, found: true}
+			}
+		}
+	}
+	return nil
+}
+
+// maxTargetSpan bounds one prefetch query's seq range: targets further
+// apart are read in several.
+const maxTargetSpan = 512
+
+// prefetchTargets reads, per room, the targets of the batch's lifecycle
+// items that the room's recent items do not know, with one query per span
+// of seqs instead of one per item (a store that scans, as FerretDB does,
+// pays a collection scan per query; after a restart or a partition move
+// the cache knows no target at all). What it reads goes into recent, where
+// targetOf finds it.
+func (p *Persister) prefetchTargets(ctx context.Context, msgs []Message, parts []int) error {
+	want := map[string][]int64{}
+	var rooms []string
+	for i := range msgs {
+		m := &msgs[i]
+		if !m.IsLifecycle() {
+			continue
+		}
+		c, err := p.cached(ctx, m.Room, parts[i])
+		if err != nil {
+			return err
+		}
+		t := m.Target()
+		if _, ok := c.recent[t]; ok || t < 1 || t > c.st.Seq {
+			continue // known, or decided in this batch (or no item at all)
+		}
+		if _, ok := want[m.Room]; !ok {
+			rooms = append(rooms, m.Room)
+		}
+		want[m.Room] = append(want[m.Room], t)
+	}
+	for _, room := range rooms {
+		c := p.rooms.rooms[room]
+		seqs := want[room]
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
+		for len(seqs) > 0 {
+			n := 1
+			for n < len(seqs) && seqs[n]-seqs[0] < maxTargetSpan {
+				n++
+			}
+			from, to := seqs[0], seqs[n-1]
+			page, err := p.Store.Messages(ctx, room, Query{Kind: After, Seq: from - 1, Limit: int(to - from + 1)})
+			if err != nil {
+				return err
+			}
+			if c.recent == nil || len(c.recent)+n >= maxRecent {
+				c.recent = map[int64]TargetInfo{}
+			}
+			have := map[int64]Message{}
+			var last int64
+			for _, m := range page.Messages {
+				have[m.Seq], last = m, max(last, m.Seq)
+			}
+			for _, q := range seqs[:n] {
+				switch m, ok := have[q]; {
+				case ok:
+					c.recent[q] = TargetInfo{Found: true, User: m.User, Kind: m.Kind, Deleted: m.Deleted}
+				case !page.HasMore || q < last:
+					c.recent[q] = TargetInfo{} // gone (retention)
+				}
+				// Else the page ended before it: targetOf reads it.
+			}
+			seqs = seqs[n:]
+		}
+	}
+	return nil
 }
 
 func asError(err error) *Error {
@@ -193,10 +313,12 @@ func (p *Persister) cached(ctx context.Context, room string, partition int) (*ca
 	if c, ok := p.rooms.rooms[room]; ok {
 		return c, nil
 	}
+	lt := time.Now()
 	st, err := LoadRoomState(ctx, p.Rooms, p.Store, room)
 	if err != nil {
 		return nil, err
 	}
+	p.Log.Debug("persist: room state loaded", "room", room, "seq", st.Seq, "took", time.Since(lt))
 	// The items folded in beyond the saved state may change what others
 	// read (an add stored by an instance that died before it saved the
 	// state): the state is saved with this batch, whatever it holds.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,94 @@ func TestPersisterSavesWhatItFoldsOnLoad(t *testing.T) {
 	saved, err := st.RoomState(context.Background(), "p")
 	if err != nil || !saved.IsMember("bob") || saved.Seq != 3 {
 		t.Fatalf("saved state %+v %v", saved, err)
+	}
+}
+
+// countingStore counts the store's reads the persist stage makes, and looks
+// refused items up many at once (as the MongoDB store does).
+type countingStore struct {
+	roomStore
+	messages, finds, findAlls, keys atomic.Int32
+}
+
+func (s *countingStore) Messages(ctx context.Context, room string, q chat.Query) (chat.Page, error) {
+	s.messages.Add(1)
+	return s.roomStore.Messages(ctx, room, q)
+}
+
+func (s *countingStore) Find(ctx context.Context, room, user, id string) (chat.Message, bool, error) {
+	s.finds.Add(1)
+	return s.roomStore.Find(ctx, room, user, id)
+}
+
+func (s *countingStore) FindAll(ctx context.Context, room string, keys []chat.ItemKey) (map[chat.ItemKey]chat.Message, error) {
+	s.findAlls.Add(1)
+	s.keys.Add(int32(len(keys)))
+	out := map[chat.ItemKey]chat.Message{}
+	for _, k := range keys {
+		m, ok, err := s.roomStore.Find(ctx, room, k.User, k.ID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[k] = m
+		}
+	}
+	return out, nil
+}
+
+// TestPersisterReadsTargetsOnce: a batch of lifecycle items about messages
+// the stage's cache does not know (a fresh start) reads their targets with
+// one store query, not one each, and looks its refused items up with one
+// query per room; the decisions are the same as one by one: a reaction to
+// a message deleted earlier in the batch is refused, and the redelivery of
+// one stored before the delete is the stored item again, not a refusal.
+func TestPersisterReadsTargetsOnce(t *testing.T) {
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	inner := openStore(t).(roomStore)
+	now := time.Now()
+	var plain []chat.Message
+	for i := 1; i <= 30; i++ {
+		plain = append(plain, chat.Message{Room: "r", ID: fmt.Sprintf("m%d", i), User: "alice", Text: "hi", TS: chat.Timestamp(now)})
+	}
+	if _, err := inner.Append(context.Background(), plain); err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := chat.Author{Name: "alice"}, chat.Author{Name: "bob"}
+	var items []chat.Message
+	for seq := int64(1); seq <= 30; seq++ {
+		items = append(items, chat.NewLifecycle(bob, "r", fmt.Sprintf("r%d", seq), chat.KindReaction, seq, "", "👍", true, now))
+	}
+	items = append(items,
+		chat.NewLifecycle(alice, "r", "d5", chat.KindDelete, 5, "", "", false, now),
+		chat.NewLifecycle(bob, "r", "late", chat.KindReaction, 5, "", "🎉", true, now),
+	)
+	publishItems(t, bus, items...)
+	st := &countingStore{roomStore: inner}
+	runRoomPersister(t, bus, st)
+	got := received(t, bus, len(items))
+	for i := range 30 {
+		if m := got[i]; m.Kind != chat.KindReaction || m.Seq != int64(31+i) {
+			t.Fatalf("receive record %d: %+v", i, m)
+		}
+	}
+	if m := got[30]; m.Kind != chat.KindDelete || m.Seq != 61 {
+		t.Fatalf("the delete: %+v", m)
+	}
+	if m := got[31]; m.ID != "late" || m.Kind != "refusal" || m.Data.Code != chat.EConflict {
+		t.Fatalf("a reaction to a deleted message: %+v", m)
+	}
+	// The state's load reads one page (30 items), the targets one more.
+	if n := st.messages.Load(); n > 2 {
+		t.Fatalf("%d message queries for one batch of 32 lifecycle items", n)
+	}
+	if st.finds.Load() != 0 || st.findAlls.Load() != 1 || st.keys.Load() != 1 {
+		t.Fatalf("refused items looked up with %d finds and %d find-alls of %d keys, want one find-all of 1", st.finds.Load(), st.findAlls.Load(), st.keys.Load())
+	}
+	// r5 again, after the delete of its target: stored at seq 35 before it.
+	publishItems(t, bus, items[4])
+	if m := received(t, bus, len(items)+1)[len(items)]; m.ID != "r5" || m.Kind != chat.KindReaction || m.Seq != 35 {
+		t.Fatalf("the redelivered reaction: %+v", m)
 	}
 }

@@ -149,6 +149,19 @@ type RoomStates interface {
 	Directory(ctx context.Context, user string, q RoomQuery) (SummaryPage, error)
 }
 
+// FindMany is what a RoomStates whose lookups cost a query each may add:
+// Find for many items of one room at once. The persist stage looks up every
+// item it refuses (a redelivery may be refused by what came after it): one
+// query per room and batch instead of one per refused item.
+type FindMany interface {
+	// FindAll returns the stored items of room among keys, by key; a key
+	// with no stored item is absent.
+	FindAll(ctx context.Context, room string, keys []ItemKey) (map[ItemKey]Message, error)
+}
+
+// ItemKey is what makes an item unique in its room: its author and id.
+type ItemKey struct{ User, ID string }
+
 // RoomSummary is one room of a room list.
 type RoomSummary struct {
 	Room      string

@@ -284,7 +284,8 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 				rep.RefusedUntold++
 			case s.Acked && count[key] == 0:
 				rep.LostAcked++
-				rep.problems = append(rep.problems, "acknowledged but not stored: "+key)
+				rep.problems = append(rep.problems, fmt.Sprintf("acknowledged but not stored: %s (kind %q, target %d, first sent %s, acked %s, attempts %d)",
+					key, s.Kind, s.Target, s.First.Sub(start).Round(time.Millisecond), s.AckedAt.Sub(start).Round(time.Millisecond), s.Attempts))
 			case s.Acked:
 				rep.Acked++
 			case count[key] > 0:
