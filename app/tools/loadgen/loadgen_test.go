@@ -335,6 +335,12 @@ func loadRun(t *testing.T, flags ...string) *Result {
 	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
 	}
+	// The CPU window is the sending and the drain (2 s + at most 3 s).
+	if res.CPUWindowS < 2 || res.CPUWindowS > 6 || res.ServerCPUPct <= 0 || res.GenCPUPct <= 0 || res.OtherCPUPct < 0 ||
+		res.Clean != (res.OtherCPUPct <= cleanLimitPct) || res.Clean != (res.Unclean == "") || res.ServerCPUUsPerMsg <= 0 {
+		t.Errorf("cpu: window %.2fs server %.1f %% generator %.1f %% other %.1f %% clean %v %q, %.1f µs/msg",
+			res.CPUWindowS, res.ServerCPUPct, res.GenCPUPct, res.OtherCPUPct, res.Clean, res.Unclean, res.ServerCPUUsPerMsg)
+	}
 	return res
 }
 
