@@ -243,7 +243,7 @@ type runner struct {
 	// servicePIDs are Kafka's and FerretDB's (--mode kafka): server side
 	// for the CPU figures, not counted in the RSS.
 	servicePIDs []int
-	requested  int   // --conns asked for, when the file limit capped it
+	requested   int // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {

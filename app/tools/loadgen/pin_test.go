@@ -72,7 +72,7 @@ func TestParsePidStat(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		"6715 parley S 1",                                  // no parentheses
+		"6715 parley S 1", // no parentheses
 		"6715 (parley) S 1 6713 31770 0 -1 4194304 100 0 0", // too short
 		"6715 (parley) S 1 6713 31770 0 -1 4194304 100 0 0 0 x 75 12 3 20",
 		"6715 (parley) S 1 6713 31770 0 -1 4194304 100 0 0 0 250 75 -12 3 20",
