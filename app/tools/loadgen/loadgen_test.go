@@ -287,6 +287,11 @@ func TestRoomListRun(t *testing.T) {
 	if res.P99ms != res.List[0].P99ms || res.ServerRSSKiB <= 0 {
 		t.Errorf("top-level figures %+v", res)
 	}
+	// The CPU window is the timed phases'; no messages, so no cost per one.
+	if res.CPUWindowS <= 0 || res.ServerCPUPct <= 0 || res.GenCPUPct <= 0 || res.OtherCPUPct < 0 || res.ServerCPUUsPerMsg != 0 {
+		t.Errorf("cpu: window %.2fs server %.1f %% generator %.1f %% other %.1f %%, %.1f µs/msg",
+			res.CPUWindowS, res.ServerCPUPct, res.GenCPUPct, res.OtherCPUPct, res.ServerCPUUsPerMsg)
+	}
 }
 
 func embeddedRun(t *testing.T, transport string) {
