@@ -221,9 +221,14 @@ func TestKafkaRun(t *testing.T) {
 	if os.Getenv("PARLEY_TEST_LOADGEN_KAFKA") != "1" {
 		t.Skip("PARLEY_TEST_LOADGEN_KAFKA=1 runs it (starts Kafka and FerretDB on the generator's ports)")
 	}
-	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse")
+	// The server side pinned to CPU 0: the instances, and Kafka and
+	// FerretDB moved there once they run, each counted in its CPU.
+	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse", "--server-cpus=0")
 	if res.Instances != 2 || res.Mode != "kafka" {
 		t.Errorf("instances %d mode %s", res.Instances, res.Mode)
+	}
+	if res.ServerCPUs != "0" || res.ServicesCPUPct <= 0 || res.ServicesCPUPct >= res.ServerCPUPct {
+		t.Errorf("server side on CPUs %q, %.1f %% of a core, Kafka and FerretDB %.1f %% of it", res.ServerCPUs, res.ServerCPUPct, res.ServicesCPUPct)
 	}
 }
 
