@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"time"
 )
 
@@ -240,11 +241,16 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			toStore = append(toStore, d.m)
 		}
 	}
+	marker := p.marker()
 	if len(toStore) > 0 {
 		var stored []Message
 		if err := retry(ctx, p.Log, "persist: store", func() error {
 			var err error
-			stored, err = p.Store.Append(ctx, toStore)
+			if marker != nil {
+				stored, err = marker.AppendMarked(ctx, toStore)
+			} else {
+				stored, err = p.Store.Append(ctx, toStore)
+			}
 			return err
 		}); err != nil {
 			p.forget(msgs)
@@ -268,7 +274,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 	}
 	var mk marks
 	if p.Marks != nil {
-		mk = p.batchMarks(items)
+		mk = p.batchMarks(items, marker != nil)
 	}
 	out := make([]Record, 0, len(items))
 	for _, d := range items {
@@ -281,6 +287,21 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		}
 	}
 	return out, mk, len(toStore), nil
+}
+
+// marker is the store when it writes the items' marks itself
+// (MarkingAppender) and is the stage's Marks too; nil otherwise. The
+// identity matters: marks written with the items must land where the
+// stage's Marks reads them.
+func (p *Persister) marker() MarkingAppender {
+	ma, ok := p.Store.(MarkingAppender)
+	if !ok || p.Marks == nil {
+		return nil
+	}
+	if t := reflect.TypeOf(p.Store); t != reflect.TypeOf(p.Marks) || !t.Comparable() || any(p.Store) != any(p.Marks) {
+		return nil
+	}
+	return ma
 }
 
 // retry calls f with capped exponential backoff until it succeeds or ctx ends.

@@ -3,13 +3,16 @@ package chat_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/kafka/membus"
+	"github.com/parley-chat/parley/repository/bolt"
 )
 
 // roomStore is a store that keeps room states too (both real ones do).
@@ -314,4 +317,104 @@ func TestPersisterSavesWhatItFoldsOnLoad(t *testing.T) {
 	if err != nil || !saved.IsMember("bob") || saved.Seq != 3 {
 		t.Fatalf("saved state %+v %v", saved, err)
 	}
+}
+
+// countingStore is the embedded store counting how the persist stage writes
+// marks: with the items (AppendMarked) or in a write of their own.
+type countingStore struct {
+	*bolt.Store
+	marked, saves atomic.Int32
+}
+
+func (s *countingStore) AppendMarked(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	s.marked.Add(1)
+	return s.Store.AppendMarked(ctx, msgs)
+}
+
+func (s *countingStore) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions []chat.MentionMark) error {
+	s.saves.Add(1)
+	return s.Store.SaveMarks(ctx, reads, mentions)
+}
+
+// TestPersisterMarksWithTheItems: on a store that can (the embedded one),
+// a batch's items and the marks they make are one write: SaveMarks is left
+// to read commands. The marks are those SaveMarks would have written, and a
+// read command still moves its reader. A store that is not the stage's
+// Marks is not asked to write them.
+func TestPersisterMarksWithTheItems(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	st := &countingStore{Store: bs}
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	now := chat.Timestamp(time.Now())
+	publishItems(t, bus,
+		chat.Message{Room: "r", ID: "b1", User: "bob", Text: "first", TS: now},
+		chat.Message{Room: "r", ID: "a1", User: "alice", Text: "hello @bob", TS: now},
+		chat.Message{Room: "s", ID: "a2", User: "alice", Text: "elsewhere", TS: now},
+	)
+	received(t, bus, 3)
+	if st.marked.Load() == 0 || st.saves.Load() != 0 {
+		t.Fatalf("AppendMarked %d times, SaveMarks %d times; want the marks with the items only", st.marked.Load(), st.saves.Load())
+	}
+	reads, err := st.ReadSeqs(context.Background(), "r", []string{"alice", "bob"})
+	if err != nil || reads["alice"] != 2 || reads["bob"] != 1 {
+		t.Fatalf("read positions %v (%v), want alice 2, bob 1", reads, err)
+	}
+	sums := []chat.RoomSummary{{Room: "r", LastSeq: 2}}
+	if err := st.Counts(context.Background(), "bob", sums); err != nil || sums[0].Mentions != 1 {
+		t.Fatalf("bob's counts %+v (%v), want his mention", sums[0], err)
+	}
+	publishItems(t, bus, chat.Message{Room: "r", ID: "rd", User: "bob", Kind: chat.KindRead, Data: &chat.ItemData{Seq: 2}, TS: now})
+	received(t, bus, 4)
+	// The marks are saved beside the publish: wait for them.
+	waitRead(t, bs, "r", "bob", 2)
+	if st.saves.Load() != 1 {
+		t.Fatalf("SaveMarks %d times after a read command, want 1", st.saves.Load())
+	}
+
+	// Marks elsewhere than the store: the items are appended plainly and
+	// their marks saved where the stage's Marks is.
+	other, err := bolt.Open(filepath.Join(t.TempDir(), "marks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	bus2 := membus.New(membus.Options{})
+	defer bus2.Close()
+	st2 := &countingStore{Store: other}
+	p2 := &chat.Persister{Bus: bus2, Store: bs, Rooms: bs, Marks: st2, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	done2 := make(chan struct{})
+	go func() { p2.Run(ctx); close(done2) }()
+	defer func() { cancel(); <-done2 }()
+	publishItems(t, bus2, chat.Message{Room: "t", ID: "c1", User: "carol", Text: "hi", TS: now})
+	received(t, bus2, 1)
+	waitRead(t, other, "t", "carol", 1)
+	if st2.saves.Load() != 1 || st2.marked.Load() != 0 {
+		t.Fatalf("on the stage's Marks: SaveMarks %d times, AppendMarked %d; want 1, 0", st2.saves.Load(), st2.marked.Load())
+	}
+	if reads, _ := bs.ReadSeqs(context.Background(), "t", []string{"carol"}); len(reads) != 0 {
+		t.Fatalf("carol's read position %v in the store that is not the stage's Marks", reads)
+	}
+}
+
+// waitRead waits up to 5 s for user's read position in room to be seq.
+func waitRead(t *testing.T, m chat.Marks, room, user string, seq int64) {
+	t.Helper()
+	var reads map[string]int64
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		var err error
+		if reads, err = m.ReadSeqs(context.Background(), room, []string{user}); err == nil && reads[user] == seq {
+			return
+		}
+	}
+	t.Fatalf("%s's read position in %s: %v, want %d", user, room, reads, seq)
 }
