@@ -323,7 +323,18 @@ func TestPersisterSavesWhatItFoldsOnLoad(t *testing.T) {
 // marks: with the items (AppendMarked) or in a write of their own.
 type countingStore struct {
 	*bolt.Store
-	marked, saves atomic.Int32
+	marked, saves          atomic.Int32
+	stateSaves, statesSave atomic.Int32
+}
+
+func (s *countingStore) SaveRoomState(ctx context.Context, st chat.RoomState) error {
+	s.stateSaves.Add(1)
+	return s.Store.SaveRoomState(ctx, st)
+}
+
+func (s *countingStore) SaveRoomStates(ctx context.Context, sts []chat.RoomState) error {
+	s.statesSave.Add(1)
+	return s.Store.SaveRoomStates(ctx, sts)
 }
 
 func (s *countingStore) AppendMarked(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
@@ -417,4 +428,39 @@ func waitRead(t *testing.T, m chat.Marks, room, user string, seq int64) {
 		}
 	}
 	t.Fatalf("%s's read position in %s: %v, want %d", user, room, reads, seq)
+}
+
+// TestPersisterSavesNewRoomsTogether: a batch that brings several rooms into
+// being saves their states in one write (SaveRoomStates), before their items
+// are republished: a client that saw an item finds the room's state.
+func TestPersisterSavesNewRoomsTogether(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	st := &countingStore{Store: bs}
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	// Published before the stage starts, so that they are one batch.
+	now := chat.Timestamp(time.Now())
+	rooms := []string{"one", "two", "three", "four"}
+	for _, r := range rooms {
+		publishItems(t, bus, chat.Message{Room: r, ID: "m-" + r, User: "u-" + r, Text: "first", TS: now})
+	}
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	received(t, bus, len(rooms))
+	if st.statesSave.Load() != 1 || st.stateSaves.Load() != 0 {
+		t.Fatalf("SaveRoomStates %d times, SaveRoomState %d times; want the %d new rooms saved in one write", st.statesSave.Load(), st.stateSaves.Load(), len(rooms))
+	}
+	for _, r := range rooms {
+		saved, err := bs.RoomState(context.Background(), r)
+		if err != nil || saved.Seq != 1 || saved.Kind != chat.RoomPublic || !saved.IsMember("u-"+r) {
+			t.Fatalf("saved state of %s: %+v (%v), want public at seq 1 with its sender", r, saved, err)
+		}
+	}
 }

@@ -434,3 +434,48 @@ func TestAppendMarked(t *testing.T) {
 		t.Fatalf("last seq %d after a retry, want 2", last)
 	}
 }
+
+// TestSaveRoomStates: several states in one write, each as SaveRoomState
+// would save it (members indexed, an older state than the saved one left
+// alone), and all or nothing.
+func TestSaveRoomStates(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	ctx := t.Context()
+	a, b := chat.NewRoomState("a"), chat.NewRoomState("b")
+	a.Kind, b.Kind = chat.RoomPublic, chat.RoomPublic
+	a.Seq, b.Seq = 3, 5
+	a.Members = map[string]chat.Member{"bob": {Role: chat.RoleMember, Since: 1}}
+	b.Members = map[string]chat.Member{"bob": {Role: chat.RoleOwner, Since: 1}, "carol": {Role: chat.RoleMember, Since: 2}}
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	older := b
+	older.Seq, older.Members = 4, nil
+	newer := a
+	newer.Seq, newer.Members = 4, nil // bob left a
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{older, newer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		room    string
+		seq     int64
+		members int
+	}{{"a", 4, 0}, {"b", 5, 2}} {
+		got, err := s.RoomState(ctx, w.room)
+		if err != nil || got.Seq != w.seq || len(got.Members) != w.members {
+			t.Fatalf("state of %s: seq %d, %d members (%v); want seq %d, %d members", w.room, got.Seq, len(got.Members), err, w.seq, w.members)
+		}
+	}
+	page, err := s.MemberRooms(ctx, "bob", chat.RoomQuery{Limit: 10})
+	if err != nil || len(page.Rooms) != 1 || page.Rooms[0].Room != "b" || page.Rooms[0].Role != chat.RoleOwner {
+		t.Fatalf("bob's rooms %+v (%v), want b as owner only", page.Rooms, err)
+	}
+	bad := chat.NewRoomState("c")
+	bad.Seq = 1
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{bad, {Seq: 2}}); err == nil {
+		t.Fatal("a state without a room saved")
+	}
+	if got, _ := s.RoomState(ctx, "c"); got.Seq != 0 {
+		t.Fatalf("c saved at seq %d by a refused batch", got.Seq)
+	}
+}
