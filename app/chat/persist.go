@@ -169,11 +169,12 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 		if out, mk, stored, err = p.store(ctx, recs, msgs, parts); err != nil {
 			return err
 		}
-		// The marks are written beside the publish, not before it: a
-		// sender's own read position and a mention's count follow their
-		// item within the batch's time, and delivery does not wait for
-		// them. Both are done before the commit, so a crash repeats both
-		// (the marks only ever rise).
+		// The marks left to write (all of them, unless the store wrote
+		// the items' own with the items: see marker) are written beside
+		// the publish, not before it: a sender's own read position and a
+		// mention's count follow their item within the batch's time, and
+		// delivery does not wait for them. Both are done before the
+		// commit, so a crash repeats both (the marks only ever rise).
 		saved := make(chan error, 1)
 		if mk.empty() || p.Marks == nil {
 			saved <- nil
