@@ -141,35 +141,72 @@ func (w *wsClient) kill(code int, text string) bool {
 			w.out.close()
 		}
 		close(w.quit)
+		// A writer's turn sends the close frame (after what is queued, on
+		// a restart); the one under way, if any, sees quit.
+		w.out.kick()
 	})
 	return first
 }
 
-// writeLoop is the connection's only writer.
-func (w *wsClient) writeLoop() {
-	ping := time.NewTicker(wsPingPeriod)
-	defer ping.Stop()
-	// The hijacked connection is closed only when the handler returns (its
-	// Close is a no-op), so end the reader, and with it the handler.
-	defer w.conn.SetReadDeadline(time.Now())
+// pingTick runs every pingEvery on the timer's own goroutine: the ping is
+// the writer's to send, like every frame of ours. It stops once the
+// connection ends.
+func (w *wsClient) pingTick() {
+	w.pingMu.Lock()
+	defer w.pingMu.Unlock()
+	select {
+	case <-w.quit:
+		return
+	default:
+	}
+	w.pingDue.Store(true)
+	w.out.kick()
+	w.pinger.Reset(w.pingEvery)
+}
+
+// writeTurn is the connection's only writer while it runs: the queue
+// starts it when there is something to send and none runs, and it returns
+// as soon as the queue is empty, so an idle connection holds no goroutine,
+// stack or batch. The turn that sees the connection end (kill, or a failed
+// write) is the last one: it sends the close frame, ends the reader and
+// closes writerDone, and the queue never starts another.
+func (w *wsClient) writeTurn() {
 	var batch [][]byte
 	for {
+		var more bool
+		if batch, more = w.out.next(batch); !more {
+			return
+		}
 		select {
 		case <-w.quit:
-			w.writeClose()
+			w.writeClose(batch)
+			w.endWriter()
 			return
-		case <-w.out.ready:
-			batch = w.out.take(batch)
-			if !w.write(batch) {
-				return
-			}
-		case <-ping.C:
+		default:
+		}
+		if w.pingDue.Swap(false) {
 			if err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
 				w.kill(closeAbnormal, "")
+				w.endWriter()
 				return
 			}
 		}
+		if len(batch) > 0 && !w.write(batch) {
+			w.endWriter()
+			return
+		}
 	}
+}
+
+// endWriter ends the last writer's turn.
+func (w *wsClient) endWriter() {
+	w.pingMu.Lock()
+	w.pinger.Stop()
+	w.pingMu.Unlock()
+	// The hijacked connection is closed only when the handler returns (its
+	// Close is a no-op), so end the reader, and with it the handler.
+	_ = w.conn.SetReadDeadline(time.Now())
+	close(w.writerDone)
 }
 
 // write sends frames with as few syscalls as it can: it lays out the
@@ -232,7 +269,9 @@ func appendTextFrame(dst, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-func (w *wsClient) writeClose() {
+// writeClose sends the close frame; taken is what the turn took from the
+// queue as it saw the kill, which a restart sends first.
+func (w *wsClient) writeClose(taken [][]byte) {
 	if w.closeCode == closeAbnormal {
 		return
 	}
@@ -240,7 +279,7 @@ func (w *wsClient) writeClose() {
 		// Graceful shutdown: what is already queued still goes out.
 		w.out.close()
 		_ = w.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		for _, b := range w.out.take(nil) {
+		for _, b := range append(taken, w.out.take(nil)...) {
 			if w.conn.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}
