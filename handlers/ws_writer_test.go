@@ -253,3 +253,32 @@ func TestWSPingWhileIdle(t *testing.T) {
 	}
 	waitIdle(t, wc)
 }
+
+// TestWSHandlerPanicStaysInConnection: a panic while handling a frame
+// (handled on a goroutine of its own, see handleOff) reaches the reader,
+// whose handler recovers it (the library's recover handler prints it):
+// that connection ends with 1000, the process and the others live on. The
+// harness's server has no store, so a join panics.
+func TestWSHandlerPanicStaysInConnection(t *testing.T) {
+	h := newWSHarness(t, 1<<20)
+	h.srv.MaxRooms = 10
+	conn, wc := h.dial(t)
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"join","room":"general"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, b, err := conn.ReadMessage(); !isCloseCode(err, closeNormal) {
+		t.Fatalf("after the panic: %s, %v; want close 1000", b, err)
+	}
+	select {
+	case <-wc.writerDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection did not end after the panic")
+	}
+	// The process and other connections live on.
+	conn2, wc2 := h.dial(t)
+	wc2.Deliver(event(7))
+	if got := readSeqs(t, conn2, 1); got[0] != 7 {
+		t.Fatalf("got seq %d", got[0])
+	}
+}
