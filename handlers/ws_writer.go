@@ -171,12 +171,22 @@ func (w *wsClient) pingTick() {
 // write) is the last one: it sends the close frame, ends the reader and
 // closes writerDone, and the queue never starts another.
 func (w *wsClient) writeTurn() {
-	var batch [][]byte
+	bp := batches.Get().(*[][]byte)
+	batch, used := *bp, 0
+	defer func() {
+		// The pooled batch must not keep frames alive.
+		clear(batch[:used])
+		if cap(batch) <= maxPooledBatch {
+			*bp = batch[:0]
+			batches.Put(bp)
+		}
+	}()
 	for {
 		var more bool
 		if batch, more = w.out.next(batch); !more {
 			return
 		}
+		used = max(used, len(batch))
 		select {
 		case <-w.quit:
 			w.writeClose(batch)
@@ -197,6 +207,13 @@ func (w *wsClient) writeTurn() {
 		}
 	}
 }
+
+// batches holds the writers' batch slices, shared by all connections: a
+// turn takes one, and an idle connection holds none (nor allocates one per
+// turn).
+var batches = sync.Pool{New: func() any { return new([][]byte) }}
+
+const maxPooledBatch = 1024
 
 // endWriter ends the last writer's turn.
 func (w *wsClient) endWriter() {
