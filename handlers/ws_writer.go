@@ -13,7 +13,8 @@ import (
 )
 
 // A WebSocket connection's way out: its bounded queue, what the hub and the
-// reader put in it, and the one writer goroutine that drains it.
+// reader put in it, and the writer goroutine that drains it: at most one at
+// a time, and none while the queue is empty (see queue).
 
 // sendError answers with an error frame.
 func (w *wsClient) sendError(err error, id, room string) {
