@@ -10,6 +10,13 @@ import (
 // a healthy reader drains in milliseconds, while a reader that stopped lets
 // the bytes pile up. The single writer takes everything queued at once, so
 // what accumulated goes out together.
+//
+// A queue made by newWriterQueue has no writer waiting on it: the writer is
+// started when there is work and ends when there is none, so that an idle
+// connection holds no goroutine (its stack was a third of what an idle
+// WebSocket cost). The queue decides, under its lock, when a writer runs:
+// a push or kick finding none starts one, and next ends the writer's turn
+// only when nothing is queued or pending, so no work is left without one.
 type queue struct {
 	max int
 
@@ -18,7 +25,11 @@ type queue struct {
 	bytes  int
 	closed bool
 
-	ready chan struct{} // signalled when frames are added
+	start   func() // newWriterQueue: starts a writer; nil: ready is signalled
+	running bool   // a writer runs (start was called and its turn has not ended)
+	pending bool   // kick was called since the writer last looked
+
+	ready chan struct{} // signalled when frames are added (newQueue only)
 	space chan struct{} // signalled when the writer takes frames
 	done  chan struct{} // closed by close
 }
@@ -26,6 +37,18 @@ type queue struct {
 func newQueue(maxBytes int) *queue {
 	return &queue{max: maxBytes, ready: make(chan struct{}, 1), space: make(chan struct{}, 1), done: make(chan struct{})}
 }
+
+// newWriterQueue makes a queue whose writer is started on demand: start
+// runs (in the pusher's goroutine, after the lock is released) whenever
+// work arrives and no writer runs; it must start one (go writer()), and
+// the writer must call next until next reports its turn over.
+func newWriterQueue(maxBytes int, start func()) *queue {
+	return &queue{max: maxBytes, start: start, space: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// idleFrames is the capacity of frames kept when a writer's turn ends; a
+// burst's larger backing array is let go, not held by an idle connection.
+const idleFrames = 8
 
 // push adds b without waiting. It reports false when the queue is closed or
 // b does not fit: the caller treats the reader as too slow.
@@ -37,8 +60,9 @@ func (q *queue) push(b []byte) bool {
 	}
 	q.frames = append(q.frames, b)
 	q.bytes += len(b)
+	start := q.claimLocked()
 	q.mu.Unlock()
-	signal(q.ready)
+	q.wake(start)
 	return true
 }
 
@@ -53,8 +77,9 @@ func (q *queue) pushWait(ctx context.Context, b []byte) error {
 		if q.bytes+len(b) <= q.max || q.bytes == 0 {
 			q.frames = append(q.frames, b)
 			q.bytes += len(b)
+			start := q.claimLocked()
 			q.mu.Unlock()
-			signal(q.ready)
+			q.wake(start)
 			return nil
 		}
 		q.mu.Unlock()
@@ -77,6 +102,62 @@ func (q *queue) take(dst [][]byte) [][]byte {
 	q.mu.Unlock()
 	signal(q.space)
 	return dst
+}
+
+// claimLocked reports whether the caller must start the writer: one is
+// wanted and none runs. q.mu is held.
+func (q *queue) claimLocked() bool {
+	if q.start == nil || q.running {
+		return false
+	}
+	q.running = true
+	return true
+}
+
+func (q *queue) wake(start bool) {
+	switch {
+	case start:
+		q.start()
+	case q.start == nil:
+		signal(q.ready)
+	}
+}
+
+// kick asks for a writer's turn with nothing queued (the writer then looks
+// at what else it has to do: a close frame, a ping), starting one if none
+// runs. newWriterQueue only.
+func (q *queue) kick() {
+	q.mu.Lock()
+	q.pending = true
+	start := q.claimLocked()
+	q.mu.Unlock()
+	q.wake(start)
+}
+
+// next is the on-demand writer's take: everything queued, appended to
+// dst[:0], and true; or, when nothing is queued and nothing kicked since
+// the last call, false: the writer's turn is over and it must return (the
+// next push or kick starts another). A writer that never gets false (it
+// ends the connection) keeps the queue marked as having one, so that no
+// other starts.
+func (q *queue) next(dst [][]byte) ([][]byte, bool) {
+	q.mu.Lock()
+	if len(q.frames) == 0 && !q.pending {
+		q.running = false
+		if cap(q.frames) > idleFrames {
+			q.frames = nil
+		}
+		q.mu.Unlock()
+		return dst[:0], false
+	}
+	q.pending = false
+	dst = append(dst[:0], q.frames...)
+	clear(q.frames)
+	q.frames = q.frames[:0]
+	q.bytes = 0
+	q.mu.Unlock()
+	signal(q.space)
+	return dst, true
 }
 
 // close makes every later push fail and wakes waiters. It reports whether

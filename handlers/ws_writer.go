@@ -13,7 +13,8 @@ import (
 )
 
 // A WebSocket connection's way out: its bounded queue, what the hub and the
-// reader put in it, and the one writer goroutine that drains it.
+// reader put in it, and the writer goroutine that drains it: at most one at
+// a time, and none while the queue is empty (see queue).
 
 // sendError answers with an error frame.
 func (w *wsClient) sendError(err error, id, room string) {
@@ -141,35 +142,89 @@ func (w *wsClient) kill(code int, text string) bool {
 			w.out.close()
 		}
 		close(w.quit)
+		// A writer's turn sends the close frame (after what is queued, on
+		// a restart); the one under way, if any, sees quit.
+		w.out.kick()
 	})
 	return first
 }
 
-// writeLoop is the connection's only writer.
-func (w *wsClient) writeLoop() {
-	ping := time.NewTicker(wsPingPeriod)
-	defer ping.Stop()
-	// The hijacked connection is closed only when the handler returns (its
-	// Close is a no-op), so end the reader, and with it the handler.
-	defer w.conn.SetReadDeadline(time.Now())
-	var batch [][]byte
+// pingTick runs every pingEvery on the timer's own goroutine: the ping is
+// the writer's to send, like every frame of ours. It stops once the
+// connection ends.
+func (w *wsClient) pingTick() {
+	w.pingMu.Lock()
+	defer w.pingMu.Unlock()
+	select {
+	case <-w.quit:
+		return
+	default:
+	}
+	w.pingDue.Store(true)
+	w.out.kick()
+	w.pinger.Reset(w.pingEvery)
+}
+
+// writeTurn is the connection's only writer while it runs: the queue
+// starts it when there is something to send and none runs, and it returns
+// as soon as the queue is empty, so an idle connection holds no goroutine,
+// stack or batch. The turn that sees the connection end (kill, or a failed
+// write) is the last one: it sends the close frame, ends the reader and
+// closes writerDone, and the queue never starts another.
+func (w *wsClient) writeTurn() {
+	bp := batches.Get().(*[][]byte)
+	batch, used := *bp, 0
+	defer func() {
+		// The pooled batch must not keep frames alive.
+		clear(batch[:used])
+		if cap(batch) <= maxPooledBatch {
+			*bp = batch[:0]
+			batches.Put(bp)
+		}
+	}()
 	for {
+		var more bool
+		if batch, more = w.out.next(batch); !more {
+			return
+		}
+		used = max(used, len(batch))
 		select {
 		case <-w.quit:
-			w.writeClose()
+			w.writeClose(batch)
+			w.endWriter()
 			return
-		case <-w.out.ready:
-			batch = w.out.take(batch)
-			if !w.write(batch) {
-				return
-			}
-		case <-ping.C:
+		default:
+		}
+		if w.pingDue.Swap(false) {
 			if err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
 				w.kill(closeAbnormal, "")
+				w.endWriter()
 				return
 			}
 		}
+		if len(batch) > 0 && !w.write(batch) {
+			w.endWriter()
+			return
+		}
 	}
+}
+
+// batches holds the writers' batch slices, shared by all connections: a
+// turn takes one, and an idle connection holds none (nor allocates one per
+// turn).
+var batches = sync.Pool{New: func() any { return new([][]byte) }}
+
+const maxPooledBatch = 1024
+
+// endWriter ends the last writer's turn.
+func (w *wsClient) endWriter() {
+	w.pingMu.Lock()
+	w.pinger.Stop()
+	w.pingMu.Unlock()
+	// The hijacked connection is closed only when the handler returns (its
+	// Close is a no-op), so end the reader, and with it the handler.
+	_ = w.conn.SetReadDeadline(time.Now())
+	close(w.writerDone)
 }
 
 // write sends frames with as few syscalls as it can: it lays out the
@@ -232,7 +287,9 @@ func appendTextFrame(dst, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-func (w *wsClient) writeClose() {
+// writeClose sends the close frame; taken is what the turn took from the
+// queue as it saw the kill, which a restart sends first.
+func (w *wsClient) writeClose(taken [][]byte) {
 	if w.closeCode == closeAbnormal {
 		return
 	}
@@ -240,7 +297,7 @@ func (w *wsClient) writeClose() {
 		// Graceful shutdown: what is already queued still goes out.
 		w.out.close()
 		_ = w.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		for _, b := range w.out.take(nil) {
+		for _, b := range append(taken, w.out.take(nil)...) {
 			if w.conn.WriteMessage(websocket.TextMessage, b) != nil {
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -171,11 +172,12 @@ func (p *Persister) handle(ctx context.Context, c Consumer, recs []Record) error
 		if out, mk, stored, err = p.store(ctx, recs, msgs, parts); err != nil {
 			return err
 		}
-		// The marks are written beside the publish, not before it: a
-		// sender's own read position and a mention's count follow their
-		// item within the batch's time, and delivery does not wait for
-		// them. Both are done before the commit, so a crash repeats both
-		// (the marks only ever rise).
+		// The marks left to write (all of them, unless the store wrote
+		// the items' own with the items: see marker) are written beside
+		// the publish, not before it: a sender's own read position and a
+		// mention's count follow their item within the batch's time, and
+		// delivery does not wait for them. Both are done before the
+		// commit, so a crash repeats both (the marks only ever rise).
 		saved := make(chan error, 1)
 		if mk.empty() || p.Marks == nil {
 			saved <- nil
@@ -268,11 +270,16 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			toStore = append(toStore, d.m)
 		}
 	}
+	marker := p.marker()
 	if len(toStore) > 0 {
 		var stored []Message
 		if err := retry(ctx, p.Log, "persist: store", func() error {
 			var err error
-			stored, err = p.Store.Append(ctx, toStore)
+			if marker != nil {
+				stored, err = marker.AppendMarked(ctx, toStore)
+			} else {
+				stored, err = p.Store.Append(ctx, toStore)
+			}
 			return err
 		}); err != nil {
 			p.forget(msgs)
@@ -298,7 +305,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 	p.Log.Debug("persist: batch decided and stored", "records", len(recs), "decide", t1.Sub(t0), "append", t2.Sub(t1), "fold", time.Since(t2))
 	var mk marks
 	if p.Marks != nil {
-		mk = p.batchMarks(items)
+		mk = p.batchMarks(items, marker != nil)
 	}
 	out := make([]Record, 0, len(items))
 	for _, d := range items {
@@ -312,6 +319,21 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		}
 	}
 	return out, mk, len(toStore), nil
+}
+
+// marker is the store when it writes the items' marks itself
+// (MarkingAppender) and is the stage's Marks too; nil otherwise. The
+// identity matters: marks written with the items must land where the
+// stage's Marks reads them.
+func (p *Persister) marker() MarkingAppender {
+	ma, ok := p.Store.(MarkingAppender)
+	if !ok || p.Marks == nil {
+		return nil
+	}
+	if t := reflect.TypeOf(p.Store); t != reflect.TypeOf(p.Marks) || !t.Comparable() || any(p.Store) != any(p.Marks) {
+		return nil
+	}
+	return ma
 }
 
 // retry calls f with capped exponential backoff until it succeeds or ctx ends.

@@ -140,11 +140,60 @@ type marks struct {
 
 func (mk *marks) empty() bool { return len(mk.reads) == 0 && len(mk.mentions) == 0 }
 
+// MarkingAppender is a Store that can write the marks of the items it
+// stores (ItemMarks of each) in the transaction that stores them. The
+// persist stage then writes one transaction per batch where Append and
+// SaveMarks write two: on the embedded store each costs an fsync, which
+// takes more CPU than the rest of a small batch's work. It is used only
+// when the stage's Marks is that same store, so the marks land where
+// SaveMarks would have put them.
+type MarkingAppender interface {
+	// AppendMarked is Append that also saves, as SaveMarks does (never
+	// lowering a read position, a mention recorded once), the marks of
+	// every message of the result, stored now or before. All or nothing,
+	// and safe to retry, as Append.
+	AppendMarked(ctx context.Context, msgs []Message) ([]Message, error)
+}
+
+// ItemMarks are the marks a stored item makes: its author has read up to
+// it (you have read what you sent), and so have those it makes members (a
+// member added at seq N sees the room from N on, and nothing before N is
+// theirs to miss); each user it mentions is mentioned at its seq.
+func ItemMarks(m *Message) ([]ReadMark, []MentionMark) {
+	if m.Seq < 1 {
+		return nil, nil
+	}
+	reads := []ReadMark{{Room: m.Room, User: m.User, Seq: m.Seq}}
+	for _, u := range itemReaders(m) {
+		reads = append(reads, ReadMark{Room: m.Room, User: u, Seq: m.Seq})
+	}
+	var mentions []MentionMark
+	for _, u := range m.Mentions {
+		mentions = append(mentions, MentionMark{User: u, Room: m.Room, Seq: m.Seq})
+	}
+	return reads, mentions
+}
+
+// itemReaders are the users other than its author an item makes members.
+func itemReaders(m *Message) []string {
+	if m.Kind != KindMember || m.Data == nil {
+		return nil
+	}
+	switch m.Data.Action {
+	case ActAdd:
+		return []string{m.Data.Target}
+	case ActCreate:
+		return m.Data.Members
+	}
+	return nil
+}
+
 // batchMarks collects what the batch's decided items write: each read
-// command taken, each stored item's author's read position (you have read
-// what you sent) and that of the members it adds, each mention. Read commands are capped again at the
-// state's seq, which fold may have set lower than decide assumed.
-func (p *Persister) batchMarks(items []decided) marks {
+// command taken, and unless the store wrote them with the items (marked),
+// the marks of each stored item (ItemMarks). Read commands are capped
+// again at the state's seq, which fold may have set lower than decide
+// assumed. The cached read positions follow both.
+func (p *Persister) batchMarks(items []decided, marked bool) marks {
 	var mk marks
 	at := map[ReadMark]int{} // (room, user) -> index in mk.reads
 	read := func(room, user string, seq int64) {
@@ -167,29 +216,20 @@ func (p *Persister) batchMarks(items []decided) marks {
 			}
 			read(d.m.Room, d.m.User, d.m.Data.Seq)
 		case d.m.Seq > 0:
-			// The author has read up to it; so have those it makes
-			// members: a member added at seq N sees the room from N on,
-			// and nothing before N is theirs to miss.
-			readers := []string{d.m.User}
-			if d.m.Kind == KindMember && d.m.Data != nil {
-				switch d.m.Data.Action {
-				case ActAdd:
-					readers = append(readers, d.m.Data.Target)
-				case ActCreate:
-					readers = append(readers, d.m.Data.Members...)
+			reads, mentions := ItemMarks(&d.m)
+			for _, r := range reads {
+				if !marked {
+					read(r.Room, r.User, r.Seq)
 				}
-			}
-			for _, u := range readers {
-				read(d.m.Room, u, d.m.Seq)
 				if c != nil {
 					if c.reads == nil {
 						c.reads = map[string]int64{}
 					}
-					c.reads[u] = max(c.reads[u], d.m.Seq)
+					c.reads[r.User] = max(c.reads[r.User], r.Seq)
 				}
 			}
-			for _, u := range d.m.Mentions {
-				mk.mentions = append(mk.mentions, MentionMark{User: u, Room: d.m.Room, Seq: d.m.Seq})
+			if !marked {
+				mk.mentions = append(mk.mentions, mentions...)
 			}
 		}
 	}

@@ -408,6 +408,7 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 		}
 		c.touched = false
 	}
+	var dirty []*cachedRoom
 	for _, room := range order {
 		c := p.rooms.rooms[room]
 		if c == nil {
@@ -424,13 +425,7 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 		}
 		switch {
 		case c.dirty:
-			st := c.st
-			if err := retry(ctx, p.Log, "persist: save room state", func() error {
-				return p.Rooms.SaveRoomState(ctx, st)
-			}); err != nil {
-				return err
-			}
-			c.saved, c.dirty = st.Seq, false
+			dirty = append(dirty, c)
 		case c.st.Seq-c.saved >= saveEvery:
 			// Only plain messages came: what others read of the saved
 			// state is still right, and saving bounds only what the next
@@ -441,6 +436,47 @@ func (p *Persister) fold(ctx context.Context, items []decided) error {
 				c.saved = c.st.Seq
 			}
 		}
+	}
+	return p.saveStates(ctx, dirty)
+}
+
+// RoomStatesSaver is a RoomStates that saves several states in one write
+// (SaveRoomState of each, all or nothing). A batch that brings many rooms
+// into being — the first message of each of a thousand small rooms — then
+// costs one write, and on the embedded store one fsync, not one per room.
+type RoomStatesSaver interface {
+	SaveRoomStates(ctx context.Context, sts []RoomState) error
+}
+
+// saveStates saves the rooms' states, together when the store can.
+func (p *Persister) saveStates(ctx context.Context, rooms []*cachedRoom) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	saver, ok := p.Rooms.(RoomStatesSaver)
+	if !ok || len(rooms) == 1 {
+		for _, c := range rooms {
+			st := c.st
+			if err := retry(ctx, p.Log, "persist: save room state", func() error {
+				return p.Rooms.SaveRoomState(ctx, st)
+			}); err != nil {
+				return err
+			}
+			c.saved, c.dirty = st.Seq, false
+		}
+		return nil
+	}
+	sts := make([]RoomState, len(rooms))
+	for i, c := range rooms {
+		sts[i] = c.st
+	}
+	if err := retry(ctx, p.Log, "persist: save room states", func() error {
+		return saver.SaveRoomStates(ctx, sts)
+	}); err != nil {
+		return err
+	}
+	for _, c := range rooms {
+		c.saved, c.dirty = c.st.Seq, false
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/kafka/membus"
+	"github.com/parley-chat/parley/repository/bolt"
 )
 
 // roomStore is a store that keeps room states too (both real ones do).
@@ -403,5 +405,151 @@ func TestPersisterReadsTargetsOnce(t *testing.T) {
 	publishItems(t, bus, items[4])
 	if m := received(t, bus, len(items)+1)[len(items)]; m.ID != "r5" || m.Kind != chat.KindReaction || m.Seq != 35 {
 		t.Fatalf("the redelivered reaction: %+v", m)
+	}
+}
+
+// markCountingStore is the embedded store counting how the persist stage writes
+// marks: with the items (AppendMarked) or in a write of their own.
+type markCountingStore struct {
+	*bolt.Store
+	marked, saves          atomic.Int32
+	stateSaves, statesSave atomic.Int32
+}
+
+func (s *markCountingStore) SaveRoomState(ctx context.Context, st chat.RoomState) error {
+	s.stateSaves.Add(1)
+	return s.Store.SaveRoomState(ctx, st)
+}
+
+func (s *markCountingStore) SaveRoomStates(ctx context.Context, sts []chat.RoomState) error {
+	s.statesSave.Add(1)
+	return s.Store.SaveRoomStates(ctx, sts)
+}
+
+func (s *markCountingStore) AppendMarked(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	s.marked.Add(1)
+	return s.Store.AppendMarked(ctx, msgs)
+}
+
+func (s *markCountingStore) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions []chat.MentionMark) error {
+	s.saves.Add(1)
+	return s.Store.SaveMarks(ctx, reads, mentions)
+}
+
+// TestPersisterMarksWithTheItems: on a store that can (the embedded one),
+// a batch's items and the marks they make are one write: SaveMarks is left
+// to read commands. The marks are those SaveMarks would have written, and a
+// read command still moves its reader. A store that is not the stage's
+// Marks is not asked to write them.
+func TestPersisterMarksWithTheItems(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	st := &markCountingStore{Store: bs}
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	now := chat.Timestamp(time.Now())
+	publishItems(t, bus,
+		chat.Message{Room: "r", ID: "b1", User: "bob", Text: "first", TS: now},
+		chat.Message{Room: "r", ID: "a1", User: "alice", Text: "hello @bob", TS: now},
+		chat.Message{Room: "s", ID: "a2", User: "alice", Text: "elsewhere", TS: now},
+	)
+	received(t, bus, 3)
+	if st.marked.Load() == 0 || st.saves.Load() != 0 {
+		t.Fatalf("AppendMarked %d times, SaveMarks %d times; want the marks with the items only", st.marked.Load(), st.saves.Load())
+	}
+	reads, err := st.ReadSeqs(context.Background(), "r", []string{"alice", "bob"})
+	if err != nil || reads["alice"] != 2 || reads["bob"] != 1 {
+		t.Fatalf("read positions %v (%v), want alice 2, bob 1", reads, err)
+	}
+	sums := []chat.RoomSummary{{Room: "r", LastSeq: 2}}
+	if err := st.Counts(context.Background(), "bob", sums); err != nil || sums[0].Mentions != 1 {
+		t.Fatalf("bob's counts %+v (%v), want his mention", sums[0], err)
+	}
+	publishItems(t, bus, chat.Message{Room: "r", ID: "rd", User: "bob", Kind: chat.KindRead, Data: &chat.ItemData{Seq: 2}, TS: now})
+	received(t, bus, 4)
+	// The marks are saved beside the publish: wait for them.
+	waitRead(t, bs, "r", "bob", 2)
+	if st.saves.Load() != 1 {
+		t.Fatalf("SaveMarks %d times after a read command, want 1", st.saves.Load())
+	}
+
+	// Marks elsewhere than the store: the items are appended plainly and
+	// their marks saved where the stage's Marks is.
+	other, err := bolt.Open(filepath.Join(t.TempDir(), "marks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	bus2 := membus.New(membus.Options{})
+	defer bus2.Close()
+	st2 := &markCountingStore{Store: other}
+	p2 := &chat.Persister{Bus: bus2, Store: bs, Rooms: bs, Marks: st2, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	done2 := make(chan struct{})
+	go func() { p2.Run(ctx); close(done2) }()
+	defer func() { cancel(); <-done2 }()
+	publishItems(t, bus2, chat.Message{Room: "t", ID: "c1", User: "carol", Text: "hi", TS: now})
+	received(t, bus2, 1)
+	waitRead(t, other, "t", "carol", 1)
+	if st2.saves.Load() != 1 || st2.marked.Load() != 0 {
+		t.Fatalf("on the stage's Marks: SaveMarks %d times, AppendMarked %d; want 1, 0", st2.saves.Load(), st2.marked.Load())
+	}
+	if reads, _ := bs.ReadSeqs(context.Background(), "t", []string{"carol"}); len(reads) != 0 {
+		t.Fatalf("carol's read position %v in the store that is not the stage's Marks", reads)
+	}
+}
+
+// waitRead waits up to 5 s for user's read position in room to be seq.
+func waitRead(t *testing.T, m chat.Marks, room, user string, seq int64) {
+	t.Helper()
+	var reads map[string]int64
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		var err error
+		if reads, err = m.ReadSeqs(context.Background(), room, []string{user}); err == nil && reads[user] == seq {
+			return
+		}
+	}
+	t.Fatalf("%s's read position in %s: %v, want %d", user, room, reads, seq)
+}
+
+// TestPersisterSavesNewRoomsTogether: a batch that brings several rooms into
+// being saves their states in one write (SaveRoomStates), before their items
+// are republished: a client that saw an item finds the room's state.
+func TestPersisterSavesNewRoomsTogether(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	st := &markCountingStore{Store: bs}
+	bus := membus.New(membus.Options{})
+	defer bus.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	// Published before the stage starts, so that they are one batch.
+	now := chat.Timestamp(time.Now())
+	rooms := []string{"one", "two", "three", "four"}
+	for _, r := range rooms {
+		publishItems(t, bus, chat.Message{Room: r, ID: "m-" + r, User: "u-" + r, Text: "first", TS: now})
+	}
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	received(t, bus, len(rooms))
+	if st.statesSave.Load() != 1 || st.stateSaves.Load() != 0 {
+		t.Fatalf("SaveRoomStates %d times, SaveRoomState %d times; want the %d new rooms saved in one write", st.statesSave.Load(), st.stateSaves.Load(), len(rooms))
+	}
+	for _, r := range rooms {
+		saved, err := bs.RoomState(context.Background(), r)
+		if err != nil || saved.Seq != 1 || saved.Kind != chat.RoomPublic || !saved.IsMember("u-"+r) {
+			t.Fatalf("saved state of %s: %+v (%v), want public at seq 1 with its sender", r, saved, err)
+		}
 	}
 }

@@ -198,10 +198,23 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.db.View(func(*bbolt.Tx) error { return nil })
 }
 
+var _ chat.MarkingAppender = (*Store)(nil)
+
 // Append stores msgs in one write transaction, so a batch is all or nothing.
 // The domain validates messages; Append only refuses what it cannot key: an
 // empty room, user or id.
 func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	return s.appendBatch(ctx, msgs, false)
+}
+
+// AppendMarked implements chat.MarkingAppender: the items and their marks
+// (chat.ItemMarks) in one write transaction, so one fsync where Append and
+// SaveMarks cost two.
+func (s *Store) AppendMarked(ctx context.Context, msgs []chat.Message) ([]chat.Message, error) {
+	return s.appendBatch(ctx, msgs, true)
+}
+
+func (s *Store) appendBatch(ctx context.Context, msgs []chat.Message, marked bool) ([]chat.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -224,7 +237,16 @@ func (s *Store) Append(ctx context.Context, msgs []chat.Message) ([]chat.Message
 			}
 			out[i] = stored
 		}
-		return nil
+		if !marked {
+			return nil
+		}
+		var reads []chat.ReadMark
+		var mentions []chat.MentionMark
+		for i := range out {
+			r, m := chat.ItemMarks(&out[i])
+			reads, mentions = append(reads, r...), append(mentions, m...)
+		}
+		return saveMarks(tx, reads, mentions)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append: %w", err)

@@ -391,3 +391,91 @@ func TestLifecycles(t *testing.T) {
 		return openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
 	})
 }
+
+// TestAppendMarked: the items and their marks (chat.ItemMarks) in one
+// transaction: the author's read position at the item, an added member's
+// too, each mention; a retry stores nothing twice and lowers nothing.
+func TestAppendMarked(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	ctx := t.Context()
+	now := time.Now()
+	batch := []chat.Message{
+		{Room: "r", ID: "a1", User: "alice", Text: "hi @bob", TS: chat.Timestamp(now), Mentions: []string{"bob"}},
+		chat.NewItem(chat.Author{Name: "alice"}, "r", "add", chat.ItemData{Action: chat.ActAdd, Target: "carol"}, now),
+		{Room: "q", ID: "b1", User: "bob", Text: "elsewhere", TS: chat.Timestamp(now)},
+	}
+	for range 2 { // the second time is a retry
+		out, err := s.AppendMarked(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Seq != 1 || out[1].Seq != 2 || out[2].Seq != 1 {
+			t.Fatalf("seqs %d %d %d, want 1 2 1", out[0].Seq, out[1].Seq, out[2].Seq)
+		}
+	}
+	reads, err := s.ReadSeqs(ctx, "r", []string{"alice", "bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"alice": 2, "carol": 2}; !reflect.DeepEqual(reads, want) {
+		t.Fatalf("read positions in r %v, want %v", reads, want)
+	}
+	if q, _ := s.ReadSeqs(ctx, "q", []string{"bob"}); q["bob"] != 1 {
+		t.Fatalf("read positions in q %v, want bob at 1", q)
+	}
+	sums := []chat.RoomSummary{{Room: "r", LastSeq: 2}}
+	if err := s.Counts(ctx, "bob", sums); err != nil {
+		t.Fatal(err)
+	}
+	if sums[0].Mentions != 1 {
+		t.Fatalf("bob's counts in r: %+v, want his mention", sums[0])
+	}
+	if last, _ := s.LastSeq(ctx, "r"); last != 2 {
+		t.Fatalf("last seq %d after a retry, want 2", last)
+	}
+}
+
+// TestSaveRoomStates: several states in one write, each as SaveRoomState
+// would save it (members indexed, an older state than the saved one left
+// alone), and all or nothing.
+func TestSaveRoomStates(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "parley.db"))
+	ctx := t.Context()
+	a, b := chat.NewRoomState("a"), chat.NewRoomState("b")
+	a.Kind, b.Kind = chat.RoomPublic, chat.RoomPublic
+	a.Seq, b.Seq = 3, 5
+	a.Members = map[string]chat.Member{"bob": {Role: chat.RoleMember, Since: 1}}
+	b.Members = map[string]chat.Member{"bob": {Role: chat.RoleOwner, Since: 1}, "carol": {Role: chat.RoleMember, Since: 2}}
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	older := b
+	older.Seq, older.Members = 4, nil
+	newer := a
+	newer.Seq, newer.Members = 4, nil // bob left a
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{older, newer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		room    string
+		seq     int64
+		members int
+	}{{"a", 4, 0}, {"b", 5, 2}} {
+		got, err := s.RoomState(ctx, w.room)
+		if err != nil || got.Seq != w.seq || len(got.Members) != w.members {
+			t.Fatalf("state of %s: seq %d, %d members (%v); want seq %d, %d members", w.room, got.Seq, len(got.Members), err, w.seq, w.members)
+		}
+	}
+	page, err := s.MemberRooms(ctx, "bob", chat.RoomQuery{Limit: 10})
+	if err != nil || len(page.Rooms) != 1 || page.Rooms[0].Room != "b" || page.Rooms[0].Role != chat.RoleOwner {
+		t.Fatalf("bob's rooms %+v (%v), want b as owner only", page.Rooms, err)
+	}
+	bad := chat.NewRoomState("c")
+	bad.Seq = 1
+	if err := s.SaveRoomStates(ctx, []chat.RoomState{bad, {Seq: 2}}); err == nil {
+		t.Fatal("a state without a room saved")
+	}
+	if got, _ := s.RoomState(ctx, "c"); got.Seq != 0 {
+		t.Fatalf("c saved at seq %d by a refused batch", got.Seq)
+	}
+}

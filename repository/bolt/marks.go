@@ -58,7 +58,16 @@ func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions [
 	if len(reads) == 0 && len(mentions) == 0 {
 		return nil // no write transaction, so no fsync
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return saveMarks(tx, reads, mentions) }); err != nil {
+		return fmt.Errorf("save marks: %w", err)
+	}
+	return nil
+}
+
+// saveMarks writes marks in tx: read positions only ever rise, a mention is
+// recorded once.
+func saveMarks(tx *bbolt.Tx, reads []chat.ReadMark, mentions []chat.MentionMark) error {
+	if len(reads) > 0 {
 		rb, err := tx.CreateBucketIfNotExists(bucketReads)
 		if err != nil {
 			return err
@@ -75,6 +84,8 @@ func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions [
 				return err
 			}
 		}
+	}
+	if len(mentions) > 0 {
 		mb, err := tx.CreateBucketIfNotExists(bucketMentions)
 		if err != nil {
 			return err
@@ -88,10 +99,6 @@ func (s *Store) SaveMarks(ctx context.Context, reads []chat.ReadMark, mentions [
 				return err
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("save marks: %w", err)
 	}
 	return nil
 }

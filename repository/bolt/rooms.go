@@ -84,74 +84,98 @@ func savedState(tx *bbolt.Tx, room string) (chat.RoomState, bool, error) {
 // differs between the saved state and st. A state at seq 0 is what a room
 // without a saved state already has, so it is never saved.
 func (s *Store) SaveRoomState(ctx context.Context, st chat.RoomState) error {
+	return s.SaveRoomStates(ctx, []chat.RoomState{st})
+}
+
+var _ chat.RoomStatesSaver = (*Store)(nil)
+
+// SaveRoomStates implements chat.RoomStatesSaver: SaveRoomState of each
+// state in one write transaction, so one fsync for a batch's rooms however
+// many they are.
+func (s *Store) SaveRoomStates(ctx context.Context, sts []chat.RoomState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if st.Room == "" {
-		return fmt.Errorf("save room state: no room")
+	type encoded struct{ val, sum []byte }
+	enc := make([]encoded, len(sts))
+	for i, st := range sts {
+		if st.Room == "" {
+			return fmt.Errorf("save room state: no room")
+		}
+		val, err := json.Marshal(st)
+		if err != nil {
+			return fmt.Errorf("save room state %s: %w", st.Room, err)
+		}
+		sum, err := json.Marshal(summary{Kind: st.Kind, Title: st.Title, Topic: st.Topic, SlowModeS: st.SlowModeS})
+		if err != nil {
+			return fmt.Errorf("save room state %s: %w", st.Room, err)
+		}
+		enc[i] = encoded{val, sum}
 	}
-	val, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("save room state %s: %w", st.Room, err)
+	if len(sts) == 0 {
+		return nil
 	}
-	sum, err := json.Marshal(summary{Kind: st.Kind, Title: st.Title, Topic: st.Topic, SlowModeS: st.SlowModeS})
-	if err != nil {
-		return fmt.Errorf("save room state %s: %w", st.Room, err)
-	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		old, _, err := savedState(tx, st.Room)
-		if err != nil {
-			return err
-		}
-		if old.Seq >= st.Seq {
-			return nil // as new a state is saved already
-		}
-		// A saved state means the room exists: the directory walks rooms/.
-		if _, err := createRoom(tx.Bucket(bucketRooms), st.Room); err != nil {
-			return err
-		}
-		states, err := tx.CreateBucketIfNotExists(bucketStates)
-		if err != nil {
-			return err
-		}
-		sums, err := tx.CreateBucketIfNotExists(bucketSummaries)
-		if err != nil {
-			return err
-		}
-		members, err := tx.CreateBucketIfNotExists(bucketMembers)
-		if err != nil {
-			return err
-		}
-		room := []byte(st.Room)
-		for user, m := range st.Members {
-			if o, ok := old.Members[user]; ok && o.Role == m.Role {
-				continue
-			}
-			ub, err := members.CreateBucketIfNotExists([]byte(user))
-			if err != nil {
-				return err
-			}
-			if err := ub.Put(room, []byte(m.Role)); err != nil {
-				return err
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		for i, st := range sts {
+			if err := saveState(tx, st, enc[i].val, enc[i].sum); err != nil {
+				return fmt.Errorf("save room state %s: %w", st.Room, err)
 			}
 		}
-		for user := range old.Members {
-			if _, ok := st.Members[user]; ok {
-				continue
-			}
-			if err := unindex(members, []byte(user), room); err != nil {
-				return err
-			}
-		}
-		if err := states.Put(room, val); err != nil {
-			return err
-		}
-		return sums.Put(room, sum)
+		return nil
 	})
+}
+
+// saveState writes st (encoded as val, its summary as sum) in tx unless a
+// state at a seq >= st.Seq is saved already, and brings members/ in line.
+func saveState(tx *bbolt.Tx, st chat.RoomState, val, sum []byte) error {
+	old, _, err := savedState(tx, st.Room)
 	if err != nil {
-		return fmt.Errorf("save room state %s: %w", st.Room, err)
+		return err
 	}
-	return nil
+	if old.Seq >= st.Seq {
+		return nil // as new a state is saved already
+	}
+	// A saved state means the room exists: the directory walks rooms/.
+	if _, err := createRoom(tx.Bucket(bucketRooms), st.Room); err != nil {
+		return err
+	}
+	states, err := tx.CreateBucketIfNotExists(bucketStates)
+	if err != nil {
+		return err
+	}
+	sums, err := tx.CreateBucketIfNotExists(bucketSummaries)
+	if err != nil {
+		return err
+	}
+	members, err := tx.CreateBucketIfNotExists(bucketMembers)
+	if err != nil {
+		return err
+	}
+	room := []byte(st.Room)
+	for user, m := range st.Members {
+		if o, ok := old.Members[user]; ok && o.Role == m.Role {
+			continue
+		}
+		ub, err := members.CreateBucketIfNotExists([]byte(user))
+		if err != nil {
+			return err
+		}
+		if err := ub.Put(room, []byte(m.Role)); err != nil {
+			return err
+		}
+	}
+	for user := range old.Members {
+		if _, ok := st.Members[user]; ok {
+			continue
+		}
+		if err := unindex(members, []byte(user), room); err != nil {
+			return err
+		}
+	}
+	if err := states.Put(room, val); err != nil {
+		return err
+	}
+	return sums.Put(room, sum)
 }
 
 // unindex deletes members/<user>/<room>, and user's bucket once it is empty,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley/app/tools/localcluster"
@@ -29,6 +30,7 @@ const (
 type cluster struct {
 	svc       localcluster.Services
 	stopSvc   []func() error // in start order; stopped in reverse
+	svcPIDs   []int          // Kafka's and FerretDB's, started or reused
 	instances []*localcluster.Instance
 	dir       string
 	logf      *os.File
@@ -60,8 +62,15 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 			c.stop(false)
 		}
 	}()
+	cpus, err := cfg.serverSideCPUs()
+	if err != nil {
+		return nil, err
+	}
 	if kafka {
 		if err := c.startServices(cfg); err != nil {
+			return nil, err
+		}
+		if err := c.pinServices(cfg, cpus); err != nil {
 			return nil, err
 		}
 	}
@@ -90,7 +99,7 @@ func startCluster(ctx context.Context, cfg Config, log io.Writer) (_ *cluster, e
 			Env:      []string{"PARLEY_SEND_RATE=100000", "PARLEY_SEND_BURST=100000"},
 			Log:      c.logf,
 			CleanEnv: true,
-			CPUs:     cfg.ServerCPUs,
+			CPUs:     cpus,
 		}
 		if kafka {
 			ic.Secret = hex.EncodeToString(secret[:])
@@ -137,6 +146,61 @@ func (c *cluster) startServices(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// pinServices finds Kafka and FerretDB by their scripts' pidfiles and puts
+// them on the servers' CPUs: they serve this run only (the generator's own
+// ports), so they are server side, pinned with the instances and counted
+// in server_cpu_pct. Unpinned runs give them every online CPU, which undoes
+// the pinning of an earlier run that left them running (--keep-services).
+func (c *cluster) pinServices(cfg Config, cpus string) error {
+	if cpus == "" {
+		var err error
+		if cpus, err = onlineList(); err != nil {
+			return err
+		}
+	}
+	tmp := os.TempDir() // the scripts' ${TMPDIR:-/tmp}
+	for _, s := range []struct {
+		name, pidfile, cmdline string
+	}{
+		// kafka/broker/broker.sh: $KAFKA_DATA_DIR/kafka.pid, the data dir
+		// defaulting to parley-kafka-<port> (localcluster never passes
+		// KAFKA_DATA_DIR on).
+		{"Kafka", filepath.Join(tmp, "parley-kafka-"+strconv.Itoa(cfg.KafkaPort), "kafka.pid"), "kafka.Kafka"},
+		// repository/ferretdb/ferretdb.sh: parley-ferretdb-<port>.pid.
+		{"FerretDB", filepath.Join(tmp, "parley-ferretdb-"+strconv.Itoa(cfg.MongoPort)+".pid"), "ferretdb-"},
+	} {
+		pid, err := daemonPID(s.pidfile, s.cmdline)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := pinPID(pid, cpus); err != nil {
+			return fmt.Errorf("pin %s (pid %d) to CPUs %s: %w", s.name, pid, cpus, err)
+		}
+		fmt.Fprintf(c.log, "loadgen: %s pid %d on CPUs %s\n", s.name, pid, cpus)
+		c.svcPIDs = append(c.svcPIDs, pid)
+	}
+	return nil
+}
+
+// daemonPID reads a service script's pidfile and checks, as the script
+// does, that the process still runs and is the service (its command line
+// holds want), not another that got the pid since.
+func daemonPID(pidfile, want string) (int, error) {
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		return 0, fmt.Errorf("its pidfile: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid < 1 {
+		return 0, fmt.Errorf("pidfile %s: %q is not a pid", pidfile, b)
+	}
+	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmd), want) {
+		return 0, fmt.Errorf("pid %d of %s is not running it (no %q in its command line)", pid, pidfile, want)
+	}
+	return pid, nil
 }
 
 func (c *cluster) urls() []string {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,10 +55,17 @@ type Config struct {
 	// once before the measured phase.
 	Setup int
 
-	// ServerCPUs and GenCPUs pin the servers this run starts and the
-	// generator itself to those CPUs (taskset lists); empty: not pinned.
+	// ServerCPUs and GenCPUs pin the servers this run starts (with Kafka
+	// and FerretDB in --mode kafka) and the generator itself to those CPUs
+	// (taskset lists); empty: not pinned.
 	ServerCPUs string
 	GenCPUs    string
+	// Pin: ServerCPUs and GenCPUs were chosen by --pin, a split of PinBase
+	// (see pinSplit).
+	Pin     bool
+	PinBase string
+	// RequireClean: an unclean run (cleanOf) exits with status 3.
+	RequireClean bool
 
 	// --scenario roomlist: GET /api/rooms by one user who is a member of
 	// Rooms rooms, ListCalls times for each limit in ListLimits and each
@@ -116,8 +124,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&c.ReactPercent, "react-percent", 0, "percent of sends that are reactions (react frames) to the room's newest message (0-100; --transport ws)")
 	fs.Float64Var(&c.MentionPercent, "mention-percent", 0, "percent of messages that @mention another sender of the room (0-100): the notifications consumer's load")
 	fs.IntVar(&c.Setup, "setup-concurrency", 8, "room creations and member adds in flight at once before the measured phase")
-	fs.StringVar(&c.ServerCPUs, "server-cpus", "", "pin the servers this run starts to these CPUs (taskset list, e.g. 0); Kafka and FerretDB are not pinned")
+	fs.StringVar(&c.ServerCPUs, "server-cpus", "", "pin the servers this run starts to these CPUs (taskset list, e.g. 0); in --mode kafka Kafka and FerretDB too")
 	fs.StringVar(&c.GenCPUs, "gen-cpus", "", "pin the generator to these CPUs (taskset list, e.g. 1): it runs itself again under taskset -c")
+	fs.BoolVar(&c.Pin, "pin", false, "split the CPUs this process may use: the servers this run starts (in --mode kafka with Kafka and FerretDB: everything it starts is server side) on the first half, rounded up, the generator on the rest (2 CPUs: server 0, generator 1; 3: 0-1 and 2); instead of --server-cpus/--gen-cpus")
+	fs.BoolVar(&c.RequireClean, "require-clean", false, fmt.Sprintf("exit with status 3, after the results, when the run is not clean: other processes took more than %.0f %% of a core during the measured window, or that is not known (--mode target)", cleanLimitPct))
 	fs.StringVar(&limits, "list-limits", "100,200", "roomlist: the limit of each phase's GET /api/rooms, comma-separated (1-200)")
 	fs.StringVar(&callers, "list-callers", "1,4", "roomlist: concurrent callers of each phase, comma-separated")
 	fs.IntVar(&c.ListCalls, "list-calls", 2000, "roomlist: GET /api/rooms calls per phase, over all its callers")
@@ -264,6 +274,23 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 			return c, errors.New("--list-unread must be 0 to 1000")
 		}
 	}
+	if c.Pin {
+		if c.ServerCPUs != "" || c.GenCPUs != "" {
+			return c, errors.New("--pin chooses the server's and the generator's CPUs itself: drop it, or drop --server-cpus/--gen-cpus")
+		}
+		if c.Mode == "target" {
+			return c, errors.New("--pin splits the CPUs between the servers this run starts and the generator: --mode=target starts none (pin the generator alone with --gen-cpus)")
+		}
+		base, err := pinBase()
+		if err != nil {
+			return c, err
+		}
+		server, gen, err := pinSplit(base)
+		if err != nil {
+			return c, err
+		}
+		c.PinBase, c.ServerCPUs, c.GenCPUs = formatCPUList(base), formatCPUList(server), formatCPUList(gen)
+	}
 	if c.ServerCPUs != "" || c.GenCPUs != "" {
 		if c.Mode == "target" && c.ServerCPUs != "" {
 			return c, errors.New("--server-cpus pins the servers this run starts: --mode=target starts none")
@@ -291,6 +318,30 @@ func resolve(c Config, set map[string]bool) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// serverSideCPUs is the CPU list the servers this run starts are given: the
+// asked one, or, when only the generator is pinned, every online CPU, for
+// they would otherwise inherit the generator's; "" when nothing is pinned.
+func (c Config) serverSideCPUs() (string, error) {
+	if c.ServerCPUs != "" || c.GenCPUs == "" {
+		return c.ServerCPUs, nil
+	}
+	return onlineList()
+}
+
+// onlineList is every online CPU as a taskset list.
+func onlineList() (string, error) {
+	online, err := onlineCPUs()
+	if err != nil {
+		return "", err
+	}
+	var cpus []int
+	for n := range online {
+		cpus = append(cpus, n)
+	}
+	slices.Sort(cpus)
+	return formatCPUList(cpus), nil
 }
 
 // intList parses a comma-separated list of whole numbers from lo to hi.

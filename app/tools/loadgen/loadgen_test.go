@@ -221,9 +221,14 @@ func TestKafkaRun(t *testing.T) {
 	if os.Getenv("PARLEY_TEST_LOADGEN_KAFKA") != "1" {
 		t.Skip("PARLEY_TEST_LOADGEN_KAFKA=1 runs it (starts Kafka and FerretDB on the generator's ports)")
 	}
-	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse")
+	// The server side pinned to CPU 0: the instances, and Kafka and
+	// FerretDB moved there once they run, each counted in its CPU.
+	res := loadRun(t, "--mode=kafka", "--instances=2", "--transport=sse", "--server-cpus=0")
 	if res.Instances != 2 || res.Mode != "kafka" {
 		t.Errorf("instances %d mode %s", res.Instances, res.Mode)
+	}
+	if res.ServerCPUs != "0" || res.ServicesCPUPct <= 0 || res.ServicesCPUPct >= res.ServerCPUPct {
+		t.Errorf("server side on CPUs %q, %.1f %% of a core, Kafka and FerretDB %.1f %% of it", res.ServerCPUs, res.ServerCPUPct, res.ServicesCPUPct)
 	}
 }
 
@@ -287,6 +292,11 @@ func TestRoomListRun(t *testing.T) {
 	if res.P99ms != res.List[0].P99ms || res.ServerRSSKiB <= 0 {
 		t.Errorf("top-level figures %+v", res)
 	}
+	// The CPU window is the timed phases'; no messages, so no cost per one.
+	if res.CPUWindowS <= 0 || res.ServerCPUPct <= 0 || res.GenCPUPct <= 0 || res.OtherCPUPct < 0 || res.ServerCPUUsPerMsg != 0 {
+		t.Errorf("cpu: window %.2fs server %.1f %% generator %.1f %% other %.1f %%, %.1f µs/msg",
+			res.CPUWindowS, res.ServerCPUPct, res.GenCPUPct, res.OtherCPUPct, res.ServerCPUUsPerMsg)
+	}
 }
 
 func embeddedRun(t *testing.T, transport string) {
@@ -334,6 +344,12 @@ func loadRun(t *testing.T, flags ...string) *Result {
 	}
 	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
+	}
+	// The CPU window is the sending and the drain (2 s + at most 3 s).
+	if res.CPUWindowS < 2 || res.CPUWindowS > 6 || res.ServerCPUPct <= 0 || res.GenCPUPct <= 0 || res.OtherCPUPct < 0 ||
+		res.Clean != (res.OtherCPUPct <= cleanLimitPct) || res.Clean != (res.Unclean == "") || res.ServerCPUUsPerMsg <= 0 {
+		t.Errorf("cpu: window %.2fs server %.1f %% generator %.1f %% other %.1f %% clean %v %q, %.1f µs/msg",
+			res.CPUWindowS, res.ServerCPUPct, res.GenCPUPct, res.OtherCPUPct, res.Clean, res.Unclean, res.ServerCPUUsPerMsg)
 	}
 	return res
 }

@@ -6,6 +6,7 @@
 //	go tool task bench -- --scenario=fanout --mode=embedded --rate=100
 //	go tool task bench -- --scenario=fanout --rate=300 --private --server-cpus=0 --gen-cpus=1
 //	go tool task bench -- --scenario=roomlist --server-cpus=0 --gen-cpus=1
+//	go tool task bench -- --scenario=rooms --pin --require-clean
 //
 // See config.go for the roles of --conns and --senders and the scenarios.
 package main
@@ -49,7 +50,7 @@ func main() {
 	}
 	if cfg.GenCPUs != "" {
 		// Returns only when this is the pinned run already.
-		if err := pinSelf(cfg.GenCPUs); err != nil {
+		if err := pinSelf(cfg); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(1)
 		}
@@ -62,7 +63,17 @@ func main() {
 		os.Exit(1)
 	}
 	printResult(os.Stdout, res)
+	if cfg.RequireClean && !res.Clean {
+		// The figures are printed all the same; the status tells a
+		// benchmark script to run it again.
+		fmt.Fprintln(os.Stderr, "loadgen: --require-clean: not clean:", res.Unclean)
+		os.Exit(exitUnclean)
+	}
 }
+
+// exitUnclean is the exit status of an unclean run under --require-clean:
+// apart from 1 (the run failed) and 2 (bad flags).
+const exitUnclean = 3
 
 // Result is one run's outcome; its JSON is the last line of the output.
 type Result struct {
@@ -134,6 +145,32 @@ type Result struct {
 	// generator.
 	ServerCPUs string `json:"server_cpus"`
 	GenCPUs    string `json:"gen_cpus"`
+	// Pin: the CPUs were split by --pin.
+	Pin bool `json:"pin"`
+	// CPU over the measured window (cpu_window_s: send + drain; roomlist:
+	// its timed phases), each in percent of one core (see cpu.go): the
+	// server side's (every process this run started, in --mode kafka with
+	// Kafka and FerretDB: services_cpu_pct of it), the generator's own,
+	// and the rest of the machine's on the CPUs those ran on (cpu_lines,
+	// "all" when they were not pinned apart from others). -1: not known
+	// (--mode target). irq and steal are the parts of the busy time that
+	// were interrupts and time the hypervisor gave elsewhere.
+	CPUWindowS     float64 `json:"cpu_window_s"`
+	ServerCPUPct   float64 `json:"server_cpu_pct"`
+	ServicesCPUPct float64 `json:"services_cpu_pct,omitempty"`
+	GenCPUPct      float64 `json:"gen_cpu_pct"`
+	OtherCPUPct    float64 `json:"other_cpu_pct"`
+	IrqCPUPct      float64 `json:"irq_cpu_pct"`
+	StealCPUPct    float64 `json:"steal_cpu_pct"`
+	CPULines       string  `json:"cpu_lines"`
+	// Clean: other processes took at most 15 % of a core (cleanLimitPct);
+	// Unclean says why not.
+	Clean   bool   `json:"clean"`
+	Unclean string `json:"unclean,omitempty"`
+	// The server side's CPU in µs per message sent and per delivery (0:
+	// none).
+	ServerCPUUsPerMsg      float64 `json:"server_cpu_us_per_msg,omitempty"`
+	ServerCPUUsPerDelivery float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	// List is --scenario roomlist's phases; the top-level p50/p99/max are
 	// those of its first phase.
 	List []listPhase `json:"list,omitempty"`
@@ -203,7 +240,10 @@ type runner struct {
 	// connection is made.
 	roomBase   []int64
 	serverPIDs []int // of the servers this run started, for their RSS
-	requested  int   // --conns asked for, when the file limit capped it
+	// servicePIDs are Kafka's and FerretDB's (--mode kafka): server side
+	// for the CPU figures, not counted in the RSS.
+	servicePIDs []int
+	requested   int // --conns asked for, when the file limit capped it
 }
 
 func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) {
@@ -229,6 +269,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		defer func() { cl.stop(err == nil) }()
 		targets = cl.urls()
 		r.serverPIDs = cl.pids()
+		r.servicePIDs = cl.svcPIDs
 	}
 	r.http = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: cfg.Dial, MaxConnsPerHost: cfg.Dial, DisableCompression: true,
@@ -310,7 +351,9 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		}
 	}
 
-	// Send.
+	// Send. The CPU window opens here and closes when the drain ends: the
+	// setup above is not what a run measures.
+	meter := startCPU(r.serverPIDs, r.servicePIDs)
 	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
 	var swg sync.WaitGroup
 	senders := 0
@@ -367,6 +410,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		time.Sleep(50 * time.Millisecond)
 	}
 	elapsed := time.Since(sendStart)
+	cpu := meter.stop()
 	endRSS := r.rss()
 	tick.Stop()
 	// The store's side: what the persist stage took meanwhile, and its lag,
@@ -393,6 +437,7 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		}
 	}
 	res := r.collect(recvPerRoom)
+	cpu.apply(res)
 	res.DialFailed = total - countNonNil(r.clients)
 	res.ConnsRequested = r.requested
 	res.DurationS = sendElapsed.Seconds()
@@ -451,6 +496,7 @@ func (r *runner) collect(recvPerRoom []int64) *Result {
 	res := &Result{Scenario: cfg.Scenario, Mode: cfg.Mode, Transport: cfg.Transport, Conns: cfg.Conns,
 		Senders: cfg.Senders, Rooms: cfg.Rooms, Rate: cfg.Rate, Private: cfg.Private}
 	res.ServerCPUs, res.GenCPUs = r.cpus()
+	res.Pin = cfg.Pin
 	res.Sent, res.Acked = r.c.sent.Load(), r.c.acked.Load()
 	res.ReactPercent, res.Reactions = cfg.ReactPercent, r.c.reactions.Load()
 	res.RateLimited, res.Errors = r.c.rateLimited.Load(), r.c.errors.Load()
@@ -1031,6 +1077,8 @@ func printResult(w io.Writer, res *Result) {
 		{"store", store},
 		{"rooms", roomsText(res)},
 		{"cpus", fmt.Sprintf("server %s, generator %s", orAll(res.ServerCPUs), orAll(res.GenCPUs))},
+		{"cpu (% of a core)", cpuText(res)},
+		{"server CPU", perMsgText(res)},
 	}
 	if res.Scenario == "roomlist" {
 		// No connections, no messages: the rows above would be zeros.
@@ -1043,7 +1091,8 @@ func printResult(w io.Writer, res *Result) {
 			{"mode", fmt.Sprintf("%s, %d instance(s)", res.Mode, res.Instances)},
 			{"rooms", fmt.Sprintf("%d %s rooms, the listing user their owner, %d unread in each (%d mentions), checked in the list (made in %.1fs)", res.Rooms, kind, res.ListUnread, (res.ListUnread+4)/5, res.SetupS)},
 			{"server RSS", rss},
-			rows[len(rows)-1], // cpus
+			rows[len(rows)-3], // cpus
+			rows[len(rows)-2], // cpu
 		}
 	}
 	for _, ph := range res.List {
@@ -1067,6 +1116,34 @@ func roomsText(res *Result) string {
 		return fmt.Sprintf("%s (made in %.1fs before the measured phase)", kind, res.SetupS)
 	}
 	return kind
+}
+
+// cpuText is the CPU row: each side's share, and whether the run is clean.
+func cpuText(res *Result) string {
+	verdict := "clean"
+	if !res.Clean {
+		verdict = "NOT CLEAN: " + res.Unclean
+	}
+	if res.ServerCPUPct < 0 {
+		return fmt.Sprintf("generator %.1f over %.1fs; %s", res.GenCPUPct, res.CPUWindowS, verdict)
+	}
+	svc := ""
+	if res.ServicesCPUPct > 0 {
+		svc = fmt.Sprintf(" (Kafka and FerretDB %.1f of it)", res.ServicesCPUPct)
+	}
+	return fmt.Sprintf("server %.1f%s, generator %.1f, other %.1f, on CPUs %s over %.1fs (interrupts %.1f, steal %.1f of the busy time); %s",
+		res.ServerCPUPct, svc, res.GenCPUPct, res.OtherCPUPct, res.CPULines, res.CPUWindowS, res.IrqCPUPct, res.StealCPUPct, verdict)
+}
+
+// perMsgText is the server side's CPU per message.
+func perMsgText(res *Result) string {
+	if res.ServerCPUPct < 0 {
+		return "n/a (not this run's servers)"
+	}
+	if res.ServerCPUUsPerMsg == 0 {
+		return "n/a (no messages)"
+	}
+	return fmt.Sprintf("%.1f µs per message sent, %.2f µs per delivery", res.ServerCPUUsPerMsg, res.ServerCPUUsPerDelivery)
 }
 
 func orAll(cpus string) string {

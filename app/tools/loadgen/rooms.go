@@ -253,6 +253,8 @@ func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 	if err := r.checkList(ctx, base, token, kind); err != nil {
 		return nil, err
 	}
+	// The CPU window is the timed phases' (the setup is not measured).
+	meter := startCPU(r.serverPIDs, r.servicePIDs)
 	for _, limit := range cfg.ListLimits {
 		for _, callers := range cfg.ListCallers {
 			ph, err := r.listPhase(ctx, base, token, limit, callers)
@@ -265,6 +267,8 @@ func (r *runner) roomList(ctx context.Context, base string) (*Result, error) {
 			res.Errors += ph.Errors
 		}
 	}
+	meter.stop().apply(res)
+	res.Pin = cfg.Pin
 	first := res.List[0]
 	res.P50ms, res.P99ms, res.MaxMs = first.P50ms, first.P99ms, first.MaxMs
 	res.ServerRSSKiB = r.rss()
