@@ -182,9 +182,15 @@ func (w *wsClient) writeTurn() {
 			batches.Put(bp)
 		}
 	}()
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		var more bool
-		if batch, more = w.out.next(batch); !more {
+		if batch, more = w.out.next(batch, &linger); !more {
 			return
 		}
 		used = max(used, len(batch))

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,7 +226,7 @@ func TestWSSlowClientCutOff(t *testing.T) {
 // sent.
 func TestWSPingWhileIdle(t *testing.T) {
 	old := wsPingPeriod
-	wsPingPeriod = 30 * time.Millisecond
+	wsPingPeriod = 4 * writerLinger // idle between pings: no writer then
 	t.Cleanup(func() { wsPingPeriod = old })
 	h := newWSHarness(t, 1<<20)
 	conn, wc := h.dial(t)
@@ -280,5 +281,49 @@ func TestWSHandlerPanicStaysInConnection(t *testing.T) {
 	wc2.Deliver(event(7))
 	if got := readSeqs(t, conn2, 1); got[0] != 7 {
 		t.Fatalf("got seq %d", got[0])
+	}
+}
+
+// TestWriterLingers: a writer whose queue ran empty stays for writerLinger,
+// so frames coming closer than that (a busy room's) are written by the one
+// writer, not by one started for each; past it the turn ends, and the next
+// frame starts another.
+func TestWriterLingers(t *testing.T) {
+	var starts atomic.Int32
+	taken := make(chan int, 16)
+	var q *queue
+	q = newWriterQueue(1<<20, func() {
+		starts.Add(1)
+		go func() {
+			var linger *time.Timer
+			var batch [][]byte
+			for {
+				var more bool
+				if batch, more = q.next(batch, &linger); !more {
+					return
+				}
+				taken <- len(batch)
+			}
+		}()
+	})
+	for i := range 5 {
+		if !q.push([]byte("frame")) {
+			t.Fatal("push refused")
+		}
+		<-taken
+		if n := starts.Load(); n != 1 {
+			t.Fatalf("frame %d: %d writers started, want the one lingering", i, n)
+		}
+		time.Sleep(writerLinger / 10)
+	}
+	for deadline := time.Now().Add(5 * time.Second); q.writerRuns(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not end its turn once idle")
+		}
+	}
+	q.push([]byte("frame"))
+	<-taken
+	if n := starts.Load(); n != 2 {
+		t.Fatalf("%d writers started after an idle spell, want 2", n)
 	}
 }
