@@ -442,19 +442,8 @@ func (s *markCountingStore) SaveMarks(ctx context.Context, reads []chat.ReadMark
 // read command still moves its reader. A store that is not the stage's
 // Marks is not asked to write them.
 func TestPersisterMarksWithTheItems(t *testing.T) {
-	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bs.Close()
-	st := &markCountingStore{Store: bs}
-	bus := membus.New(membus.Options{})
-	defer bus.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	bs, st, bus, start := markCountingPersister(t)
+	start()
 	now := chat.Timestamp(time.Now())
 	publishItems(t, bus,
 		chat.Message{Room: "r", ID: "b1", User: "bob", Text: "first", TS: now},
@@ -492,6 +481,7 @@ func TestPersisterMarksWithTheItems(t *testing.T) {
 	defer bus2.Close()
 	st2 := &markCountingStore{Store: other}
 	p2 := &chat.Persister{Bus: bus2, Store: bs, Rooms: bs, Marks: st2, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	ctx, cancel := context.WithCancel(context.Background())
 	done2 := make(chan struct{})
 	go func() { p2.Run(ctx); close(done2) }()
 	defer func() { cancel(); <-done2 }()
@@ -523,25 +513,14 @@ func waitRead(t *testing.T, m chat.Marks, room, user string, seq int64) {
 // being saves their states in one write (SaveRoomStates), before their items
 // are republished: a client that saw an item finds the room's state.
 func TestPersisterSavesNewRoomsTogether(t *testing.T) {
-	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bs.Close()
-	st := &markCountingStore{Store: bs}
-	bus := membus.New(membus.Options{})
-	defer bus.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	bs, st, bus, start := markCountingPersister(t)
 	// Published before the stage starts, so that they are one batch.
 	now := chat.Timestamp(time.Now())
 	rooms := []string{"one", "two", "three", "four"}
 	for _, r := range rooms {
 		publishItems(t, bus, chat.Message{Room: r, ID: "m-" + r, User: "u-" + r, Text: "first", TS: now})
 	}
-	go func() { p.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	start()
 	received(t, bus, len(rooms))
 	if st.statesSave.Load() != 1 || st.stateSaves.Load() != 0 {
 		t.Fatalf("SaveRoomStates %d times, SaveRoomState %d times; want the %d new rooms saved in one write", st.statesSave.Load(), st.stateSaves.Load(), len(rooms))
@@ -552,4 +531,26 @@ func TestPersisterSavesNewRoomsTogether(t *testing.T) {
 			t.Fatalf("saved state of %s: %+v (%v), want public at seq 1 with its sender", r, saved, err)
 		}
 	}
+}
+
+// markCountingPersister is a persist stage on a markCountingStore over a
+// fresh embedded store (returned too) and an in-process bus; start runs it
+// until the test ends.
+func markCountingPersister(t *testing.T) (*bolt.Store, *markCountingStore, chat.Bus, func()) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	st := &markCountingStore{Store: bs}
+	bus := membus.New(membus.Options{})
+	t.Cleanup(func() { bus.Close() })
+	p := &chat.Persister{Bus: bus, Store: st, Rooms: st, Marks: st, TopicSend: chat.DefaultTopicSend, TopicReceive: chat.DefaultTopicReceive, Log: quietLog}
+	start := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return bs, st, bus, start
 }
