@@ -105,6 +105,11 @@ func (q *queue) pushWait(ctx context.Context, b []byte) error {
 // take returns everything queued, appended to dst[:0].
 func (q *queue) take(dst [][]byte) [][]byte {
 	q.mu.Lock()
+	return q.takeLocked(dst)
+}
+
+// takeLocked is take with q.mu held; it releases it.
+func (q *queue) takeLocked(dst [][]byte) [][]byte {
 	dst = append(dst[:0], q.frames...)
 	clear(q.frames)
 	q.frames = q.frames[:0]
@@ -186,13 +191,7 @@ func (q *queue) next(dst [][]byte, linger **time.Timer) ([][]byte, bool) {
 		}
 	}
 	q.pending = false
-	dst = append(dst[:0], q.frames...)
-	clear(q.frames)
-	q.frames = q.frames[:0]
-	q.bytes = 0
-	q.mu.Unlock()
-	signal(q.space)
-	return dst, true
+	return q.takeLocked(dst), true
 }
 
 // close makes every later push fail and wakes waiters. It reports whether
