@@ -14,11 +14,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 
+	"github.com/parley-chat/parley/app/chat"
 	"github.com/parley-chat/parley/app/tools/client"
 )
 
@@ -172,13 +174,34 @@ func (s *testServer) do(method, path, token, body string) (int, []byte) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := doOversized(http.DefaultClient, req, len(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// doOversized is c.Do(req), tried again (up to 3 times in all) when the
+// body is over the server's limit and the connection was reset: the server
+// answers 413 as soon as it has read the Content-Length, and closes with
+// the rest of the body unread, which the kernel turns into a reset that may
+// reach the client while it is still writing, before it read the answer (a
+// race of the client's, not a server that failed to answer). The body must
+// be rereadable: req.GetBody is used for the next tries.
+func doOversized(c *http.Client, req *http.Request, bodyLen int) (*http.Response, error) {
+	resp, err := c.Do(req)
+	for try := 1; try < 3 && err != nil && bodyLen > chat.MaxFrameBytes && errors.Is(err, syscall.ECONNRESET) && req.GetBody != nil; try++ {
+		body, berr := req.GetBody()
+		if berr != nil {
+			return nil, err
+		}
+		again := req.Clone(req.Context())
+		again.Body = body
+		resp, err = c.Do(again)
+	}
+	return resp, err
 }
 
 // message is a chat message as the server sends it: the recovering

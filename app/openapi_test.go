@@ -130,7 +130,7 @@ func (a *apiCheck) do(c call) []byte {
 	if c.noRedirects {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	resp, err := client.Do(build())
+	resp, err := doOversized(client, build(), len(c.body))
 	if err != nil {
 		a.t.Fatalf("%s: %v", c.name, err)
 	}
