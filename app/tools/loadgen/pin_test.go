@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/app/tools/testenv"
 )
 
 // procStatSample is /proc/stat as the benchmark machine prints it (2 CPUs),
@@ -254,13 +257,13 @@ func TestPinSplit(t *testing.T) {
 }
 
 func TestPinFlags(t *testing.T) {
-	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Skip("taskset not installed")
-	}
+	_, err := exec.LookPath("taskset")
+	testenv.Need(t, "taskset", err)
 	online, err := onlineCPUs()
-	if err != nil || !online[0] || !online[1] {
-		t.Skip("needs CPUs 0 and 1 online")
+	if err == nil && (!online[0] || !online[1]) {
+		err = fmt.Errorf("online CPUs %v", online)
 	}
+	testenv.Need(t, "CPUs 0 and 1 online", err)
 	for _, tc := range []struct {
 		args []string
 		want string // in the error
@@ -326,13 +329,13 @@ func TestPinnedRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the generator and the server")
 	}
-	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Skip("taskset not installed")
-	}
+	_, err := exec.LookPath("taskset")
+	testenv.Need(t, "taskset", err)
 	base, err := pinBase()
-	if err != nil || len(base) < 2 {
-		t.Skipf("needs 2 CPUs to split: %v %v", base, err)
+	if err == nil && len(base) < 2 {
+		err = fmt.Errorf("CPUs %v", base)
 	}
+	testenv.Need(t, "2 CPUs to split", err)
 	wantServer, wantGen, _ := pinSplit(base)
 	bin := filepath.Join(t.TempDir(), "loadgen")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
