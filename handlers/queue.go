@@ -13,8 +13,8 @@ import (
 // what accumulated goes out together.
 //
 // A queue made by newWriterQueue has no writer waiting on it: the writer is
-// started when there is work and ends when there is none, so that an idle
-// connection holds no goroutine (its stack was a third of what an idle
+// started when there is work and ends when there has been none for
+// writerLinger, so that an idle connection holds no goroutine (its stack was a third of what an idle
 // WebSocket cost). The queue decides, under its lock, when a writer runs:
 // a push or kick finding none starts one, and next ends the writer's turn
 // only when nothing is queued or pending, so no work is left without one.

@@ -167,25 +167,23 @@ func (w *wsClient) pingTick() {
 
 // writeTurn is the connection's only writer while it runs: the queue
 // starts it when there is something to send and none runs, and it returns
-// as soon as the queue is empty, so an idle connection holds no goroutine,
-// stack or batch. The turn that sees the connection end (kill, or a failed
+// once the queue has stayed empty for writerLinger, so an idle connection
+// holds no goroutine, stack or batch. The turn that sees the connection end (kill, or a failed
 // write) is the last one: it sends the close frame, ends the reader and
 // closes writerDone, and the queue never starts another.
 func (w *wsClient) writeTurn() {
 	bp := batches.Get().(*[][]byte)
 	batch, used := *bp, 0
+	var linger *time.Timer // the queue's wait for more, made at the first
 	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
 		// The pooled batch must not keep frames alive.
 		clear(batch[:used])
 		if cap(batch) <= maxPooledBatch {
 			*bp = batch[:0]
 			batches.Put(bp)
-		}
-	}()
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
 		}
 	}()
 	for {

@@ -28,6 +28,9 @@ type Persister struct {
 	BatchMax int
 
 	rooms roomCache
+	// marked is the store when it writes its items' marks itself (see
+	// markerOf), set by Run.
+	marked MarkingAppender
 	// lagSaves carries states to the background saver (see saveLater).
 	lagSaves chan RoomState
 	// Finish, once closed, makes Run finish and return; how depends on
@@ -59,6 +62,7 @@ func (p *Persister) Run(ctx context.Context) error {
 	}
 	defer c.Close()
 	defer watchLag(orNop(p.Metrics), GroupPersist, p.TopicSend, c)()
+	p.marked = p.markerOf()
 	if p.Rooms != nil {
 		p.lagSaves = make(chan RoomState, 16)
 		saveCtx, stopSaves := context.WithCancel(context.WithoutCancel(ctx))
@@ -270,7 +274,7 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			toStore = append(toStore, d.m)
 		}
 	}
-	marker := p.marker()
+	marker := p.marked
 	if len(toStore) > 0 {
 		var stored []Message
 		if err := retry(ctx, p.Log, "persist: store", func() error {
@@ -302,7 +306,10 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 			return nil, marks{}, 0, err
 		}
 	}
-	p.Log.Debug("persist: batch decided and stored", "records", len(recs), "decide", t1.Sub(t0), "append", t2.Sub(t1), "fold", time.Since(t2))
+	debug := p.Log.Enabled(ctx, slog.LevelDebug)
+	if debug {
+		p.Log.Debug("persist: batch decided and stored", "records", len(recs), "decide", t1.Sub(t0), "append", t2.Sub(t1), "fold", time.Since(t2))
+	}
 	var mk marks
 	if p.Marks != nil {
 		mk = p.batchMarks(items, marker != nil)
@@ -312,7 +319,9 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 		switch {
 		case d.drop:
 		case d.refusal != nil:
-			p.Log.Debug("persist: refused", "room", d.m.Room, "id", d.m.ID, "user", d.m.User, "kind", d.m.Kind, "code", d.refusal.Code, "reason", d.refusal.Message)
+			if debug {
+				p.Log.Debug("persist: refused", "room", d.m.Room, "id", d.m.ID, "user", d.m.User, "kind", d.m.Kind, "code", d.refusal.Code, "reason", d.refusal.Message)
+			}
 			out = append(out, refusalRecord(d.m, d.refusal))
 		default:
 			out = append(out, Record{Key: []byte(d.m.Room), Value: Encode(d.m)})
@@ -321,11 +330,11 @@ func (p *Persister) store(ctx context.Context, recs []Record, msgs []Message, pa
 	return out, mk, len(toStore), nil
 }
 
-// marker is the store when it writes the items' marks itself
+// markerOf is the store when it writes the items' marks itself
 // (MarkingAppender) and is the stage's Marks too; nil otherwise. The
 // identity matters: marks written with the items must land where the
 // stage's Marks reads them.
-func (p *Persister) marker() MarkingAppender {
+func (p *Persister) markerOf() MarkingAppender {
 	ma, ok := p.Store.(MarkingAppender)
 	if !ok || p.Marks == nil {
 		return nil

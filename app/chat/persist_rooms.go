@@ -192,17 +192,7 @@ func (p *Persister) findRefused(ctx context.Context, out []decided, refused []in
 	}
 	fm, many := p.Rooms.(FindMany)
 	if !many {
-		for _, k := range refused {
-			m := out[k].m
-			stored, ok, err := p.Rooms.Find(ctx, m.Room, m.User, m.ID)
-			if err != nil {
-				return err
-			}
-			if ok {
-				out[k] = decided{m: stored, found: true}
-			}
-		}
-		return nil
+		fm = findEach{p.Rooms}
 	}
 	byRoom := map[string][]int{}
 	var rooms []string
@@ -229,6 +219,23 @@ func (p *Persister) findRefused(ctx context.Context, out []decided, refused []in
 		}
 	}
 	return nil
+}
+
+// findEach is FindMany for a RoomStates without it: one Find per key.
+type findEach struct{ RoomStates }
+
+func (f findEach) FindAll(ctx context.Context, room string, keys []ItemKey) (map[ItemKey]Message, error) {
+	out := map[ItemKey]Message{}
+	for _, k := range keys {
+		m, ok, err := f.Find(ctx, room, k.User, k.ID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[k] = m
+		}
+	}
+	return out, nil
 }
 
 // maxTargetSpan bounds one prefetch query's seq range: targets further
@@ -288,7 +295,7 @@ func (p *Persister) prefetchTargets(ctx context.Context, msgs []Message, parts [
 			for _, q := range seqs[:n] {
 				switch m, ok := have[q]; {
 				case ok:
-					c.recent[q] = TargetInfo{Found: true, User: m.User, Kind: m.Kind, Deleted: m.Deleted}
+					c.recent[q] = storedTarget(&m)
 				case !page.HasMore || q < last:
 					c.recent[q] = TargetInfo{} // gone (retention)
 				}
@@ -555,6 +562,11 @@ func (p *Persister) targetOf(ctx context.Context, c *cachedRoom, room string, se
 	if len(page.Messages) == 0 || page.Messages[0].Seq != seq {
 		return TargetInfo{}, nil // gone (retention)
 	}
-	m := page.Messages[0]
-	return TargetInfo{Found: true, User: m.User, Kind: m.Kind, Deleted: m.Deleted}, nil
+	return storedTarget(&page.Messages[0]), nil
+}
+
+// storedTarget is what a lifecycle item's decision needs of its target, as
+// the store holds it (which marks a deleted message).
+func storedTarget(m *Message) TargetInfo {
+	return TargetInfo{Found: true, User: m.User, Kind: m.Kind, Deleted: m.Deleted}
 }

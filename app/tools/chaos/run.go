@@ -628,12 +628,17 @@ func (c *cluster) persistHolder(ctx context.Context) (*node, string) {
 	return best, fmt.Sprintf("group parley-persist: %s; persisted in 2s: %s", assign, strings.Join(deltas, ", "))
 }
 
+// kafka is a client of the cluster's broker for the checks' own requests.
+func (c *cluster) kafka() *kafkago.Client {
+	return &kafkago.Client{Addr: kafkago.TCP(c.svc.Brokers()...), Timeout: 5 * time.Second}
+}
+
 // persistAssignment describes the partitions each member of parley-persist
 // holds, as Kafka answers DescribeGroups.
 func (c *cluster) persistAssignment(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cl := &kafkago.Client{Addr: kafkago.TCP(c.svc.Brokers()...), Timeout: 5 * time.Second}
+	cl := c.kafka()
 	resp, err := cl.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{"parley-persist"}})
 	if err != nil || len(resp.Groups) == 0 {
 		return fmt.Sprintf("not described (%v)", err)
@@ -658,7 +663,7 @@ func (c *cluster) persistAssignment(ctx context.Context) string {
 func (c *cluster) persistLag(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cl := &kafkago.Client{Addr: kafkago.TCP(c.svc.Brokers()...), Timeout: 5 * time.Second}
+	cl := c.kafka()
 	meta, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{"send_msg"}})
 	if err != nil {
 		return 0, err
