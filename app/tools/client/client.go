@@ -155,59 +155,10 @@ type Message struct {
 	Reactions map[string][]string `json:"reactions,omitempty"`
 }
 
-// ItemData is the data of a membership item or of a lifecycle item.
-type ItemData struct {
-	Action string `json:"action,omitempty"`
-	// Target is the user a membership item is about; TargetSeq the message
-	// a lifecycle item (edit, delete, reaction) is about. Both are "target"
-	// on the wire, told apart by its JSON type: a string or a number.
-	Target    string `json:"-"`
-	TargetSeq int64  `json:"-"`
-	Role      string `json:"role,omitempty"`
-	Until     string `json:"until,omitempty"`
-	// Emoji and On are a reaction's (on absent means true).
-	Emoji string `json:"emoji,omitempty"`
-	On    *bool  `json:"on,omitempty"`
-}
-
-// itemDataFields is ItemData without its methods, for the JSON of the
-// other fields.
-type itemDataFields ItemData
-
-// UnmarshalJSON reads "target" into Target (a string) or TargetSeq (a
-// number).
-func (d *ItemData) UnmarshalJSON(b []byte) error {
-	var in struct {
-		itemDataFields
-		Target json.RawMessage `json:"target"`
-	}
-	if err := json.Unmarshal(b, &in); err != nil {
-		return err
-	}
-	*d = ItemData(in.itemDataFields)
-	switch {
-	case len(in.Target) == 0 || string(in.Target) == "null":
-		return nil
-	case in.Target[0] == '"':
-		return json.Unmarshal(in.Target, &d.Target)
-	default:
-		return json.Unmarshal(in.Target, &d.TargetSeq)
-	}
-}
-
-// MarshalJSON writes TargetSeq or Target as "target".
-func (d ItemData) MarshalJSON() ([]byte, error) {
-	out := struct {
-		itemDataFields
-		Target any `json:"target,omitempty"`
-	}{itemDataFields: itemDataFields(d)}
-	if d.TargetSeq != 0 {
-		out.Target = d.TargetSeq
-	} else if d.Target != "" {
-		out.Target = d.Target
-	}
-	return json.Marshal(out)
-}
+// ItemData is the data of a membership item or of a lifecycle item: the
+// server's own type, whose JSON tells a membership item's "target" (a user,
+// Target) from a lifecycle item's (a seq, TargetSeq).
+type ItemData = chat.ItemData
 
 // Kinds of lifecycle items (and of Sent.Kind).
 const (
