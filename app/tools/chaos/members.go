@@ -185,7 +185,18 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 				m.resolved.Add(1)
 				return nil
 			}
-			return fmt.Errorf("%s %s: answered %d %s, and the store shows no %s of %s (%v)", method, path, status, b, action, user, serr)
+			// The answer may come from a state that already holds an
+			// earlier try the store is still behind on (the persist stage
+			// lagging, as FerretDB makes it under load): look again, until
+			// the deadline, rather than give up on the first read.
+			last = fmt.Sprintf("answered %d %s, and the store shows no %s of %s (%v)", status, b, action, user, serr)
+			if time.Now().Add(2 * time.Second).After(deadline) {
+				return fmt.Errorf("%s %s: %s", method, path, last)
+			}
+			if !sleep(ctx, 2*time.Second) {
+				return ctx.Err()
+			}
+			continue
 		case err == nil && status/100 == 4 && status != 429:
 			return fmt.Errorf("%s %s: %d %s", method, path, status, b)
 		}
