@@ -568,7 +568,12 @@ func TestClientFoldedView(t *testing.T) {
 	must(bob.SendReply(ctx, room, "b1", "a reply", 1))
 	must(alice.Delete(ctx, room, "d1", 2))
 	rcWaitDelivered(t, alice, room, 9)
-	must(bob.React(ctx, room, "r5", 2, "🎉", true))
+	// A reaction to the message alice deleted: refused by the persist
+	// stage, whose refusal travels the pipeline while the ack does not, so
+	// it may come before the ack (React then reports it) or after.
+	if err := bob.React(ctx, room, "r5", 2, "🎉", true); err != nil && !strings.Contains(err.Error(), "conflict") {
+		t.Fatal(err)
+	}
 	rcWaitDelivered(t, bob, room, 9)
 
 	want := s.waitFolded(aliceTok, room, 1, func(m chat.Message) bool { return m.EditedTS != "" })
@@ -595,7 +600,7 @@ func TestClientFoldedView(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		sent := bob.Record().Sent
-		if r5 := sent[len(sent)-1]; r5.ID == "r5" && r5.Acked && r5.Refused == "conflict" && r5.RefusedAfterAck {
+		if r5 := sent[len(sent)-1]; r5.ID == "r5" && r5.Refused == "conflict" {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("r5, a reaction to a deleted message: %+v", r5)
