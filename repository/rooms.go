@@ -316,7 +316,7 @@ func (s *Store) MemberRooms(ctx context.Context, user string, q chat.RoomQuery) 
 				stale = append(stale, e)
 			}
 		}
-		s.dropStale(ctx, stale)
+		s.dropStale(ctx, user, stale)
 		if int64(len(entries)) < batch {
 			break
 		}
@@ -354,11 +354,16 @@ func (s *Store) confirmedRooms(ctx context.Context, user string, rooms []string)
 
 // dropStale deletes the entries, among those the saved state did not
 // confirm, that were written for a state no newer than the saved one: no
-// save in flight will make them true. The delete is conditional on the seq
-// read, so that an entry a newer save rewrote meanwhile stays. It is
-// housekeeping only, best effort: the entries are left out of every list
-// either way, and a failure here must not fail a read.
-func (s *Store) dropStale(ctx context.Context, entries []memberDoc) {
+// save in flight will make them true. The saved state is read again, and an
+// entry is stale only when that read, in one document, shows a state at
+// least as new as the entry that does not list user: the state may have
+// been saved since confirmedRooms read it (a save writes the entries
+// first, then the state), and then the entry is right. The delete is
+// conditional on the seq read, so that an entry a newer save rewrote
+// meanwhile stays. It is housekeeping only, best effort: the entries are
+// left out of this list either way, and a failure here must not fail a
+// read.
+func (s *Store) dropStale(ctx context.Context, user string, entries []memberDoc) {
 	if len(entries) == 0 {
 		return
 	}
@@ -366,8 +371,10 @@ func (s *Store) dropStale(ctx context.Context, entries []memberDoc) {
 	for i, e := range entries {
 		rooms[i] = e.Room
 	}
-	cur, err := s.rooms.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: rooms}}}},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "state_seq", Value: 1}}))
+	cur, err := s.rooms.Find(ctx, bson.D{
+		{Key: "_id", Value: bson.D{{Key: "$in", Value: rooms}}},
+		{Key: "member_names", Value: bson.D{{Key: "$ne", Value: user}}},
+	}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "state_seq", Value: 1}}))
 	if err != nil {
 		return
 	}

@@ -116,6 +116,38 @@ func TestMongoRoomStatesCrashLeftovers(t *testing.T) {
 	}
 }
 
+// TestMongoRoomStatesSavedMidList: a list reads the entries, finds a room
+// not confirmed (its save wrote the entry and not yet the state), and the
+// state is saved before the list's housekeeping looks again. The entry is
+// right by then and must stay: deleting it lost alice's first room from her
+// list for good (TestJoinDoesNotCreateRoom, distributed, in CI).
+func TestMongoRoomStatesSavedMidList(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	st := chat.NewRoomState("fresh")
+	fold(t, s, &st, item("fresh", "c", "alice", chat.ItemData{Action: chat.ActCreate}))
+	entry := memberDoc{ID: memberKey("fresh", "alice"), Room: "fresh", User: "alice", Role: st.Members["alice"].Role, Seq: st.Seq}
+	// What MemberRooms read before the save's state landed: the entry,
+	// unconfirmed.
+	if err := s.SaveRoomState(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	s.dropStale(ctx, "alice", []memberDoc{entry})
+	if n := entries(t, s, "alice"); n != 1 {
+		t.Fatalf("alice has %d entries after the housekeeping, want her entry kept (the state saved meanwhile lists her)", n)
+	}
+	if got := listed(t, s, "alice"); len(got) != 1 || got[0] != "fresh" {
+		t.Fatalf("alice's rooms: %q", got)
+	}
+	// The same housekeeping for a user the saved state does not list does
+	// delete: the rule still holds.
+	putEntry(t, s, "fresh", "mallory", chat.RoleMember, st.Seq)
+	s.dropStale(ctx, "mallory", []memberDoc{{ID: memberKey("fresh", "mallory"), Room: "fresh", User: "mallory", Role: chat.RoleMember, Seq: st.Seq}})
+	if n := entries(t, s, "mallory"); n != 0 {
+		t.Fatalf("mallory's entry, unconfirmed by a state as new as it, kept: %d entries", n)
+	}
+}
+
 // TestMongoRoomStatesReAdd: the index is written by difference against the
 // saved state, so a save that finds a member unchanged writes nothing for
 // them: their entry must still be there from the save that made them one.
