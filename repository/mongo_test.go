@@ -641,3 +641,20 @@ func BenchmarkHistoryFolded(b *testing.B) {
 func TestMongoLifecyclesContract(t *testing.T) {
 	storetest.RunLifecycles(t, func(t *testing.T) storetest.LifecycleStore { return newStore(t) })
 }
+
+// BenchmarkHistoryDepth is the embedded store's BenchmarkHistoryDepth on
+// the MongoDB-wire server (PARLEY_BENCH_DEPTHS to change the depths).
+func BenchmarkHistoryDepth(b *testing.B) {
+	if os.Getenv("PARLEY_TEST_MONGO") == "" {
+		b.Skip("PARLEY_TEST_MONGO unset")
+	}
+	for _, depth := range storetest.BenchDepths(b) {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			s := newStore(b)
+			start := time.Now()
+			f := storetest.NewDepthBench(b, s, depth)
+			b.Logf("set up %d messages in %v", depth, time.Since(start))
+			f.Run(b, s)
+		})
+	}
+}

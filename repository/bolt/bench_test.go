@@ -129,3 +129,21 @@ func BenchmarkHistoryFolded(b *testing.B) {
 	s.db.NoSync = false
 	f.Run(b, s)
 }
+
+// BenchmarkHistoryDepth measures history and a join's replay in rooms of
+// 1,000 and 1,000,000 messages (PARLEY_BENCH_DEPTHS to change them): the
+// p99 of each read must stay flat as the room grows. Each depth is its own
+// store, filled without fsync (the setup is not what is measured).
+func BenchmarkHistoryDepth(b *testing.B) {
+	for _, depth := range storetest.BenchDepths(b) {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			s := openTemp(b, filepath.Join(b.TempDir(), "parley.db"))
+			s.db.NoSync = true
+			start := time.Now()
+			f := storetest.NewDepthBench(b, s, depth)
+			s.db.NoSync = false
+			b.Logf("set up %d messages in %v", depth, time.Since(start))
+			f.Run(b, s)
+		})
+	}
+}

@@ -2,8 +2,11 @@ package storetest
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,4 +248,128 @@ func (f HistoryBench) Run(b *testing.B, s LifecycleStore) {
 			}
 		})
 	}
+}
+
+// DepthBench is a history benchmark at one room depth: a room of Depth
+// plain messages, read the ways that must not slow down as a room grows
+// (issue 14: flat p99, within 2× of a 1,000-message room).
+type DepthBench struct {
+	Room  string
+	Depth int64
+}
+
+// NewDepthBench fills s with a room of depth messages, appended in batches
+// of 1,000 (a store's setup, not what is measured).
+func NewDepthBench(tb testing.TB, s chat.Store, depth int64) DepthBench {
+	tb.Helper()
+	ctx := tb.Context()
+	f := DepthBench{Room: fmt.Sprintf("deep-%d", depth), Depth: depth}
+	at := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	batch := make([]chat.Message, 0, 1000)
+	for seq := int64(1); seq <= depth; seq++ {
+		batch = append(batch, chat.Message{Room: f.Room, ID: fmt.Sprintf("d%d", seq), User: "alice",
+			Text: fmt.Sprintf("message %d of a deep room, about as long as a chat line", seq), TS: chat.Timestamp(at.Add(time.Duration(seq) * time.Millisecond))})
+		if len(batch) == cap(batch) || seq == depth {
+			if _, err := s.Append(ctx, batch); err != nil {
+				tb.Fatalf("Append at seq %d: %v", seq, err)
+			}
+			batch = batch[:0]
+		}
+	}
+	return f
+}
+
+// Run measures, each as a sub-benchmark reporting p50 and p99 besides
+// ns/op:
+//   - latest: the page of 50 a client opens the room on, as the history
+//     handler reads it (Messages, then ItemsAbout for its messages);
+//   - before-1: the page of 50 just before seq 51 (scrolled back to the
+//     start);
+//   - after-10k: the page of 50 after a point 10,000 back (a client
+//     resuming with after);
+//   - replay-10k: every message of those 10,000, in the pages of 200 a
+//     join's replay reads (the store's part of a join with after 10,000
+//     back; the whole room when it is shallower: compare its p99-ns/msg).
+//
+// Each checks the seqs it got, so that a store answering fast and wrong
+// does not pass for fast.
+func (f DepthBench) Run(b *testing.B, s LifecycleStore) {
+	ctx := b.Context()
+	back := max(f.Depth-10_000, 0)
+	page := func(q chat.Query, first, n int64) {
+		p, err := s.Messages(ctx, f.Room, q)
+		if err != nil {
+			b.Fatalf("Messages %+v: %v", q, err)
+		}
+		if int64(len(p.Messages)) != n || (n > 0 && p.Messages[0].Seq != first) {
+			b.Fatalf("Messages %+v: %d messages from seq %v, want %d from %d", q, len(p.Messages), firstSeq(p.Messages), n, first)
+		}
+		if q.Kind == chat.Latest {
+			targets := make([]int64, len(p.Messages))
+			for i, m := range p.Messages {
+				targets[i] = m.Seq
+			}
+			items, err := s.ItemsAbout(ctx, f.Room, targets)
+			if err != nil {
+				b.Fatalf("ItemsAbout: %v", err)
+			}
+			chat.FoldInto(p.Messages, items)
+		}
+	}
+	cases := []struct {
+		name string
+		n    int64 // messages read
+		read func()
+	}{
+		{"latest", 50, func() { page(chat.Query{Kind: chat.Latest, Limit: 50}, f.Depth-49, 50) }},
+		{"before-1", 50, func() { page(chat.Query{Kind: chat.Before, Seq: 51, Limit: 50}, 1, 50) }},
+		{"after-10k", 50, func() { page(chat.Query{Kind: chat.After, Seq: back, Limit: 50}, back+1, 50) }},
+		{"replay-10k", f.Depth - back, func() {
+			for from := back; from < f.Depth; from += 200 {
+				page(chat.Query{Kind: chat.After, Seq: from, Limit: 200}, from+1, min(200, f.Depth-from))
+			}
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				c.read()
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+			p99 := took[(len(took)*99)/100]
+			b.ReportMetric(float64(p99.Nanoseconds()), "p99-ns")
+			// A room shallower than 10,000 replays all it has: per
+			// message, replays of different lengths compare.
+			b.ReportMetric(float64(p99.Nanoseconds())/float64(c.n), "p99-ns/msg")
+		})
+	}
+}
+
+func firstSeq(ms []chat.Message) any {
+	if len(ms) == 0 {
+		return "none"
+	}
+	return ms[0].Seq
+}
+
+// BenchDepths is the room depths of a depth benchmark: PARLEY_BENCH_DEPTHS
+// (comma-separated), else 1,000 and 1,000,000.
+func BenchDepths(tb testing.TB) []int64 {
+	v := os.Getenv("PARLEY_BENCH_DEPTHS")
+	if v == "" {
+		return []int64{1_000, 1_000_000}
+	}
+	var out []int64
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || n < 51 {
+			tb.Fatalf("PARLEY_BENCH_DEPTHS=%q: want comma-separated depths of at least 51", v)
+		}
+		out = append(out, n)
+	}
+	return out
 }

@@ -345,6 +345,11 @@ func loadRun(t *testing.T, flags ...string) *Result {
 	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
 	}
+	// GC's share is known (the servers export the runtime's estimate)
+	// and a share: above 0 (the run allocates) and below all of it.
+	if res.GCPctOfServer <= 0 || res.GCPctOfServer >= 100 || res.GCCPUPct <= 0 {
+		t.Errorf("gc: %.2f %% of the servers' CPU, %.2f %% of a core", res.GCPctOfServer, res.GCCPUPct)
+	}
 	// The CPU window is the sending and the drain (2 s + at most 3 s).
 	if res.CPUWindowS < 2 || res.CPUWindowS > 6 || res.ServerCPUPct <= 0 || res.GenCPUPct <= 0 || res.OtherCPUPct < 0 ||
 		res.Clean != (res.OtherCPUPct <= cleanLimitPct) || res.Clean != (res.Unclean == "") || res.ServerCPUUsPerMsg <= 0 {
@@ -431,6 +436,22 @@ func TestDialAllFails(t *testing.T) {
 		err = r.dialAll(context.Background(), []string{base}, 8)
 		if err == nil || !strings.Contains(err.Error(), "no connection could be made") || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: dialAll = %v", transport, err)
+		}
+	}
+}
+
+func TestGCShare(t *testing.T) {
+	from := serverFigures{gcCPU: 1, processCPU: 10}
+	if of, core := gcShare(from, serverFigures{gcCPU: 1.5, processCPU: 12}, 4); of != 25 || core != 12.5 {
+		t.Errorf("0.5 s of GC in 2 s of CPU over 4 s: %.2f %% of the server, %.2f %% of a core", of, core)
+	}
+	for _, to := range []serverFigures{
+		{gcCPU: -1, processCPU: 12},  // a server without the series
+		{gcCPU: 1.5, processCPU: 10}, // no CPU spent: no share
+		{gcCPU: 0.5, processCPU: 12}, // a counter that went back (a restart)
+	} {
+		if of, core := gcShare(from, to, 4); of != -1 || core != -1 {
+			t.Errorf("%+v: %.2f, %.2f, want -1, -1 (not known)", to, of, core)
 		}
 	}
 }

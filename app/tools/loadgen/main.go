@@ -129,6 +129,11 @@ type Result struct {
 	HeapKiBPerConn    float64 `json:"heap_kib_per_conn"`
 	StackKiBPerConn   float64 `json:"stack_kib_per_conn"`
 	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
+	// The servers' garbage collection over the measured window (the Go
+	// runtime's estimate, /cpu/classes/gc/total): in percent of the
+	// servers' own CPU, and of one core. -1: not known.
+	GCPctOfServer float64 `json:"gc_pct_of_server_cpu"`
+	GCCPUPct      float64 `json:"gc_cpu_pct"`
 	// The fullest server's open descriptors and its limit (0: not known).
 	ServerOpenFDs int64 `json:"server_open_fds"`
 	ServerMaxFDs  int64 `json:"server_max_fds"`
@@ -354,6 +359,8 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	// Send. The CPU window opens here and closes when the drain ends: the
 	// setup above is not what a run measures.
 	meter := startCPU(r.serverPIDs, r.servicePIDs)
+	atSend, haveAtSend := r.scrape(ctx, targets)
+	atSendTime := time.Now()
 	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
 	var swg sync.WaitGroup
 	senders := 0
@@ -417,9 +424,11 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 	// which must be back to 0 once the drain ended (lag counts commits, a
 	// moment after the store and the deliveries: allow a second for it).
 	var after serverFigures
+	var afterTime time.Time
 	haveAfter := false
 	for wait := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
 		after, haveAfter = r.scrape(ctx, targets)
+		afterTime = time.Now()
 		if !haveAfter || (after.persistLag == 0 && after.fanoutLag == 0) || time.Now().After(wait) {
 			break
 		}
@@ -459,6 +468,10 @@ func run(ctx context.Context, cfg Config, log io.Writer) (_ *Result, err error) 
 		res.HeapKiBPerConn = (after.heapInuse - before.heapInuse) / 1024 / float64(n)
 		res.StackKiBPerConn = (after.stackInuse - before.stackInuse) / 1024 / float64(n)
 		res.GoroutinesPerConn = (after.goroutines - before.goroutines) / float64(n)
+	}
+	res.GCPctOfServer, res.GCCPUPct = -1, -1
+	if haveAtSend && haveAfter {
+		res.GCPctOfServer, res.GCCPUPct = gcShare(atSend, after, afterTime.Sub(atSendTime).Seconds())
 	}
 	if haveBefore && haveAfter {
 		res.Persisted = int64(after.persisted - before.persisted)
@@ -1048,6 +1061,9 @@ func printResult(w io.Writer, res *Result) {
 	}
 	if res.HeapKiBPerConn != 0 || res.StackKiBPerConn != 0 {
 		per += fmt.Sprintf(" (Go heap in use %.1f, stacks %.1f, %.1f goroutines)", res.HeapKiBPerConn, res.StackKiBPerConn, res.GoroutinesPerConn)
+	}
+	if res.GCPctOfServer >= 0 {
+		per += fmt.Sprintf("; GC %.1f %% of the servers' CPU (%.1f %% of a core)", res.GCPctOfServer, res.GCCPUPct)
 	}
 	store := "n/a (no /metrics)"
 	if res.Persisted >= 0 {

@@ -24,6 +24,10 @@ type serverFigures struct {
 	// Summed over instances: the Go heap and stacks in use and the
 	// goroutines, which tell what a connection costs apart from the RSS.
 	heapInuse, stackInuse, goroutines float64
+	// Summed over instances: the Go runtime's estimate of its garbage
+	// collector's CPU (go_cpu_classes_gc_total_cpu_seconds_total; -1 when
+	// a server lacks it) and the processes' CPU (process_cpu_seconds_total).
+	gcCPU, processCPU float64
 }
 
 // scrape reads the figures from every target; ok is false when one of them
@@ -42,6 +46,12 @@ func (r *runner) scrape(ctx context.Context, targets []string) (f serverFigures,
 		f.heapInuse += one.heapInuse
 		f.stackInuse += one.stackInuse
 		f.goroutines += one.goroutines
+		f.processCPU += one.processCPU
+		if one.gcCPU < 0 || f.gcCPU < 0 {
+			f.gcCPU = -1
+		} else {
+			f.gcCPU += one.gcCPU
+		}
 		if one.maxFDs > 0 && (f.maxFDs == 0 || one.openFDs/one.maxFDs > f.openFDs/f.maxFDs) {
 			f.openFDs, f.maxFDs, f.fullest = one.openFDs, one.maxFDs, t
 		}
@@ -80,6 +90,13 @@ func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures
 		return 0
 	}
 	f.heapInuse, f.stackInuse, f.goroutines = gauge("go_memstats_heap_inuse_bytes"), gauge("go_memstats_stack_inuse_bytes"), gauge("go_goroutines")
+	f.gcCPU = -1
+	if m := fams["go_cpu_classes_gc_total_cpu_seconds_total"].GetMetric(); len(m) == 1 {
+		f.gcCPU = m[0].GetCounter().GetValue()
+	}
+	if m := fams["process_cpu_seconds_total"].GetMetric(); len(m) == 1 {
+		f.processCPU = m[0].GetCounter().GetValue()
+	}
 	if m := fams["process_open_fds"].GetMetric(); len(m) == 1 {
 		f.openFDs = m[0].GetGauge().GetValue()
 	}
@@ -106,4 +123,15 @@ func scrapeOne(ctx context.Context, hc *http.Client, base string) (serverFigures
 		}
 	}
 	return f, nil
+}
+
+// gcShare is the part of the servers' CPU their garbage collectors took
+// between two scrapes, in percent (of the servers' CPU, and of one core
+// over elapsed seconds); -1, -1 when not known.
+func gcShare(from, to serverFigures, elapsed float64) (ofServer, ofCore float64) {
+	gc, cpu := to.gcCPU-from.gcCPU, to.processCPU-from.processCPU
+	if from.gcCPU < 0 || to.gcCPU < 0 || gc < 0 || cpu <= 0 || elapsed <= 0 {
+		return -1, -1
+	}
+	return 100 * gc / cpu, 100 * gc / elapsed
 }
