@@ -92,6 +92,25 @@ func (s *Server) readable(ctx context.Context, user, room string) (chat.RoomStat
 	return st, st.CanRead(user, time.Now())
 }
 
+// joinable is readable for a join: the first seq user may see in room, and
+// the seq of the state that let them in (chat.JoinRequest's From and
+// Decided). It asks the hub's view of the room first (no store read once
+// this instance follows the room: what a crowd rejoining after their
+// instance died needs), and the saved state when the view cannot let them
+// in.
+func (s *Server) joinable(ctx context.Context, user, room string) (from, decided int64, err error) {
+	if s.Rooms != nil && s.Hub != nil {
+		if from, decided, ok := s.Hub.ReadableFrom(ctx, user, room); ok {
+			return from, decided, nil
+		}
+	}
+	st, err := s.readable(ctx, user, room)
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.VisibleFrom(user), st.Seq, nil
+}
+
 // existingRoom is readable for a room that must exist (the room object,
 // members, changes): a room with neither items nor saved state is not found.
 func (s *Server) existingRoom(c *fiber.Ctx) (chat.RoomState, int64, error) {

@@ -35,7 +35,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 	}
 
 	user := userOf(c)
-	st, err := s.readable(c.UserContext(), user, room)
+	from, decided, err := s.joinable(c.UserContext(), user, room)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 	// Join before the stream starts, so a store failure is still a 503.
 	ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
 	defer cancel()
-	sub, err := s.Hub.JoinAs(ctx, chat.JoinRequest{Room: room, User: user, From: st.VisibleFrom(user), After: after, HasAfter: hasAfter}, sc)
+	sub, err := s.Hub.JoinAs(ctx, chat.JoinRequest{Room: room, User: user, From: from, Decided: decided, After: after, HasAfter: hasAfter}, sc)
 	if err != nil {
 		release()
 		return unavailable(err)

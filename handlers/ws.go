@@ -427,12 +427,12 @@ func (w *wsClient) join(f frame) {
 	}
 	ctx, cancel := context.WithTimeout(w.srv.ctx(), 10*time.Second)
 	defer cancel()
-	st, err := w.srv.readable(ctx, w.user, f.Room)
+	from, decided, err := w.srv.joinable(ctx, w.user, f.Room)
 	if err != nil {
 		w.sendError(err, "", f.Room)
 		return
 	}
-	sub, err := w.srv.Hub.JoinAs(ctx, chat.JoinRequest{Room: f.Room, User: w.user, From: st.VisibleFrom(w.user), After: after, HasAfter: hasAfter}, w)
+	sub, err := w.srv.Hub.JoinAs(ctx, chat.JoinRequest{Room: f.Room, User: w.user, From: from, Decided: decided, After: after, HasAfter: hasAfter}, w)
 	if err != nil {
 		w.srv.Log.Warn("join failed", "room", f.Room, "err", err)
 		w.sendError(unavailable(err), "", f.Room)

@@ -108,11 +108,22 @@ func (h *Hub) tellTargets(m *Message) {
 // once from the saved state, then kept up by every item the fan-out
 // delivers, in seq order. Items that arrive while it loads are kept and
 // folded in after.
+//
+// It also knows the room's last seq: read from the store with the state,
+// then raised by every item delivered. Both reads come after the view is
+// registered, so nothing stored later is missed, and the saved state holds
+// every membership change stored before it (the persist stage saves a
+// state that changed before it publishes the item). A delivered seq that
+// does not follow the last one (the stream skipped or reordered items: a
+// rebalance's overlap, a consumer reset) breaks that promise: the view is
+// dropped, and the next caller loads it again.
 type roomView struct {
 	mu      sync.Mutex
-	loaded  chan struct{} // closed once st is loaded (or the load failed)
-	err     error
+	loaded  chan struct{} // closed once st and last are loaded (or the load failed)
+	err     error         // the load's; set before loaded is closed
 	st      RoomState
+	last    int64 // the room's last seq as this instance knows it
+	broken  bool  // a gap in the delivered seqs: dropped, answers nothing
 	pending []*Message
 }
 
@@ -134,6 +145,9 @@ func (h *Hub) CheckSend(ctx context.Context, user, room string) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.broken {
+		return nil // the persist stage decides
+	}
 	m := Message{Room: room, User: user, TS: Timestamp(time.Now())}
 	return v.st.Check(&m)
 }
@@ -191,16 +205,18 @@ func (h *Hub) loadView(room string, v *roomView) {
 	ctx, cancel := context.WithTimeout(context.Background(), viewLoadTimeout)
 	defer cancel()
 	st, err := h.loadRoom(ctx, room)
+	var last int64
+	if err == nil {
+		last, err = h.store.LastSeq(ctx, room)
+	}
 	v.mu.Lock()
 	if err != nil {
 		v.err = err
 		h.views.CompareAndDelete(room, v)
 	} else {
-		v.st = st
+		v.st, v.last = st, max(last, st.Seq)
 		for _, m := range v.pending {
-			if m.Seq > v.st.Seq {
-				v.st.Apply(m)
-			}
+			h.foldView(room, v, m)
 		}
 	}
 	v.pending = nil
@@ -215,12 +231,70 @@ func (h *Hub) applyView(v *roomView, m *Message) {
 	defer v.mu.Unlock()
 	select {
 	case <-v.loaded:
-		if m.Seq > v.st.Seq {
-			v.st.Apply(m)
-		}
+		h.foldView(m.Room, v, m)
 	default:
 		v.pending = append(v.pending, m)
 	}
+}
+
+// foldView folds one delivered item into a loaded view. v.mu is held.
+func (h *Hub) foldView(room string, v *roomView, m *Message) {
+	if v.broken {
+		return
+	}
+	if m.Seq > v.last+1 {
+		v.broken = true
+		h.views.CompareAndDelete(room, v)
+		h.log.Info("hub: room view dropped: a gap in the delivered seqs", "room", room, "last", v.last, "seq", m.Seq)
+		return
+	}
+	v.last = max(v.last, m.Seq)
+	if m.Seq > v.st.Seq {
+		v.st.Apply(m)
+	}
+}
+
+// ReadableFrom answers a join's access check from the room's view: when
+// the view lets user read the room, it returns the first seq they may see
+// (RoomState.VisibleFrom), the seq of the state that decided
+// (JoinRequest.Decided) and ok. It costs a store read only the first
+// time this instance sees the room, so a crowd rejoining after their
+// instance died does not wait for the store. ok is false when the view
+// cannot answer: no loader, a failed load, a gap, or a refusal (the view
+// may lag behind an add the store already holds): the caller then asks the
+// saved state, which decides.
+func (h *Hub) ReadableFrom(ctx context.Context, user, room string) (from, decided int64, ok bool) {
+	v, err := h.view(ctx, room)
+	if err != nil || v == nil {
+		return 0, 0, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.broken || v.st.CanRead(user, time.Now()) != nil {
+		return 0, 0, false
+	}
+	return v.st.VisibleFrom(user), v.st.Seq, true
+}
+
+// viewLast is the room's last seq from a loaded, unbroken view, without
+// waiting for a load; ok is false when there is none.
+func (h *Hub) viewLast(room string) (last int64, ok bool) {
+	got, found := h.views.Load(room)
+	if !found {
+		return 0, false
+	}
+	v := got.(*roomView)
+	select {
+	case <-v.loaded:
+	default:
+		return 0, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.err != nil || v.broken {
+		return 0, false
+	}
+	return v.last, true
 }
 
 // Connect registers a local connection of user; the returned func removes it.

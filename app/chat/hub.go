@@ -210,6 +210,12 @@ type JoinRequest struct {
 	// From is the first seq the user may see (RoomState.VisibleFrom): the
 	// replay starts there at the earliest. Zero: from the start.
 	From int64
+	// Decided is the seq of the room state that let the user in (its
+	// RoomState.Seq): every removal or ban at or below it is already
+	// undone in that state (the user was re-added or unbanned since), so
+	// such an item, replayed or delivered again (a persist stage
+	// republishing after a crash), does not end the subscription.
+	Decided int64
 	// After and HasAfter are the client's resume point.
 	After    int64
 	HasAfter bool
@@ -218,12 +224,20 @@ type JoinRequest struct {
 // JoinAs is Join for a user who may see the room from r.From on.
 func (h *Hub) JoinAs(ctx context.Context, r JoinRequest, sink Sink) (*Subscription, error) {
 	room, after, hasAfter := r.Room, r.After, r.HasAfter
-	s := &Subscription{hub: h, room: room, user: r.User, sink: sink, catchingUp: true}
+	s := &Subscription{hub: h, room: room, user: r.User, decided: r.Decided, sink: sink, catchingUp: true}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	// Subscribe before reading the store's last seq, so that every message
-	// stored after that read is seen live.
+	// Subscribe before reading the last seq, so that every message stored
+	// after that read is seen live. The room's view, when this instance
+	// holds one, knows it without a store read: it is raised by each
+	// delivered item before the item is offered to the subscriptions.
 	h.add(s)
-	last, err := h.joinRoom(ctx, room)
+	last, ok := h.viewLast(room)
+	var err error
+	if !ok {
+		last, err = h.joinRoom(ctx, room)
+	} else if last > 0 {
+		h.known.Store(room, struct{}{})
+	}
 	if err == nil {
 		err = sink.Joined(ctx, room, last)
 	}
@@ -320,10 +334,11 @@ const (
 
 // Subscription is one connection joined to one room.
 type Subscription struct {
-	hub    *Hub
-	room   string
-	user   string
-	sink   Sink
+	hub     *Hub
+	room    string
+	user    string
+	decided int64 // JoinRequest.Decided
+	sink    Sink
 	ctx    context.Context // ends catch-up when the subscription closes
 	cancel context.CancelFunc
 
@@ -378,12 +393,19 @@ func (s *Subscription) deliverLocked(ev *Event) bool {
 	}
 	s.cursor = ev.Msg.Seq
 	s.hub.metrics.Delivered(1)
-	if ev.Msg.Kind != "" && s.user != "" {
-		if reason, ok := ev.Msg.Ends(s.user); ok {
-			s.endLocked(reason)
-		}
+	if reason, ok := s.endsBy(&ev.Msg); ok {
+		s.endLocked(reason)
 	}
 	return true
+}
+
+// endsBy reports whether m ends the subscription: an item removing or
+// banning its user that the state which let them in did not already hold.
+func (s *Subscription) endsBy(m *Message) (reason string, ok bool) {
+	if m.Kind == "" || s.user == "" || m.Seq <= s.decided {
+		return "", false
+	}
+	return m.Ends(s.user)
 }
 
 // Room is the subscription's room.
@@ -396,10 +418,11 @@ func (s *Subscription) offer(ev *Event) {
 	if s.closed {
 		return
 	}
-	if ev.Msg.Kind != "" && s.user != "" && ev.Msg.Seq <= s.cursor {
+	if ev.Msg.Seq <= s.cursor {
 		// The client says it saw the item that ends it (a resume point
-		// past it): end now rather than never.
-		if reason, ok := ev.Msg.Ends(s.user); ok {
+		// past it): end now rather than never. Not for an older item
+		// delivered again, which the state that let them in had undone.
+		if reason, ok := s.endsBy(&ev.Msg); ok {
 			s.endLocked(reason)
 			return
 		}
@@ -464,14 +487,12 @@ func (s *Subscription) catchUp(done chan struct{}) {
 			}
 			cursor = m.Seq
 			s.hub.metrics.Delivered(1)
-			if m.Kind != "" && s.user != "" {
-				if reason, ok := m.Ends(s.user); ok {
-					s.mu.Lock()
-					s.cursor = cursor
-					s.endLocked(reason)
-					s.mu.Unlock()
-					return
-				}
+			if reason, ok := s.endsBy(&m); ok {
+				s.mu.Lock()
+				s.cursor = cursor
+				s.endLocked(reason)
+				s.mu.Unlock()
+				return
 			}
 		}
 		s.mu.Lock()

@@ -2,12 +2,14 @@ package chat_test
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/app/chat"
+	"github.com/parley-chat/parley/repository/bolt"
 )
 
 // slowStore makes LastSeq slow and counts the store calls a join makes.
@@ -101,4 +103,131 @@ func TestHubJoinsShareStoreReads(t *testing.T) {
 		t.Fatalf("second join answered last_seq %v, want 6 (read after it subscribed)", joined)
 	}
 	second.want(t, 6, 6)
+}
+
+// countingRooms counts the saved-state reads a hub's room loader makes.
+type countingRooms struct {
+	load  func(ctx context.Context, room string) (chat.RoomState, error)
+	reads atomic.Int32
+}
+
+func (c *countingRooms) RoomState(ctx context.Context, room string) (chat.RoomState, error) {
+	c.reads.Add(1)
+	return c.load(ctx, room)
+}
+
+// TestHubJoinFromView: once an instance follows a room (its view loaded,
+// kept up by the fan-out), a join's access check and last seq come from
+// memory: a crowd rejoining after their instance died makes no store read
+// before "joined", in a private room too. The view refuses what it does not
+// know yet (the caller then asks the saved state), and a gap in the
+// delivered seqs drops it: the next join loads it again.
+func TestHubJoinFromView(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	st := &slowStore{Store: bs}
+	rooms := &countingRooms{load: bs.RoomState}
+	hub := chat.NewHub(st, quietLog, nil)
+	hub.SetRoomLoader(rooms.RoomState)
+	ctx := context.Background()
+	now := time.Now()
+
+	// A private room of alice and bob, its state saved as the persist
+	// stage saves it, then three messages.
+	items, err := bs.Append(ctx, []chat.Message{
+		chat.NewItem(chat.Author{Name: "alice"}, "club", "c", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate}, now),
+		chat.NewItem(chat.Author{Name: "alice"}, "club", "a", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := chat.NewRoomState("club")
+	for i := range items {
+		state.Apply(&items[i])
+	}
+	if err := bs.SaveRoomState(ctx, state); err != nil {
+		t.Fatal(err)
+	}
+	hub.Deliver(events(appendN(t, bs, "club", 3))) // seq 3..5, before anyone followed the room
+
+	// The first check loads the view: one saved-state read, one LastSeq.
+	if from, _, ok := hub.ReadableFrom(ctx, "bob", "club"); !ok || from != 2 {
+		t.Fatalf("bob: from %d, ok %v; want 2 (his add), true", from, ok)
+	}
+	if _, _, ok := hub.ReadableFrom(ctx, "mallory", "club"); ok {
+		t.Fatal("mallory, no member, let in by the view")
+	}
+	if r, l := rooms.reads.Load(), st.lastSeqs.Load(); r != 1 || l != 1 {
+		t.Fatalf("loading the view: %d state reads, %d LastSeq; want 1, 1", r, l)
+	}
+	hub.Deliver(events(appendN(t, bs, "club", 2))) // seq 6, 7: live, through the view
+
+	// A crowd rejoins from seq 5: no store read before joined, which says 7.
+	const n = 50
+	sinks := make([]*sink, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sinks[i] = newSink()
+		wg.Go(func() {
+			from, _, ok := hub.ReadableFrom(ctx, "bob", "club")
+			if !ok {
+				t.Error("bob refused by the view")
+				return
+			}
+			sub, err := hub.JoinAs(ctx, chat.JoinRequest{Room: "club", User: "bob", From: from, After: 5, HasAfter: true}, sinks[i])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(sub.Close)
+		})
+	}
+	wg.Wait()
+	if r, l := rooms.reads.Load(), st.lastSeqs.Load(); r != 1 || l != 1 {
+		t.Errorf("%d joins from the view: %d state reads, %d LastSeq in all; want still 1, 1", n, r, l)
+	}
+	for _, s := range sinks {
+		s.mu.Lock()
+		joined := s.joined
+		s.mu.Unlock()
+		if len(joined) != 1 || joined[0] != 7 {
+			t.Fatalf("joined last_seq %v, want 7 (the view's last)", joined)
+		}
+		s.want(t, 6, 7)
+	}
+
+	// Mallory's add reaches the view: she is let in from its seq.
+	add, err := bs.Append(ctx, []chat.Message{chat.NewItem(chat.Author{Name: "alice"}, "club", "a2", chat.ItemData{Action: chat.ActAdd, Target: "mallory"}, now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.Deliver(events(add))
+	if from, _, ok := hub.ReadableFrom(ctx, "mallory", "club"); !ok || from != 8 {
+		t.Fatalf("mallory after her add: from %d, ok %v; want 8, true", from, ok)
+	}
+
+	// A gap (seq 10 after 8): the view is dropped, the next check loads
+	// it again from the store.
+	gap := appendN(t, bs, "club", 2)
+	hub.Deliver(events(gap[1:]))
+	if _, _, ok := hub.ReadableFrom(ctx, "bob", "club"); !ok {
+		t.Fatal("bob refused after the view's reload")
+	}
+	if r, l := rooms.reads.Load(), st.lastSeqs.Load(); r != 2 || l != 2 {
+		t.Errorf("after a gap: %d state reads, %d LastSeq; want the view loaded again (2, 2)", r, l)
+	}
+	late := newSink()
+	sub, err := hub.JoinAs(ctx, chat.JoinRequest{Room: "club", User: "bob", From: 2}, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	late.mu.Lock()
+	defer late.mu.Unlock()
+	if len(late.joined) != 1 || late.joined[0] != 10 {
+		t.Fatalf("joined after the reload: %v, want 10 (the store's last)", late.joined)
+	}
 }

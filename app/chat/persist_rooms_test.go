@@ -139,6 +139,76 @@ func TestHubEndsTheRemovedMembersSubscription(t *testing.T) {
 	}
 }
 
+// TestHubOldRemovalDoesNotEndReAdded: bob was removed and added again, and
+// let in by a state that holds his re-add (Decided). His removal, delivered
+// again (a persist stage republishing what it had stored before a crash) or
+// replayed from before his return (a ban and unban in a public room), must
+// not end his subscription: it did end it before this rule, and the chaos
+// test's client, told "left", stopped expecting a room it was a member of.
+// A removal after the deciding state still ends it.
+func TestHubOldRemovalDoesNotEndReAdded(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	alice := chat.Author{Name: "alice"}
+	stored, err := st.Append(ctx, []chat.Message{
+		chat.NewItem(alice, "p", "i1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPrivate}, now),
+		chat.NewItem(alice, "p", "i2", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+		chat.NewItem(alice, "p", "i3", chat.ItemData{Action: chat.ActRemove, Target: "bob"}, now),
+		chat.NewItem(alice, "p", "i4", chat.ItemData{Action: chat.ActAdd, Target: "bob"}, now),
+		{Room: "p", ID: "a1", User: "alice", Text: "welcome back", TS: chat.Timestamp(now)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := chat.NewHub(st, quietLog, nil)
+	live := newLeaveSink()
+	sub, err := hub.JoinAs(ctx, chat.JoinRequest{Room: "p", User: "bob", From: 4, Decided: 4, After: 5, HasAfter: true}, live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	hub.Deliver(events(stored[2:3])) // the removal at seq 3, again
+	more, err := st.Append(ctx, []chat.Message{{Room: "p", ID: "a2", User: "alice", Text: "still here?", TS: chat.Timestamp(now)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.Deliver(events(more))
+	if got := live.waitN(t, 1); got != "a2" || sub.Ended() {
+		t.Fatalf("after his old removal came again: got %s, ended %v; want a2, not ended", got, sub.Ended())
+	}
+	gone, err := st.Append(ctx, []chat.Message{chat.NewItem(alice, "p", "i5", chat.ItemData{Action: chat.ActRemove, Target: "bob"}, now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.Deliver(events(gone))
+	if got := live.wait(t); got != "a2,i5,left:removed" || !sub.Ended() {
+		t.Fatalf("a new removal: got %s, ended %v", got, sub.Ended())
+	}
+
+	// Replay: carol was banned and unbanned in a public room; resuming from
+	// before the ban, she is let in by the state after the unban.
+	pub, err := st.Append(ctx, []chat.Message{
+		chat.NewItem(alice, "q", "j1", chat.ItemData{Action: chat.ActCreate, RoomKind: chat.RoomPublic}, now),
+		{Room: "q", ID: "c1", User: "carol", Text: "hi", TS: chat.Timestamp(now)},
+		chat.NewItem(alice, "q", "j2", chat.ItemData{Action: chat.ActBan, Target: "carol"}, now),
+		chat.NewItem(alice, "q", "j3", chat.ItemData{Action: chat.ActUnban, Target: "carol"}, now),
+		{Room: "q", ID: "a3", User: "alice", Text: "carol is back", TS: chat.Timestamp(now)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := newLeaveSink()
+	rsub, err := hub.JoinAs(ctx, chat.JoinRequest{Room: "q", User: "carol", From: 1, Decided: pub[3].Seq, After: 2, HasAfter: true}, replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Close()
+	if got := replay.waitN(t, 3); got != "j2,j3,a3" || rsub.Ended() {
+		t.Fatalf("replay across her ban and unban: got %s, ended %v", got, rsub.Ended())
+	}
+}
+
 // leaveSink records the ids it is handed and "left:<reason>".
 type leaveSink struct {
 	mu  sync.Mutex

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -307,6 +308,11 @@ func embeddedRun(t *testing.T, transport string) {
 	if res.Transport != transport {
 		t.Errorf("transport %s", res.Transport)
 	}
+	// WebSocket sends are timed to their acks; POSTs are not.
+	timed := res.AckP50ms > 0 && res.AckP50ms <= res.AckP99ms && res.AckP99ms <= res.AckMaxMs && res.AckMaxMs < 5000
+	if (transport == "ws") != timed {
+		t.Errorf("send to ack: p50 %.2f p99 %.2f max %.2f ms", res.AckP50ms, res.AckP99ms, res.AckMaxMs)
+	}
 }
 
 // loadRun runs 20 receivers in 2 rooms and 2 senders at 20 msg/s for 2 s
@@ -437,6 +443,22 @@ func TestDialAllFails(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "no connection could be made") || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: dialAll = %v", transport, err)
 		}
+	}
+}
+
+func TestAckTook(t *testing.T) {
+	cl := &client{sentAt: make([]atomic.Int64, ackRing), ackH: &hist{}}
+	t0 := time.Now()
+	cl.sentAt[7].Store(t0.UnixNano())
+	cl.sentAt[3].Store(t0.Add(time.Second).UnixNano())
+	cl.ackTook("s12-7", t0.Add(3*time.Millisecond))
+	cl.ackTook("s12-"+strconv.Itoa(ackRing+3), t0.Add(time.Second+5*time.Millisecond)) // the ring wrapped
+	for _, bad := range []string{"", "s12", "s12-x", "s12--1", "s12-9"} {              // 9: never sent
+		cl.ackTook(bad, t0.Add(time.Hour))
+	}
+	// The lower quantile is its bucket's upper bound (within 1 %).
+	if low := cl.ackH.quantile(0); cl.ackH.n != 2 || low < 3000 || low > 3030 || cl.ackH.max != 5000 {
+		t.Errorf("timed %d acks, min %d µs, max %d µs; want 2, 3000, 5000", cl.ackH.n, low, cl.ackH.max)
 	}
 }
 

@@ -99,10 +99,15 @@ type Result struct {
 	P95ms          float64 `json:"p95_ms"`
 	P99ms          float64 `json:"p99_ms"`
 	MaxMs          float64 `json:"max_ms"`
-	ServerRSSKiB   int64   `json:"server_rss_kib"`
-	BaseRSSKiB     int64   `json:"server_rss_base_kib"`
-	KiBPerConn     float64 `json:"kib_per_conn"`
-	Instances      int     `json:"instances"`
+	// From a WebSocket send to its ack (the instance produced it and the
+	// bus has it): the send path alone. 0 when not timed (POST senders).
+	AckP50ms     float64 `json:"ack_p50_ms"`
+	AckP99ms     float64 `json:"ack_p99_ms"`
+	AckMaxMs     float64 `json:"ack_max_ms"`
+	ServerRSSKiB int64   `json:"server_rss_kib"`
+	BaseRSSKiB   int64   `json:"server_rss_base_kib"`
+	KiBPerConn   float64 `json:"kib_per_conn"`
+	Instances    int     `json:"instances"`
 	// From the servers' /metrics (-1 when not known): messages the persist
 	// stage stored during the run, per second of the run, and the persist
 	// and fan-out consumer lag at its end.
@@ -205,8 +210,40 @@ type client struct {
 	// owned by the read loop until done is closed
 	seqs seqSet
 	h    *hist
+	// A WebSocket sender's: when each of its last ackRing sends left
+	// (UnixNano, by the n of its id), and the latency to their acks (owned
+	// by the read loop).
+	sentAt []atomic.Int64
+	ackH   *hist
 
 	closeOnce sync.Once
+}
+
+// ackRing is how many sends a sender remembers the time of: an ack later
+// than ackRing sends after its own is not timed (ack_* would be wrong).
+const ackRing = 4096
+
+// sending notes that send n leaves now.
+func (cl *client) sending(n int) {
+	if cl.sentAt != nil {
+		cl.sentAt[n%ackRing].Store(time.Now().UnixNano())
+	}
+}
+
+// ackTook records the latency of the ack of id ("s<sender>-<n>"), from its
+// send to now. The read loop calls it.
+func (cl *client) ackTook(id string, now time.Time) {
+	i := strings.LastIndexByte(id, '-')
+	if cl.sentAt == nil || i < 0 {
+		return
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	if err != nil || n < 0 {
+		return
+	}
+	if at := cl.sentAt[n%ackRing].Load(); at > 0 {
+		cl.ackH.record(now.Sub(time.Unix(0, at)))
+	}
 }
 
 // close ends the connection; done is closed once its reader has stopped.
@@ -525,7 +562,12 @@ func (r *runner) collect(recvPerRoom []int64) *Result {
 			expected[cl.room] = cl.seqs.maxSeq
 		}
 	}
-	all := &hist{}
+	all, acks := &hist{}, &hist{}
+	for _, cl := range r.clients {
+		if cl != nil && cl.ackH != nil {
+			acks.merge(cl.ackH)
+		}
+	}
 	for _, cl := range r.clients {
 		if cl == nil || !cl.recv {
 			continue
@@ -541,6 +583,9 @@ func (r *runner) collect(recvPerRoom []int64) *Result {
 	}
 	ms := func(us int64) float64 { return float64(us) / 1000 }
 	res.P50ms, res.P95ms, res.P99ms, res.MaxMs = ms(all.quantile(0.50)), ms(all.quantile(0.95)), ms(all.quantile(0.99)), ms(all.max)
+	if acks.n > 0 {
+		res.AckP50ms, res.AckP99ms, res.AckMaxMs = ms(acks.quantile(0.50)), ms(acks.quantile(0.99)), ms(acks.max)
+	}
 	return res
 }
 
@@ -712,6 +757,9 @@ func (r *runner) dialOne(ctx context.Context, base string, i int) (*client, erro
 		return nil, fmt.Errorf("dial %s: %w", base, err)
 	}
 	cl := &client{ws: ws, recv: recv, joined: make(chan struct{}), done: make(chan struct{})}
+	if !recv {
+		cl.sentAt, cl.ackH = make([]atomic.Int64, ackRing), &hist{}
+	}
 	if cl.recv {
 		cl.room = i % r.cfg.Rooms
 		join := `{"type":"join","room":"` + r.roomName(cl.room) + `"}`
@@ -759,6 +807,7 @@ func (r *runner) signIn(ctx context.Context, base, name string) (token, user str
 // frame is what the generator reads of a server frame.
 type frame struct {
 	Type string `json:"type"`
+	ID   string `json:"id"`
 	Seq  int64  `json:"seq"`
 	Text string `json:"text"`
 	Code string `json:"code"`
@@ -796,6 +845,7 @@ func (r *runner) readLoop(cl *client) {
 		case "ack":
 			r.c.acked.Add(1)
 			r.roomAck[cl.room].Add(1)
+			cl.ackTook(f.ID, now)
 		case "joined":
 			if !joined {
 				joined = true
@@ -942,6 +992,7 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 			buf = strconv.AppendInt(buf, target, 10)
 			buf = append(buf, '}')
 			_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			cl.sending(n)
 			if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
 				r.c.sendFailed.Add(1)
 				return
@@ -972,6 +1023,7 @@ func (r *runner) sendLoop(ctx context.Context, idx int, cl *client, senders int)
 			r.postOne(cl, buf)
 		} else {
 			_ = cl.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			cl.sending(n)
 			if err := cl.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
 				r.c.sendFailed.Add(1)
 				return
@@ -1088,6 +1140,7 @@ func printResult(w io.Writer, res *Result) {
 		{"lost", strconv.FormatInt(res.Lost, 10)},
 		{"duplicated", strconv.FormatInt(res.Duplicated, 10)},
 		{"latency ms", fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", res.P50ms, res.P95ms, res.P99ms, res.MaxMs)},
+		{"send to ack ms", fmt.Sprintf("p50 %.2f  p99 %.2f  max %.2f", res.AckP50ms, res.AckP99ms, res.AckMaxMs)},
 		{"server RSS", rss},
 		{"KiB per conn", per},
 		{"store", store},
