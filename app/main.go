@@ -104,6 +104,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready chan<- string)
 
 	metrics := newPromMetrics()
 	hub := chat.NewHub(store, log, metrics)
+	hub.SetRetention(cfg.Retention)
 	// Both stores keep the rooms' saved states beside their messages.
 	rooms, _ := store.(chat.RoomStates)
 	if rooms != nil {

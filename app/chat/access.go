@@ -124,7 +124,59 @@ type roomView struct {
 	st      RoomState
 	last    int64 // the room's last seq as this instance knows it
 	broken  bool  // a gap in the delivered seqs: dropped, answers nothing
-	pending []*Message
+	pending []*Event
+	// recent holds the room's last delivered items: a client that comes
+	// back a few seqs behind (its instance died) is replayed from memory,
+	// not from the store, which a crowd of them at once would overload.
+	recent recentItems
+}
+
+// recentKept is how many of a room's last items its view keeps: at the
+// chaos test's pace (a few messages a second a room) ten seconds and more.
+const recentKept = 64
+
+// recentItems is a room's last delivered items, gapless by seq, as stored:
+// what a replay from the store would hand out. A delete erases its target
+// and the target's edits in the store, all at seqs below the delete's, so
+// a delete drops every item before it: a replay from before it goes to the
+// store and gets the erased items.
+type recentItems struct {
+	evs [recentKept]*Event // by seq modulo recentKept
+	n   int                // items held: seqs end-n+1 .. end
+	end int64
+}
+
+// add keeps ev, the item after the newest (a gap starts over from it).
+func (r *recentItems) add(ev *Event) {
+	seq := ev.Msg.Seq
+	if r.n > 0 && seq <= r.end {
+		return // delivered again
+	}
+	if r.n > 0 && seq != r.end+1 {
+		r.n = 0
+	}
+	r.evs[seq%recentKept], r.end = ev, seq
+	r.n = min(r.n+1, recentKept)
+	if ev.Msg.Kind == KindDelete {
+		r.n = 1 // only the delete itself: what came before it may be erased
+	}
+}
+
+// after returns the items after cursor, oldest first, and whether the
+// items held cover them all: false when cursor+1 is older than the oldest
+// held (the store has them).
+func (r *recentItems) after(cursor int64) ([]*Event, bool) {
+	if r.n == 0 || cursor+1 < r.end-int64(r.n)+1 {
+		return nil, false
+	}
+	if cursor >= r.end {
+		return nil, true
+	}
+	out := make([]*Event, 0, r.end-cursor)
+	for q := cursor + 1; q <= r.end; q++ {
+		out = append(out, r.evs[q%recentKept])
+	}
+	return out, true
 }
 
 // SetRoomLoader gives the hub the saved room states. Without one (tests of
@@ -215,8 +267,8 @@ func (h *Hub) loadView(room string, v *roomView) {
 		h.views.CompareAndDelete(room, v)
 	} else {
 		v.st, v.last = st, max(last, st.Seq)
-		for _, m := range v.pending {
-			h.foldView(room, v, m)
+		for _, ev := range v.pending {
+			h.foldView(room, v, ev)
 		}
 	}
 	v.pending = nil
@@ -226,33 +278,70 @@ func (h *Hub) loadView(room string, v *roomView) {
 
 // applyView folds a delivered item into the room's view, if this instance
 // keeps one.
-func (h *Hub) applyView(v *roomView, m *Message) {
+func (h *Hub) applyView(v *roomView, ev *Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	select {
 	case <-v.loaded:
-		h.foldView(m.Room, v, m)
+		h.foldView(ev.Msg.Room, v, ev)
 	default:
-		v.pending = append(v.pending, m)
+		v.pending = append(v.pending, ev)
 	}
 }
 
 // foldView folds one delivered item into a loaded view. v.mu is held.
-func (h *Hub) foldView(room string, v *roomView, m *Message) {
+func (h *Hub) foldView(room string, v *roomView, ev *Event) {
 	if v.broken {
 		return
 	}
+	m := &ev.Msg
 	if m.Seq > v.last+1 {
 		v.broken = true
 		h.views.CompareAndDelete(room, v)
 		h.log.Info("hub: room view dropped: a gap in the delivered seqs", "room", room, "last", v.last, "seq", m.Seq)
 		return
 	}
+	if m.Seq == v.last+1 {
+		v.recent.add(ev)
+	}
 	v.last = max(v.last, m.Seq)
 	if m.Seq > v.st.Seq {
 		v.st.Apply(m)
 	}
 }
+
+// recentAfter returns the room's items after cursor from its view's recent
+// items, when a loaded, unbroken view holds them all (ok); the caller
+// reads the store otherwise.
+func (h *Hub) recentAfter(room string, cursor int64) (evs []*Event, ok bool) {
+	got, found := h.views.Load(room)
+	if !found {
+		return nil, false
+	}
+	v := got.(*roomView)
+	select {
+	case <-v.loaded:
+	default:
+		return nil, false
+	}
+	v.mu.Lock()
+	evs, ok = v.recent.after(cursor)
+	ok = ok && v.err == nil && !v.broken
+	v.mu.Unlock()
+	if ok && len(evs) > 0 && h.retention > 0 {
+		// Held items retention has deleted from the store (or is about
+		// to) are not replayed from memory: the store's replay finds the
+		// retention edge.
+		if ts, err := time.Parse(TSLayout, evs[0].Msg.TS); err != nil || time.Since(ts) > h.retention/2 {
+			return nil, false
+		}
+	}
+	return evs, ok
+}
+
+// SetRetention tells the hub the store's retention (PARLEY_RETENTION; 0:
+// none), so that it never replays from memory what the store deleted.
+func (h *Hub) SetRetention(d time.Duration) { h.retention = d }
 
 // ReadableFrom answers a join's access check from the room's view: when
 // the view lets user read the room, it returns the first seq they may see
@@ -396,8 +485,9 @@ func (h *Hub) settle(m *Message, err error) {
 
 // hubRooms is the part of Hub this file adds (kept here to read together).
 type hubRooms struct {
-	loadRoom RoomLoader
-	views    sync.Map // room -> *roomView
+	loadRoom  RoomLoader
+	retention time.Duration // SetRetention
+	views     sync.Map      // room -> *roomView
 
 	usersMu sync.Mutex
 	users   map[string]map[UserSink]struct{}

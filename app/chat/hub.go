@@ -165,7 +165,7 @@ func (h *Hub) Deliver(evs []*Event) {
 			}
 		}
 		if view != nil {
-			h.applyView(view, m)
+			h.applyView(view, ev)
 		}
 		if m.Kind == KindMember {
 			h.tellTargets(m)
@@ -339,8 +339,8 @@ type Subscription struct {
 	user    string
 	decided int64 // JoinRequest.Decided
 	sink    Sink
-	ctx    context.Context // ends catch-up when the subscription closes
-	cancel context.CancelFunc
+	ctx     context.Context // ends catch-up when the subscription closes
+	cancel  context.CancelFunc
 
 	mu         sync.Mutex
 	cursor     int64 // last seq handed to the sink
@@ -458,36 +458,23 @@ func (s *Subscription) catchUp(done chan struct{}) {
 		s.mu.Lock()
 		cursor := s.cursor
 		s.mu.Unlock()
-		page, err := s.hub.readPage(s.ctx, s.room, cursor)
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.hub.log.Warn("hub: catch-up read failed; retrying", "room", s.room, "err", err)
-			if !sleep(s.ctx, 500*time.Millisecond) {
-				return
-			}
-			continue
+		evs, cursor, more, ok := s.next(cursor)
+		if !ok {
+			return
 		}
-		more := page.HasMore
-		if len(page.Messages) > 0 && page.Messages[0].Seq > cursor+1 && s.hub.expiredBelow(s.ctx, s.room, page.Messages[0].Seq) {
-			// Retention deleted the messages after the cursor: the replay
-			// starts at the oldest one kept.
-			cursor = page.Messages[0].Seq - 1
-		}
-		for _, m := range page.Messages {
-			if m.Seq != cursor+1 {
+		for _, ev := range evs {
+			if ev.Msg.Seq != cursor+1 {
 				// The store's seqs are gapless; should a read ever show a hole,
 				// wait and read again rather than spin.
 				more = false
 				break
 			}
-			if err := s.sink.Replay(s.ctx, NewEvent(m)); err != nil {
+			if err := s.sink.Replay(s.ctx, ev); err != nil {
 				return
 			}
-			cursor = m.Seq
+			cursor = ev.Msg.Seq
 			s.hub.metrics.Delivered(1)
-			if reason, ok := s.endsBy(&m); ok {
+			if reason, ok := s.endsBy(&ev.Msg); ok {
 				s.mu.Lock()
 				s.cursor = cursor
 				s.endLocked(reason)
@@ -517,6 +504,40 @@ func (s *Subscription) catchUp(done chan struct{}) {
 		if !sleep(s.ctx, 20*time.Millisecond) {
 			return
 		}
+	}
+}
+
+// next returns the items after cursor for a catch-up to replay: the room's
+// recent items when this instance holds them all (a client a few seqs
+// behind: no store read), else a page of the store (more: it has more after
+// the page), retrying a failed read. The cursor it returns is past what
+// retention deleted. ok is false once the subscription closed.
+func (s *Subscription) next(cursor int64) (evs []*Event, from int64, more, ok bool) {
+	for {
+		if evs, held := s.hub.recentAfter(s.room, cursor); held {
+			return evs, cursor, false, true
+		}
+		page, err := s.hub.readPage(s.ctx, s.room, cursor)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil, 0, false, false
+			}
+			s.hub.log.Warn("hub: catch-up read failed; retrying", "room", s.room, "err", err)
+			if !sleep(s.ctx, 500*time.Millisecond) {
+				return nil, 0, false, false
+			}
+			continue
+		}
+		if len(page.Messages) > 0 && page.Messages[0].Seq > cursor+1 && s.hub.expiredBelow(s.ctx, s.room, page.Messages[0].Seq) {
+			// Retention deleted the messages after the cursor: the replay
+			// starts at the oldest one kept.
+			cursor = page.Messages[0].Seq - 1
+		}
+		evs = make([]*Event, len(page.Messages))
+		for i, m := range page.Messages {
+			evs[i] = NewEvent(m)
+		}
+		return evs, cursor, page.HasMore, true
 	}
 }
 
