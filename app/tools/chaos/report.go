@@ -151,12 +151,15 @@ type Report struct {
 	// changes, ModRetried those it had to try again (ModResolved of them
 	// found applied in the store after a 409/404 or a timeout), ModErrors
 	// those not decided within 90 s (the cluster was down for them: a
-	// figure, not a failure); ModRestored the members the last pass
+	// figure, not a failure; ModExtended changes were waited for longer,
+	// up to maxChangeWait, while the persist stage was behind);
+	// ModRestored the members the last pass
 	// brought back, Unrestored those it could not (a failure: the run
 	// must end with every client a member).
 	PrivateRooms, MemberItems int
 	Removals, Bans, Readds    int64
 	ModRetried, ModResolved   int64
+	ModExtended               int64
 	ModErrors                 int
 	ModRestored               int64
 	Unrestored                int
@@ -214,13 +217,14 @@ func (r *Report) problem(p string) {
 
 // modStats is what the moderator did, for the report.
 type modStats struct {
-	Removals, Bans, Readds, Retried, Resolved, Restored int64
-	Errors, Unrestored                                  []string
+	Removals, Bans, Readds, Retried, Resolved, Restored, Extended int64
+	Errors, Unrestored                                            []string
 }
 
 func verdict(o Options, recs []client.Record, clientRooms [][]string, names []string, stored []storedMsg, mod modStats, events []event, start time.Time) *Report {
 	rep := &Report{Scenario: o.Scenario, Events: events, start: start}
 	rep.Removals, rep.Bans, rep.Readds, rep.ModRetried, rep.ModResolved = mod.Removals, mod.Bans, mod.Readds, mod.Retried, mod.Resolved
+	rep.ModExtended = mod.Extended
 	rep.ModErrors, rep.ModRestored, rep.Unrestored = len(mod.Errors), mod.Restored, len(mod.Unrestored)
 	for _, e := range mod.Unrestored[:min(len(mod.Unrestored), 10)] {
 		rep.problems = append(rep.problems, "not a member again at the end: "+e)
@@ -433,8 +437,8 @@ func (r *Report) Print(w io.Writer) {
 		r.Delivered, r.ClientDuplicates, r.Gaps, r.GapsFilled, r.Retries)
 	fmt.Fprintf(w, "lost %d (acked but not stored %d, deliveries missed %d), duplicated in the store %d, out of order %d\n",
 		r.Lost(), r.LostAcked, r.MissedDeliveries, r.StoreDuplicates, r.OutOfOrder)
-	fmt.Fprintf(w, "membership: %d private rooms, %d member items; %d removals, %d bans, %d re-adds (%d retried, %d of them resolved from the store, %d not decided in 90s); %d restored at the end, %d not\n",
-		r.PrivateRooms, r.MemberItems, r.Removals, r.Bans, r.Readds, r.ModRetried, r.ModResolved, r.ModErrors, r.ModRestored, r.Unrestored)
+	fmt.Fprintf(w, "membership: %d private rooms, %d member items; %d removals, %d bans, %d re-adds (%d retried, %d of them resolved from the store, %d waited for past 90s while the persist stage was behind, %d not decided); %d restored at the end, %d not\n",
+		r.PrivateRooms, r.MemberItems, r.Removals, r.Bans, r.Readds, r.ModRetried, r.ModResolved, r.ModExtended, r.ModErrors, r.ModRestored, r.Unrestored)
 	fmt.Fprintf(w, "  sends refused %d (before the ack %d, after it %d, not told but out of the room %d); clients left %d times, rejoined at their add %d times, %d stretches cut short by a removal while away (%d items)\n",
 		r.RefusedBeforeAck+r.RefusedAfterAck+r.RefusedUntold, r.RefusedBeforeAck, r.RefusedAfterAck, r.RefusedUntold, r.Exits, r.Resumes, r.CutShort, r.CutShortItems)
 	fmt.Fprintf(w, "  items delivered while no member %d, messages stored while no member %d\n", r.AfterRemoval, r.StoredOutside)

@@ -258,6 +258,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	mod.behind = c.persistLag
 	tokens, members, err := c.privateRooms(ctx, mod, private, clientRooms, names)
 	if err != nil {
 		return nil, err
@@ -382,7 +383,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Report, error) {
 	events := slices.Clone(c.events)
 	c.mu.Unlock()
 	ms := modStats{Removals: mod.removals.Load(), Bans: mod.bans.Load(), Readds: mod.readds.Load(),
-		Retried: mod.retried.Load(), Resolved: mod.resolved.Load(), Restored: mod.restored.Load(),
+		Retried: mod.retried.Load(), Resolved: mod.resolved.Load(), Restored: mod.restored.Load(), Extended: mod.extended.Load(),
 		Errors: mod.Errors(), Unrestored: mod.Unrestored()}
 	rep := verdict(o, recs, clientRooms, names, stored, ms, events, c.start)
 	rep.Print(out)
