@@ -351,9 +351,10 @@ func loadRun(t *testing.T, flags ...string) *Result {
 	if res.Persisted != res.Acked || res.PersistLag != 0 || res.FanoutLag != 0 {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
 	}
-	// GC's share is known (the servers export the runtime's estimate)
-	// and a share: above 0 (the run allocates) and below all of it.
-	if res.GCPctOfServer <= 0 || res.GCPctOfServer >= 100 || res.GCCPUPct <= 0 {
+	// GC's share is known (the servers export the runtime's estimate: -1
+	// when not) and a share below all of it. It may be 0: a run this small
+	// can end its window before a collection (the estimate moves at each).
+	if res.GCPctOfServer < 0 || res.GCPctOfServer >= 100 || res.GCCPUPct < 0 {
 		t.Errorf("gc: %.2f %% of the servers' CPU, %.2f %% of a core", res.GCPctOfServer, res.GCCPUPct)
 	}
 	// The CPU window is the sending and the drain (2 s + at most 3 s).
