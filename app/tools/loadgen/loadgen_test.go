@@ -352,9 +352,12 @@ func loadRun(t *testing.T, flags ...string) *Result {
 		t.Errorf("servers: persisted %d of %d acked, lag at end persist %d fan-out %d", res.Persisted, res.Acked, res.PersistLag, res.FanoutLag)
 	}
 	// GC's share is known (the servers export the runtime's estimate: -1
-	// when not) and a share below all of it. It may be 0: a run this small
-	// can end its window before a collection (the estimate moves at each).
-	if res.GCPctOfServer < 0 || res.GCPctOfServer >= 100 || res.GCCPUPct < 0 {
+	// when not). Nothing more is checked: a run this small can end its
+	// window before a collection (0), and the estimate counts GC workers by
+	// the wall time of their Ps, idle-priority marking included, so on a
+	// busy machine (CI under -race) it can pass the process's own CPU (CI
+	// saw 111 %).
+	if res.GCPctOfServer < 0 || res.GCCPUPct < 0 {
 		t.Errorf("gc: %.2f %% of the servers' CPU, %.2f %% of a core", res.GCPctOfServer, res.GCCPUPct)
 	}
 	// The CPU window is the sending and the drain (2 s + at most 3 s).
