@@ -314,19 +314,11 @@ func (h *Hub) foldView(room string, v *roomView, ev *Event) {
 // items, when a loaded, unbroken view holds them all (ok); the caller
 // reads the store otherwise.
 func (h *Hub) recentAfter(room string, cursor int64) (evs []*Event, ok bool) {
-	got, found := h.views.Load(room)
-	if !found {
+	v := h.loadedView(room)
+	if v == nil {
 		return nil, false
 	}
-	v := got.(*roomView)
-	select {
-	case <-v.loaded:
-	default:
-		return nil, false
-	}
-	v.mu.Lock()
 	evs, ok = v.recent.after(cursor)
-	ok = ok && v.err == nil && !v.broken
 	v.mu.Unlock()
 	if ok && len(evs) > 0 && h.retention > 0 {
 		// Held items retention has deleted from the store (or is about
@@ -368,22 +360,34 @@ func (h *Hub) ReadableFrom(ctx context.Context, user, room string) (from, decide
 // viewLast is the room's last seq from a loaded, unbroken view, without
 // waiting for a load; ok is false when there is none.
 func (h *Hub) viewLast(room string) (last int64, ok bool) {
+	v := h.loadedView(room)
+	if v == nil {
+		return 0, false
+	}
+	defer v.mu.Unlock()
+	return v.last, true
+}
+
+// loadedView returns the room's view, locked, when one is loaded and
+// unbroken, without waiting for a load; nil otherwise. The caller unlocks
+// v.mu.
+func (h *Hub) loadedView(room string) *roomView {
 	got, found := h.views.Load(room)
 	if !found {
-		return 0, false
+		return nil
 	}
 	v := got.(*roomView)
 	select {
 	case <-v.loaded:
 	default:
-		return 0, false
+		return nil
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.err != nil || v.broken {
-		return 0, false
+		v.mu.Unlock()
+		return nil
 	}
-	return v.last, true
+	return v
 }
 
 // Connect registers a local connection of user; the returned func removes it.

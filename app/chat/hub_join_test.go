@@ -3,6 +3,7 @@ package chat_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,13 +97,17 @@ func TestHubJoinsShareStoreReads(t *testing.T) {
 	}
 	defer sub.Close()
 	<-done
-	second.mu.Lock()
-	joined := second.joined
-	second.mu.Unlock()
-	if len(joined) != 1 || joined[0] != 6 {
+	if joined := second.joinedSeqs(); len(joined) != 1 || joined[0] != 6 {
 		t.Fatalf("second join answered last_seq %v, want 6 (read after it subscribed)", joined)
 	}
 	second.want(t, 6, 6)
+}
+
+// joinedSeqs is the last seqs the sink was told it joined at.
+func (s *sink) joinedSeqs() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.joined)
 }
 
 // countingRooms counts the saved-state reads a hub's room loader makes.
@@ -191,10 +196,7 @@ func TestHubJoinFromView(t *testing.T) {
 	}
 
 	for _, s := range sinks {
-		s.mu.Lock()
-		joined := s.joined
-		s.mu.Unlock()
-		if len(joined) != 1 || joined[0] != 7 {
+		if joined := s.joinedSeqs(); len(joined) != 1 || joined[0] != 7 {
 			t.Fatalf("joined last_seq %v, want 7 (the view's last)", joined)
 		}
 		s.want(t, 6, 7)
@@ -231,9 +233,7 @@ func TestHubJoinFromView(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	late.mu.Lock()
-	defer late.mu.Unlock()
-	if len(late.joined) != 1 || late.joined[0] != 10 {
-		t.Fatalf("joined after the reload: %v, want 10 (the store's last)", late.joined)
+	if joined := late.joinedSeqs(); len(joined) != 1 || joined[0] != 10 {
+		t.Fatalf("joined after the reload: %v, want 10 (the store's last)", joined)
 	}
 }
