@@ -284,13 +284,15 @@ func TestWSHandlerPanicStaysInConnection(t *testing.T) {
 	}
 }
 
-// TestWriterLingers: a writer whose queue ran empty stays for writerLinger,
-// so frames coming closer than that (a busy room's) are written by the one
-// writer, not by one started for each; past it the turn ends, and the next
-// frame starts another.
+// TestWriterLingers: a busy connection's writer whose queue ran empty stays
+// for writerLinger, so frames coming closer than that (a busy room's) are
+// written by the one writer, not by one started for each; past it the turn
+// ends. A lone frame (a small room's, seconds apart) ends its turn at once,
+// with no timer made: the linger would cost it a timer and a wake-up.
 func TestWriterLingers(t *testing.T) {
 	var starts atomic.Int32
 	taken := make(chan int, 16)
+	lingered := make(chan bool, 16) // a turn ended: whether it waited
 	var q *queue
 	q = newWriterQueue(1<<20, func() {
 		starts.Add(1)
@@ -300,30 +302,39 @@ func TestWriterLingers(t *testing.T) {
 			for {
 				var more bool
 				if batch, more = q.next(batch, &linger); !more {
+					lingered <- linger != nil
 					return
 				}
 				taken <- len(batch)
 			}
 		}()
 	})
-	for i := range 5 {
+	push := func(i int) {
+		t.Helper()
 		if !q.push([]byte("frame")) {
-			t.Fatal("push refused")
+			t.Fatalf("frame %d: push refused", i)
 		}
 		<-taken
-		if n := starts.Load(); n != 1 {
-			t.Fatalf("frame %d: %d writers started, want the one lingering", i, n)
+	}
+	push(0)
+	if <-lingered {
+		t.Fatal("a lone frame's writer lingered")
+	}
+	for i := 1; i <= 5; i++ {
+		push(i)
+		if n := starts.Load(); n != 2 {
+			t.Fatalf("frame %d: %d writers started, want 2 (the second lingering)", i, n)
 		}
 		time.Sleep(writerLinger / 10)
 	}
-	for deadline := time.Now().Add(5 * time.Second); q.writerRuns(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the writer did not end its turn once idle")
-		}
+	if !<-lingered {
+		t.Fatal("the busy connection's writer did not linger")
 	}
-	q.push([]byte("frame"))
-	<-taken
-	if n := starts.Load(); n != 2 {
-		t.Fatalf("%d writers started after an idle spell, want 2", n)
+	push(6)
+	if n := starts.Load(); n != 3 {
+		t.Fatalf("%d writers started after an idle spell, want 3", n)
+	}
+	if <-lingered {
+		t.Fatal("the first frame after an idle spell lingered")
 	}
 }
