@@ -39,3 +39,48 @@ func TestRecoveryDetail(t *testing.T) {
 		}
 	}
 }
+
+// Recoveries that overlapped a stop of the store or Kafka are told apart
+// from the clear ones: lost during a stop, lost before it and recovered
+// after its start, or lost while a stop was never resumed, they overlap;
+// lost and back between the stops, or after the resume, they do not.
+func TestRecoveryClearOfStops(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	events := []event{
+		{At: at(10), What: "Kafka broker: stop"},
+		{At: at(20), What: "kill -9 parley-1 (pid gone)", Node: "http://a"},
+		{At: at(25), What: "Kafka broker: resumed on its data"},
+		{At: at(60), What: "store: stop for 10s"},
+		{At: at(70), What: "store: resumed on its data"},
+		{At: at(90), What: "store: stop for 10s"},
+	}
+	ws := stopWindows(events)
+	if len(ws) != 3 || !ws[0].to.Equal(at(25)) || !ws[1].from.Equal(at(60)) || !ws[2].to.IsZero() {
+		t.Fatalf("windows %+v", ws)
+	}
+	for _, c := range []struct {
+		lost, back float64
+		overlaps   bool
+	}{
+		{5, 6, false},   // before any stop
+		{8, 11, true},   // recovered after the broker stopped
+		{20, 21, true},  // lost while it was stopped
+		{30, 32, false}, // between the stops
+		{59, 72, true},  // across the store's stop
+		{71, 72, false}, // after its resume
+		{95, 96, true},  // during a stop not resumed by the run's end
+	} {
+		out := client.Outage{At: at(c.lost), Recovered: at(c.back).Sub(at(c.lost))}
+		if got := overlapsStop(ws, out); got != c.overlaps {
+			t.Errorf("lost at +%vs, back at +%vs: overlaps %v, want %v", c.lost, c.back, got, c.overlaps)
+		}
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	r := &Report{KillRecoveries: []time.Duration{ms(50), ms(60), ms(4000)}, ClearRecoveries: []time.Duration{ms(50), ms(60)}}
+	var b strings.Builder
+	r.Print(&b)
+	if want := "of which clear of a stop of the store or Kafka: 2 of 3, p50/p99/max 60ms/60ms/60ms (the rest overlapped one)"; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+}

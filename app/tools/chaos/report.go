@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -193,6 +194,11 @@ type Report struct {
 	killOutages    []client.Outage
 	LongestOutage  time.Duration
 	Unrecovered    int
+	// ClearRecoveries are the KillRecoveries of outages that overlapped no
+	// stop of the store or Kafka (stopWindows): during one, by the
+	// contract, no instance is ready, so no client can be back before it
+	// ends.
+	ClearRecoveries []time.Duration
 
 	problems []string
 }
@@ -400,12 +406,63 @@ func verdict(o Options, recs []client.Record, clientRooms [][]string, names []st
 			}
 		}
 	}
+	stops := stopWindows(events)
+	for _, out := range rep.killOutages {
+		if !overlapsStop(stops, out) {
+			rep.ClearRecoveries = append(rep.ClearRecoveries, out.Recovered)
+		}
+	}
 	checkViews(rep, recs, clientRooms, stored)
 	slices.Sort(rep.KillRecoveries)
+	slices.Sort(rep.ClearRecoveries)
 	slices.SortStableFunc(rep.Events, func(a, b event) int { return a.At.Compare(b.At) })
 	slices.SortFunc(rep.slowest, func(a, b client.Outage) int { return cmp.Compare(b.Recovered, a.Recovered) })
 	rep.slowest = rep.slowest[:min(len(rep.slowest), 3)]
 	return rep
+}
+
+// A window is a span of the run during which a shared service was stopped;
+// a zero to: not resumed before the run ended.
+type window struct{ from, to time.Time }
+
+// stopWindows are the stops of the Kafka broker and of the store, from
+// their stop event to their resume event.
+// Instances answer /readyz again a little after a resume: recoveries in
+// that tail count as clear, which only makes the clear figures worse.
+func stopWindows(events []event) []window {
+	var ws []window
+	for i, e := range events {
+		var resumed string
+		switch {
+		case e.What == "Kafka broker: stop":
+			resumed = "Kafka broker: resumed"
+		case strings.HasPrefix(e.What, "store: stop"):
+			resumed = "store: resumed"
+		default:
+			continue
+		}
+		w := window{from: e.At}
+		for _, r := range events[i+1:] {
+			if strings.HasPrefix(r.What, resumed) {
+				w.to = r.At
+				break
+			}
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// overlapsStop reports whether out, from its loss to its recovery, met a
+// stop window.
+func overlapsStop(ws []window, out client.Outage) bool {
+	end := out.At.Add(out.Recovered)
+	for _, w := range ws {
+		if (w.to.IsZero() || out.At.Before(w.to)) && end.After(w.from) {
+			return true
+		}
+	}
+	return false
 }
 
 // killedAt reports whether out began within 5 s after its instance was
@@ -451,6 +508,10 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "recovery after a kill or SIGTERM of the client's instance: %s; %d connections lost in all, longest recovery %v, %d not recovered\n",
 		rec, r.Outages, r.LongestOutage.Round(time.Millisecond), r.Unrecovered)
+	if n := len(r.KillRecoveries); n > 0 {
+		fmt.Fprintf(w, "  of which clear of a stop of the store or Kafka: %d of %d, p50/p99/max %s (the rest overlapped one)\n",
+			len(r.ClearRecoveries), n, quantiles(r.ClearRecoveries))
+	}
 	printRecoverySteps(w, r.killOutages)
 	for _, o := range r.slowest {
 		fmt.Fprintf(w, "  slow recovery: %v from +%.1fs (%s, lost to %s), %d attempts, last failure: %s\n    %s\n",
