@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -79,6 +80,7 @@ const (
 // anything in this process.
 type Store struct {
 	client   *mongo.Client
+	probe    *mongo.Client // Ping's own connection (see Ping)
 	messages *mongo.Collection
 	rooms    *mongo.Collection
 	names    *mongo.Collection // see people.go
@@ -258,6 +260,11 @@ var messageFields = bson.D{
 // persist stage has published must not be rolled back by a primary failover,
 // which would free its seq for another message.
 func Open(ctx context.Context, uri, db string) (*Store, error) {
+	return open(ctx, uri, db, nil)
+}
+
+// open is Open with a monitor of the store's pool (tests: nil).
+func open(ctx context.Context, uri, db string, pool *event.PoolMonitor) (*Store, error) {
 	if uri == "" || db == "" {
 		return nil, errors.New("open mongo store: uri and database name are required")
 	}
@@ -268,12 +275,21 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 	if opts.AppName == nil {
 		opts.SetAppName("parley")
 	}
+	if pool != nil {
+		opts.SetPoolMonitor(pool)
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open mongo store: connect: %w", err)
 	}
+	probe, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("parley-probe").SetMaxPoolSize(1))
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("open mongo store: connect: %w", err)
+	}
 	s := &Store{
 		client:   client,
+		probe:    probe,
 		messages: client.Database(db).Collection(messagesColl),
 		rooms:    client.Database(db).Collection(roomsColl),
 		names:    client.Database(db).Collection(namesColl),
@@ -288,15 +304,15 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 		claims:        client.Database(db).Collection(claimsColl),
 	}
 	if err := s.Ping(ctx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		s.disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open mongo store: %w", err)
 	}
 	if err := s.createIndexes(ctx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		s.disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open mongo store: %w", err)
 	}
 	if _, err := s.migrateTS(ctx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		s.disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open mongo store: %w", err)
 	}
 	return s, nil
@@ -851,9 +867,13 @@ func inParallel(n int, fn func(i int) error) error {
 	return errors.Join(errs...)
 }
 
-// Ping asks the primary for a ping: writes go there.
+// Ping asks the primary for a ping (writes go there) on a connection of
+// its own, a client with a pool of one: /readyz asks whether the store
+// answers, and under load every connection of the store's pool can be busy
+// with slow operations, so that a ping waiting for one of them timed out
+// and took the instance out of service while the store still answered.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+	if err := s.probe.Ping(ctx, readpref.Primary()); err != nil {
 		return fmt.Errorf("ping mongo: %w", err)
 	}
 	return nil
@@ -863,8 +883,14 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.client.Disconnect(ctx); err != nil {
+	if err := errors.Join(s.client.Disconnect(ctx), s.probe.Disconnect(ctx)); err != nil {
 		return fmt.Errorf("close mongo store: %w", err)
 	}
 	return nil
+}
+
+// disconnect lets go of both clients after a failed Open.
+func (s *Store) disconnect(ctx context.Context) {
+	_ = s.client.Disconnect(ctx)
+	_ = s.probe.Disconnect(ctx)
 }

@@ -9,10 +9,12 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -656,5 +658,41 @@ func BenchmarkHistoryDepth(b *testing.B) {
 			b.Logf("set up %d messages in %v", depth, time.Since(start))
 			f.Run(b, s)
 		})
+	}
+}
+
+// TestMongoPingOwnConnection: Ping (what /readyz asks) takes no connection
+// from the store's pool, which slow operations can hold all of under load:
+// a ping waiting for one of them timed out, and the instance left service
+// while the store still answered.
+func TestMongoPingOwnConnection(t *testing.T) {
+	uri := testURI(t)
+	var checkouts atomic.Int64
+	pool := &event.PoolMonitor{Event: func(e *event.PoolEvent) {
+		if e.Type == event.ConnectionCheckedOut {
+			checkouts.Add(1)
+		}
+	}}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := open(ctx, uri, testDB(t), pool)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.LastSeq(ctx, "r"); err != nil {
+		t.Fatalf("LastSeq: %v", err)
+	}
+	if checkouts.Load() == 0 {
+		t.Fatal("the pool monitor saw no checkout for a store read")
+	}
+	before := checkouts.Load()
+	for range 3 {
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	}
+	if n := checkouts.Load() - before; n != 0 {
+		t.Fatalf("3 pings took %d connections from the store's pool, want 0", n)
 	}
 }
