@@ -26,6 +26,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/parley-chat/parley/app/chat"
 )
@@ -81,6 +82,7 @@ const (
 type Store struct {
 	client   *mongo.Client
 	probe    *mongo.Client // Ping's own connection (see Ping)
+	pings    singleflight.Group
 	messages *mongo.Collection
 	rooms    *mongo.Collection
 	names    *mongo.Collection // see people.go
@@ -260,11 +262,16 @@ var messageFields = bson.D{
 // persist stage has published must not be rolled back by a primary failover,
 // which would free its seq for another message.
 func Open(ctx context.Context, uri, db string) (*Store, error) {
-	return open(ctx, uri, db, nil)
+	return open(ctx, uri, db, monitors{})
 }
 
-// open is Open with a monitor of the store's pool (tests: nil).
-func open(ctx context.Context, uri, db string, pool *event.PoolMonitor) (*Store, error) {
+// monitors watch the store's pool and Ping's commands (tests; nil: none).
+type monitors struct {
+	pool  *event.PoolMonitor
+	probe *event.CommandMonitor
+}
+
+func open(ctx context.Context, uri, db string, mon monitors) (*Store, error) {
 	if uri == "" || db == "" {
 		return nil, errors.New("open mongo store: uri and database name are required")
 	}
@@ -275,14 +282,18 @@ func open(ctx context.Context, uri, db string, pool *event.PoolMonitor) (*Store,
 	if opts.AppName == nil {
 		opts.SetAppName("parley")
 	}
-	if pool != nil {
-		opts.SetPoolMonitor(pool)
+	if mon.pool != nil {
+		opts.SetPoolMonitor(mon.pool)
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open mongo store: connect: %w", err)
 	}
-	probe, err := mongo.Connect(options.Client().ApplyURI(uri).SetAppName("parley-probe").SetMaxPoolSize(1))
+	popts := options.Client().ApplyURI(uri).SetAppName("parley-probe").SetMaxPoolSize(1)
+	if mon.probe != nil {
+		popts.SetMonitor(mon.probe)
+	}
+	probe, err := mongo.Connect(popts)
 	if err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open mongo store: connect: %w", err)
@@ -872,12 +883,29 @@ func inParallel(n int, fn func(i int) error) error {
 // answers, and under load every connection of the store's pool can be busy
 // with slow operations, so that a ping waiting for one of them timed out
 // and took the instance out of service while the store still answered.
+// Concurrent calls share one ping (a crowd of clients asking /readyz at
+// once would otherwise queue on that one connection); each waits for it
+// at most until its ctx ends.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.probe.Ping(ctx, readpref.Primary()); err != nil {
-		return fmt.Errorf("ping mongo: %w", err)
+	ch := s.pings.DoChan("ping", func() (any, error) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+		defer cancel()
+		return nil, s.probe.Ping(pctx, readpref.Primary())
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return fmt.Errorf("ping mongo: %w", r.Err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ping mongo: %w", ctx.Err())
 	}
-	return nil
 }
+
+// pingTimeout bounds a shared ping; a caller with less time left stops
+// waiting sooner.
+const pingTimeout = 5 * time.Second
 
 // Close disconnects, waiting up to 10 s for operations in flight.
 func (s *Store) Close() error {

@@ -675,7 +675,7 @@ func TestMongoPingOwnConnection(t *testing.T) {
 	}}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := open(ctx, uri, testDB(t), pool)
+	s, err := open(ctx, uri, testDB(t), monitors{pool: pool})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -695,4 +695,44 @@ func TestMongoPingOwnConnection(t *testing.T) {
 	if n := checkouts.Load() - before; n != 0 {
 		t.Fatalf("3 pings took %d connections from the store's pool, want 0", n)
 	}
+}
+
+// TestMongoPingShared: concurrent Pings share one ping command, not one
+// each queued on Ping's single connection (a crowd's /readyz calls timed
+// out so behind one another).
+func TestMongoPingShared(t *testing.T) {
+	uri := testURI(t)
+	var sent atomic.Int64
+	probe := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "ping" {
+			sent.Add(1)
+		}
+	}}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := open(ctx, uri, testDB(t), monitors{probe: probe})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	before := sent.Load()
+	const callers = 50
+	start := make(chan struct{})
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			<-start
+			errs <- s.Ping(ctx)
+		}()
+	}
+	close(start)
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	}
+	if n := sent.Load() - before; n < 1 || n >= callers {
+		t.Fatalf("%d concurrent Pings sent %d ping commands, want at least 1 and fewer than %d", callers, n, callers)
+	}
+	t.Logf("%d concurrent Pings: %d ping commands", callers, sent.Load()-before)
 }

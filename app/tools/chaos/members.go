@@ -191,10 +191,11 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 				m.retried.Add(1)
 			}
 			return nil
-		case err == nil && (status == 409 || status == 404):
+		case err == nil && (status == 409 || status == 404 || staleBan(status, action, b)):
 			// An earlier try, or a change given up on before, may be in
 			// effect already (the last pass reads the timeline before an
-			// undecided add lands, say).
+			// undecided add lands, say); an add may meet a ban whose
+			// accepted unban the persist stage has not decided yet.
 			ok, serr := m.applied(ctx, room, user, action)
 			if serr == nil && ok {
 				m.retried.Add(1)
@@ -222,6 +223,16 @@ func (m *moderator) change(ctx context.Context, method, room, path string, body 
 			return ctx.Err()
 		}
 	}
+}
+
+// staleBan reports whether an answer is an add's refusal for a ban: after
+// an unban that was accepted (published) but not yet decided, the answering
+// instance's state still holds the ban (in a run, the last pass unbanned
+// and added u54, the add answered 403 'u54 is banned' and was given up on,
+// and the add accepted by its first try landed later, with no client
+// expecting it).
+func staleBan(status int, action string, body []byte) bool {
+	return status == 403 && action == "add" && strings.Contains(string(body), `"key":"%s is banned from this room"`)
 }
 
 // maxChangeWait bounds how long a change is waited for while the persist

@@ -84,3 +84,18 @@ func TestRecoveryClearOfStops(t *testing.T) {
 		t.Errorf("report lacks %q:\n%s", want, b.String())
 	}
 }
+
+// staleBan knows the server's answer to an add that meets a ban (the body
+// as a run got it), and nothing else.
+func TestStaleBan(t *testing.T) {
+	body := []byte(`{"error":{"code":"forbidden","message":"u54 is banned from this room","key":"%s is banned from this room","params":["u54"]}}`)
+	if !staleBan(403, "add", body) {
+		t.Error("an add's 403 for a ban is not taken as possibly stale")
+	}
+	if staleBan(403, "unban", body) || staleBan(400, "add", body) {
+		t.Error("only an add's 403 is")
+	}
+	if staleBan(403, "add", []byte(`{"error":{"code":"forbidden","message":"only the room's owner or an admin may do that"}}`)) {
+		t.Error("another 403 is taken as a stale ban")
+	}
+}
