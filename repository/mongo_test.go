@@ -661,12 +661,23 @@ func BenchmarkHistoryDepth(b *testing.B) {
 	}
 }
 
+// openMonitored opens a Store on a fresh database with mon watching it,
+// closed at cleanup.
+func openMonitored(t *testing.T, ctx context.Context, mon monitors) *Store {
+	t.Helper()
+	s, err := open(ctx, testURI(t), testDB(t), mon)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // TestMongoPingOwnConnection: Ping (what /readyz asks) takes no connection
 // from the store's pool, which slow operations can hold all of under load:
 // a ping waiting for one of them timed out, and the instance left service
 // while the store still answered.
 func TestMongoPingOwnConnection(t *testing.T) {
-	uri := testURI(t)
 	var checkouts atomic.Int64
 	pool := &event.PoolMonitor{Event: func(e *event.PoolEvent) {
 		if e.Type == event.ConnectionCheckedOut {
@@ -675,11 +686,7 @@ func TestMongoPingOwnConnection(t *testing.T) {
 	}}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := open(ctx, uri, testDB(t), monitors{pool: pool})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	defer s.Close()
+	s := openMonitored(t, ctx, monitors{pool: pool})
 	if _, err := s.LastSeq(ctx, "r"); err != nil {
 		t.Fatalf("LastSeq: %v", err)
 	}
@@ -701,7 +708,6 @@ func TestMongoPingOwnConnection(t *testing.T) {
 // each queued on Ping's single connection (a crowd's /readyz calls timed
 // out so behind one another).
 func TestMongoPingShared(t *testing.T) {
-	uri := testURI(t)
 	var sent atomic.Int64
 	probe := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
 		if e.CommandName == "ping" {
@@ -710,11 +716,7 @@ func TestMongoPingShared(t *testing.T) {
 	}}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := open(ctx, uri, testDB(t), monitors{probe: probe})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	defer s.Close()
+	s := openMonitored(t, ctx, monitors{probe: probe})
 	before := sent.Load()
 	const callers = 50
 	start := make(chan struct{})
