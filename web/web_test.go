@@ -520,7 +520,7 @@ func TestChatShellHasBell(t *testing.T) {
 			t.Errorf("%s: %d elements, want 1", id, n)
 		}
 	}
-	if doc.Find(".topbar " + testID("bell")).Length() != 1 {
+	if doc.Find(".topbar "+testID("bell")).Length() != 1 {
 		t.Error("the bell is not in the header")
 	}
 	for _, id := range []string{"bell-count", "bell-empty", "bell-more", "push-toggle", "bell-status"} {
