@@ -118,6 +118,7 @@ func (h *Hub) tellTargets(m *Message) {
 // rebalance's overlap, a consumer reset) breaks that promise: the view is
 // dropped, and the next caller loads it again.
 type roomView struct {
+	used    atomic.Int64 // when last asked for (UnixNano): see sweepViews
 	mu      sync.Mutex
 	loaded  chan struct{} // closed once st and last are loaded (or the load failed)
 	err     error         // the load's; set before loaded is closed
@@ -232,8 +233,12 @@ func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
 		return nil, nil
 	}
 	nv := &roomView{loaded: make(chan struct{})}
+	nv.used.Store(time.Now().UnixNano())
 	got, loaded := h.views.LoadOrStore(room, nv)
 	v := got.(*roomView)
+	if loaded {
+		v.used.Store(time.Now().UnixNano())
+	}
 	if !loaded {
 		// Registered before the read, so every item delivered from now on
 		// is kept in pending and folded in after it.
@@ -382,12 +387,57 @@ func (h *Hub) loadedView(room string) *roomView {
 	default:
 		return nil
 	}
+	v.used.Store(time.Now().UnixNano())
 	v.mu.Lock()
 	if v.err != nil || v.broken {
 		v.mu.Unlock()
 		return nil
 	}
 	return v
+}
+
+// viewIdle is how long a room's view is kept unasked for while no local
+// connection follows the room; sweepEvery how often views are looked over.
+// A view holds the room's state and its last recentKept items: kept for
+// every room a join or send ever touched, an instance's memory would grow
+// with every room used since it started.
+const (
+	viewIdle   = 10 * time.Minute
+	sweepEvery = time.Minute
+)
+
+// maybeSweep starts a sweep of the views, on its own goroutine, when the
+// last began sweepEvery ago or more.
+func (h *Hub) maybeSweep(now time.Time) {
+	last := h.sweptAt.Load()
+	if now.UnixNano()-last < int64(sweepEvery) || !h.sweptAt.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	go func() {
+		if n := h.sweepViews(now); n > 0 {
+			h.log.Debug("hub: idle room views dropped", "views", n)
+		}
+	}()
+}
+
+// sweepViews drops the views not asked for within viewIdle of now whose
+// room no local connection follows, and returns how many it dropped; the
+// next use of one loads it again.
+func (h *Hub) sweepViews(now time.Time) (dropped int) {
+	h.views.Range(func(k, val any) bool {
+		room, v := k.(string), val.(*roomView)
+		if now.UnixNano()-v.used.Load() < int64(viewIdle) {
+			return true
+		}
+		h.mu.RLock()
+		followed := len(h.rooms[room]) > 0
+		h.mu.RUnlock()
+		if !followed && h.views.CompareAndDelete(room, v) {
+			dropped++
+		}
+		return true
+	})
+	return dropped
 }
 
 // Connect registers a local connection of user; the returned func removes it.
@@ -492,6 +542,7 @@ type hubRooms struct {
 	loadRoom  RoomLoader
 	retention time.Duration // SetRetention
 	views     sync.Map      // room -> *roomView
+	sweptAt   atomic.Int64  // when the last sweep of views began (UnixNano)
 
 	usersMu sync.Mutex
 	users   map[string]map[UserSink]struct{}

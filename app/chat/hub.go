@@ -152,6 +152,7 @@ func NewHub(store Store, log *slog.Logger, metrics Metrics) *Hub {
 // subscription of their rooms. It never blocks on a connection.
 func (h *Hub) Deliver(evs []*Event) {
 	now := time.Now()
+	h.maybeSweep(now)
 	var view *roomView
 	for i, ev := range evs {
 		m := &ev.Msg

@@ -237,3 +237,46 @@ func TestHubJoinFromView(t *testing.T) {
 		t.Fatalf("joined after the reload: %v, want 10 (the store's last)", joined)
 	}
 }
+
+// TestHubViewsSwept: a room's view not asked for within ViewIdle is
+// dropped unless a local connection follows the room, and the next use
+// loads it again; a view in use stays. Views were kept for every room ever
+// touched, growing an instance's memory with every room used.
+func TestHubViewsSwept(t *testing.T) {
+	bs, err := bolt.Open(filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bs.Close() })
+	rooms := &countingRooms{load: bs.RoomState}
+	hub := chat.NewHub(bs, quietLog, nil)
+	hub.SetRoomLoader(rooms.RoomState)
+	ctx := context.Background()
+	for _, room := range []string{"quiet", "followed"} {
+		if err := hub.CheckSend(ctx, "alice", room); err != nil {
+			t.Fatalf("%s: %v", room, err)
+		}
+	}
+	if r := rooms.reads.Load(); r != 2 {
+		t.Fatalf("%d state reads for two views, want 2", r)
+	}
+	s := newSink()
+	sub, err := hub.JoinAs(ctx, chat.JoinRequest{Room: "followed", User: "bob"}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+
+	if n := hub.SweepViews(time.Now().Add(chat.ViewIdle - time.Minute)); n != 0 {
+		t.Fatalf("a sweep within the idle time dropped %d views, want 0", n)
+	}
+	if n := hub.SweepViews(time.Now().Add(chat.ViewIdle + time.Second)); n != 1 {
+		t.Fatalf("the sweep dropped %d views, want 1 (quiet: neither asked for nor followed)", n)
+	}
+	for _, room := range []string{"quiet", "followed"} {
+		_ = hub.CheckSend(ctx, "alice", room)
+	}
+	if r := rooms.reads.Load(); r != 3 {
+		t.Fatalf("%d state reads after the sweep, want 3 (quiet loaded again, followed kept)", r)
+	}
+}
