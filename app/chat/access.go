@@ -238,8 +238,7 @@ func (h *Hub) view(ctx context.Context, room string) (*roomView, error) {
 	v := got.(*roomView)
 	if loaded {
 		v.used.Store(time.Now().UnixNano())
-	}
-	if !loaded {
+	} else {
 		// Registered before the read, so every item delivered from now on
 		// is kept in pending and folded in after it.
 		go h.loadView(room, v)
