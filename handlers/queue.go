@@ -166,9 +166,9 @@ func (q *queue) kick() {
 // dst[:0], and true; or, when nothing is queued and nothing kicked since
 // the last call (nor, on a busy connection, within writerLinger), false:
 // the writer's turn is over and it must return (the next push or kick
-// starts another). linger is the turn's timer, made at its first wait. A writer that never gets false (it
-// ends the connection) keeps the queue marked as having one, so that no
-// other starts.
+// starts another). linger is the turn's timer, made at its first wait. A
+// writer that never gets false (it ends the connection) keeps the queue
+// marked as having one, so that no other starts.
 func (q *queue) next(dst [][]byte, linger **time.Timer) ([][]byte, bool) {
 	waited := false
 	for {
