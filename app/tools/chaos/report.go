@@ -434,10 +434,10 @@ func stopWindows(events []event) []window {
 	for i, e := range events {
 		var resumed string
 		switch {
-		case e.What == "Kafka broker: stop":
-			resumed = "Kafka broker: resumed"
-		case strings.HasPrefix(e.What, "store: stop"):
-			resumed = "store: resumed"
+		case e.What == evKafkaStop:
+			resumed = evKafkaResumed
+		case strings.HasPrefix(e.What, evStoreStop):
+			resumed = evStoreResumed
 		default:
 			continue
 		}

@@ -41,6 +41,15 @@ type cluster struct {
 
 // event is one fault injected, for the report and for attributing client
 // outages to kills.
+// The events of a service's stop and resume, which the report's stop
+// windows (stopWindows) are read from.
+const (
+	evKafkaStop    = "Kafka broker: stop"
+	evKafkaResumed = "Kafka broker: resumed on its data"
+	evStoreStop    = "store: stop" // followed by " for" the outage
+	evStoreResumed = "store: resumed on its data"
+)
+
 type event struct {
 	At   time.Time
 	What string
@@ -502,7 +511,7 @@ func (c *cluster) chaos(ctx context.Context, o Options, sendEnd time.Time) error
 		if !sleep(ctx, total*35/100) {
 			return
 		}
-		c.logEvent("", "Kafka broker: stop")
+		c.logEvent("", evKafkaStop)
 		if err := c.svc.StopKafka(); err != nil {
 			errs <- err
 			return
@@ -511,13 +520,13 @@ func (c *cluster) chaos(ctx context.Context, o Options, sendEnd time.Time) error
 			errs <- err
 			return
 		}
-		c.logEvent("", "Kafka broker: resumed on its data")
+		c.logEvent("", evKafkaResumed)
 	})
 	wg.Go(func() {
 		if !sleep(ctx, total*65/100) {
 			return
 		}
-		c.logEvent("", "store: stop for %v", o.StoreOutage)
+		c.logEvent("", evStoreStop+" for %v", o.StoreOutage)
 		if err := c.svc.StopStore(); err != nil {
 			errs <- err
 			return
@@ -527,7 +536,7 @@ func (c *cluster) chaos(ctx context.Context, o Options, sendEnd time.Time) error
 			errs <- err
 			return
 		}
-		c.logEvent("", "store: resumed on its data")
+		c.logEvent("", evStoreResumed)
 	})
 	wg.Go(func() {
 		// The second kill is of the persisting instance, early, clear of the
